@@ -1,0 +1,144 @@
+"""The HTTP API application: ``create_app(context)``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from postline import __version__
+from postline.api.problems import Problem, install_problem_handlers, problem_response
+from postline.config import Config
+from postline.ingest.service import Ingestor
+from postline.store.base import Store, Tenant
+from postline.tenants import KeyAuthenticator
+
+__all__ = ["ApiContext", "create_app", "current_tenant"]
+
+
+@dataclass
+class ApiContext:
+    """What the API needs from the node; built by the runtime."""
+
+    config: Config
+    store: Store
+    ingestor: Ingestor
+    auth: KeyAuthenticator
+    throttle_state: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
+    metrics_text: Callable[[], Awaitable[bytes]] | None = None
+    ready: Callable[[], bool] = lambda: True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes with a 413 problem, streamed or not."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_big = Problem(
+            413,
+            "too-large",
+            f"The request body is larger than {self.limit} bytes.",
+            fix="Send fewer messages per batch, or smaller messages.",
+        )
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await problem_response(too_big, scope.get("path"))(scope, receive, send)
+                return
+        # Read the body here, within the limit, so a streamed upload without a
+        # Content-Length is refused the same way; the app then reads it from memory.
+        chunks: list[bytes] = []
+        seen = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay(None, message, receive), send)
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await problem_response(too_big, scope.get("path"))(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay(body, None, receive), send)
+
+
+def _replay(body: Message | None, first: Message | None, receive: Receive) -> Receive:
+    """A receive callable that yields the buffered message once, then the real stream."""
+    pending = [m for m in (first, body) if m is not None]
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replay
+
+
+async def current_tenant(request: Request) -> Tenant:
+    """Dependency: the tenant named by ``Authorization: Bearer <key>``."""
+    ctx: ApiContext = request.app.state.ctx
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if not header:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "No API key was given.",
+            fix="Send 'Authorization: Bearer <key>'; create a key with "
+            "'postline tenant create NAME --config FILE'.",
+            headers={"WWW-Authenticate": 'Bearer realm="postline"'},
+        )
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Problem(
+            401,
+            "unauthenticated",
+            "The Authorization header is not a Bearer token.",
+            fix="Send 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="postline"'},
+        )
+    tenant = await ctx.auth.tenant(key.strip())
+    if tenant is None:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "The API key is not valid (unknown or revoked).",
+            fix="Check the key, or create a new one with 'postline tenant create'.",
+            headers={"WWW-Authenticate": 'Bearer realm="postline", error="invalid_token"'},
+        )
+    return tenant
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    from postline.api.routes import system
+    from postline.api.routes.v1 import events, messages, queues
+
+    app = FastAPI(
+        title="postline",
+        version=__version__,
+        description="Email sending API: submit messages, follow their delivery, manage queues. "
+        "Errors are RFC 9457 problem documents (application/problem+json).",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    install_problem_handlers(app)
+    app.include_router(messages.router)
+    app.include_router(events.router)
+    app.include_router(queues.router)
+    app.include_router(system.router)
+    app.add_middleware(BodyLimit, limit=ctx.config.api.max_request_size)
+    return app

@@ -1,0 +1,177 @@
+"""RFC 9457 problem details: every API error says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from postline.errors import IntegrityViolation, StoreUnavailable, ValidationError
+
+__all__ = ["Problem", "install_problem_handlers", "problem_response"]
+
+PROBLEM_TYPE = "urn:postline:problem:"
+MEDIA_TYPE = "application/problem+json"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    """An error answered as problem JSON."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        fix: str | None = None,
+        title: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.fix = fix
+        self.title = title or _TITLES.get(status, "Error")
+        self.errors = errors
+        self.headers = headers
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": PROBLEM_TYPE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.fix:
+            out["fix"] = self.fix
+        if self.errors:
+            out["errors"] = self.errors
+        if instance:
+            out["instance"] = instance
+        return out
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    return Response(
+        json.dumps(problem.body(instance)),
+        status_code=problem.status,
+        media_type=MEDIA_TYPE,
+        headers=problem.headers,
+    )
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "body"
+
+
+def validation_problem(errors: list[dict[str, Any]], *, prefix: tuple[Any, ...] = ()) -> Problem:
+    items = []
+    json_error = None
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            json_error = ctx.get("error", "invalid JSON")
+            continue
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field; check its spelling against the API reference"
+        elif err.get("type") == "missing":
+            msg = "this field is required"
+        items.append({"field": _loc(prefix + loc), "message": msg})
+    if json_error is not None:
+        return Problem(
+            400,
+            "malformed-json",
+            f"The request body is not valid JSON: {json_error}.",
+            fix="Send a JSON object with Content-Type: application/json.",
+        )
+    summary = "; ".join(f"{i['field']}: {i['message']}" for i in items[:5])
+    return Problem(
+        422,
+        "validation",
+        f"The request is invalid: {summary}.",
+        fix="Correct the fields listed in 'errors' and send the request again.",
+        errors=items,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(validation_problem(list(exc.errors())), request.url.path)
+
+    async def on_ingest_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ValidationError)
+        errors = [{"field": exc.field, "message": str(exc)}] if exc.field else None
+        return problem_response(
+            Problem(422, "validation", str(exc), fix=exc.fix, errors=errors), request.url.path
+        )
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        fixes = {
+            404: "Check the URL; the API lives under /v1 (see /openapi.json).",
+            405: "Check the method; see /openapi.json for what this path accepts.",
+        }
+        return problem_response(
+            Problem(
+                exc.status_code, f"http-{exc.status_code}", detail, fix=fixes.get(exc.status_code)
+            ),
+            request.url.path,
+        )
+
+    async def on_unavailable(request: Request, exc: Exception) -> Response:
+        return problem_response(
+            Problem(
+                503,
+                "store-unavailable",
+                f"The message store cannot take the request right now: {exc}",
+                fix="Retry after a short delay; nothing from this request was stored.",
+                headers={"Retry-After": "5"},
+            ),
+            request.url.path,
+        )
+
+    async def on_conflict(request: Request, exc: Exception) -> Response:
+        return problem_response(
+            Problem(409, "conflict", str(exc), fix="Use a different name or identifier."),
+            request.url.path,
+        )
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(ValidationError, on_ingest_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(StoreUnavailable, on_unavailable)
+    app.add_exception_handler(IntegrityViolation, on_conflict)

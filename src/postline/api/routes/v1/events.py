@@ -1,0 +1,132 @@
+"""/v1/events: the tenant's event log, cursor-paged and filtered."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from postline.api.app import ApiContext, current_tenant
+from postline.api.problems import Problem
+from postline.api.schemas import EventsOut, ProblemOut, iso
+from postline.model import EventType
+from postline.model.ids import recipient_id
+from postline.store.base import EventQuery, Tenant
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+_TYPES = {t.value for t in EventType}
+
+
+def _time(name: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        if value.replace(".", "", 1).isdigit():
+            return float(value)
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Problem(
+            422,
+            "validation",
+            f"{name}={value!r} is not a time.",
+            fix="Use RFC 3339 (2026-11-27T10:00:00Z) or Unix seconds.",
+            errors=[{"field": name, "message": "not a time"}],
+        ) from None
+    if dt.tzinfo is None:
+        raise Problem(
+            422,
+            "validation",
+            f"{name}={value!r} has no time zone.",
+            fix="Add one, e.g. 'Z' for UTC.",
+            errors=[{"field": name, "message": "no time zone"}],
+        )
+    return dt.timestamp()
+
+
+def _times(data: dict[str, Any]) -> dict[str, Any]:
+    """Event data keeps Unix times; the API shows them as RFC 3339 like every other time."""
+    return {
+        k: iso(v) if k.endswith("_at") and isinstance(v, int | float) else v
+        for k, v in data.items()
+    }
+
+
+@router.get(
+    "/events",
+    response_model=EventsOut,
+    responses={401: {"model": ProblemOut}, 422: {"model": ProblemOut}},
+    summary="Events, oldest first, one page at a time",
+)
+async def list_events(
+    request: Request,
+    tenant: Annotated[Tenant, Depends(current_tenant)],
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    type: Annotated[
+        list[str] | None, Query(description="Event types to keep (repeat or comma-separate)")
+    ] = None,
+    message_id: Annotated[str | None, Query()] = None,
+    recipient: Annotated[str | None, Query(description="Recipient address")] = None,
+    since: Annotated[str | None, Query(description="RFC 3339 or Unix time, inclusive")] = None,
+    until: Annotated[str | None, Query(description="RFC 3339 or Unix time, exclusive")] = None,
+) -> Response:
+    ctx: ApiContext = request.app.state.ctx
+    after = 0
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise Problem(
+                422,
+                "validation",
+                f"cursor={cursor!r} is not a cursor from this API.",
+                fix="Pass the next_cursor value of the previous page unchanged.",
+                errors=[{"field": "cursor", "message": "invalid"}],
+            )
+        after = int(cursor)
+    types: list[str] = []
+    for item in type or []:
+        types.extend(t.strip() for t in item.split(",") if t.strip())
+    unknown = sorted(set(types) - _TYPES)
+    if unknown:
+        raise Problem(
+            422,
+            "validation",
+            f"Unknown event type(s): {', '.join(unknown)}.",
+            fix=f"Use one of: {', '.join(sorted(_TYPES))}.",
+            errors=[{"field": "type", "message": "unknown event type"}],
+        )
+    events = await ctx.store.events(
+        EventQuery(
+            tenant_id=tenant.id,
+            after=after,
+            limit=limit,
+            types=types,
+            message_id=message_id,
+            recipient=recipient.lower() if recipient and "@" in recipient else recipient,
+            since=_time("since", since),
+            until=_time("until", until),
+        )
+    )
+    out = [
+        {
+            "id": str(e.id),
+            "type": e.type,
+            "at": iso(e.at),
+            "message_id": e.message_id,
+            "recipient_id": recipient_id(e.message_id, e.recipient_idx)
+            if e.message_id and e.recipient_idx is not None
+            else None,
+            "recipient": e.recipient,
+            "node": e.node_id,
+            "data": _times(e.data),
+        }
+        for e in events
+    ]
+    next_cursor = str(events[-1].id) if events else (cursor or None)
+    body = {"events": out, "next_cursor": next_cursor}
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")

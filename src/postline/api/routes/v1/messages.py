@@ -1,0 +1,354 @@
+"""/v1/messages: submit (single and batch), inspect, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+from pydantic import ValidationError as PydanticValidationError
+
+from postline.api.app import ApiContext, current_tenant
+from postline.api.problems import Problem, validation_problem
+from postline.api.schemas import BatchOut, CancelOut, MessageAccepted, MessageOut, ProblemOut, iso
+from postline.errors import ValidationError
+from postline.ingest.schema import BatchIn, MessageIn
+from postline.model import RecipientState
+from postline.model.ids import recipient_id
+from postline.store.base import EventQuery, IdempotencyClaim, MessageView, NewMessage, Tenant
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["messages"])
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ProblemOut, "description": "Malformed JSON"},
+    401: {"model": ProblemOut, "description": "Missing or invalid API key"},
+    409: {"model": ProblemOut, "description": "Idempotency-Key reused with a different body"},
+    413: {"model": ProblemOut, "description": "Body too large"},
+    422: {"model": ProblemOut, "description": "Invalid message"},
+}
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes the request safe to retry: the same key with the same body returns "
+        "the first answer and queues nothing new, for 24 hours.",
+    ),
+]
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _accepted(m: NewMessage, now: float) -> dict[str, Any]:
+    status = "scheduled" if m.next_attempt_at > now + 1 else "queued"
+    return {
+        "id": m.id,
+        "message_id": m.message_id_header,
+        "recipients": [
+            {"id": recipient_id(m.id, r.idx), "address": r.address, "status": status}
+            for r in m.recipients
+        ],
+    }
+
+
+def _problem_from(
+    exc: ValidationError | PydanticValidationError, prefix: tuple[Any, ...]
+) -> Problem:
+    if isinstance(exc, PydanticValidationError):
+        return validation_problem([dict(e) for e in exc.errors()], prefix=prefix)
+    field = ".".join(str(p) for p in prefix) + (f".{exc.field}" if exc.field else "")
+    return Problem(
+        422,
+        "validation",
+        str(exc),
+        fix=exc.fix,
+        errors=[{"field": field or "body", "message": str(exc)}],
+    )
+
+
+async def _check_key(
+    ctx: ApiContext, tenant: Tenant, key: str | None, request_hash: str
+) -> Response | None:
+    if key is None:
+        return None
+    if not _KEY.match(key):
+        raise Problem(
+            400,
+            "bad-idempotency-key",
+            "The Idempotency-Key header must be 1-255 printable ASCII characters.",
+            fix="Use e.g. a UUID as the key.",
+        )
+    stored = await ctx.store.get_idempotency(tenant.id, key)
+    if stored is None:
+        return None
+    return _replay(stored.request_hash, stored.status, stored.response, request_hash)
+
+
+def _replay(stored_hash: str, status: int, response: str, request_hash: str) -> Response:
+    if stored_hash != request_hash:
+        raise Problem(
+            409,
+            "idempotency-conflict",
+            "This Idempotency-Key was already used with a different request body.",
+            fix="Send the same body as the first request, or use a new key for a new message.",
+        )
+    return Response(
+        response,
+        status_code=status,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+async def _enqueue(
+    ctx: ApiContext,
+    tenant: Tenant,
+    messages: list[NewMessage],
+    status: int,
+    body: dict[str, Any],
+    key: str | None,
+    request_hash: str,
+    now: float,
+) -> Response:
+    text = json.dumps(body, separators=(",", ":"))
+    claim = IdempotencyClaim(key, request_hash, status, text, now) if key else None
+    replay = await ctx.ingestor.enqueue(tenant.id, messages, idempotency=claim)
+    if replay is not None:
+        return _replay(replay.request_hash, replay.status, replay.response, request_hash)
+    return Response(text, status_code=status, media_type="application/json")
+
+
+@router.post(
+    "/messages",
+    status_code=202,
+    response_model=MessageAccepted,
+    responses=_ERRORS,
+    summary="Send one message",
+)
+async def send_message(
+    payload: MessageIn,
+    request: Request,
+    tenant: Annotated[Tenant, Depends(current_tenant)],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Queue one message for up to 1000 recipients. 202 means it is stored durably."""
+    ctx: ApiContext = request.app.state.ctx
+    raw = await request.body()
+    request_hash = hashlib.sha256(b"POST /v1/messages\n" + raw).hexdigest()
+    replay = await _check_key(ctx, tenant, idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    now = time.time()
+    message = ctx.ingestor.build_api_message(tenant.id, payload, now=now)
+    return await _enqueue(
+        ctx, tenant, [message], 202, _accepted(message, now), idempotency_key, request_hash, now
+    )
+
+
+@router.post(
+    "/messages/batch",
+    status_code=202,
+    response_model=BatchOut,
+    responses=_ERRORS,
+    summary="Send many messages in one request",
+)
+async def send_batch(
+    payload: BatchIn,
+    request: Request,
+    tenant: Annotated[Tenant, Depends(current_tenant)],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Queue up to 1000 personalised messages in one durable transaction.
+
+    Each item is validated on its own: valid items are queued, invalid ones are reported
+    with a problem object in ``results`` (202 when at least one was accepted, 422 when none
+    was).
+    """
+    ctx: ApiContext = request.app.state.ctx
+    limit = ctx.config.api.max_batch
+    if not payload.messages:
+        raise Problem(
+            422, "validation", "The batch is empty.", fix="Put 1 or more items in 'messages'."
+        )
+    if len(payload.messages) > limit:
+        raise Problem(
+            422,
+            "validation",
+            f"The batch has {len(payload.messages)} messages; the limit is {limit}.",
+            fix="Split it into several batches.",
+        )
+    raw = await request.body()
+    request_hash = hashlib.sha256(b"POST /v1/messages/batch\n" + raw).hexdigest()
+    replay = await _check_key(ctx, tenant, idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    now = time.time()
+    results: list[dict[str, Any]] = []
+    accepted: list[NewMessage] = []
+    for i, item in enumerate(payload.messages):
+        try:
+            m = MessageIn.model_validate(item)
+            built = ctx.ingestor.build_api_message(tenant.id, m, now=now)
+        except (PydanticValidationError, ValidationError) as exc:
+            problem = _problem_from(exc, ("messages", i))
+            results.append({"index": i, "status": "rejected", "error": problem.body()})
+            continue
+        accepted.append(built)
+        results.append({"index": i, "status": "accepted", **_accepted(built, now)})
+    status = 202 if accepted else 422
+    body = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
+    if not accepted:
+        return _json(status, body)
+    return await _enqueue(ctx, tenant, accepted, status, body, idempotency_key, request_hash, now)
+
+
+def _recipient_status(view: MessageView, now: float) -> list[str]:
+    out = []
+    for r in view.recipients:
+        if r.state is not RecipientState.QUEUED:
+            out.append(r.state.value)
+        elif r.leased:
+            out.append("sending")
+        elif r.attempts > 0:
+            out.append("deferred")
+        elif r.next_attempt_at is not None and r.next_attempt_at > now + 1:
+            out.append("scheduled")
+        else:
+            out.append("queued")
+    return out
+
+
+def _overall(statuses: list[str]) -> str:
+    kinds = set(statuses)
+    if len(kinds) == 1:
+        return statuses[0]
+    if kinds & {"queued", "scheduled", "sending", "deferred"}:
+        return "in_progress"
+    if "delivered" in kinds:
+        return "partially_delivered"
+    return "failed"
+
+
+@router.get(
+    "/messages/{message_id}",
+    response_model=MessageOut,
+    responses={404: {"model": ProblemOut}, 401: {"model": ProblemOut}},
+    summary="A message and every recipient's state and attempts",
+)
+async def get_message(
+    message_id: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+) -> Response:
+    ctx: ApiContext = request.app.state.ctx
+    view = await ctx.store.get_message(tenant.id, message_id)
+    if view is None:
+        raise Problem(
+            404,
+            "not-found",
+            f"No message {message_id!r} exists for this tenant.",
+            fix="Use the id returned by POST /v1/messages.",
+        )
+    events = await ctx.store.events(
+        EventQuery(tenant_id=tenant.id, message_id=message_id, limit=10_000)
+    )
+    per_rcpt: dict[int, list[dict[str, Any]]] = {}
+    for e in events:
+        if e.recipient_idx is None:
+            continue
+        item = {"type": e.type, "at": iso(e.at)}
+        for k in ("code", "enhanced", "text", "mx", "ip"):
+            if e.data.get(k) is not None:
+                item[k] = e.data[k]
+        per_rcpt.setdefault(e.recipient_idx, []).append(item)
+    now = time.time()
+    statuses = _recipient_status(view, now)
+    recipients = []
+    for r, status in zip(view.recipients, statuses, strict=True):
+        last = None
+        if r.last_code is not None:
+            last = {
+                "code": r.last_code,
+                "enhanced": r.last_enhanced,
+                "text": r.last_text,
+                "mx": r.last_mx,
+            }
+        recipients.append(
+            {
+                "id": recipient_id(view.id, r.idx),
+                "address": r.address,
+                "status": status,
+                "attempts": r.attempts,
+                "next_attempt_at": iso(r.next_attempt_at),
+                "expires_at": iso(r.expires_at),
+                "updated_at": iso(r.updated_at),
+                "last_reply": last,
+                "events": per_rcpt.get(r.idx, []),
+            }
+        )
+    return _json(
+        200,
+        {
+            "id": view.id,
+            "created_at": iso(view.created_at),
+            "status": _overall(statuses),
+            "from": view.mail_from,
+            "subject": view.subject,
+            "message_id": view.message_id_header,
+            "source": view.source,
+            "stream": view.stream,
+            "size": view.size,
+            "tags": view.tags,
+            "metadata": view.metadata,
+            "recipients": recipients,
+        },
+    )
+
+
+@router.delete(
+    "/messages/{message_id}",
+    response_model=CancelOut,
+    responses={404: {"model": ProblemOut}, 401: {"model": ProblemOut}},
+    summary="Cancel whatever of a message is not yet delivered",
+)
+async def cancel_message(
+    message_id: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+) -> Response:
+    """Recipients still queued or deferred become ``cancelled``. A recipient whose
+    delivery is in progress at this moment may still be delivered."""
+    ctx: ApiContext = request.app.state.ctx
+    view = await ctx.store.get_message(tenant.id, message_id)
+    if view is None:
+        raise Problem(
+            404,
+            "not-found",
+            f"No message {message_id!r} exists for this tenant.",
+            fix="Use the id returned by POST /v1/messages.",
+        )
+    n = await ctx.store.cancel(tenant.id, message_id, now=time.time(), node_id=ctx.ingestor.node_id)
+    after = await ctx.store.get_message(tenant.id, message_id)
+    assert after is not None
+    statuses = _recipient_status(after, time.time())
+    return _json(
+        200,
+        {
+            "id": message_id,
+            "cancelled": n,
+            "recipients": [
+                {"id": recipient_id(message_id, r.idx), "address": r.address, "status": s}
+                for r, s in zip(after.recipients, statuses, strict=True)
+            ],
+        },
+    )

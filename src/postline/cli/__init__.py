@@ -1,0 +1,28 @@
+"""The ``postline`` command: one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from postline.cli import config_cmd, demo, serve, tenant
+from postline.cli.sim import sim
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="postline",
+    help="postline: an email sending platform (HTTP + SMTP in, throttled SMTP out).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve.serve)
+app.command("demo")(demo.demo)
+app.command("sim")(sim)
+app.command("openapi")(config_cmd.openapi)
+app.add_typer(tenant.app, name="tenant")
+app.add_typer(config_cmd.app, name="config")
+
+
+def main() -> None:
+    app()

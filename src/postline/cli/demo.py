@@ -1,0 +1,393 @@
+"""``postline demo``: a node, the simulated internet and 20,000 messages, on loopback.
+
+The demo starts ``postline sim``'s servers in this process, a real ``postline serve``
+node as a child process pointed at them (its resolver is the sim's DNS, so nothing
+leaves 127.0.0.0/8), creates a tenant with ``postline tenant create``, sends the
+messages through ``POST /v1/messages/batch`` and follows the queue through ``/metrics``
+until it drains. The summary compares what the node says it delivered with what the
+sim's mail exchangers accepted — every delivered recipient exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from postline.cli._common import run
+from postline.sim.config import SimConfig
+from postline.sim.recorder import SimReport
+from postline.sim.runner import Simulator
+
+__all__ = ["demo"]
+
+console = Console()
+
+# Share of the messages per group of domains, and the local-part mix of recipients.
+_PROVIDER_SHARE = {"google": 0.30, "microsoft": 0.15, "yahoo": 0.08, "apple": 0.06}
+_FIXED = {
+    "tinylimit.test": 8,
+    "ratelimited.test": 100,
+    "tarpit.test": 40,
+    "spamblock.test": 40,
+    "nullmx.test": 20,
+    "nxdomain.test": 20,
+    "deadprimary.test": 150,
+    "implicit.test": 150,
+}
+_LOCAL_MIX = [
+    ("user", 0.952),
+    ("unknown", 0.02),
+    ("greylist", 0.01),
+    ("full", 0.005),
+    ("overquota", 0.004),
+    ("disabled", 0.003),
+    ("spam", 0.003),
+    ("drop", 0.003),
+]
+_METRIC = re.compile(r"^(postline_[a-z_]+)(?:\{([^}]*)\})? ([0-9.e+-]+)$", re.M)
+
+
+@dataclass
+class Plan:
+    recipients: list[str] = field(default_factory=list)
+
+
+def plan_messages(sim: SimConfig, total: int, seed: int) -> list[str]:
+    """One recipient address per message, following the demo's realistic mix."""
+    rng = random.Random(seed)
+    by_provider: dict[str, list[str]] = {}
+    plain: list[str] = []
+    for d in sim.domains:
+        if d.provider in _PROVIDER_SHARE:
+            by_provider.setdefault(d.provider, []).append(d.name)
+        elif d.name not in _FIXED and d.kind in ("mx", "implicit"):
+            plain.append(d.name)
+    domains: list[str] = []
+    for provider, share in _PROVIDER_SHARE.items():
+        names = by_provider.get(provider, [])
+        if names:
+            domains.extend(rng.choice(names) for _ in range(int(total * share)))
+    for name, count in _FIXED.items():
+        if any(d.name == name for d in sim.domains):
+            domains.extend([name] * max(1, count * total // 20000))
+    rest = total - len(domains)
+    domains.extend(rng.choice(plain) for _ in range(max(0, rest)))
+    rng.shuffle(domains)
+    kinds = [k for k, _ in _LOCAL_MIX]
+    weights = [w for _, w in _LOCAL_MIX]
+    out = []
+    for i, domain in enumerate(domains[:total]):
+        kind = rng.choices(kinds, weights)[0]
+        out.append(f"{kind}{i}@{domain}")
+    return out
+
+
+def _metrics(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, labels, value in _METRIC.findall(text):
+        key = f"{name}{{{labels}}}" if labels else name
+        out[key] = float(value)
+    return out
+
+
+def _state(m: dict[str, float], state: str) -> int:
+    return int(m.get(f'postline_recipients{{state="{state}"}}', 0))
+
+
+def _bounce_class(enhanced: str | None, text: str) -> str:
+    code = enhanced or ""
+    if code == "5.1.1":
+        return "unknown user (5.1.1)"
+    if code in ("5.1.2", "5.1.10"):
+        return "domain accepts no mail (null MX / NXDOMAIN)"
+    if code.startswith("5.2."):
+        return "mailbox full / disabled (5.2.x)"
+    if code.startswith("5.7."):
+        return "blocked as spam (5.7.x)"
+    return f"other ({code or text[:30]})"
+
+
+async def _send(client: httpx.AsyncClient, recipients: list[str], batch: int) -> dict[str, str]:
+    """Submit everything in batches; returns postline id → Message-ID header."""
+    ids: dict[str, str] = {}
+    sem = asyncio.Semaphore(4)
+
+    async def one(chunk: list[str], start: int) -> None:
+        messages = [
+            {
+                "from": "Demo Shop <orders@shop.test>",
+                "to": [addr],
+                "subject": f"Your order #{start + i} has shipped",
+                "text": f"Hello,\n\nyour order #{start + i} is on its way.\n",
+                "tags": ["demo"],
+            }
+            for i, addr in enumerate(chunk)
+        ]
+        async with sem:
+            r = await client.post("/v1/messages/batch", json={"messages": messages})
+        r.raise_for_status()
+        for item in r.json()["results"]:
+            ids[item["id"]] = item["message_id"]
+
+    await asyncio.gather(
+        *(one(recipients[i : i + batch], i) for i in range(0, len(recipients), batch))
+    )
+    return ids
+
+
+async def _events(client: httpx.AsyncClient, kind: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"type": kind, "limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get("/v1/events", params=params)).json()
+        out.extend(page["events"])
+        if len(page["events"]) < 1000:
+            return out
+        cursor = page["next_cursor"]
+
+
+def _node_config(tmp: Path, sim: Simulator, api_port: int) -> Path:
+    path = tmp / "node.toml"
+    path.write_text(
+        f"""# written by `postline demo`
+data_dir = "{tmp / "data"}"
+node_id = "demo"
+
+[api]
+listen = "127.0.0.1:{api_port}"
+
+[submission]
+enabled = false
+
+[retry]
+first = "3s"
+multiplier = 2.0
+max_interval = "10s"
+max_age = "60s"
+
+[queue]
+scan_interval = "250ms"
+
+[throttle]
+suspend_for = "15s"
+recover_interval = "5s"
+
+[log]
+level = "warning"
+
+{sim.node_config()}
+"""
+    )
+    return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: float) -> int:
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="postline-demo-"))
+    sim = Simulator(SimConfig.standard(domains=domains, seed=seed))
+    await sim.start()
+    node: asyncio.subprocess.Process | None = None
+    postline = str(Path(sys.executable).with_name("postline"))
+    try:
+        api_port = _free_port()
+        cfg = _node_config(tmp, sim, api_port)
+        tenant = await asyncio.create_subprocess_exec(
+            postline,
+            "tenant",
+            "create",
+            "demo",
+            "--config",
+            str(cfg),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await tenant.communicate()
+        if tenant.returncode != 0:
+            console.print(f"[red]postline tenant create failed:[/red] {err.decode()}")
+            return 1
+        key = out.decode().strip().splitlines()[-1]
+        log_file = (tmp / "node.log").open("wb")
+        node = await asyncio.create_subprocess_exec(
+            postline, "serve", "--config", str(cfg), stdout=asyncio.subprocess.PIPE, stderr=log_file
+        )
+        assert node.stdout is not None
+        ready = await node.stdout.readline()
+        if not ready.startswith(b"{"):
+            console.print(f"[red]the node did not start; see {tmp / 'node.log'}[/red]")
+            return 1
+        console.print(
+            f"[bold]postline demo[/bold]: node on 127.0.0.1:{api_port}, simulated internet "
+            f"with {len(sim.domains)} domains (DNS {sim.dns_address}, SMTP port {sim.smtp_port})"
+        )
+        recipients = plan_messages(sim.config, messages, seed)
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{api_port}", headers=headers, timeout=60
+        ) as client:
+            t0 = time.time()
+            with Progress(
+                TextColumn("{task.description:<28}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[extra]}"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                accepted_bar = progress.add_task("accepted over HTTP", total=messages, extra="")
+                final_bar = progress.add_task("delivered/bounced/expired", total=messages, extra="")
+                send = asyncio.create_task(_send(client, recipients, 500))
+                ids: dict[str, str] = {}
+                last: dict[str, float] = {}
+                while True:
+                    await asyncio.sleep(0.5)
+                    m = _metrics((await client.get("/metrics")).text)
+                    last = m
+                    accepted = int(m.get('postline_ingested_recipients_total{source="api"}', 0))
+                    done = sum(_state(m, s) for s in ("delivered", "bounced", "expired"))
+                    queued = _state(m, "queued")
+                    deferred = int(m.get('postline_delivery_attempts_total{result="deferred"}', 0))
+                    progress.update(accepted_bar, completed=accepted)
+                    progress.update(
+                        final_bar,
+                        completed=done,
+                        extra=f"queued {queued}, retries so far {deferred}",
+                    )
+                    if send.done():
+                        ids = send.result()
+                        if queued == 0 and done >= len(recipients):
+                            break
+                    if time.time() - t0 > time_limit:
+                        break
+            elapsed = time.time() - t0
+            delivered = await _events(client, "delivered")
+            bounced = await _events(client, "bounced")
+            expired = await _events(client, "expired")
+        report = sim.report(window=1.0)
+        _summary(sim, report, ids, delivered, bounced, expired, last, elapsed, messages)
+        ok = report.duplicate_count == 0 and _exact(ids, delivered, report)
+        return 0 if ok else 1
+    finally:
+        if node is not None and node.returncode is None:
+            node.terminate()
+            try:
+                await asyncio.wait_for(node.wait(), 30)
+            except TimeoutError:
+                node.kill()
+                await node.wait()
+        await sim.stop()
+        if keep:
+            console.print(f"state kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _exact(ids: dict[str, str], delivered: list[dict[str, Any]], report: SimReport) -> bool:
+    ours = {(ids.get(e["message_id"], ""), e["recipient"]) for e in delivered}
+    theirs = {(r.message_id, r.recipient) for r in report.records}
+    return ours == theirs and len(delivered) == len(ours)
+
+
+def _summary(
+    sim: Simulator,
+    report: SimReport,
+    ids: dict[str, str],
+    delivered: list[dict[str, Any]],
+    bounced: list[dict[str, Any]],
+    expired: list[dict[str, Any]],
+    metrics: dict[str, float],
+    elapsed: float,
+    total: int,
+) -> None:
+    first_try = sum(1 for e in delivered if e["data"].get("attempt", 1) == 1)
+    table = Table(title="postline demo: summary", show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("accepted (HTTP 202, fsync'd)", str(len(ids)))
+    table.add_row("delivered, first attempt", str(first_try))
+    table.add_row("delivered after retries", str(len(delivered) - first_try))
+    classes = Counter(
+        _bounce_class(e["data"].get("enhanced"), e["data"].get("text", "")) for e in bounced
+    )
+    for name, n in sorted(classes.items()):
+        table.add_row(f"bounced: {name}", str(n))
+    table.add_row("expired (still failing at max age)", str(len(expired)))
+    table.add_row("still queued", str(_state(metrics, "queued")))
+    rate = len(delivered) / elapsed if elapsed else 0.0
+    table.add_row("elapsed / delivery throughput", f"{elapsed:.1f}s / {rate:.0f} msg/s")
+    console.print(table)
+
+    limits = Table(title="throttled destinations: what the sim's MX saw", header_style="bold")
+    for col in ("destination", "node limit", "peak rate seen (1 s)", "peak conns", "conn limit"):
+        limits.add_column(col, justify="right" if col != "destination" else "left")
+    hints = {h["name"]: h for h in sim.throttle_hints()}
+    for name in ("google", "microsoft", "yahoo", "apple"):
+        h = hints.get(name)
+        if h is None:
+            continue
+        peak = report.peak_rate_by_provider.get(name, 0.0)
+        conns = max(
+            (
+                s.peak
+                for k, s in report.connections_by_provider_client.items()
+                if k.startswith(name + "|")
+            ),
+            default=0,
+        )
+        limit = f"{h['messages']}/s +{h.get('burst', 0)} burst"
+        limits.add_row(name, limit, f"{peak:.0f}/s", str(conns), str(h["connections"]))
+    for domain in ("ratelimited.test", "tinylimit.test"):
+        peak = report.peak_rate_by_domain.get(domain, 0.0)
+        stats = report.connections_by_domain.get(domain)
+        limits.add_row(
+            domain, "default rule", f"{peak:.0f}/s", str(stats.peak if stats else 0), "-"
+        )
+    console.print(limits)
+
+    exact = _exact(ids, delivered, report)
+    verdict = "[green]OK[/green]" if exact and report.duplicate_count == 0 else "[red]FAILED[/red]"
+    console.print(
+        f"exactly-once check: node delivered {len(delivered)} recipients, the sim's mail "
+        f"exchangers accepted {report.accepted} ({len(report.accepted_pairs())} distinct), "
+        f"duplicates {report.duplicate_count}: {verdict}"
+    )
+    accounted = len(delivered) + len(bounced) + len(expired) + _state(metrics, "queued")
+    console.print(f"every accepted recipient accounted for: {accounted} of {total}")
+
+
+def demo(
+    messages: Annotated[int, typer.Option(help="Messages to send (one recipient each).")] = 20000,
+    domains: Annotated[int, typer.Option(help="Simulated domains.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the mix and the sim.")] = 1,
+    keep: Annotated[bool, typer.Option(help="Keep the node's data directory.")] = False,
+    time_limit: Annotated[float, typer.Option(help="Stop waiting after this many seconds.")] = 150,
+) -> None:
+    """Run a node against the simulated internet and show what happens."""
+    code = run(_main(messages, domains, seed, keep, time_limit))
+    raise typer.Exit(code)

@@ -1,0 +1,47 @@
+"""``postline serve``: run a node until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import typer
+
+from postline.cli._common import ConfigOption, fail, load, run
+from postline.errors import ConfigError, PostlineError
+from postline.runtime import Node, configure_logging
+
+__all__ = ["serve"]
+
+
+def _addr(address: tuple[str, int] | None) -> str | None:
+    return f"{address[0]}:{address[1]}" if address else None
+
+
+def serve(config: ConfigOption) -> None:
+    """Run a node: the HTTP API, SMTP submission and the delivery engine."""
+    cfg = load(config)
+    configure_logging(cfg)
+
+    async def main() -> None:
+        node = Node(cfg)
+        try:
+            await node.start()
+        except (ConfigError, PostlineError) as exc:
+            await node.stop()
+            raise fail(str(exc)) from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        ready = {
+            "node": node.node_id,
+            "api": _addr(node.api_address),
+            "submission": _addr(node.submission_address),
+        }
+        typer.echo(json.dumps({"ready": ready}), nl=True)
+        await stop.wait()
+        await node.stop()
+
+    run(main())

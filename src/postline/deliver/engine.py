@@ -1,0 +1,590 @@
+"""The delivery engine: per-domain leasing into per-site ready queues, and outcomes.
+
+    scanner ──(due domains)──▶ domain loop ──(lease, sized by the site's room)──▶ Site
+    ingest ───(notify)────────▶                                                   │
+                                     recorder ◀──(outcomes, batched)──────────────┘
+
+* The **scanner** asks the store which domains have due recipients every
+  ``[queue] scan_interval``; ingest also wakes a domain at once when it enqueues.
+* A **domain loop** resolves the domain's route (static route or MX), finds the
+  :class:`~postline.deliver.site.Site` for it and leases only as many recipients as the
+  site has room for. Mail for a domain whose MX lookup failed permanently bounces here;
+  a temporary DNS failure defers it.
+* **Sites** send (see :mod:`postline.deliver.site`).
+* The **recorder** writes outcomes in batches (group commit) right after the replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from postline.config import Config
+from postline.deliver.outcome import decide, dns_reply
+from postline.deliver.site import Host, Site, WorkItem, make_record
+from postline.dns.resolver import Resolver
+from postline.metrics import Metrics
+from postline.model import EventType, RecipientState, Reply
+from postline.schedule.backoff import RetryPolicy
+from postline.smtp.client import Timeouts
+from postline.store.base import AttemptRecord, LeasedMessage, Store
+from postline.throttle.base import ThrottleBackend
+from postline.throttle.rules import Destination, ThrottleRules
+
+__all__ = ["DeliveryEngine"]
+
+log = logging.getLogger(__name__)
+
+ROUTE_TTL = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    site: Site | None
+    failure: Reply | None
+    expires: float
+
+
+class _DomainState:
+    __slots__ = ("again", "task")
+
+    def __init__(self) -> None:
+        self.again = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class Recorder:
+    """Collects outcomes and writes them in batches; never loses one on shutdown."""
+
+    def __init__(self, store: Store, node_id: str, metrics: Metrics) -> None:
+        self._store = store
+        self._node_id = node_id
+        self._metrics = metrics
+        self._pending: list[AttemptRecord] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stop = False
+        self.written = 0
+
+    def add(self, records: Iterable[AttemptRecord]) -> None:
+        recs = list(records)
+        if not recs:
+            return
+        for r in recs:
+            if r.event is not None and (r.counted or r.state is not RecipientState.QUEUED):
+                self._metrics.attempts.labels(r.event.value).inc()
+        self._pending.extend(recs)
+        self._idle.clear()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._write(batch)
+            self._idle.set()
+            if self._stop and not self._pending:
+                return
+
+    async def _write(self, batch: list[AttemptRecord]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await asyncio.shield(self._store.record(batch, node_id=self._node_id))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "could not record %d outcomes; retrying",
+                    len(batch),
+                    extra={"action": "deliver.record_failed"},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.written += len(batch)
+            return
+
+    async def flush(self) -> None:
+        await self._idle.wait()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+
+
+class DeliveryEngine:
+    """Runs the scanner, the domain loops, the sites and the recorder of one node."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        resolver: Resolver,
+        rules: ThrottleRules,
+        throttle: ThrottleBackend,
+        metrics: Metrics,
+        node_id: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.resolver = resolver
+        self.rules = rules
+        self.throttle = throttle
+        self.metrics = metrics
+        self.node_id = node_id
+        self.rng = rng or random.Random()
+        r = config.retry
+        self.policy = RetryPolicy(r.first, r.multiplier, r.max_interval, r.max_age, r.jitter)
+        self.timeouts = Timeouts(**config.delivery.timeouts.model_dump())
+        self.helo_hostname = config.hostname
+        self.source_address = config.delivery.source_address or None
+        self.tls_mode = config.delivery.tls
+        self.idle_timeout = config.delivery.idle_timeout
+        self.lease_time = config.queue.lease_time
+        self.lease_margin = min(30.0, self.lease_time / 4)
+        self.max_lease = config.queue.max_lease
+        self.connection_ttl = 300.0
+        self.site_retry = max(1.0, min(self.policy.first, 60.0))
+        self.default_connections = 10
+        self.max_connections = config.delivery.max_connections
+        self.stopping = False
+        self.loop = asyncio.get_event_loop_policy().get_event_loop()
+        self.sites: dict[str, Site] = {}
+        self._routes: dict[str, _Route] = {}
+        self._domains: dict[str, _DomainState] = {}
+        self._open = 0
+        self.bucket_workers: Counter[str] = Counter()
+        self.bucket_sites: dict[str, set[Site]] = {}
+        self._suspended: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.recorder = Recorder(store, node_id, metrics)
+        self._scan_wake = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._tasks = [
+            self.loop.create_task(self.recorder.run(), name="deliver:recorder"),
+            self.loop.create_task(self._scan_loop(), name="deliver:scanner"),
+        ]
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop leasing, let transactions in progress finish, hand back the rest."""
+        self.stopping = True
+        self._scan_wake.set()
+        scanner = self._tasks[1] if len(self._tasks) > 1 else None
+        if scanner is not None:
+            scanner.cancel()
+        for site in self.sites.values():
+            site.wake()
+        pending = [s.task for s in self._domains.values() if s.task is not None]
+        for site in self.sites.values():
+            pending.extend(site.workers)
+        if pending:
+            _, not_done = await asyncio.wait(pending, timeout=timeout)
+            for task in not_done:
+                task.cancel()
+            if not_done:
+                await asyncio.wait(not_done, timeout=2.0)
+        now = time.time()
+        for site in self.sites.values():
+            self.release(site.drain(), now=now)
+        self.recorder.stop()
+        if self._tasks:
+            await asyncio.wait([self._tasks[0]], timeout=timeout)
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        self._tasks = []
+
+    # -- connection budget (all sites of this node) ------------------------------------
+    def connection_budget(self) -> int:
+        return self.max_connections - self._open
+
+    def reserve_connection(self, bucket: str) -> None:
+        self._open += 1
+        self.bucket_workers[bucket] += 1
+
+    def release_connection(self, bucket: str) -> None:
+        self._open -= 1
+        self.bucket_workers[bucket] -= 1
+        # A slot of a shared bucket came free: sites waiting for one get their turn.
+        for site in self.bucket_sites.get(bucket, ()):
+            if site.buffer and not self.held(site):
+                site.spawn()
+
+    def others_waiting(self, site: Site) -> bool:
+        """True when another site of the same bucket has work but no connection."""
+        return any(
+            other is not site and other.buffer and not other.workers
+            for other in self.bucket_sites.get(site.bucket, ())
+        )
+
+    def held(self, site: Site) -> bool:
+        """True while the site is unreachable or its throttle bucket is suspended."""
+        now = time.time()
+        return site.down_until > now or self._suspended.get(site.bucket, 0.0) > now
+
+    # -- waking domains --------------------------------------------------------------
+    def notify(self, domains: Iterable[str]) -> None:
+        """Work became due now for these domains (called by ingest)."""
+        for domain in domains:
+            self.activate(domain)
+
+    def activate(self, domain: str) -> None:
+        if self.stopping:
+            return
+        state = self._domains.get(domain)
+        if state is not None:
+            state.again = True
+            return
+        state = _DomainState()
+        self._domains[domain] = state
+        state.task = self.loop.create_task(
+            self._domain_loop(domain, state), name=f"domain:{domain}"
+        )
+
+    async def _scan_loop(self) -> None:
+        interval = self.config.queue.scan_interval
+        while not self.stopping:
+            try:
+                due = await self.store.due_domains()
+            except Exception:
+                log.exception("queue scan failed", extra={"action": "deliver.scan_failed"})
+                due = []
+            now = time.time()
+            for d in due:
+                if d.next_attempt_at <= now:
+                    self.activate(d.domain)
+            self._expire_routes()
+            try:
+                await asyncio.wait_for(self._scan_wake.wait(), interval)
+            except TimeoutError:
+                pass
+            self._scan_wake.clear()
+
+    def _expire_routes(self) -> None:
+        now = time.monotonic()
+        for domain in [d for d, r in self._routes.items() if r.expires < now]:
+            del self._routes[domain]
+        idle = [
+            k
+            for k, s in self.sites.items()
+            if not s.workers and not s.buffer and now - s.last_used > 300
+        ]
+        for key in idle:
+            site = self.sites.pop(key)
+            self.bucket_sites.get(site.bucket, set()).discard(site)
+
+    async def _domain_loop(self, domain: str, state: _DomainState) -> None:
+        try:
+            while not self.stopping:
+                state.again = False
+                more = await self._lease_round(domain)
+                if not more and not state.again:
+                    return
+        except Exception:
+            log.exception(
+                "domain loop for %s failed", domain, extra={"action": "deliver.domain_failed"}
+            )
+        finally:
+            self._domains.pop(domain, None)
+
+    async def _lease_round(self, domain: str) -> bool:
+        """Lease once for ``domain``; True when there may be more due right now."""
+        route = await self.route(domain)
+        now = time.time()
+        if route.failure is not None:
+            leased = await self.store.lease(
+                domain,
+                now=now,
+                limit=self.max_lease,
+                lease_time=self.lease_time,
+                owner=self.node_id,
+            )
+            self._fail_without_site(leased, route.failure, domain)
+            return len(leased) > 0
+        site = route.site
+        assert site is not None
+        if self.held(site):
+            return False
+        room = site.capacity()
+        if room <= 0:
+            await site.wait_space(1.0)
+            return True
+        want = min(room, self.max_lease)
+        leased = await self.store.lease(
+            domain, now=now, limit=want, lease_time=self.lease_time, owner=self.node_id
+        )
+        if not leased:
+            return False
+        per_txn = site.destination.limits.recipients_per_transaction or 100
+        items = []
+        count = 0
+        until = now + self.lease_time
+        for m in leased:
+            count += len(m.recipients)
+            for i in range(0, len(m.recipients), per_txn):
+                items.append(WorkItem(m, m.recipients[i : i + per_txn], domain, until))
+        site.put(items)
+        return count >= want
+
+    # -- routing ---------------------------------------------------------------------
+    async def route(self, domain: str) -> _Route:
+        cached = self._routes.get(domain)
+        if cached is not None and cached.expires > time.monotonic():
+            return cached
+        route = await self._resolve(domain)
+        self._routes[domain] = route
+        return route
+
+    async def _resolve(self, domain: str) -> _Route:
+        expires = time.monotonic() + ROUTE_TTL
+        static = self._static_route(domain)
+        if static is not None:
+            host, port = static
+            try:
+                ipaddress.ip_address(host)
+                addresses: Sequence[str] = (host,)
+            except ValueError:
+                addresses = await self.resolver.addresses(host)
+            if not addresses:
+                reply = dns_reply("temp_fail", domain, f"route host {host} has no address")
+                return _Route(None, reply, time.monotonic() + 5.0)
+            hosts = [Host(host, a, port) for a in addresses]
+            site_name = f"route:{host}:{port}"
+            dest = self.rules.match(domain, [host], site_name)
+            return _Route(self._site(dest, site_name, hosts), None, expires)
+        mx = await self.resolver.mx(domain)
+        if mx.status != "ok":
+            reply = dns_reply(mx.status, domain, mx.detail)
+            ttl = 5.0 if mx.status == "temp_fail" else ROUTE_TTL
+            return _Route(None, reply, time.monotonic() + ttl)
+        port = self.config.delivery.smtp_port
+        hosts = [Host(h.name, a, port) for h in mx.hosts for a in h.addresses]
+        dest = self.rules.match(domain, [h.name for h in mx.hosts], mx.site)
+        return _Route(self._site(dest, mx.site, hosts), None, expires)
+
+    def _static_route(self, domain: str) -> tuple[str, int] | None:
+        for r in self.config.delivery.routes:
+            if r.domain == domain or r.domain == "*":
+                return r.host, r.port
+        return None
+
+    def _site(self, dest: Destination, site_name: str, hosts: list[Host]) -> Site:
+        key = f"{dest.key}|{site_name}"
+        site = self.sites.get(key)
+        if site is None:
+            site = Site(self, key, dest, hosts)
+            self.sites[key] = site
+            self.bucket_sites.setdefault(site.bucket, set()).add(site)
+            self.bucket_sites.setdefault(site.bucket, set()).add(site)
+        else:
+            site.hosts = hosts  # MX answers change; preference order is refreshed
+        site.last_used = time.monotonic()
+        return site
+
+    # -- throttling ------------------------------------------------------------------
+    def is_throttling(self, destination: Destination, reply: Reply) -> bool:
+        return self.rules.is_throttling(destination, reply)
+
+    async def report_throttled(self, site: Site) -> None:
+        await self.throttle.report_throttled(site.bucket)
+        self.metrics.throttle_events.labels(site.destination.rule.name).inc()
+        status = await self.throttle.state(site.bucket)
+        log.info(
+            "throttled by %s: rate factor %.2f%s",
+            site.bucket,
+            status.factor,
+            f", suspended for {status.suspended_for:.0f}s" if status.suspended_for > 0 else "",
+            extra={"action": "deliver.throttled"},
+        )
+        if status.suspended_for > 0:
+            self.suspend(site, status.suspended_for, [])
+
+    def suspend(self, site: Site, seconds: float, items: Sequence[WorkItem]) -> None:
+        """Hold a throttle bucket: the buffered work of every site in it goes back to the
+        queue until the suspension ends."""
+        now = time.time()
+        self._suspended[site.bucket] = max(self._suspended.get(site.bucket, 0.0), now + seconds)
+        held = list(items)
+        for other in self.sites.values():
+            if other.bucket == site.bucket:
+                held.extend(other.drain())
+        reply = Reply(
+            451,
+            f"destination suspended for {seconds:.0f}s after repeated throttling replies",
+            "4.7.0",
+            "THROTTLE",
+            True,
+        )
+        records = []
+        for item in held:
+            for r in item.recipients:
+                records.append(
+                    make_record(
+                        item,
+                        r,
+                        state=RecipientState.QUEUED,
+                        event=EventType.DEFERRED,
+                        at=now,
+                        reply=reply,
+                        next_attempt_at=now + seconds,
+                        counted=False,
+                        data={"reason": "suspended"},
+                    )
+                )
+        self.recorder.add(records)
+
+    async def throttle_state(self, domain: str) -> dict[str, Any] | None:
+        route = self._routes.get(domain)
+        if route is None or route.site is None:
+            return None
+        site = route.site
+        status = await self.throttle.state(site.bucket)
+        limits = site.destination.limits
+        return {
+            "rule": site.destination.rule.name,
+            "key": site.destination.key,
+            "rate_limit": limits.rate,
+            "rate_factor": round(status.factor, 3),
+            "connections": status.connections,
+            "connection_limit": limits.connections,
+            "suspended_for": round(status.suspended_for, 1),
+            "buffered": len(site.buffer),
+        }
+
+    # -- outcomes --------------------------------------------------------------------
+    def finish(
+        self,
+        site: Site,
+        item: WorkItem,
+        replies: Sequence[Reply],
+        host: Host | None,
+        local_ip: str | None,
+        *,
+        after_dot: bool = False,
+    ) -> None:
+        now = time.time()
+        records = []
+        for r, reply in zip(item.recipients, replies, strict=True):
+            attempts = r.attempts + 1
+            d = decide(
+                reply,
+                attempts=attempts,
+                expires_at=r.expires_at,
+                now=now,
+                policy=self.policy,
+                rng=self.rng,
+            )
+            data: dict[str, object] = {"attempt": attempts, "command": reply.command}
+            if host is not None:
+                data["ip"] = host.address
+                data["port"] = host.port
+            if local_ip:
+                data["local_ip"] = local_ip
+            if reply.synthetic:
+                data["synthetic"] = True
+            if after_dot:
+                data["after_data_dot"] = True
+            records.append(
+                make_record(
+                    item,
+                    r,
+                    state=d.state,
+                    event=d.event,
+                    at=now,
+                    reply=reply,
+                    next_attempt_at=d.next_attempt_at,
+                    mx=host.name if host else None,
+                    data=data,
+                )
+            )
+        self.recorder.add(records)
+
+    def _fail_without_site(
+        self, leased: Sequence[LeasedMessage], reply: Reply, domain: str
+    ) -> None:
+        until = time.time() + self.lease_time
+        for m in leased:
+            item = WorkItem(m, m.recipients, domain, until)
+            self.finish_without_site(item, reply)
+
+    def finish_without_site(self, item: WorkItem, reply: Reply) -> None:
+        now = time.time()
+        records = []
+        for r in item.recipients:
+            attempts = r.attempts + 1
+            d = decide(
+                reply,
+                attempts=attempts,
+                expires_at=r.expires_at,
+                now=now,
+                policy=self.policy,
+                rng=self.rng,
+            )
+            records.append(
+                make_record(
+                    item,
+                    r,
+                    state=d.state,
+                    event=d.event,
+                    at=now,
+                    reply=reply,
+                    next_attempt_at=d.next_attempt_at,
+                    data={"attempt": attempts, "command": reply.command, "synthetic": True},
+                )
+            )
+        self.recorder.add(records)
+
+    def expire(self, item: WorkItem, recipients: Sequence[Any], *, now: float) -> None:
+        reply = Reply(
+            451,
+            f"not delivered within {self.policy.max_age / 3600:g} hours",
+            "4.4.7",
+            "QUEUE",
+            True,
+        )
+        self.recorder.add(
+            make_record(
+                item,
+                r,
+                state=RecipientState.EXPIRED,
+                event=EventType.EXPIRED,
+                at=now,
+                reply=reply,
+                counted=False,
+                data={"reason": "max_age"},
+            )
+            for r in recipients
+        )
+
+    def release(self, items: Sequence[WorkItem], *, now: float) -> None:
+        """Hand leased work back to the queue without counting an attempt."""
+        self.recorder.add(
+            make_record(
+                item,
+                r,
+                state=RecipientState.QUEUED,
+                event=None,
+                at=now,
+                reply=None,
+                next_attempt_at=now,
+                counted=False,
+            )
+            for item in items
+            for r in item.recipients
+        )

@@ -1,0 +1,374 @@
+"""A ready queue per destination: leased mail waiting for a connection to one MX site.
+
+A *site* is one throttle bucket × one set of MX hosts (several domains hosted by the
+same provider share a site and its connections). The site keeps a small, bounded buffer
+of leased work, opens connections up to the bucket's connection limit, sends each item
+when the bucket's rate allows, and reports every outcome to the engine. A slow or
+blocked site only ever holds its own buffer, so it never delays another destination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from postline.model import EventType, RecipientState, Reply
+from postline.smtp.client import SMTPClient, SMTPClientError
+from postline.store.base import AttemptRecord, LeasedMessage, LeasedRecipient
+from postline.throttle.rules import Destination
+
+if TYPE_CHECKING:
+    from postline.deliver.engine import DeliveryEngine
+
+__all__ = ["Host", "Site", "WorkItem"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """One address to connect to, with the MX name it came from."""
+
+    name: str
+    address: str
+    port: int
+
+
+@dataclass(slots=True)
+class WorkItem:
+    """Recipients of one message, in one domain, for one transaction."""
+
+    message: LeasedMessage
+    recipients: list[LeasedRecipient]
+    domain: str
+    lease_until: float
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+class Site:
+    def __init__(
+        self,
+        engine: DeliveryEngine,
+        key: str,
+        destination: Destination,
+        hosts: Sequence[Host],
+    ) -> None:
+        self.engine = engine
+        self.key = key
+        self.bucket = destination.key
+        self.destination = destination
+        self.hosts = list(hosts)
+        self.buffer: deque[WorkItem] = deque()
+        self.workers: set[asyncio.Task[None]] = set()
+        self.idle = 0
+        self.down_until = 0.0
+        self.last_used = time.monotonic()
+        self._work = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._rng = random.Random()
+        self.sent = 0
+
+    # -- buffer ----------------------------------------------------------------------
+    def max_buffer(self) -> int:
+        """How much leased work may wait here: a few seconds of sending, bounded."""
+        limits = self.destination.limits
+        conns = limits.connections or self.engine.default_connections
+        per_conn = 50
+        cap = conns * per_conn
+        if limits.rate is not None:
+            cap = min(cap, max(int(limits.rate * 5), 10))
+        return max(1, min(cap, 5000))
+
+    def capacity(self) -> int:
+        return self.max_buffer() - len(self.buffer)
+
+    async def wait_space(self, timeout: float) -> None:
+        self._space.clear()
+        if self.capacity() > 0:
+            return
+        try:
+            await asyncio.wait_for(self._space.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    def put(self, items: Sequence[WorkItem]) -> None:
+        self.buffer.extend(items)
+        self.last_used = time.monotonic()
+        self.spawn()
+        self._work.set()
+
+    def _take(self) -> WorkItem | None:
+        if not self.buffer:
+            return None
+        item = self.buffer.popleft()
+        if self.capacity() > 0:
+            self._space.set()
+        return item
+
+    def spawn(self) -> None:
+        limit = self.destination.limits.connections or self.engine.default_connections
+        # One more connection when work waits that the idle ones cannot absorb; the
+        # connection limit belongs to the throttle bucket, which several sites may share.
+        while (
+            self.buffer
+            and self.engine.bucket_workers[self.bucket] < limit
+            and len(self.buffer) > self.idle
+            and self.engine.connection_budget() > 0
+            and not self.engine.stopping
+        ):
+            task = self.engine.loop.create_task(self._worker(), name=f"site:{self.key}")
+            self.workers.add(task)
+            task.add_done_callback(self._worker_done)
+            self.engine.reserve_connection(self.bucket)
+            if len(self.buffer) <= len(self.workers):
+                break
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        self.workers.discard(task)
+        self.engine.release_connection(self.bucket)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "delivery worker for %s failed",
+                self.key,
+                exc_info=task.exception(),
+                extra={"action": "deliver.worker_failed"},
+            )
+        if self.buffer and not self.engine.stopping and not self.engine.held(self):
+            self.spawn()
+
+    def wake(self) -> None:
+        self._work.set()
+
+    async def _next(self, timeout: float) -> WorkItem | None:
+        loop = self.engine.loop
+        deadline = loop.time() + timeout
+        while True:
+            item = self._take()
+            if item is not None:
+                return item
+            remaining = deadline - loop.time()
+            if self.engine.stopping or remaining <= 0:
+                return None
+            self._work.clear()
+            self.idle += 1
+            try:
+                await asyncio.wait_for(self._work.wait(), remaining)
+            except TimeoutError:
+                return None
+            finally:
+                self.idle -= 1
+
+    def drain(self) -> list[WorkItem]:
+        items = list(self.buffer)
+        self.buffer.clear()
+        self._space.set()
+        return items
+
+    # -- one connection --------------------------------------------------------------
+    async def _connect(self) -> tuple[SMTPClient | None, Reply | None, Host | None]:
+        """Try the hosts in preference order; the first session wins."""
+        last: Reply | None = None
+        all_permanent = True
+        for host in self.hosts:
+            try:
+                client = await SMTPClient.connect(
+                    host.address,
+                    host.port,
+                    ehlo_hostname=self.engine.helo_hostname,
+                    timeouts=self.engine.timeouts,
+                    source_address=self.engine.source_address,
+                    server_name=host.name,
+                    tls=self.engine.tls_mode,
+                )
+            except SMTPClientError as exc:
+                last = exc.reply
+                if not exc.reply.permanent:
+                    all_permanent = False
+                if self.engine.is_throttling(self.destination, exc.reply):
+                    await self.engine.report_throttled(self)
+                log.debug(
+                    "connect to %s (%s) failed: %s",
+                    host.name,
+                    host.address,
+                    exc.reply,
+                    extra={"action": "deliver.connect_failed"},
+                )
+                continue
+            except OSError as exc:
+                last = Reply(
+                    421, f"connection to {host.address} failed: {exc}", "4.4.1", "CONNECT", True
+                )
+                all_permanent = False
+                continue
+            return client, None, host
+        if last is not None and not all_permanent and last.permanent:
+            # One host refused for good, another only for now: the destination is not
+            # permanently refusing, so nobody bounces on that host's word alone.
+            last = Reply(451, last.text, "4.4.1", last.command, True)
+        return None, last, None
+
+    async def _worker(self) -> None:
+        engine = self.engine
+        limits = self.destination.limits
+        lease = await engine.throttle.acquire_connection(
+            self.bucket, limits.connections, engine.node_id, ttl=engine.connection_ttl
+        )
+        if lease is None:
+            # Every slot is held (possibly by another node): back off before the next try.
+            await asyncio.sleep(1.0)
+            return
+        client: SMTPClient | None = None
+        host: Host | None = None
+        per_conn = limits.messages_per_connection or 100
+        on_conn = 0
+        renewed = time.monotonic()
+        try:
+            while not engine.stopping:
+                item = await self._next(engine.idle_timeout)
+                if item is None:
+                    break
+                if time.monotonic() - renewed > engine.connection_ttl / 3:
+                    await engine.throttle.renew_connection(
+                        self.bucket, lease, engine.connection_ttl
+                    )
+                    renewed = time.monotonic()
+                if not await self._admit(item):
+                    continue
+                if client is not None and not client.usable:
+                    await self._hang_up(client)
+                    client = None
+                if client is None:
+                    client, failure, host = await self._connect()
+                    if client is None:
+                        assert failure is not None
+                        self._site_down(item, failure)
+                        break
+                    engine.metrics.connections.inc()
+                    on_conn = 0
+                assert host is not None
+                await self._send(client, host, item)
+                on_conn += 1
+                if on_conn >= per_conn:
+                    await self._hang_up(client)
+                    client = None
+                    if engine.others_waiting(self):
+                        break  # hand the slot to another site of the same bucket
+        finally:
+            if client is not None:
+                await asyncio.shield(self._hang_up(client))
+            await engine.throttle.release_connection(self.bucket, lease)
+
+    async def _hang_up(self, client: SMTPClient) -> None:
+        """QUIT (or drop a broken session), then give the receiver a moment to see the
+        close: providers count concurrent connections on their side of the wire, and a
+        new connection must not overlap the one just ended."""
+        self.engine.metrics.connections.dec()
+        if client.usable:
+            await client.quit()
+        else:
+            client.abort()
+        await asyncio.sleep(0.05)
+
+    async def _admit(self, item: WorkItem) -> bool:
+        """Wait for the rate limit; False when the item was handed back instead."""
+        engine = self.engine
+        now = time.time()
+        if item.lease_until - now < engine.lease_margin:
+            # Waited too long in the buffer: let the queue have it back before the lease ends.
+            engine.release([item], now=now)
+            return False
+        live = [r for r in item.recipients if r.expires_at > now]
+        if len(live) < len(item.recipients):
+            engine.expire(item, [r for r in item.recipients if r.expires_at <= now], now=now)
+            if not live:
+                return False
+            item.recipients = live
+        while True:
+            delay = await engine.throttle.try_acquire(
+                self.bucket, self.destination.limits, len(item.recipients)
+            )
+            if delay <= 0:
+                return True
+            status = await engine.throttle.state(self.bucket)
+            if status.suspended_for > 0:
+                engine.suspend(self, status.suspended_for, [item])
+                return False
+            if engine.stopping:
+                engine.release([item], now=time.time())
+                return False
+            await asyncio.sleep(min(delay, 1.0))
+
+    async def _send(self, client: SMTPClient, host: Host, item: WorkItem) -> None:
+        engine = self.engine
+        rcpts = [r.address for r in item.recipients]
+        started = time.monotonic()
+        try:
+            result = await client.send(item.message.mail_from, rcpts, item.message.body)
+        except SMTPClientError as exc:
+            engine.metrics.attempt_seconds.observe(time.monotonic() - started)
+            replies = [exc.reply] * len(rcpts)
+            engine.finish(
+                self, item, replies, host, client.local_address[0], after_dot=exc.after_data_dot
+            )
+            return
+        engine.metrics.attempt_seconds.observe(time.monotonic() - started)
+        self.sent += 1
+        replies = list(result.outcomes())
+        engine.finish(self, item, replies, host, client.local_address[0])
+        if any(engine.is_throttling(self.destination, r) for r in replies):
+            await engine.report_throttled(self)
+
+    def _site_down(self, item: WorkItem, reply: Reply) -> None:
+        """No host would talk: the item and everything buffered share the failure."""
+        engine = self.engine
+        items = [item, *self.drain()]
+        if reply.transient:
+            self.down_until = time.time() + engine.site_retry
+        else:
+            self.down_until = 0.0
+        for it in items:
+            engine.finish(self, it, [reply] * len(it.recipients), None, None)
+        log.info(
+            "destination %s unreachable: %s",
+            self.key,
+            reply,
+            extra={"action": "deliver.site_down"},
+        )
+
+
+def make_record(
+    item: WorkItem,
+    r: LeasedRecipient,
+    *,
+    state: RecipientState,
+    event: EventType | None,
+    at: float,
+    reply: Reply | None,
+    next_attempt_at: float = 0.0,
+    counted: bool = True,
+    mx: str | None = None,
+    data: dict[str, object] | None = None,
+) -> AttemptRecord:
+    return AttemptRecord(
+        message_id=item.message.id,
+        idx=r.idx,
+        tenant_id=r.tenant_id,
+        address=r.address,
+        state=state,
+        event=event,
+        at=at,
+        next_attempt_at=next_attempt_at,
+        counted=counted,
+        code=reply.code if reply else None,
+        enhanced=reply.enhanced if reply else None,
+        text=reply.text if reply else None,
+        mx=mx,
+        data=dict(data or {}),
+    )

@@ -1,0 +1,61 @@
+"""The exception tree of postline, grouped by what the caller can do.
+
+PostlineError                 root; only supervisors catch anything broader
+├── ConfigError               fix the configuration file and restart
+├── StoreError                the store failed (see postline.store.errors)
+│   ├── StoreUnavailable      retry later (disk full, database down, busy)
+│   ├── IntegrityViolation    a uniqueness rule was broken (e.g. idempotency key)
+│   └── NotFound              the named object does not exist
+├── ValidationError           the input is wrong; the message says how to fix it
+└── SMTPClientError           an outbound SMTP conversation failed (postline.smtp.client)
+
+Each class docstring is its default message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "IntegrityViolation",
+    "NotFound",
+    "PostlineError",
+    "StoreError",
+    "StoreUnavailable",
+    "ValidationError",
+]
+
+
+class PostlineError(Exception):
+    """postline failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(PostlineError):
+    """The configuration is invalid."""
+
+
+class StoreError(PostlineError):
+    """The store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot take writes right now; retry later."""
+
+
+class IntegrityViolation(StoreError):
+    """A uniqueness rule of the store was broken."""
+
+
+class NotFound(StoreError):
+    """The object does not exist."""
+
+
+class ValidationError(PostlineError):
+    """The input is invalid."""
+
+    def __init__(self, message: str, *, field: str | None = None, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.fix = fix

@@ -1,0 +1,241 @@
+"""The one path into the queue, shared by the HTTP API and SMTP submission.
+
+validate → render (or fix up raw/SMTP bytes) → ``Store.enqueue`` (one durable transaction)
+→ tell the local scheduler which domains have new work. Suppression, tenant pause, DKIM
+and quotas join here as they arrive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from postline.errors import ValidationError
+from postline.ingest.addresses import InvalidAddress, parse_address
+from postline.ingest.render import HeaderInjection, fix_raw, render_message
+from postline.ingest.schema import MessageIn
+from postline.metrics import Metrics
+from postline.model.ids import new_id
+from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage, NewRecipient, Store
+
+__all__ = ["IngestLimits", "Ingestor"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    max_recipients: int = 1000
+    max_age: float = 3 * 86400.0
+    max_scheduled_ahead: float = 30 * 86400.0
+    max_message_size: int = 26_214_400
+
+
+class Ingestor:
+    """Builds queue entries from API or SMTP input and enqueues them durably."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        node_id: str,
+        hostname: str,
+        limits: IngestLimits = IngestLimits(),
+        on_enqueued: Callable[[Iterable[str]], None] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.store = store
+        self.node_id = node_id
+        self.hostname = hostname
+        self.limits = limits
+        self._on_enqueued = on_enqueued
+        self.accepted_messages = 0
+        self.accepted_recipients = 0
+
+    # -- building --------------------------------------------------------------------
+    def _times(self, send_at: float | None, now: float) -> tuple[float, float]:
+        due = now
+        if send_at is not None:
+            if send_at - now > self.limits.max_scheduled_ahead:
+                raise ValidationError(
+                    "send_at is too far in the future",
+                    field="send_at",
+                    fix=f"schedule at most {self.limits.max_scheduled_ahead / 86400:.0f} days "
+                    "ahead",
+                )
+            due = max(now, send_at)
+        return due, due + self.limits.max_age
+
+    def _recipients(self, addresses: Sequence[str], field: str) -> list[NewRecipient]:
+        if len(addresses) > self.limits.max_recipients:
+            raise ValidationError(
+                f"{len(addresses)} recipients is more than the limit of "
+                f"{self.limits.max_recipients}",
+                field=field,
+                fix="split the recipients over several messages or use the batch endpoint",
+            )
+        out = []
+        for i, raw in enumerate(addresses):
+            try:
+                a = parse_address(raw)
+            except InvalidAddress as exc:
+                raise ValidationError(str(exc), field=field, fix="correct the address") from exc
+            out.append(NewRecipient(i, a.address, a.domain))
+        return out
+
+    def _message_id(self, msg_id: str, sender_domain: str) -> str:
+        return f"<{msg_id}@{sender_domain or self.hostname}>"
+
+    def build_api_message(self, tenant_id: str, m: MessageIn, *, now: float) -> NewMessage:
+        """A queue entry from a validated API submission."""
+        msg_id = new_id()
+        recipients = self._recipients(m.all_recipients(), "to")
+        due, expires = self._times(m.send_at.timestamp() if m.send_at else None, now)
+        if m.raw is not None:
+            try:
+                body, mid = fix_raw(
+                    m.raw_bytes(),
+                    message_id=self._message_id(msg_id, self._domain_of(m)),
+                    date=now,
+                    postline_id=msg_id,
+                )
+            except ValueError as exc:
+                raise ValidationError(
+                    f"raw: {exc}", field="raw", fix="send a complete RFC 5322 message"
+                ) from exc
+            mail_from = m.from_.email if m.from_ else self._raw_from(body)
+            subject = ""
+        else:
+            assert m.from_ is not None
+            mail_from = m.from_.email
+            mid = self._message_id(msg_id, mail_from.rpartition("@")[2])
+            try:
+                rendered = render_message(
+                    message_id=mid,
+                    date=now,
+                    from_=(m.from_.email, m.from_.name),
+                    to=[(a.email, a.name) for a in m.to],
+                    cc=[(a.email, a.name) for a in m.cc],
+                    reply_to=[(a.email, a.name) for a in m.reply_to],
+                    subject=m.subject or "",
+                    text=m.text,
+                    html=m.html,
+                    headers=list(m.headers.items()),
+                    postline_id=msg_id,
+                )
+            except HeaderInjection as exc:
+                raise ValidationError(str(exc), field="headers", fix="remove line breaks") from exc
+            body = rendered.body
+            subject = m.subject or ""
+        if len(body) > self.limits.max_message_size:
+            raise ValidationError(
+                f"the message is {len(body)} bytes, more than the limit of "
+                f"{self.limits.max_message_size}",
+                field="raw" if m.raw is not None else "html",
+                fix="make the message smaller (link to large files instead of attaching them)",
+            )
+        return NewMessage(
+            id=msg_id,
+            tenant_id=tenant_id,
+            mail_from=mail_from,
+            body=body,
+            recipients=recipients,
+            created_at=now,
+            next_attempt_at=due,
+            expires_at=expires,
+            source="api",
+            message_id_header=mid,
+            subject=subject[:998],
+            stream=m.stream,
+            tags=m.tags,
+            metadata=dict(m.metadata),
+        )
+
+    def _domain_of(self, m: MessageIn) -> str:
+        return m.from_.email.rpartition("@")[2] if m.from_ else ""
+
+    def _raw_from(self, body: bytes) -> str:
+        from email.parser import BytesHeaderParser
+        from email.utils import parseaddr
+
+        headers = BytesHeaderParser().parsebytes(body)
+        value = headers.get("From")
+        if value is None:
+            raise ValidationError(
+                "raw has no From header and no 'from' was given",
+                field="from",
+                fix="add a From header to the message or give 'from'",
+            )
+        _, addr = parseaddr(str(value))
+        try:
+            return parse_address(addr).address
+        except InvalidAddress as exc:
+            raise ValidationError(
+                f"the From header of raw is not usable: {exc}",
+                field="from",
+                fix="give 'from' explicitly",
+            ) from exc
+
+    def build_smtp_message(
+        self,
+        tenant_id: str,
+        *,
+        mail_from: str,
+        recipients: Sequence[str],
+        data: bytes,
+        received: str,
+        now: float | None = None,
+    ) -> NewMessage:
+        """A queue entry from an SMTP submission (envelope already checked by the server)."""
+        now = time.time() if now is None else now
+        msg_id = new_id()
+        rcpts = self._recipients(recipients, "RCPT TO")
+        sender_domain = mail_from.rpartition("@")[2]
+        body, mid = fix_raw(
+            data,
+            message_id=self._message_id(msg_id, sender_domain),
+            date=now,
+            postline_id=msg_id,
+            prepend=[received] if received else (),
+        )
+        subject = ""
+        return NewMessage(
+            id=msg_id,
+            tenant_id=tenant_id,
+            mail_from=mail_from,
+            body=body,
+            recipients=rcpts,
+            created_at=now,
+            next_attempt_at=now,
+            expires_at=now + self.limits.max_age,
+            source="smtp",
+            message_id_header=mid,
+            subject=subject,
+        )
+
+    # -- enqueueing ------------------------------------------------------------------
+    async def enqueue(
+        self,
+        tenant_id: str,
+        messages: Sequence[NewMessage],
+        *,
+        idempotency: IdempotencyClaim | None = None,
+    ) -> IdempotencyRecord | None:
+        """Durably enqueue; returns the earlier answer when the idempotency key was used."""
+        replay = await self.store.enqueue(
+            messages, idempotency=idempotency, tenant_id=tenant_id, node_id=self.node_id
+        )
+        if replay is None:
+            n_rcpts = sum(len(m.recipients) for m in messages)
+            self.accepted_messages += len(messages)
+            self.accepted_recipients += n_rcpts
+            if self.metrics is not None and messages:
+                source = messages[0].source
+                self.metrics.ingested_messages.labels(source).inc(len(messages))
+                self.metrics.ingested_recipients.labels(source).inc(n_rcpts)
+            if self._on_enqueued is not None:
+                now = time.time()
+                self._on_enqueued(
+                    {r.domain for m in messages if m.next_attempt_at <= now for r in m.recipients}
+                )
+        return replay

@@ -1,0 +1,86 @@
+"""Prometheus metrics of one node (one registry per node, so tests can run several)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics"]
+
+TOP_DOMAINS = 50
+
+
+class _QueueCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "postline_queue_depth",
+            "Queued recipients per domain (top 50 by depth; the rest as 'other').",
+            labels=["domain"],
+        )
+        ranked = sorted(self._m.queue_depths.items(), key=lambda kv: -kv[1])
+        other = 0
+        for i, (domain, n) in enumerate(ranked):
+            if i < TOP_DOMAINS:
+                depth.add_metric([domain], n)
+            else:
+                other += n
+        if other:
+            depth.add_metric(["other"], other)
+        yield depth
+        states = GaugeMetricFamily(
+            "postline_recipients", "Recipients in the store by state.", labels=["state"]
+        )
+        for state, n in sorted(self._m.state_counts.items()):
+            states.add_metric([state], n)
+        yield states
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.ingested_messages = Counter(
+            "postline_ingested_messages", "Messages accepted.", ["source"], registry=r
+        )
+        self.ingested_recipients = Counter(
+            "postline_ingested_recipients", "Recipients accepted.", ["source"], registry=r
+        )
+        self.attempts = Counter(
+            "postline_delivery_attempts",
+            "Recipient outcomes by result (delivered, deferred, bounced, expired).",
+            ["result"],
+            registry=r,
+        )
+        self.attempt_seconds = Histogram(
+            "postline_attempt_seconds",
+            "Duration of one SMTP transaction (MAIL FROM to the reply after the dot).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.connections = Gauge(
+            "postline_outbound_connections", "Open outbound SMTP connections.", registry=r
+        )
+        self.throttle_events = Counter(
+            "postline_throttle_replies",
+            "Throttling replies received, by destination.",
+            ["destination"],
+            registry=r,
+        )
+        self.queue_depths: dict[str, int] = {}
+        self.state_counts: dict[str, int] = {}
+        r.register(_QueueCollector(self))
+        self._refresh: Callable[[], Awaitable[None]] | None = None
+
+    def on_refresh(self, refresh: Callable[[], Awaitable[None]]) -> None:
+        self._refresh = refresh
+
+    async def render(self) -> bytes:
+        if self._refresh is not None:
+            await self._refresh()
+        return generate_latest(self.registry)

@@ -1,0 +1,290 @@
+"""The composition root: builds a node from its configuration, starts and stops it.
+
+Start order: store → throttles, resolver, delivery engine → ingest → listeners (API,
+submission). Stop order is the reverse: listeners close first (no new mail is
+accepted), the engine hands unsent leases back, outcomes are flushed, the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from postline.api.app import ApiContext, create_app
+from postline.config import Config, parse_listen
+from postline.deliver.engine import DeliveryEngine
+from postline.dns.resolver import Resolver
+from postline.errors import ConfigError
+from postline.ingest.service import IngestLimits, Ingestor
+from postline.metrics import Metrics
+from postline.smtp.server.submission import start_submission
+from postline.store import Store, create_store
+from postline.tenants import KeyAuthenticator
+from postline.throttle.adaptive import AdaptiveParams
+from postline.throttle.memory import MemoryThrottleBackend
+from postline.throttle.rules import ThrottleRules
+from postline.tls import ensure_self_signed, server_context
+
+__all__ = ["Node", "configure_logging"]
+
+log = logging.getLogger(__name__)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        action = getattr(record, "action", None)
+        if action:
+            out["action"] = action
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def configure_logging(config: Config) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if config.log.format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log.level.upper())
+    for noisy in ("aiosmtpd", "mail.log", "uvicorn.access", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the node owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(listen: str) -> socket.socket:
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {listen}: {exc.strerror}") from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class Node:
+    """One postline node. ``await node.start()``, then ``await node.stop()``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.node_id = config.node_name
+        self.metrics = Metrics()
+        self.store: Store = create_store(config)
+        self.engine: DeliveryEngine | None = None
+        self.ingestor: Ingestor | None = None
+        self.api_address: tuple[str, int] | None = None
+        self.submission_address: tuple[str, int] | None = None
+        self._api: _Uvicorn | None = None
+        self._api_task: asyncio.Task[None] | None = None
+        self._submission: asyncio.Server | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._ready = False
+        self._stopped = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        rules = ThrottleRules.load(cfg.throttle.rules, include_defaults=cfg.throttle.defaults)
+        if cfg.throttle.backend != "memory":
+            raise ConfigError(
+                f"throttle backend {cfg.throttle.backend!r} is not available; use 'memory'"
+            )
+        t = cfg.throttle
+        throttle = MemoryThrottleBackend(
+            AdaptiveParams(
+                decrease=t.decrease,
+                recover_step=t.recover_step,
+                recover_interval=t.recover_interval,
+                strikes=t.suspend_after,
+                strike_window=t.suspend_window,
+                suspend_for=t.suspend_for,
+            )
+        )
+        d = cfg.dns
+        resolver = Resolver(
+            d.nameservers,
+            timeout=d.timeout,
+            min_ttl=d.min_ttl,
+            max_ttl=d.max_ttl,
+            negative_ttl=d.negative_ttl,
+            temp_fail_ttl=d.temp_fail_ttl,
+        )
+        if cfg.delivery.enabled:
+            self.engine = DeliveryEngine(
+                config=cfg,
+                store=self.store,
+                resolver=resolver,
+                rules=rules,
+                throttle=throttle,
+                metrics=self.metrics,
+                node_id=self.node_id,
+            )
+            await self.engine.start()
+        self.ingestor = Ingestor(
+            self.store,
+            node_id=self.node_id,
+            hostname=cfg.hostname,
+            limits=IngestLimits(
+                max_recipients=cfg.api.max_recipients,
+                max_age=cfg.retry.max_age,
+                max_scheduled_ahead=cfg.queue.max_scheduled_ahead,
+                max_message_size=cfg.submission.max_message_size,
+            ),
+            on_enqueued=self.engine.notify if self.engine else None,
+            metrics=self.metrics,
+        )
+        auth = KeyAuthenticator(self.store)
+        self.metrics.on_refresh(self._refresh_metrics)
+        if cfg.api.enabled:
+            await self._start_api(auth)
+        if cfg.submission.enabled:
+            await self._start_submission(auth)
+        self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._ready = True
+        log.info(
+            "node %s ready (api %s, submission %s)",
+            self.node_id,
+            self.api_address,
+            self.submission_address,
+            extra={"action": "node.ready"},
+        )
+
+    async def _start_api(self, auth: KeyAuthenticator) -> None:
+        assert self.ingestor is not None
+        engine = self.engine
+        ctx = ApiContext(
+            config=self.config,
+            store=self.store,
+            ingestor=self.ingestor,
+            auth=auth,
+            throttle_state=engine.throttle_state if engine else None,
+            metrics_text=self.metrics.render,
+            ready=lambda: self._ready,
+        )
+        app = create_app(ctx)
+        sock = _bind(self.config.api.listen)
+        self.api_address = sock.getsockname()[:2]
+        uv_config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            timeout_keep_alive=30,
+            http="httptools",
+            loop="none",
+        )
+        self._api = _Uvicorn(uv_config)
+        self._api_task = asyncio.create_task(self._api.serve(sockets=[sock]), name="api")
+        while not self._api.started:
+            if self._api_task.done():
+                self._api_task.result()
+                raise ConfigError("the API server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    async def _start_submission(self, auth: KeyAuthenticator) -> None:
+        cfg = self.config.submission
+        assert self.ingestor is not None
+        tls: ssl.SSLContext | None
+        if cfg.tls_cert:
+            tls = server_context(Path(cfg.tls_cert), Path(cfg.tls_key or cfg.tls_cert))
+        else:
+            cert, key = ensure_self_signed(
+                self.config.data_dir, self.config.submission.hostname or self.config.hostname
+            )
+            tls = server_context(cert, key)
+        trusted = None
+        if cfg.trusted_networks:
+            trusted = await self.store.get_tenant(name=cfg.trusted_tenant)
+            if trusted is None:
+                raise ConfigError(
+                    f"submission.trusted_tenant {cfg.trusted_tenant!r} does not exist; create "
+                    f"it with 'postline tenant create {cfg.trusted_tenant} --config FILE'"
+                )
+        host, port = parse_listen(cfg.listen)
+        try:
+            self._submission = await start_submission(
+                cfg,
+                host=host,
+                port=port,
+                hostname=cfg.hostname or self.config.hostname,
+                ingestor=self.ingestor,
+                auth=auth,
+                metrics=self.metrics,
+                tls_context=tls,
+                trusted_tenant=trusted,
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror}") from exc
+        self.submission_address = self._submission.sockets[0].getsockname()[:2]
+
+    async def _refresh_metrics(self) -> None:
+        stats = await self.store.queue_stats()
+        self.metrics.queue_depths = {s.domain: s.depth for s in stats}
+        self.metrics.state_counts = await self.store.state_counts()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                await self.store.purge_idempotency(time.time() - self.config.api.idempotency_ttl)
+            except Exception:
+                log.exception("housekeeping failed", extra={"action": "node.housekeeping"})
+            await asyncio.sleep(600)
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._submission is not None:
+            self._submission.close()
+        if self._api is not None:
+            self._api.should_exit = True
+        if self._api_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._api_task, 10)
+        if self._submission is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._submission.wait_closed(), 5)
+        for task in self._background:
+            task.cancel()
+        if self.engine is not None:
+            await self.engine.stop()
+        await self.store.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()

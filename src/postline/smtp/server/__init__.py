@@ -1,0 +1,1 @@
+"""postline's SMTP servers (thin aiosmtpd handlers)."""

@@ -1,0 +1,200 @@
+"""SMTP submission: authenticated clients (AUTH over TLS) or trusted networks only.
+
+No open relay: a client that neither authenticated nor connects from
+``[submission] trusted_networks`` gets ``530 5.7.0 Authentication required`` at MAIL.
+AUTH is offered only after STARTTLS. The 250 after DATA is sent only once the message
+is durably enqueued through the same ingest path as the HTTP API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from email.utils import formatdate
+from typing import Any
+
+from aiosmtpd.smtp import Envelope, Session
+
+from postline.config import SubmissionConfig
+from postline.errors import StoreUnavailable, ValidationError
+from postline.ingest.addresses import InvalidAddress, parse_address
+from postline.ingest.service import Ingestor
+from postline.metrics import Metrics
+from postline.smtp.replies import (
+    S250_OK,
+    S250_RECIPIENT_OK,
+    S250_SENDER_OK,
+    S451_LOCAL_ERROR,
+    S452_TOO_MANY_RECIPIENTS,
+    S530_AUTH_REQUIRED,
+    S550_RELAY_DENIED,
+    S553_BAD_ADDRESS,
+    S553_BAD_SENDER,
+    S554_TRANSACTION_FAILED,
+)
+from postline.smtp.server.base import PostlineSMTP
+from postline.store.base import Tenant
+from postline.tenants import KeyAuthenticator
+
+__all__ = ["SubmissionHandler", "start_submission"]
+
+log = logging.getLogger(__name__)
+
+
+def _peer_ip(session: Session) -> str:
+    peer: Any = session.peer
+    return str(peer[0]) if peer else ""
+
+
+class SubmissionHandler:
+    """aiosmtpd hooks: policy only; protocol lives in aiosmtpd."""
+
+    def __init__(
+        self,
+        config: SubmissionConfig,
+        ingestor: Ingestor,
+        metrics: Metrics,
+        hostname: str,
+        trusted_tenant: Tenant | None,
+    ) -> None:
+        self.config = config
+        self.ingestor = ingestor
+        self.metrics = metrics
+        self.hostname = hostname
+        self.trusted_tenant = trusted_tenant
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in config.trusted_networks]
+
+    def _trusted(self, session: Session) -> bool:
+        peer = _peer_ip(session)
+        if not self._networks or not peer:
+            return False
+        try:
+            ip = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
+    def _tenant(self, session: Session) -> Tenant | None:
+        identity: Any = getattr(session, "auth_data", None)
+        if session.authenticated and isinstance(identity, Tenant):
+            return identity
+        if self.trusted_tenant is not None and self._trusted(session):
+            return self.trusted_tenant
+        return None
+
+    async def handle_EHLO(
+        self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self._tenant(session) is None:
+            return S530_AUTH_REQUIRED
+        if not address:
+            return S553_BAD_SENDER + ": a null sender cannot submit mail"
+        try:
+            sender = parse_address(address)
+        except InvalidAddress:
+            return S553_BAD_SENDER
+        envelope.mail_from = sender.address
+        envelope.mail_options.extend(options)
+        return S250_SENDER_OK
+
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self._tenant(session) is None:
+            return S550_RELAY_DENIED
+        if len(envelope.rcpt_tos) >= self.config.max_recipients:
+            return S452_TOO_MANY_RECIPIENTS
+        try:
+            rcpt = parse_address(address)
+        except InvalidAddress:
+            return S553_BAD_ADDRESS
+        envelope.rcpt_tos.append(rcpt.address)
+        envelope.rcpt_options.extend(options)
+        return S250_RECIPIENT_OK
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        tenant = self._tenant(session)
+        if tenant is None:
+            return S530_AUTH_REQUIRED
+        data = envelope.original_content
+        assert isinstance(data, bytes)
+        assert isinstance(envelope.mail_from, str)
+        proto = "ESMTP" if session.extended_smtp else "SMTP"
+        if session.ssl is not None:
+            proto += "S"
+        if session.authenticated:
+            proto += "A"
+        received = (
+            f"Received: from {(session.host_name or 'unknown')[:64]} ([{_peer_ip(session)}]) "
+            f"by {self.hostname} (postline) with {proto}; {formatdate()}"
+        )
+        try:
+            message = self.ingestor.build_smtp_message(
+                tenant.id,
+                mail_from=envelope.mail_from,
+                recipients=list(envelope.rcpt_tos),
+                data=data,
+                received=received,
+            )
+        except ValidationError as exc:
+            return f"{S554_TRANSACTION_FAILED}: {exc}"
+        except ValueError as exc:
+            return f"554 5.6.0 Message rejected: {exc}"
+        try:
+            await self.ingestor.enqueue(tenant.id, [message])
+        except StoreUnavailable:
+            log.warning(
+                "store unavailable; submission deferred", extra={"action": "submission.defer"}
+            )
+            return S451_LOCAL_ERROR
+        return f"250 2.0.0 Ok: queued as {message.id}"
+
+    async def handle_RSET(self, server: Any, session: Session, envelope: Envelope) -> str:
+        return S250_OK
+
+
+async def start_submission(
+    config: SubmissionConfig,
+    *,
+    host: str,
+    port: int,
+    hostname: str,
+    ingestor: Ingestor,
+    auth: KeyAuthenticator,
+    metrics: Metrics,
+    tls_context: ssl.SSLContext | None,
+    trusted_tenant: Tenant | None,
+) -> asyncio.Server:
+    """Listen for submission on ``host:port`` in the running loop."""
+    handler = SubmissionHandler(config, ingestor, metrics, hostname, trusted_tenant)
+
+    async def check(user: str, password: str) -> Tenant | None:
+        return await auth.check_smtp(user, password)
+
+    def factory() -> PostlineSMTP:
+        return PostlineSMTP(
+            handler,
+            check_credentials=check,
+            hostname=hostname,
+            ident="postline",
+            data_size_limit=config.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            tls_context=tls_context,
+            require_starttls=False,
+            auth_required=False,
+            auth_require_tls=True,
+            timeout=config.timeout,
+            loop=asyncio.get_running_loop(),
+        )
+
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(factory, host=host, port=port, reuse_address=True)

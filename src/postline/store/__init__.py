@@ -1,0 +1,28 @@
+"""Durable state: the ``Store`` interface and its backends."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from postline.errors import ConfigError
+from postline.store.base import Store
+
+if TYPE_CHECKING:
+    from postline.config import Config
+
+__all__ = ["Store", "create_store"]
+
+
+def create_store(config: Config) -> Store:
+    """The backend named by ``config.store``."""
+    if config.store == "sqlite" or config.store.startswith("sqlite:///"):
+        from postline.store.sqlite.backend import SQLiteStore
+
+        return SQLiteStore(
+            config.sqlite_path,
+            synchronous=config.sqlite.synchronous,
+            max_batch=config.sqlite.max_batch,
+        )
+    raise ConfigError(
+        f"store {config.store!r} is not supported; use 'sqlite' or 'sqlite:///path/to/db'"
+    )

@@ -1,0 +1,311 @@
+"""The ``Store`` interface every backend implements, and the records it exchanges.
+
+The queue is a table of recipients partitioned by recipient domain. A node leases due
+recipients one domain at a time; a lease moves ``next_attempt_at`` to the lease's expiry,
+so rows of a node that died become due again by themselves. Every write that is
+acknowledged to a client is durable (fsync'd) when the call returns.
+
+Backends: ``postline.store.sqlite`` (embedded default). Every backend passes the contract
+suite in ``tests/contract/test_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from postline.model import EventType, RecipientState
+
+__all__ = [
+    "ApiKey",
+    "AttemptRecord",
+    "DomainDue",
+    "Event",
+    "EventQuery",
+    "IdempotencyClaim",
+    "IdempotencyRecord",
+    "LeasedMessage",
+    "LeasedRecipient",
+    "MessageView",
+    "NewMessage",
+    "NewRecipient",
+    "QueueStat",
+    "RecipientView",
+    "Store",
+    "Tenant",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    tenant_id: str
+    prefix: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecipient:
+    idx: int
+    address: str
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One message to enqueue: the body is stored once, one queue row per recipient."""
+
+    id: str
+    tenant_id: str
+    mail_from: str
+    body: bytes
+    recipients: Sequence[NewRecipient]
+    created_at: float
+    next_attempt_at: float
+    expires_at: float
+    source: str = "api"
+    message_id_header: str = ""
+    subject: str = ""
+    stream: str = "transactional"
+    tags: Sequence[str] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """Written with the enqueue, in the same transaction."""
+
+    key: str
+    request_hash: str
+    status: int
+    response: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """What an earlier request with the same key stored."""
+
+    request_hash: str
+    status: int
+    response: str
+
+
+@dataclass(frozen=True, slots=True)
+class DomainDue:
+    domain: str
+    next_attempt_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedRecipient:
+    message_id: str
+    idx: int
+    tenant_id: str
+    address: str
+    domain: str
+    attempts: int
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedMessage:
+    """Leased recipients of one message in one domain, with the body they share."""
+
+    id: str
+    tenant_id: str
+    mail_from: str
+    body: bytes
+    message_id_header: str
+    recipients: list[LeasedRecipient]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """The outcome of one attempt (or a decision without one) for one leased recipient.
+
+    ``state`` is where the recipient goes; ``QUEUED`` with ``next_attempt_at`` means a
+    deferral (or a release when ``counted`` is False). ``event`` is appended to the log
+    with ``data`` (reply code, enhanced code, text, MX, IP, ...); None appends nothing
+    (a lease handed back unused).
+    """
+
+    message_id: str
+    idx: int
+    tenant_id: str
+    address: str
+    state: RecipientState
+    event: EventType | None
+    at: float
+    next_attempt_at: float = 0.0
+    counted: bool = True
+    code: int | None = None
+    enhanced: str | None = None
+    text: str | None = None
+    mx: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    at: float
+    tenant_id: str
+    type: str
+    message_id: str | None
+    recipient_idx: int | None
+    recipient: str | None
+    node_id: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    tenant_id: str
+    after: int = 0
+    limit: int = 100
+    types: Sequence[str] = ()
+    message_id: str | None = None
+    recipient: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientView:
+    idx: int
+    address: str
+    domain: str
+    state: RecipientState
+    attempts: int
+    next_attempt_at: float | None
+    expires_at: float
+    updated_at: float
+    last_code: int | None
+    last_enhanced: str | None
+    last_text: str | None
+    last_mx: str | None
+    leased: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: str
+    tenant_id: str
+    created_at: float
+    mail_from: str
+    subject: str
+    message_id_header: str
+    source: str
+    stream: str
+    size: int
+    tags: list[str]
+    metadata: dict[str, Any]
+    recipients: list[RecipientView]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStat:
+    domain: str
+    depth: int
+    deferred: int
+    oldest_at: float
+    next_attempt_at: float
+    paused: bool
+
+
+class Store(Protocol):
+    """Durable state of a node (or of a fleet, for shared backends)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # -- tenants and keys ------------------------------------------------------------
+    async def create_tenant(self, name: str) -> Tenant: ...
+
+    async def get_tenant(
+        self, *, name: str | None = None, id: str | None = None
+    ) -> Tenant | None: ...
+
+    async def list_tenants(self) -> list[Tenant]: ...
+
+    async def add_api_key(self, tenant_id: str, key_hash: str, prefix: str) -> ApiKey: ...
+
+    async def tenant_for_key(self, key_hash: str) -> Tenant | None: ...
+
+    async def revoke_api_key(self, tenant_id: str, prefix: str) -> bool: ...
+
+    # -- ingest ----------------------------------------------------------------------
+    async def enqueue(
+        self,
+        messages: Sequence[NewMessage],
+        *,
+        idempotency: IdempotencyClaim | None = None,
+        tenant_id: str | None = None,
+        node_id: str = "",
+    ) -> IdempotencyRecord | None:
+        """Store messages, recipients and ``accepted`` events durably, in one transaction.
+
+        With ``idempotency`` (and ``tenant_id``), an existing record for the key is
+        returned instead and nothing is stored; otherwise the claim is stored with the
+        messages and ``None`` is returned.
+        """
+        ...
+
+    async def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None: ...
+
+    async def purge_idempotency(self, older_than: float) -> int: ...
+
+    # -- queue -----------------------------------------------------------------------
+    async def due_domains(self, limit: int = 10_000) -> list[DomainDue]:
+        """Domains with queued recipients and the earliest ``next_attempt_at`` of each."""
+        ...
+
+    async def lease(
+        self, domain: str, *, now: float, limit: int, lease_time: float, owner: str
+    ) -> list[LeasedMessage]:
+        """Lease up to ``limit`` due recipients of ``domain`` (oldest due first).
+
+        Recipients of paused (tenant, domain) queues are left alone. Recipients of one
+        message come back together in one :class:`LeasedMessage`.
+        """
+        ...
+
+    async def record(self, records: Sequence[AttemptRecord], *, node_id: str = "") -> None:
+        """Apply attempt outcomes and append their events, durably.
+
+        A deferral or release only applies to a recipient still queued (a cancelled one
+        stays cancelled); delivered and bounced outcomes always apply.
+        """
+        ...
+
+    async def cancel(
+        self, tenant_id: str, message_id: str, *, now: float, node_id: str = ""
+    ) -> int:
+        """Cancel every queued recipient of a message; returns how many."""
+        ...
+
+    # -- reads -----------------------------------------------------------------------
+    async def get_message(self, tenant_id: str, message_id: str) -> MessageView | None: ...
+
+    async def events(self, query: EventQuery) -> list[Event]: ...
+
+    async def queue_stats(self, tenant_id: str | None = None) -> list[QueueStat]: ...
+
+    async def state_counts(self) -> dict[str, int]:
+        """Recipients per state over the whole store (for metrics and the demo)."""
+        ...
+
+    async def set_paused(
+        self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""
+    ) -> None: ...

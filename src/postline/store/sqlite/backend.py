@@ -1,0 +1,722 @@
+"""SQLite store: WAL, one writer thread with group commit, a small pool of readers.
+
+Every write is a function run inside the writer thread. The writer drains whatever
+operations are waiting (up to ``max_batch``), runs them in ONE transaction — each in its
+own savepoint, so one failing operation does not sink the others — commits (with
+``synchronous=FULL`` the commit fsyncs the WAL), and only then resolves the callers'
+futures. Many concurrent requests therefore share one fsync, and nothing is acknowledged
+before it is on disk.
+
+This module is the only place that imports ``sqlite3``; driver errors become
+:mod:`postline.errors` store errors in :func:`_translate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
+from postline.model import EventType, RecipientState
+from postline.model.ids import new_id
+from postline.store.base import (
+    ApiKey,
+    AttemptRecord,
+    DomainDue,
+    Event,
+    EventQuery,
+    IdempotencyClaim,
+    IdempotencyRecord,
+    LeasedMessage,
+    LeasedRecipient,
+    MessageView,
+    NewMessage,
+    QueueStat,
+    RecipientView,
+    Tenant,
+)
+from postline.store.queries import load_queries
+
+__all__ = ["SQLiteStore", "schema_version"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_Q = load_queries("postline.store.sqlite")
+_PACKAGE = "postline.store.sqlite"
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """Map a driver error to the store error a caller can act on."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityViolation(str(exc))
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(f"SQLite: {exc}")
+    if isinstance(exc, sqlite3.Error):
+        return StoreError(f"SQLite: {exc}")
+    return exc
+
+
+def _migrations() -> list[tuple[int, str]]:
+    """(version, sql) of every file ``migrations/NNNN_<what>.sql``, in order."""
+    out = []
+    for entry in resources.files(_PACKAGE).joinpath("migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            out.append((int(name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+def schema_version() -> int:
+    """The version a fresh schema starts at (``PRAGMA user_version`` of schema.sql)."""
+    text = resources.files(_PACKAGE).joinpath("schema.sql").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.upper().startswith("PRAGMA USER_VERSION"):
+            return int(line.split("=")[1].strip(" ;"))
+    raise StoreError("schema.sql has no PRAGMA user_version")
+
+
+def _connect(path: Path, synchronous: str, *, readonly: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        str(path), isolation_level=None, check_same_thread=False, cached_statements=256
+    )
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def _apply_schema(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        text = resources.files(_PACKAGE).joinpath("schema.sql").read_text(encoding="utf-8")
+        conn.executescript(text)
+        return
+    for number, sql in _migrations():
+        if number > version:
+            log.info("applying migration %04d", number, extra={"action": "store.migrate"})
+            conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+
+class _Op:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+
+
+def _settle(results: list[tuple[_Op, Any, BaseException | None]]) -> None:
+    for op, value, error in results:
+        if op.future.done():
+            continue
+        if error is not None:
+            op.future.set_exception(error)
+        else:
+            op.future.set_result(value)
+
+
+class _Writer(threading.Thread):
+    """Runs write operations in batches, one transaction and one fsync per batch."""
+
+    def __init__(self, path: Path, synchronous: str, max_batch: int) -> None:
+        super().__init__(name="postline-sqlite-writer", daemon=True)
+        self._path = path
+        self._synchronous = synchronous
+        self._max_batch = max_batch
+        self.queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.open_error: BaseException | None = None
+        self.batches = 0
+        self.ops = 0
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self._path, self._synchronous)
+            _apply_schema(conn)
+        except BaseException as exc:  # reported to open()
+            self.open_error = _translate(exc)
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            stopping = False
+            while not stopping:
+                first = self.queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < self._max_batch:
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                self._run(conn, batch)
+        finally:
+            conn.close()
+
+    def _run(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            err = _translate(exc)
+            results = [(op, None, err) for op in batch]
+        else:
+            single = len(batch) == 1
+            for op in batch:
+                # Cancelled callers still get their write: an outcome must never be lost.
+                if not single:
+                    conn.execute("SAVEPOINT op")
+                try:
+                    value = op.fn(conn)
+                except BaseException as exc:
+                    if single:
+                        conn.execute("ROLLBACK")
+                        conn.execute("BEGIN IMMEDIATE")
+                    else:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    results.append((op, None, _translate(exc)))
+                else:
+                    if not single:
+                        conn.execute("RELEASE op")
+                    results.append((op, value, None))
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                err = _translate(exc)
+                results = [(op, None, err) for op, _, _ in results]
+        self.batches += 1
+        self.ops += len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any, BaseException | None]]] = {}
+        for item in results:
+            by_loop.setdefault(item[0].loop, []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # loop closed: nobody is waiting any more
+                pass
+
+
+class SQLiteStore:
+    """The embedded store (see module docstring)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "full",
+        max_batch: int = 512,
+        readers: int = 2,
+    ) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._max_batch = max_batch
+        self._readers = readers
+        self._writer: _Writer | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # -- plumbing --------------------------------------------------------------------
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = _Writer(self.path, self._synchronous, self._max_batch)
+        writer.start()
+        await asyncio.to_thread(writer.ready.wait)
+        if writer.open_error is not None:
+            raise writer.open_error
+        self._writer = writer
+        self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="postline-sqlite-read")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.queue.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        with self._lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        w = self._writer
+        return {"batches": w.batches, "ops": w.ops} if w else {"batches": 0, "ops": 0}
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writer.queue.put(_Op(fn, loop, future))
+        return await future
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, self._synchronous, readonly=True)
+            self._local.conn = conn
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("the store is closed")
+
+        def run() -> T:
+            try:
+                return fn(self._reader())
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    # -- tenants and keys ------------------------------------------------------------
+    async def create_tenant(self, name: str) -> Tenant:
+        tenant = Tenant(id=new_id(), name=name, created_at=time.time())
+
+        def op(conn: sqlite3.Connection) -> Tenant:
+            try:
+                conn.execute(
+                    _Q["create_tenant"],
+                    {"id": tenant.id, "name": name, "created_at": tenant.created_at},
+                )
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityViolation(f"a tenant named {name!r} already exists") from exc
+            return tenant
+
+        return await self._write(op)
+
+    async def get_tenant(self, *, name: str | None = None, id: str | None = None) -> Tenant | None:
+        def op(conn: sqlite3.Connection) -> Tenant | None:
+            if name is not None:
+                row = conn.execute(_Q["tenant_by_name"], {"name": name}).fetchone()
+            else:
+                row = conn.execute(_Q["tenant_by_id"], {"id": id}).fetchone()
+            return Tenant(*row) if row else None
+
+        return await self._read(op)
+
+    async def list_tenants(self) -> list[Tenant]:
+        return await self._read(
+            lambda conn: [Tenant(*row) for row in conn.execute(_Q["list_tenants"])]
+        )
+
+    async def add_api_key(self, tenant_id: str, key_hash: str, prefix: str) -> ApiKey:
+        key = ApiKey(id=new_id(), tenant_id=tenant_id, prefix=prefix, created_at=time.time())
+
+        def op(conn: sqlite3.Connection) -> ApiKey:
+            conn.execute(
+                _Q["add_api_key"],
+                {
+                    "id": key.id,
+                    "tenant_id": tenant_id,
+                    "key_hash": key_hash,
+                    "prefix": prefix,
+                    "created_at": key.created_at,
+                },
+            )
+            return key
+
+        return await self._write(op)
+
+    async def tenant_for_key(self, key_hash: str) -> Tenant | None:
+        def op(conn: sqlite3.Connection) -> Tenant | None:
+            row = conn.execute(_Q["tenant_for_key"], {"key_hash": key_hash}).fetchone()
+            return Tenant(*row) if row else None
+
+        return await self._read(op)
+
+    async def revoke_api_key(self, tenant_id: str, prefix: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                _Q["revoke_api_key"],
+                {"tenant_id": tenant_id, "prefix": prefix, "now": time.time()},
+            )
+            return cur.rowcount > 0
+
+        return await self._write(op)
+
+    # -- ingest ----------------------------------------------------------------------
+    async def enqueue(
+        self,
+        messages: Sequence[NewMessage],
+        *,
+        idempotency: IdempotencyClaim | None = None,
+        tenant_id: str | None = None,
+        node_id: str = "",
+    ) -> IdempotencyRecord | None:
+        if idempotency is not None and tenant_id is None:
+            raise ValueError("an idempotency claim needs the tenant_id")
+        msg_rows = []
+        rcpt_rows = []
+        event_rows = []
+        for m in messages:
+            msg_rows.append(
+                (
+                    m.id,
+                    m.tenant_id,
+                    m.created_at,
+                    m.mail_from,
+                    m.message_id_header,
+                    m.subject,
+                    m.source,
+                    m.stream,
+                    json.dumps(list(m.tags)),
+                    json.dumps(m.metadata),
+                    len(m.body),
+                    m.body,
+                )
+            )
+            data: dict[str, Any] = {"source": m.source}
+            if m.next_attempt_at > m.created_at + 1:
+                data["send_at"] = m.next_attempt_at
+            event_data = json.dumps(data)
+            for r in m.recipients:
+                rcpt_rows.append(
+                    (
+                        m.id,
+                        r.idx,
+                        m.tenant_id,
+                        r.address,
+                        r.domain,
+                        m.created_at,
+                        m.next_attempt_at,
+                        m.expires_at,
+                        m.created_at,
+                    )
+                )
+                event_rows.append(
+                    (
+                        m.created_at,
+                        m.tenant_id,
+                        EventType.ACCEPTED.value,
+                        m.id,
+                        r.idx,
+                        r.address,
+                        node_id,
+                        event_data,
+                    )
+                )
+
+        def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+            if idempotency is not None:
+                row = conn.execute(
+                    _Q["get_idempotency"], {"tenant_id": tenant_id, "key": idempotency.key}
+                ).fetchone()
+                if row is not None:
+                    return IdempotencyRecord(*row)
+                conn.execute(
+                    _Q["insert_idempotency"],
+                    {
+                        "tenant_id": tenant_id,
+                        "key": idempotency.key,
+                        "request_hash": idempotency.request_hash,
+                        "status": idempotency.status,
+                        "response": idempotency.response,
+                        "created_at": idempotency.created_at,
+                    },
+                )
+            conn.executemany(_Q["insert_message"], msg_rows)
+            conn.executemany(_Q["insert_recipient"], rcpt_rows)
+            conn.executemany(_Q["insert_event"], event_rows)
+            return None
+
+        return await self._write(op)
+
+    async def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
+        def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+            row = conn.execute(
+                _Q["get_idempotency"], {"tenant_id": tenant_id, "key": key}
+            ).fetchone()
+            return IdempotencyRecord(*row) if row else None
+
+        return await self._read(op)
+
+    async def purge_idempotency(self, older_than: float) -> int:
+        return await self._write(
+            lambda conn: conn.execute(_Q["purge_idempotency"], {"older_than": older_than}).rowcount
+        )
+
+    # -- queue -----------------------------------------------------------------------
+    async def due_domains(self, limit: int = 10_000) -> list[DomainDue]:
+        return await self._read(
+            lambda conn: [
+                DomainDue(domain, due)
+                for domain, due in conn.execute(_Q["due_domains"], {"limit": limit})
+                if due is not None
+            ]
+        )
+
+    async def lease(
+        self, domain: str, *, now: float, limit: int, lease_time: float, owner: str
+    ) -> list[LeasedMessage]:
+        params = {
+            "owner": owner,
+            "until": now + lease_time,
+            "domain": domain,
+            "now": now,
+            "limit": limit,
+        }
+
+        def op(conn: sqlite3.Connection) -> list[LeasedMessage]:
+            rows = conn.execute(_Q["lease"], params).fetchall()
+            if not rows:
+                return []
+            by_message: dict[str, list[LeasedRecipient]] = {}
+            for row in rows:
+                r = LeasedRecipient(*row)
+                by_message.setdefault(r.message_id, []).append(r)
+            out = []
+            for mid, tenant, mail_from, body, mid_header in conn.execute(
+                _Q["lease_bodies"], {"ids": json.dumps(list(by_message))}
+            ):
+                rcpts = by_message[mid]
+                rcpts.sort(key=lambda r: r.idx)
+                out.append(LeasedMessage(mid, tenant, mail_from, body, mid_header, rcpts))
+            return out
+
+        return await self._write(op)
+
+    async def record(self, records: Sequence[AttemptRecord], *, node_id: str = "") -> None:
+        final_rows = []
+        retry_rows = []
+        event_rows = []
+        for r in records:
+            inc = 1 if r.counted else 0
+            if r.state is RecipientState.QUEUED:
+                retry_rows.append(
+                    (
+                        r.next_attempt_at,
+                        inc,
+                        r.at,
+                        r.code,
+                        r.enhanced,
+                        r.text,
+                        r.mx,
+                        r.message_id,
+                        r.idx,
+                    )
+                )
+            else:
+                final_rows.append(
+                    (
+                        r.state.value,
+                        inc,
+                        r.at,
+                        r.code,
+                        r.enhanced,
+                        r.text,
+                        r.mx,
+                        r.message_id,
+                        r.idx,
+                    )
+                )
+            if r.event is None:
+                continue
+            data = dict(r.data)
+            if r.code is not None:
+                data.setdefault("code", r.code)
+                data.setdefault("enhanced", r.enhanced)
+                data.setdefault("text", r.text)
+            if r.mx is not None:
+                data.setdefault("mx", r.mx)
+            if r.state is RecipientState.QUEUED:
+                data.setdefault("next_attempt_at", r.next_attempt_at)
+            event_rows.append(
+                (
+                    r.at,
+                    r.tenant_id,
+                    r.event.value,
+                    r.message_id,
+                    r.idx,
+                    r.address,
+                    node_id,
+                    json.dumps(data),
+                )
+            )
+
+        def op(conn: sqlite3.Connection) -> None:
+            if final_rows:
+                conn.executemany(_Q["record_final"], final_rows)
+            if retry_rows:
+                conn.executemany(_Q["record_retry"], retry_rows)
+            if event_rows:
+                conn.executemany(_Q["insert_event"], event_rows)
+
+        await self._write(op)
+
+    async def cancel(
+        self, tenant_id: str, message_id: str, *, now: float, node_id: str = ""
+    ) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                _Q["cancel"], {"message_id": message_id, "tenant_id": tenant_id, "now": now}
+            ).fetchall()
+            conn.executemany(
+                _Q["insert_event"],
+                [
+                    (
+                        now,
+                        tenant_id,
+                        EventType.CANCELLED.value,
+                        message_id,
+                        idx,
+                        address,
+                        node_id,
+                        "{}",
+                    )
+                    for idx, address in rows
+                ],
+            )
+            return len(rows)
+
+        return await self._write(op)
+
+    # -- reads -----------------------------------------------------------------------
+    async def get_message(self, tenant_id: str, message_id: str) -> MessageView | None:
+        def op(conn: sqlite3.Connection) -> MessageView | None:
+            row = conn.execute(
+                _Q["get_message"], {"id": message_id, "tenant_id": tenant_id}
+            ).fetchone()
+            if row is None:
+                return None
+            now = time.time()
+            rcpts = []
+            for r in conn.execute(_Q["get_recipients"], {"id": message_id}):
+                state = RecipientState(r[3])
+                leased = r[12] is not None and (r[13] or 0) > now
+                rcpts.append(
+                    RecipientView(
+                        idx=r[0],
+                        address=r[1],
+                        domain=r[2],
+                        state=state,
+                        attempts=r[4],
+                        next_attempt_at=r[5] if state is RecipientState.QUEUED else None,
+                        expires_at=r[6],
+                        updated_at=r[7],
+                        last_code=r[8],
+                        last_enhanced=r[9],
+                        last_text=r[10],
+                        last_mx=r[11],
+                        leased=leased and state is RecipientState.QUEUED,
+                    )
+                )
+            return MessageView(
+                id=row[0],
+                tenant_id=row[1],
+                created_at=row[2],
+                mail_from=row[3],
+                subject=row[4],
+                message_id_header=row[5],
+                source=row[6],
+                stream=row[7],
+                size=row[8],
+                tags=json.loads(row[9]),
+                metadata=json.loads(row[10]),
+                recipients=rcpts,
+            )
+
+        return await self._read(op)
+
+    async def events(self, query: EventQuery) -> list[Event]:
+        params = {
+            "tenant_id": query.tenant_id,
+            "after": query.after,
+            "limit": query.limit,
+            "types": json.dumps(list(query.types)) if query.types else None,
+            "message_id": query.message_id,
+            "recipient": query.recipient,
+            "since": query.since,
+            "until": query.until,
+        }
+        sql = _Q["events_message"] if query.message_id else _Q["events"]
+
+        def op(conn: sqlite3.Connection) -> list[Event]:
+            return [
+                Event(
+                    id=r[0],
+                    at=r[1],
+                    tenant_id=r[2],
+                    type=r[3],
+                    message_id=r[4],
+                    recipient_idx=r[5],
+                    recipient=r[6],
+                    node_id=r[7],
+                    data=json.loads(r[8]),
+                )
+                for r in conn.execute(sql, params)
+            ]
+
+        return await self._read(op)
+
+    async def queue_stats(self, tenant_id: str | None = None) -> list[QueueStat]:
+        def op(conn: sqlite3.Connection) -> list[QueueStat]:
+            if tenant_id is None:
+                rows = conn.execute(_Q["queue_stats"]).fetchall()
+                paused_rows: list[tuple[str, float]] = []
+            else:
+                rows = conn.execute(_Q["queue_stats_tenant"], {"tenant_id": tenant_id}).fetchall()
+                paused_rows = conn.execute(_Q["paused_tenant"], {"tenant_id": tenant_id}).fetchall()
+            stats = [
+                QueueStat(d, n, int(deferred or 0), oldest, nxt, bool(p))
+                for d, n, deferred, oldest, nxt, p in rows
+            ]
+            seen = {s.domain for s in stats}
+            for domain, _at in paused_rows:
+                if domain not in seen and domain != "*":
+                    stats.append(QueueStat(domain, 0, 0, 0.0, 0.0, True))
+            return stats
+
+        return await self._read(op)
+
+    async def state_counts(self) -> dict[str, int]:
+        return await self._read(lambda conn: dict(conn.execute(_Q["state_counts"]).fetchall()))
+
+    async def set_paused(
+        self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""
+    ) -> None:
+        params = {"tenant_id": tenant_id, "domain": domain, "now": now, "reason": reason}
+        sql = _Q["pause"] if paused else _Q["resume"]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, params)
+
+        await self._write(op)

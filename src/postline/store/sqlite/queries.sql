@@ -1,0 +1,168 @@
+-- Named queries of the SQLite store. Parameters are bound by name.
+
+-- name: create_tenant
+INSERT INTO tenants (id, name, created_at) VALUES (:id, :name, :created_at);
+
+-- name: tenant_by_name
+SELECT id, name, created_at FROM tenants WHERE name = :name;
+
+-- name: tenant_by_id
+SELECT id, name, created_at FROM tenants WHERE id = :id;
+
+-- name: list_tenants
+SELECT id, name, created_at FROM tenants ORDER BY name;
+
+-- name: add_api_key
+INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at)
+VALUES (:id, :tenant_id, :key_hash, :prefix, :created_at);
+
+-- name: tenant_for_key
+SELECT t.id, t.name, t.created_at
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = :now
+WHERE tenant_id = :tenant_id AND prefix = :prefix AND revoked_at IS NULL;
+
+-- name: get_idempotency
+SELECT request_hash, status, response FROM idempotency WHERE tenant_id = :tenant_id AND key = :key;
+
+-- name: insert_idempotency
+INSERT INTO idempotency (tenant_id, key, request_hash, status, response, created_at)
+VALUES (:tenant_id, :key, :request_hash, :status, :response, :created_at);
+
+-- name: purge_idempotency
+DELETE FROM idempotency WHERE created_at < :older_than;
+
+-- name: insert_message
+INSERT INTO messages (id, tenant_id, created_at, mail_from, message_id_header, subject, source,
+                      stream, tags, metadata, size, body)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: insert_recipient
+INSERT INTO recipients (message_id, idx, tenant_id, address, domain, state, attempts, created_at,
+                        next_attempt_at, expires_at, updated_at)
+VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?);
+
+-- name: insert_event
+INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: due_domains
+-- Skip-scan of the partial due index: one probe per distinct domain, whatever the depth.
+WITH RECURSIVE d(domain) AS (
+    SELECT (SELECT domain FROM recipients WHERE state = 'queued' ORDER BY domain LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.domain FROM recipients r
+            WHERE r.state = 'queued' AND r.domain > d.domain ORDER BY r.domain LIMIT 1)
+    FROM d WHERE d.domain IS NOT NULL
+)
+SELECT d.domain,
+       (SELECT MIN(r.next_attempt_at) FROM recipients r
+        WHERE r.state = 'queued' AND r.domain = d.domain) AS due
+FROM d WHERE d.domain IS NOT NULL
+LIMIT :limit;
+
+-- name: lease
+UPDATE recipients
+SET lease_owner = :owner, lease_expires_at = :until, next_attempt_at = :until
+WHERE (message_id, idx) IN (
+    SELECT r.message_id, r.idx FROM recipients r
+    WHERE r.domain = :domain AND r.state = 'queued' AND r.next_attempt_at <= :now
+      AND NOT EXISTS (SELECT 1 FROM queue_pauses p
+                      WHERE p.domain = :domain AND p.tenant_id IN (r.tenant_id, '*'))
+    ORDER BY r.next_attempt_at
+    LIMIT :limit
+)
+RETURNING message_id, idx, tenant_id, address, domain, attempts, created_at, expires_at;
+
+-- name: lease_bodies
+SELECT id, tenant_id, mail_from, body, message_id_header FROM messages
+WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: record_final
+-- Delivered, bounced and expired outcomes always apply.
+UPDATE recipients
+SET state = ?, attempts = attempts + ?, updated_at = ?, last_code = ?, last_enhanced = ?,
+    last_text = ?, last_mx = ?, lease_owner = NULL, lease_expires_at = NULL
+WHERE message_id = ? AND idx = ?;
+
+-- name: record_retry
+-- Deferrals and releases only apply to a recipient that is still queued.
+UPDATE recipients
+SET next_attempt_at = ?, attempts = attempts + ?, updated_at = ?,
+    last_code = coalesce(?, last_code), last_enhanced = coalesce(?, last_enhanced),
+    last_text = coalesce(?, last_text), last_mx = coalesce(?, last_mx),
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE message_id = ? AND idx = ? AND state = 'queued';
+
+-- name: cancel
+UPDATE recipients
+SET state = 'cancelled', updated_at = :now, lease_owner = NULL, lease_expires_at = NULL
+WHERE message_id = :message_id AND tenant_id = :tenant_id AND state = 'queued'
+RETURNING idx, address;
+
+-- name: get_message
+SELECT id, tenant_id, created_at, mail_from, subject, message_id_header, source, stream, size,
+       tags, metadata
+FROM messages WHERE id = :id AND tenant_id = :tenant_id;
+
+-- name: get_recipients
+SELECT idx, address, domain, state, attempts, next_attempt_at, expires_at, updated_at,
+       last_code, last_enhanced, last_text, last_mx, lease_owner, lease_expires_at
+FROM recipients WHERE message_id = :id ORDER BY idx;
+
+-- name: queue_stats
+SELECT r.domain, count(*), sum(r.attempts > 0), min(r.created_at), min(r.next_attempt_at),
+       EXISTS (SELECT 1 FROM queue_pauses p
+               WHERE p.domain = r.domain AND p.tenant_id IN (r.tenant_id, '*'))
+FROM recipients r
+WHERE r.state = 'queued'
+GROUP BY r.domain
+ORDER BY count(*) DESC;
+
+-- name: queue_stats_tenant
+SELECT r.domain, count(*), sum(r.attempts > 0), min(r.created_at), min(r.next_attempt_at),
+       EXISTS (SELECT 1 FROM queue_pauses p
+               WHERE p.domain = r.domain AND p.tenant_id IN (:tenant_id, '*'))
+FROM recipients r
+WHERE r.state = 'queued' AND r.tenant_id = :tenant_id
+GROUP BY r.domain
+ORDER BY count(*) DESC;
+
+-- name: paused_tenant
+SELECT domain, paused_at FROM queue_pauses WHERE tenant_id IN (:tenant_id, '*');
+
+-- name: state_counts
+SELECT state, count(*) FROM recipients GROUP BY state;
+
+-- name: pause
+INSERT INTO queue_pauses (tenant_id, domain, paused_at, reason)
+VALUES (:tenant_id, :domain, :now, :reason)
+ON CONFLICT (tenant_id, domain) DO NOTHING;
+
+-- name: resume
+DELETE FROM queue_pauses WHERE tenant_id = :tenant_id AND domain = :domain;
+
+-- name: events
+SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data
+FROM events
+WHERE tenant_id = :tenant_id AND id > :after
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
+  AND (:recipient IS NULL OR recipient = :recipient)
+  AND (:since IS NULL OR at >= :since)
+  AND (:until IS NULL OR at < :until)
+ORDER BY id
+LIMIT :limit;
+
+-- name: events_message
+SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data
+FROM events
+WHERE message_id = :message_id AND tenant_id = :tenant_id AND id > :after
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
+  AND (:recipient IS NULL OR recipient = :recipient)
+  AND (:since IS NULL OR at >= :since)
+  AND (:until IS NULL OR at < :until)
+ORDER BY id
+LIMIT :limit;

@@ -1,0 +1,419 @@
+"""The contract every Store backend must pass (fixture `store` in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from postline.errors import IntegrityViolation
+from postline.model import EventType, RecipientState
+from postline.model.ids import new_id
+from postline.store import Store
+from postline.store.base import (
+    AttemptRecord,
+    EventQuery,
+    IdempotencyClaim,
+    LeasedMessage,
+    NewMessage,
+    NewRecipient,
+)
+
+NOW = time.time()
+
+
+def message(
+    tenant_id: str,
+    *addresses: str,
+    body: bytes = b"Subject: hi\r\n\r\nhello\r\n",
+    due: float | None = None,
+    created: float | None = None,
+) -> NewMessage:
+    created = NOW if created is None else created
+    return NewMessage(
+        id=new_id(),
+        tenant_id=tenant_id,
+        mail_from="sender@example.org",
+        body=body,
+        recipients=[
+            NewRecipient(i, a, a.rpartition("@")[2].lower()) for i, a in enumerate(addresses)
+        ],
+        created_at=created,
+        next_attempt_at=created if due is None else due,
+        expires_at=created + 86400,
+        message_id_header=f"<{new_id()}@example.org>",
+        subject="hi",
+        tags=["t1"],
+        metadata={"k": "v"},
+    )
+
+
+async def tenant(store: Store, name: str = "acme") -> str:
+    return (await store.create_tenant(name)).id
+
+
+def outcome(
+    leased: LeasedMessage, state: RecipientState, event: EventType, **kw: object
+) -> list[AttemptRecord]:
+    return [
+        AttemptRecord(
+            message_id=leased.id,
+            idx=r.idx,
+            tenant_id=r.tenant_id,
+            address=r.address,
+            state=state,
+            event=event,
+            at=NOW,
+            **kw,  # type: ignore[arg-type]
+        )
+        for r in leased.recipients
+    ]
+
+
+async def test_tenants_and_keys(store: Store) -> None:
+    t = await store.create_tenant("acme")
+    assert (await store.get_tenant(name="acme")) == t
+    assert (await store.get_tenant(id=t.id)) == t
+    assert await store.get_tenant(name="nobody") is None
+    with pytest.raises(IntegrityViolation):
+        await store.create_tenant("acme")
+    await store.add_api_key(t.id, "hash-1", "pl_abc")
+    assert (await store.tenant_for_key("hash-1")) == t
+    assert await store.tenant_for_key("hash-2") is None
+    assert await store.revoke_api_key(t.id, "pl_abc")
+    assert await store.tenant_for_key("hash-1") is None
+    assert [x.name for x in await store.list_tenants()] == ["acme"]
+
+
+async def test_enqueue_stores_body_once_and_a_row_per_recipient(store: Store) -> None:
+    tid = await tenant(store)
+    m = message(tid, "a@one.test", "b@one.test", "c@two.test")
+    assert await store.enqueue([m]) is None
+    view = await store.get_message(tid, m.id)
+    assert view is not None
+    assert [r.address for r in view.recipients] == ["a@one.test", "b@one.test", "c@two.test"]
+    assert {r.state for r in view.recipients} == {RecipientState.QUEUED}
+    assert view.size == len(m.body)
+    assert view.tags == ["t1"] and view.metadata == {"k": "v"}
+    events = await store.events(EventQuery(tenant_id=tid))
+    assert [e.type for e in events] == ["accepted"] * 3
+    assert (await store.state_counts()) == {"queued": 3}
+
+
+async def test_tenants_see_only_their_own_data(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    m = message(a, "x@one.test")
+    await store.enqueue([m])
+    assert await store.get_message(b, m.id) is None
+    assert await store.events(EventQuery(tenant_id=b)) == []
+    assert await store.queue_stats(b) == []
+    assert await store.cancel(b, m.id, now=NOW) == 0
+    assert [s.depth for s in await store.queue_stats(a)] == [1]
+
+
+async def test_idempotency_replays_and_stores_nothing_new(store: Store) -> None:
+    tid = await tenant(store)
+    claim = IdempotencyClaim("k1", "h1", 202, '{"id": 1}', NOW)
+    assert (
+        await store.enqueue([message(tid, "a@one.test")], idempotency=claim, tenant_id=tid) is None
+    )
+    again = await store.enqueue(
+        [message(tid, "a@one.test")],
+        idempotency=IdempotencyClaim("k1", "h2", 202, '{"id": 2}', NOW),
+        tenant_id=tid,
+    )
+    assert again is not None
+    assert (again.request_hash, again.status, again.response) == ("h1", 202, '{"id": 1}')
+    assert (await store.state_counts()) == {"queued": 1}
+    # Keys are per tenant.
+    other = await tenant(store, "other")
+    assert (
+        await store.enqueue([message(other, "a@one.test")], idempotency=claim, tenant_id=other)
+        is None
+    )
+
+
+async def test_idempotency_under_concurrency(store: Store) -> None:
+    tid = await tenant(store)
+    results = await asyncio.gather(
+        *(
+            store.enqueue(
+                [message(tid, "a@one.test")],
+                idempotency=IdempotencyClaim("same", f"h{i}", 202, f"{i}", NOW),
+                tenant_id=tid,
+            )
+            for i in range(20)
+        )
+    )
+    assert sum(r is None for r in results) == 1
+    assert (await store.state_counts()) == {"queued": 1}
+    stored = await store.get_idempotency(tid, "same")
+    assert stored is not None
+    assert all(r is None or r == stored for r in results)
+
+
+async def test_purge_idempotency(store: Store) -> None:
+    tid = await tenant(store)
+    await store.enqueue(
+        [message(tid, "a@one.test")],
+        idempotency=IdempotencyClaim("old", "h", 202, "{}", NOW - 100_000),
+        tenant_id=tid,
+    )
+    assert await store.purge_idempotency(NOW - 86400) == 1
+    assert await store.get_idempotency(tid, "old") is None
+
+
+async def test_due_domains_and_lease_per_domain(store: Store) -> None:
+    tid = await tenant(store)
+    await store.enqueue(
+        [message(tid, f"u{i}@one.test", created=NOW - 10 + i) for i in range(5)]
+        + [message(tid, "x@two.test", due=NOW + 60)]
+    )
+    due = {d.domain: d.next_attempt_at for d in await store.due_domains()}
+    assert set(due) == {"one.test", "two.test"}
+    assert due["one.test"] == pytest.approx(NOW - 10)
+    assert due["two.test"] == pytest.approx(NOW + 60)
+
+    leased = await store.lease("one.test", now=NOW, limit=3, lease_time=30, owner="n1")
+    assert [
+        m.recipients[0].address for m in sorted(leased, key=lambda m: m.recipients[0].created_at)
+    ] == [
+        "u0@one.test",
+        "u1@one.test",
+        "u2@one.test",
+    ]
+    assert all(m.body.startswith(b"Subject: hi") for m in leased)
+    # Leased rows are not handed out again while the lease holds...
+    more = await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n2")
+    assert sorted(m.recipients[0].address for m in more) == ["u3@one.test", "u4@one.test"]
+    assert await store.lease("one.test", now=NOW + 1, limit=10, lease_time=30, owner="n2") == []
+    # ...but come back once it expires (a node that died).
+    back = await store.lease("one.test", now=NOW + 31, limit=10, lease_time=30, owner="n2")
+    assert len(back) == 5
+    # A scheduled message is not due before its time.
+    assert await store.lease("two.test", now=NOW, limit=10, lease_time=30, owner="n1") == []
+    assert (
+        len(await store.lease("two.test", now=NOW + 61, limit=10, lease_time=30, owner="n1")) == 1
+    )
+
+
+async def test_lease_groups_recipients_of_one_message(store: Store) -> None:
+    tid = await tenant(store)
+    m = message(tid, "a@one.test", "b@one.test", "c@two.test")
+    await store.enqueue([m])
+    leased = await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n1")
+    assert len(leased) == 1
+    assert leased[0].id == m.id
+    assert leased[0].mail_from == "sender@example.org"
+    assert leased[0].message_id_header == m.message_id_header
+    assert [r.address for r in leased[0].recipients] == ["a@one.test", "b@one.test"]
+
+
+async def test_record_outcomes(store: Store) -> None:
+    tid = await tenant(store)
+    m = message(tid, "a@one.test", "b@one.test", "c@one.test")
+    await store.enqueue([m])
+    [leased] = await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n1")
+    a, b, c = leased.recipients
+    await store.record(
+        [
+            AttemptRecord(
+                m.id,
+                a.idx,
+                tid,
+                a.address,
+                RecipientState.DELIVERED,
+                EventType.DELIVERED,
+                NOW,
+                code=250,
+                enhanced="2.0.0",
+                text="ok",
+                mx="mx.one.test",
+            ),
+            AttemptRecord(
+                m.id,
+                b.idx,
+                tid,
+                b.address,
+                RecipientState.BOUNCED,
+                EventType.BOUNCED,
+                NOW,
+                code=550,
+                enhanced="5.1.1",
+                text="no such user",
+                mx="mx.one.test",
+            ),
+            AttemptRecord(
+                m.id,
+                c.idx,
+                tid,
+                c.address,
+                RecipientState.QUEUED,
+                EventType.DEFERRED,
+                NOW,
+                next_attempt_at=NOW + 120,
+                code=451,
+                enhanced="4.7.1",
+                text="greylisted",
+                mx="mx.one.test",
+            ),
+        ],
+        node_id="n1",
+    )
+    view = await store.get_message(tid, m.id)
+    assert view is not None
+    states = {r.address: r for r in view.recipients}
+    assert states["a@one.test"].state is RecipientState.DELIVERED
+    assert states["b@one.test"].state is RecipientState.BOUNCED
+    assert states["b@one.test"].last_enhanced == "5.1.1"
+    c_view = states["c@one.test"]
+    assert c_view.state is RecipientState.QUEUED and c_view.attempts == 1
+    assert c_view.next_attempt_at == pytest.approx(NOW + 120)
+    assert not c_view.leased
+    assert c_view.last_code == 451 and c_view.last_mx == "mx.one.test"
+    events = await store.events(
+        EventQuery(tenant_id=tid, types=["delivered", "bounced", "deferred"])
+    )
+    assert sorted(e.type for e in events) == ["bounced", "deferred", "delivered"]
+    deferred = next(e for e in events if e.type == "deferred")
+    assert deferred.data["code"] == 451 and deferred.data["mx"] == "mx.one.test"
+    assert deferred.node_id == "n1" and deferred.recipient == "c@one.test"
+    # The deferred one is due again only at its new time.
+    assert await store.lease("one.test", now=NOW + 60, limit=10, lease_time=30, owner="n1") == []
+    again = await store.lease("one.test", now=NOW + 121, limit=10, lease_time=30, owner="n1")
+    assert [r.attempts for r in again[0].recipients] == [1]
+
+
+async def test_release_does_not_count_an_attempt(store: Store) -> None:
+    tid = await tenant(store)
+    m = message(tid, "a@one.test")
+    await store.enqueue([m])
+    [leased] = await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n1")
+    await store.record(
+        outcome(
+            leased, RecipientState.QUEUED, EventType.DEFERRED, next_attempt_at=NOW, counted=False
+        )
+    )
+    [again] = await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n1")
+    assert again.recipients[0].attempts == 0
+
+
+async def test_cancel(store: Store) -> None:
+    tid = await tenant(store)
+    m = message(tid, "a@one.test", "b@one.test")
+    await store.enqueue([m])
+    [leased] = await store.lease("one.test", now=NOW, limit=1, lease_time=30, owner="n1")
+    await store.record(outcome(leased, RecipientState.DELIVERED, EventType.DELIVERED, code=250))
+    assert await store.cancel(tid, m.id, now=NOW) == 1
+    assert await store.cancel(tid, m.id, now=NOW) == 0
+    view = await store.get_message(tid, m.id)
+    assert view is not None
+    assert sorted(r.state.value for r in view.recipients) == ["cancelled", "delivered"]
+    assert await store.lease("one.test", now=NOW + 100, limit=10, lease_time=30, owner="n1") == []
+    assert [e.type for e in await store.events(EventQuery(tenant_id=tid, types=["cancelled"]))] == [
+        "cancelled"
+    ]
+
+
+async def test_deferral_does_not_revive_a_cancelled_recipient(store: Store) -> None:
+    tid = await tenant(store)
+    m = message(tid, "a@one.test", "b@one.test")
+    await store.enqueue([m])
+    [leased] = await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n1")
+    await store.cancel(tid, m.id, now=NOW)
+    a, b = leased.recipients
+    await store.record(
+        [
+            AttemptRecord(
+                m.id,
+                a.idx,
+                tid,
+                a.address,
+                RecipientState.QUEUED,
+                EventType.DEFERRED,
+                NOW,
+                next_attempt_at=NOW + 1,
+                code=451,
+            ),
+            # A delivery that completed while the cancel came in is still the truth.
+            AttemptRecord(
+                m.id,
+                b.idx,
+                tid,
+                b.address,
+                RecipientState.DELIVERED,
+                EventType.DELIVERED,
+                NOW,
+                code=250,
+            ),
+        ]
+    )
+    view = await store.get_message(tid, m.id)
+    assert view is not None
+    assert [r.state.value for r in view.recipients] == ["cancelled", "delivered"]
+
+
+async def test_pause_and_resume(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    await store.enqueue([message(a, "x@one.test"), message(b, "y@one.test")])
+    await store.set_paused(a, "one.test", True, now=NOW, reason="test")
+    leased = await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n1")
+    assert [m.tenant_id for m in leased] == [b]
+    stats = await store.queue_stats(a)
+    assert [(s.domain, s.depth, s.paused) for s in stats] == [("one.test", 1, True)]
+    await store.set_paused(a, "one.test", False, now=NOW)
+    assert [
+        m.tenant_id
+        for m in await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n1")
+    ] == [a]
+    # '*' pauses a domain for every tenant; a paused domain with nothing queued is listed.
+    await store.set_paused("*", "two.test", True, now=NOW)
+    await store.set_paused(a, "three.test", True, now=NOW)
+    await store.enqueue([message(b, "z@two.test")])
+    assert await store.lease("two.test", now=NOW, limit=10, lease_time=30, owner="n1") == []
+    assert ("three.test", 0, True) in [
+        (s.domain, s.depth, s.paused) for s in await store.queue_stats(a)
+    ]
+
+
+async def test_queue_stats(store: Store) -> None:
+    tid = await tenant(store)
+    await store.enqueue(
+        [message(tid, "a@one.test", created=NOW - 50), message(tid, "b@one.test", "c@two.test")]
+    )
+    stats = {s.domain: s for s in await store.queue_stats(tid)}
+    assert stats["one.test"].depth == 2
+    assert stats["one.test"].oldest_at == pytest.approx(NOW - 50)
+    assert stats["two.test"].depth == 1
+    assert {s.domain for s in await store.queue_stats()} == {"one.test", "two.test"}
+
+
+async def test_event_paging_and_filters(store: Store) -> None:
+    tid = await tenant(store)
+    msgs = [message(tid, f"u{i}@one.test") for i in range(7)]
+    await store.enqueue(msgs)
+    page1 = await store.events(EventQuery(tenant_id=tid, limit=3))
+    page2 = await store.events(EventQuery(tenant_id=tid, limit=3, after=page1[-1].id))
+    page3 = await store.events(EventQuery(tenant_id=tid, limit=3, after=page2[-1].id))
+    seen = [e.recipient for e in page1 + page2 + page3]
+    assert seen == [f"u{i}@one.test" for i in range(7)]
+    assert len({e.id for e in page1 + page2 + page3}) == 7
+    by_msg = await store.events(EventQuery(tenant_id=tid, message_id=msgs[3].id))
+    assert [e.recipient for e in by_msg] == ["u3@one.test"]
+    by_rcpt = await store.events(EventQuery(tenant_id=tid, recipient="u5@one.test"))
+    assert [e.message_id for e in by_rcpt] == [msgs[5].id]
+    assert await store.events(EventQuery(tenant_id=tid, since=NOW + 1)) == []
+    assert len(await store.events(EventQuery(tenant_id=tid, until=NOW + 1))) == 7
+    assert await store.events(EventQuery(tenant_id=tid, types=["delivered"])) == []
+
+
+async def test_many_concurrent_writers(store: Store) -> None:
+    tid = await tenant(store)
+    await asyncio.gather(
+        *(store.enqueue([message(tid, f"u{i}@d{i % 7}.test")]) for i in range(300))
+    )
+    assert (await store.state_counts()) == {"queued": 300}
+    assert len(await store.due_domains()) == 7

@@ -1,0 +1,156 @@
+"""SMTP submission over real sockets: no open relay, AUTH only after STARTTLS, SIZE."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from postline.errors import ConfigError
+from postline.runtime import Node
+from postline.store.sqlite.backend import SQLiteStore
+from support.node import add_tenant, running_node
+
+MESSAGE = b"From: ann@acme.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+def _tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _client(node: Node) -> smtplib.SMTP:
+    assert node.submission_address is not None
+    host, port = node.submission_address
+    return smtplib.SMTP(host, port, timeout=10)
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    async with running_node(
+        tmp_path, "[delivery]\nenabled = false\n", submission_extra="max_message_size = '20KB'"
+    ) as n:
+        yield n
+
+
+async def test_unauthenticated_relay_is_refused(node: Node) -> None:
+    def attempt() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+        with _client(node) as s:
+            s.ehlo("client.test")
+            mail = s.docmd("MAIL FROM:<ann@acme.test>")
+            rcpt = s.docmd("RCPT TO:<victim@example.test>")
+            return mail, rcpt
+
+    mail, rcpt = await asyncio.to_thread(attempt)
+    assert mail[0] == 530 and mail[1].startswith(b"5.7.0")
+    assert rcpt[0] in (530, 550, 503)
+    assert await node.store.state_counts() == {}
+
+
+async def test_auth_only_after_starttls(node: Node) -> None:
+    key = await add_tenant(node)
+
+    def attempt() -> tuple[bool, int, bool]:
+        with _client(node) as s:
+            s.ehlo("client.test")
+            offered_plain = s.has_extn("auth")
+            code, _ = s.docmd("AUTH PLAIN", "AGFjbWUAcGFzcw==")
+            s.starttls(context=_tls())
+            s.ehlo("client.test")
+            return offered_plain, code, s.has_extn("auth")
+
+    offered_plain, code, offered_tls = await asyncio.to_thread(attempt)
+    assert not offered_plain
+    assert code == 538
+    assert offered_tls
+    assert key
+
+
+async def test_authenticated_submission_is_queued(node: Node) -> None:
+    key = await add_tenant(node)
+
+    def send(user: str, password: str) -> dict[str, tuple[int, bytes]]:
+        with _client(node) as s:
+            s.starttls(context=_tls())
+            s.login(user, password)
+            return s.sendmail("ann@acme.test", ["bob@example.test", "carl@other.test"], MESSAGE)
+
+    refused = await asyncio.to_thread(send, "acme", key)
+    assert refused == {}
+    assert await node.store.state_counts() == {"queued": 2}
+    [leased] = await node.store.lease("example.test", now=9e9, limit=5, lease_time=1, owner="t")
+    assert leased.body.startswith(b"Received: from ")
+    assert b"X-Postline-ID: " + leased.id.encode() in leased.body
+    assert b"Message-ID: <" in leased.body and b"Date: " in leased.body
+    await asyncio.to_thread(send, "apikey", key)  # SendGrid-style user name works too
+    with pytest.raises(smtplib.SMTPAuthenticationError) as err:
+        await asyncio.to_thread(send, "acme", "pl_wrong")
+    assert err.value.smtp_code == 535
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        await asyncio.to_thread(send, "someone-else", key)
+
+
+async def test_size_is_advertised_and_enforced(node: Node) -> None:
+    key = await add_tenant(node)
+
+    def send() -> tuple[int, str]:
+        with _client(node) as s:
+            s.starttls(context=_tls())
+            s.ehlo("client.test")
+            size = s.esmtp_features.get("size", "")
+            s.login("acme", key)
+            try:
+                s.sendmail("ann@acme.test", ["bob@example.test"], MESSAGE + b"x" * 30_000 + b"\r\n")
+            except smtplib.SMTPDataError as exc:
+                return exc.smtp_code, exc.smtp_error.decode()
+            except smtplib.SMTPSenderRefused as exc:
+                return exc.smtp_code, exc.smtp_error.decode()
+            return 250, size
+
+    code, text = await asyncio.to_thread(send)
+    assert code == 552
+    assert text.startswith("5.3.4")
+    assert await node.store.state_counts() == {}
+
+
+async def test_every_error_has_an_enhanced_code(node: Node) -> None:
+    def talk() -> list[tuple[int, bytes]]:
+        with _client(node) as s:
+            s.ehlo("client.test")
+            assert s.has_extn("enhancedstatuscodes")
+            return [
+                s.docmd("RCPT TO:<a@b.test>"),
+                s.docmd("DATA"),
+                s.docmd("BOGUS"),
+                s.docmd("MAIL FROM:<bad address>"),
+            ]
+
+    for code, text in await asyncio.to_thread(talk):
+        assert code >= 500
+        assert text[:1] == b"5" and text[1:2] == b"." and text.split(b" ")[0].count(b".") == 2, text
+
+
+async def test_trusted_network_relays_without_auth(tmp_path: Path) -> None:
+    extra = "[delivery]\nenabled = false\n"
+    sub = "trusted_networks = ['127.0.0.0/8']\ntrusted_tenant = 'relay'"
+    with pytest.raises(ConfigError, match="trusted_tenant 'relay' does not exist"):
+        async with running_node(tmp_path, extra, submission_extra=sub):
+            pass
+    store = SQLiteStore(tmp_path / "data" / "postline.db")
+    await store.open()
+    await store.create_tenant("relay")
+    await store.close()
+    async with running_node(tmp_path, extra, submission_extra=sub) as node:
+
+        def send() -> dict[str, tuple[int, bytes]]:
+            with _client(node) as s:
+                return s.sendmail("app@acme.test", ["bob@example.test"], MESSAGE)
+
+        assert await asyncio.to_thread(send) == {}
+        assert await node.store.state_counts() == {"queued": 1}

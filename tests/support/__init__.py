@@ -1,0 +1,1 @@
+"""Test helpers: nodes in the test's event loop, tenants, free ports."""

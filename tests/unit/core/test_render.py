@@ -1,0 +1,85 @@
+"""Message rendering and raw fix-ups: correct MIME, no header injection."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postline.ingest.render import HeaderInjection, fix_raw, header_line, render_message
+
+
+def render(**kw: object):  # type: ignore[no-untyped-def]
+    args: dict[str, object] = {
+        "message_id": "<id@acme.test>",
+        "date": 1_800_000_000.0,
+        "from_": ("ann@acme.test", "Ann"),
+        "to": [("bob@example.test", None)],
+        "subject": "Hello",
+        "text": "Hi Bob",
+    }
+    args.update(kw)
+    return render_message(**args)  # type: ignore[arg-type]
+
+
+def test_plain_message_parses_back() -> None:
+    m = render()
+    parsed = message_from_bytes(m.body, policy=policy.default)
+    assert parsed["From"] == "Ann <ann@acme.test>"
+    assert parsed["Message-ID"] == "<id@acme.test>"
+    assert parsed.get_content().strip() == "Hi Bob"
+    assert b"\r\n" in m.body and b"\n" not in m.body.replace(b"\r\n", b"")
+
+
+def test_alternative_parts_and_encoding() -> None:
+    m = render(text="Grüße " * 300, html="<p>Grüße</p>", subject="Grüße ✓")
+    parsed = message_from_bytes(m.body, policy=policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    parts = list(parsed.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert parts[0].get_content().startswith("Grüße")
+    assert parsed["Subject"] == "Grüße ✓"
+    assert all(len(line) <= 998 for line in m.body.split(b"\r\n"))
+    assert m.body.isascii()
+
+
+@given(st.text(min_size=1, max_size=200))
+def test_subject_round_trips_or_is_refused(subject: str) -> None:
+    try:
+        m = render(subject=subject)
+    except HeaderInjection:
+        assert any(c in subject for c in "\r\n\x00")
+        return
+    parsed = message_from_bytes(m.body, policy=policy.default)
+    headers = [k.lower() for k in parsed]
+    assert headers.count("subject") == 1
+    assert "bcc" not in headers
+
+
+@pytest.mark.parametrize("value", ["a\r\nBcc: x@y.test", "a\nX: y", "a\rX: y", "a\x00"])
+def test_header_injection_is_impossible(value: str) -> None:
+    with pytest.raises(HeaderInjection):
+        header_line("X-Custom", value)
+    with pytest.raises(HeaderInjection):
+        render(subject=value)
+    with pytest.raises(HeaderInjection):
+        render(from_=("ann@acme.test", value))
+
+
+def test_fix_raw_adds_missing_headers_and_strips_bcc() -> None:
+    raw = b"From: a@acme.test\nBcc: secret@x.test,\n  other@x.test\nSubject: s\n\nline\n"
+    body, mid = fix_raw(raw, message_id="<new@acme.test>", date=0.0, postline_id="P1")
+    assert mid == "<new@acme.test>"
+    assert b"secret" not in body and b"other@x.test" not in body
+    assert body.startswith(b"X-Postline-ID: P1\r\n")
+    assert b"Message-ID: <new@acme.test>\r\n" in body
+    assert b"\r\n\r\nline\r\n" in body
+    kept, mid2 = fix_raw(
+        b"Message-ID: <old@a.test>\r\nDate: x\r\n\r\nb\r\n", message_id="<n@a>", date=0
+    )
+    assert mid2 == "<old@a.test>"
+    assert kept.count(b"Message-ID") == 1
+    with pytest.raises(ValueError, match="header"):
+        fix_raw(b"no headers here at all\r\n", message_id="<n@a>", date=0)
