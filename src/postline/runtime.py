@@ -166,8 +166,9 @@ class Node:
                 max_scheduled_ahead=cfg.queue.max_scheduled_ahead,
                 max_message_size=cfg.submission.max_message_size,
             ),
-            on_enqueued=self.engine.notify if self.engine else None,
+            dispatcher=self.engine,
             metrics=self.metrics,
+            lease_time=cfg.queue.lease_time,
         )
         auth = KeyAuthenticator(self.store)
         self.metrics.on_refresh(self._refresh_metrics)
@@ -195,6 +196,7 @@ class Node:
             auth=auth,
             throttle_state=engine.throttle_state if engine else None,
             metrics_text=self.metrics.render,
+            on_pause=engine.set_paused if engine else None,
             ready=lambda: self._ready,
         )
         app = create_app(ctx)

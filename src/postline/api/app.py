@@ -29,6 +29,7 @@ class ApiContext:
     auth: KeyAuthenticator
     throttle_state: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
     metrics_text: Callable[[], Awaitable[bytes]] | None = None
+    on_pause: Callable[[str, str, bool], None] | None = None
     ready: Callable[[], bool] = lambda: True
     extra: dict[str, Any] = field(default_factory=dict)
 

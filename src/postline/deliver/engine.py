@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,13 @@ from postline.metrics import Metrics
 from postline.model import EventType, RecipientState, Reply
 from postline.schedule.backoff import RetryPolicy
 from postline.smtp.client import Timeouts
-from postline.store.base import AttemptRecord, LeasedMessage, Store
+from postline.store.base import (
+    AttemptRecord,
+    LeasedMessage,
+    LeasedRecipient,
+    NewMessage,
+    Store,
+)
 from postline.throttle.base import ThrottleBackend
 from postline.throttle.rules import Destination, ThrottleRules
 
@@ -169,6 +175,7 @@ class DeliveryEngine:
         self.bucket_workers: Counter[str] = Counter()
         self.bucket_sites: dict[str, set[Site]] = {}
         self._suspended: dict[str, float] = {}
+        self._paused: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = Recorder(store, node_id, metrics)
         self._scan_wake = asyncio.Event()
@@ -238,6 +245,87 @@ class DeliveryEngine:
         now = time.time()
         return site.down_until > now or self._suspended.get(site.bucket, 0.0) > now
 
+    # -- direct hand-off from ingest -------------------------------------------------
+    def claim(self, messages: Sequence[NewMessage], *, now: float) -> dict[str, dict[int, Any]]:
+        """Recipients this engine can start on at once (see ``ingest.Dispatcher``).
+
+        Only for domains whose route is known, whose site has room, that are neither
+        held nor paused, and with no lease round running: a domain with a backlog keeps
+        its order through the queue.
+        """
+        claims: dict[str, dict[int, Any]] = {}
+        if self.stopping:
+            return claims
+        mono = time.monotonic()
+        for m in messages:
+            if m.next_attempt_at > now:
+                continue
+            for r in m.recipients:
+                if r.domain in self._domains:
+                    continue
+                route = self._routes.get(r.domain)
+                if route is None or route.site is None or route.expires < mono:
+                    continue
+                site = route.site
+                if site.capacity() - site.reserved <= 0 or self.held(site):
+                    continue
+                if (m.tenant_id, r.domain) in self._paused or ("*", r.domain) in self._paused:
+                    continue
+                site.reserved += 1
+                claims.setdefault(m.id, {})[r.idx] = site
+        return claims
+
+    def unclaim(self, claims: Mapping[str, Mapping[int, Any]]) -> None:
+        for per_message in claims.values():
+            for site in per_message.values():
+                site.reserved -= 1
+
+    def take(
+        self,
+        messages: Sequence[NewMessage],
+        claims: Mapping[str, Mapping[int, Any]],
+        *,
+        lease_until: float,
+    ) -> None:
+        """Queue claimed recipients on their sites; the store has them leased to us."""
+        for m in messages:
+            mine = claims.get(m.id)
+            if not mine:
+                continue
+            by_site: dict[Site, list[LeasedRecipient]] = {}
+            for r in m.recipients:
+                site = mine.get(r.idx)
+                if site is None:
+                    continue
+                site.reserved -= 1
+                by_site.setdefault(site, []).append(
+                    LeasedRecipient(
+                        m.id, r.idx, m.tenant_id, r.address, r.domain, 0, m.created_at, m.expires_at
+                    )
+                )
+            for site, rcpts in by_site.items():
+                leased = LeasedMessage(
+                    m.id, m.tenant_id, m.mail_from, m.body, m.message_id_header, rcpts
+                )
+                per_txn = site.destination.limits.recipients_per_transaction or 100
+                by_domain: dict[str, list[LeasedRecipient]] = {}
+                for lr in rcpts:
+                    by_domain.setdefault(lr.domain, []).append(lr)
+                site.put(
+                    [
+                        WorkItem(leased, group[i : i + per_txn], domain, lease_until)
+                        for domain, group in by_domain.items()
+                        for i in range(0, len(group), per_txn)
+                    ]
+                )
+
+    def set_paused(self, tenant_id: str, domain: str, paused: bool) -> None:
+        """Keep the pause list of direct hand-offs in step with the API at once."""
+        if paused:
+            self._paused.add((tenant_id, domain))
+        else:
+            self._paused.discard((tenant_id, domain))
+
     # -- waking domains --------------------------------------------------------------
     def notify(self, domains: Iterable[str]) -> None:
         """Work became due now for these domains (called by ingest)."""
@@ -262,6 +350,7 @@ class DeliveryEngine:
         while not self.stopping:
             try:
                 due = await self.store.due_domains()
+                self._paused = await self.store.paused_queues()
             except Exception:
                 log.exception("queue scan failed", extra={"action": "deliver.scan_failed"})
                 due = []

@@ -74,6 +74,7 @@ class Site:
         self._space.set()
         self._rng = random.Random()
         self.sent = 0
+        self.reserved = 0
 
     # -- buffer ----------------------------------------------------------------------
     def max_buffer(self) -> int:

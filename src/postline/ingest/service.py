@@ -7,9 +7,11 @@ and quotas join here as they arrive.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from postline.errors import ValidationError
 from postline.ingest.addresses import InvalidAddress, parse_address
@@ -19,7 +21,30 @@ from postline.metrics import Metrics
 from postline.model.ids import new_id
 from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage, NewRecipient, Store
 
-__all__ = ["IngestLimits", "Ingestor"]
+__all__ = ["Dispatcher", "IngestLimits", "Ingestor"]
+
+
+class Dispatcher(Protocol):
+    """What ingest needs from a delivery engine (implemented by ``DeliveryEngine``).
+
+    ``claim`` picks recipients the engine can start on at once; they are stored leased
+    to this node, and ``take`` hands them over after the commit (``unclaim`` when the
+    commit failed or replayed). ``notify`` wakes the queue for the other due domains.
+    """
+
+    def claim(self, messages: Sequence[NewMessage], *, now: float) -> dict[str, dict[int, Any]]: ...
+
+    def take(
+        self,
+        messages: Sequence[NewMessage],
+        claims: Mapping[str, Mapping[int, Any]],
+        *,
+        lease_until: float,
+    ) -> None: ...
+
+    def unclaim(self, claims: Mapping[str, Mapping[int, Any]]) -> None: ...
+
+    def notify(self, domains: Iterable[str]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +65,17 @@ class Ingestor:
         node_id: str,
         hostname: str,
         limits: IngestLimits = IngestLimits(),
-        on_enqueued: Callable[[Iterable[str]], None] | None = None,
+        dispatcher: Dispatcher | None = None,
         metrics: Metrics | None = None,
+        lease_time: float = 300.0,
     ) -> None:
         self.metrics = metrics
+        self.lease_time = lease_time
         self.store = store
         self.node_id = node_id
         self.hostname = hostname
         self.limits = limits
-        self._on_enqueued = on_enqueued
+        self._dispatcher = dispatcher
         self.accepted_messages = 0
         self.accepted_recipients = 0
 
@@ -221,21 +248,58 @@ class Ingestor:
         *,
         idempotency: IdempotencyClaim | None = None,
     ) -> IdempotencyRecord | None:
-        """Durably enqueue; returns the earlier answer when the idempotency key was used."""
-        replay = await self.store.enqueue(
-            messages, idempotency=idempotency, tenant_id=tenant_id, node_id=self.node_id
+        """Durably enqueue; returns the earlier answer when the idempotency key was used.
+
+        The work runs in its own task, shielded: once the store has the messages, the
+        hand-off to the delivery engine happens even if the caller went away.
+        """
+        return await asyncio.shield(
+            asyncio.ensure_future(self._enqueue(tenant_id, messages, idempotency))
         )
-        if replay is None:
-            n_rcpts = sum(len(m.recipients) for m in messages)
-            self.accepted_messages += len(messages)
-            self.accepted_recipients += n_rcpts
-            if self.metrics is not None and messages:
-                source = messages[0].source
-                self.metrics.ingested_messages.labels(source).inc(len(messages))
-                self.metrics.ingested_recipients.labels(source).inc(n_rcpts)
-            if self._on_enqueued is not None:
-                now = time.time()
-                self._on_enqueued(
-                    {r.domain for m in messages if m.next_attempt_at <= now for r in m.recipients}
-                )
-        return replay
+
+    async def _enqueue(
+        self,
+        tenant_id: str,
+        messages: Sequence[NewMessage],
+        idempotency: IdempotencyClaim | None,
+    ) -> IdempotencyRecord | None:
+        now = time.time()
+        dispatcher = self._dispatcher
+        claims = dispatcher.claim(messages, now=now) if dispatcher is not None else {}
+        lease_until = now + self.lease_time
+        try:
+            replay = await self.store.enqueue(
+                messages,
+                idempotency=idempotency,
+                tenant_id=tenant_id,
+                node_id=self.node_id,
+                leased=claims,
+                lease_until=lease_until,
+            )
+        except BaseException:
+            if dispatcher is not None:
+                dispatcher.unclaim(claims)
+            raise
+        if replay is not None:
+            if dispatcher is not None:
+                dispatcher.unclaim(claims)
+            return replay
+        n_rcpts = sum(len(m.recipients) for m in messages)
+        self.accepted_messages += len(messages)
+        self.accepted_recipients += n_rcpts
+        if self.metrics is not None and messages:
+            source = messages[0].source
+            self.metrics.ingested_messages.labels(source).inc(len(messages))
+            self.metrics.ingested_recipients.labels(source).inc(n_rcpts)
+        if dispatcher is not None:
+            dispatcher.take(messages, claims, lease_until=lease_until)
+            dispatcher.notify(
+                {
+                    r.domain
+                    for m in messages
+                    if m.next_attempt_at <= now
+                    for r in m.recipients
+                    if r.idx not in claims.get(m.id, {})
+                }
+            )
+        return None

@@ -11,7 +11,7 @@ suite in ``tests/contract/test_store_contract.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -253,12 +253,16 @@ class Store(Protocol):
         idempotency: IdempotencyClaim | None = None,
         tenant_id: str | None = None,
         node_id: str = "",
+        leased: Mapping[str, Collection[int]] | None = None,
+        lease_until: float = 0.0,
     ) -> IdempotencyRecord | None:
         """Store messages, recipients and ``accepted`` events durably, in one transaction.
 
         With ``idempotency`` (and ``tenant_id``), an existing record for the key is
         returned instead and nothing is stored; otherwise the claim is stored with the
-        messages and ``None`` is returned.
+        messages and ``None`` is returned. ``leased`` (message id → recipient indexes)
+        names recipients that are stored already leased to ``node_id`` until
+        ``lease_until``: the node hands them to its delivery engine without a lease round.
         """
         ...
 
@@ -309,3 +313,7 @@ class Store(Protocol):
     async def set_paused(
         self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""
     ) -> None: ...
+
+    async def paused_queues(self) -> set[tuple[str, str]]:
+        """Every paused (tenant id, domain); tenant id ``*`` pauses a domain for all."""
+        ...

@@ -154,3 +154,30 @@ async def test_trusted_network_relays_without_auth(tmp_path: Path) -> None:
 
         assert await asyncio.to_thread(send) == {}
         assert await node.store.state_counts() == {"queued": 1}
+
+
+async def test_data_transparency_and_pipelined_commands(node: Node) -> None:
+    """Dot-stuffed lines, lines ending in a dot, an empty body and pipelined commands."""
+    key = await add_tenant(node)
+    bodies = [
+        b"Subject: a\r\n\r\n..leading dot\r\nends with a dot.\r\n.\r\nafter\r\n",
+        b"Subject: b\r\n\r\n",
+        b"Subject: c\r\n\r\nlast line ends with dot.",
+    ]
+
+    def send() -> None:
+        with _client(node) as s:
+            s.starttls(context=_tls())
+            s.login("acme", key)
+            for i, body in enumerate(bodies):
+                s.sendmail("ann@acme.test", [f"r{i}@example.test"], body)
+
+    await asyncio.to_thread(send)
+    leased = await node.store.lease("example.test", now=9e9, limit=10, lease_time=1, owner="t")
+    got = {m.recipients[0].address: m.body for m in leased}
+    a = got["r0@example.test"]
+    # smtplib dot-stuffs on the wire; the stored message is the original again.
+    assert a.endswith(b"\r\n\r\n..leading dot\r\nends with a dot.\r\n.\r\nafter\r\n")
+    assert b"\r\nSubject: b\r\n" in got["r1@example.test"]
+    assert got["r1@example.test"].endswith(b"\r\n\r\n")  # headers only, empty body
+    assert got["r2@example.test"].endswith(b"last line ends with dot.\r\n")

@@ -4,15 +4,19 @@
   own replies without one (``503 Error: need MAIL command``); :meth:`push` adds the
   standard code for the reply class, and ``ENHANCEDSTATUSCODES`` is advertised.
 * Replies are written without waiting for the socket to drain unless the write buffer
-  is full: a relay answers thousands of commands a second.
+  is full, plain ``<local@domain>`` addresses skip the general RFC 5322 parser, and DATA
+  is read in large chunks instead of line by line: a relay answers thousands of
+  commands a second.
 * AUTH PLAIN and LOGIN call an *async* credential check (aiosmtpd's authenticator is
   synchronous), and are offered only after STARTTLS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +30,8 @@ __all__ = ["CredentialCheck", "PostlineSMTP", "with_enhanced"]
 CredentialCheck = Callable[[str, str], Awaitable[Any | None]]
 """(user name, password) → the identity to keep in the session, or None."""
 
+_SIMPLE_ADDRESS = re.compile(r"<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,255})>")
+_UNSTUFF = re.compile(rb"(^|\r\n)\.")
 _HAS_ENHANCED = re.compile(rb"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?:[ \r]|$)")
 _CODE = re.compile(rb"^(\d{3})([ -])")
 # Default enhanced codes by reply code (RFC 3463, RFC 5321 §4.2.3).
@@ -55,6 +61,7 @@ _DEFAULTS = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def with_enhanced(reply: bytes) -> bytes:
     """Add the default enhanced status code to a reply line that lacks one."""
     if _HAS_ENHANCED.match(reply):
@@ -89,6 +96,85 @@ class PostlineSMTP(SMTP):
         transport.write(response + b"\r\n")
         if transport.get_write_buffer_size() > 65536:
             await self._writer.drain()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        m = _SIMPLE_ADDRESS.match(arg)
+        if m is not None and ".." not in m.group(1):
+            return m.group(1), arg[m.end() :]
+        result: tuple[str | None, str | None] = super()._getaddr(arg)
+        return result
+
+    async def smtp_DATA(self, arg: str) -> None:
+        reader: Any = self._reader
+        if not hasattr(reader, "_limit"):  # not CPython's StreamReader: the line reader
+            await super().smtp_DATA(arg)
+            return
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = await self._read_data(reader)
+        if data is None:
+            await self.push("552 5.3.4 Message size exceeds fixed maximum message size")
+            self._reset_transaction()
+            return
+        content = _UNSTUFF.sub(rb"\1", data) if b"\r\n." in data or data[:1] == b"." else data
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._reset_transaction()
+        await self.push(status if isinstance(status, str) else "250 2.0.0 OK")
+
+    def _reset_transaction(self) -> None:
+        reset: Any = self._set_post_data_state
+        reset()
+
+    async def _read_data(self, reader: Any) -> bytes | None:
+        """The message up to the lone dot, in chunks; None when it passes the size limit.
+
+        ``readuntil(b".\r\n")`` stops at every line that ends with a dot; a chunk is the
+        end only when that dot starts a line. The reader's line limit is raised for the
+        duration, so a whole message can come back from one call.
+        """
+        limit = self.data_size_limit or 0
+        saved = reader._limit
+        reader._limit = (limit or 2**31) + 1024
+        parts: list[bytes] = []
+        size = 0
+        too_big = False
+        at_line_start = True
+        try:
+            while True:
+                try:
+                    chunk: bytes = await reader.readuntil(b".\r\n")
+                except asyncio.LimitOverrunError as exc:
+                    # Far past the limit without an end: drop what came, keep reading.
+                    await reader.readexactly(exc.consumed)
+                    too_big = True
+                    parts.clear()
+                    at_line_start = False
+                    continue
+                end = (at_line_start and chunk == b".\r\n") or chunk.endswith(b"\r\n.\r\n")
+                if end:
+                    chunk = chunk[:-3]
+                size += len(chunk)
+                if limit and size > limit:
+                    too_big = True
+                    parts.clear()
+                elif not too_big:
+                    parts.append(chunk)
+                if end:
+                    break
+                at_line_start = True
+        finally:
+            reader._limit = saved
+        return None if too_big else b"".join(parts)
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_hello = True

@@ -20,7 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -381,6 +381,8 @@ class SQLiteStore:
         idempotency: IdempotencyClaim | None = None,
         tenant_id: str | None = None,
         node_id: str = "",
+        leased: Mapping[str, Collection[int]] | None = None,
+        lease_until: float = 0.0,
     ) -> IdempotencyRecord | None:
         if idempotency is not None and tenant_id is None:
             raise ValueError("an idempotency claim needs the tenant_id")
@@ -408,7 +410,9 @@ class SQLiteStore:
             if m.next_attempt_at > m.created_at + 1:
                 data["send_at"] = m.next_attempt_at
             event_data = json.dumps(data)
+            direct = leased.get(m.id, ()) if leased else ()
             for r in m.recipients:
+                owned = r.idx in direct
                 rcpt_rows.append(
                     (
                         m.id,
@@ -417,9 +421,11 @@ class SQLiteStore:
                         r.address,
                         r.domain,
                         m.created_at,
-                        m.next_attempt_at,
+                        lease_until if owned else m.next_attempt_at,
                         m.expires_at,
                         m.created_at,
+                        node_id if owned else None,
+                        lease_until if owned else None,
                     )
                 )
                 event_rows.append(
@@ -709,6 +715,9 @@ class SQLiteStore:
 
     async def state_counts(self) -> dict[str, int]:
         return await self._read(lambda conn: dict(conn.execute(_Q["state_counts"]).fetchall()))
+
+    async def paused_queues(self) -> set[tuple[str, str]]:
+        return await self._read(lambda conn: {(t, d) for t, d in conn.execute(_Q["paused_all"])})
 
     async def set_paused(
         self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""

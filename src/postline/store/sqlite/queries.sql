@@ -41,9 +41,10 @@ INSERT INTO messages (id, tenant_id, created_at, mail_from, message_id_header, s
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_recipient
+-- A recipient handed straight to this node's delivery engine is inserted already leased.
 INSERT INTO recipients (message_id, idx, tenant_id, address, domain, state, attempts, created_at,
-                        next_attempt_at, expires_at, updated_at)
-VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?);
+                        next_attempt_at, expires_at, updated_at, lease_owner, lease_expires_at)
+VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_event
 INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
@@ -133,6 +134,9 @@ ORDER BY count(*) DESC;
 
 -- name: paused_tenant
 SELECT domain, paused_at FROM queue_pauses WHERE tenant_id IN (:tenant_id, '*');
+
+-- name: paused_all
+SELECT tenant_id, domain FROM queue_pauses;
 
 -- name: state_counts
 SELECT state, count(*) FROM recipients GROUP BY state;

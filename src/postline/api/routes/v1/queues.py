@@ -65,6 +65,8 @@ async def _set(request: Request, tenant: Tenant, domain: str, paused: bool) -> R
     ctx: ApiContext = request.app.state.ctx
     name = _domain(domain)
     await ctx.store.set_paused(tenant.id, name, paused, now=time.time(), reason="api")
+    if ctx.on_pause is not None:
+        ctx.on_pause(tenant.id, name, paused)
     stats = {s.domain: s for s in await ctx.store.queue_stats(tenant.id)}
     stat = stats.get(name, QueueStat(name, 0, 0, 0.0, 0.0, paused))
     return Response(json.dumps(await _queue(ctx, stat)), media_type="application/json")
