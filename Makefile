@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test lint unit bench openapi clean
+.PHONY: venv demo test lint unit bench openapi docs clean
 
 venv: $(STAMP)
 
@@ -31,8 +31,11 @@ unit: venv
 bench: venv
 	$(BIN)/python bench/run_all.py
 
+docs: openapi
+
 openapi: venv
 	$(BIN)/postline openapi > docs/reference/openapi.json
+	$(BIN)/postline config reference --update README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

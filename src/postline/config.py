@@ -216,7 +216,9 @@ class RetryConfig(_Section):
         259200.0, description="A recipient still undelivered after this long expires."
     )
     jitter: Literal["full", "none"] = Field(
-        "full", description="'full': the delay is uniform in [0, backoff]; 'none': exact."
+        "full",
+        description="'full': each delay is uniform between 'first' and the exponential "
+        "backoff; 'none': exactly the backoff.",
     )
 
 
@@ -240,7 +242,8 @@ class ThrottleConfig(_Section):
     rules: list[dict[str, Any]] = Field(
         default_factory=list,
         description="[[throttle.rules]] tables: name, domains, mx, scope, messages, period, "
-        "connections, messages_per_connection, recipients_per_transaction.",
+        "burst, connections, messages_per_connection, recipients_per_transaction "
+        "(docs/throttles.md).",
     )
 
 

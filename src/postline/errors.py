@@ -7,7 +7,7 @@ PostlineError                 root; only supervisors catch anything broader
 │   ├── IntegrityViolation    a uniqueness rule was broken (e.g. idempotency key)
 │   └── NotFound              the named object does not exist
 ├── ValidationError           the input is wrong; the message says how to fix it
-└── SMTPClientError           an outbound SMTP conversation failed (postline.smtp.client)
+└── SMTPClientError           an outbound SMTP conversation failed (postline.smtp.wire)
 
 Each class docstring is its default message.
 """

@@ -102,6 +102,7 @@ class Node:
         self.metrics = Metrics()
         self.store: Store = create_store(config)
         self.engine: DeliveryEngine | None = None
+        self.resolver: Resolver | None = None
         self.ingestor: Ingestor | None = None
         self.api_address: tuple[str, int] | None = None
         self.submission_address: tuple[str, int] | None = None
@@ -137,7 +138,7 @@ class Node:
             )
         )
         d = cfg.dns
-        resolver = Resolver(
+        resolver = self.resolver = Resolver(
             d.nameservers,
             timeout=d.timeout,
             min_ttl=d.min_ttl,
@@ -285,6 +286,8 @@ class Node:
             task.cancel()
         if self.engine is not None:
             await self.engine.stop()
+        if self.resolver is not None:
+            await self.resolver.aclose()
         await self.store.close()
         self._stopped.set()
 

@@ -130,8 +130,13 @@ async def internet(
     node_extra: str = FAST_RETRY,
     rules: Iterable[dict[str, Any]] = ({"name": "default", "connections": 10},),
     greylist_delay: float = 1.0,
+    delivery_extra: str = "",
 ) -> AsyncIterator[E2E]:
-    """The sim with ``domains`` and a node pointed at it (see module docstring)."""
+    """The sim with ``domains`` and a node pointed at it (see module docstring).
+
+    ``delivery_extra`` holds more ``[delivery]`` keys (e.g. ``tls = "disabled"``); the
+    table is written here, so ``node_extra`` cannot open it again.
+    """
     sim = Simulator(SimConfig(domains=tuple(domains), greylist_delay=greylist_delay, seed=7))
     await sim.start()
     try:
@@ -147,6 +152,7 @@ temp_fail_ttl = "1s"
 smtp_port = {sim.smtp_port}
 helo_hostname = "node.postline.test"
 idle_timeout = "1s"
+{delivery_extra}
 [delivery.timeouts]
 connect = "3s"
 banner = "5s"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from pathlib import Path
+from typing import Annotated, Any, cast, get_args, get_origin
 
 import typer
 from pydantic import BaseModel
 
 from postline.cli._common import ConfigOption, load
-from postline.config import Config
+from postline.config import Config, _duration
+from postline.units import format_duration
 
-__all__ = ["app", "openapi", "reference_markdown"]
+__all__ = ["app", "openapi", "reference_markdown", "with_reference"]
 
 app = typer.Typer(help="Check a configuration file or print the reference.", no_args_is_help=True)
 
@@ -24,13 +26,21 @@ def check(config: ConfigOption) -> None:
     typer.echo("configuration OK", err=True)
 
 
+def _is_duration(field: Any) -> bool:
+    return any(getattr(m, "func", None) is _duration for m in field.metadata)
+
+
 def _default(field: Any) -> str:
+    if field.is_required():
+        return "(required)"
     if field.default_factory is not None:
         value = field.default_factory()
         if isinstance(value, BaseModel):
             return ""
     else:
         value = field.default
+    if _is_duration(field) and isinstance(value, int | float):
+        return f'"{format_duration(value)}"'
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, bool):
@@ -40,13 +50,26 @@ def _default(field: Any) -> str:
     return str(value)
 
 
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is list:
+        (item,) = get_args(annotation)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return item
+    return None
+
+
 def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
     nested = []
     for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            nested.append((name, annotation))
+        sub = _model_of(field.annotation)
+        if sub is not None:
+            is_list = get_origin(field.annotation) is list
+            if is_list:
+                rows.append(f"| `{prefix}{name}` | `[]` | {field.description or ''} |")
+            nested.append((f"{name}[]" if is_list else name, sub))
             continue
         key = f"{prefix}{name}"
         rows.append(f"| `{key}` | `{_default(field)}` | {field.description or ''} |")
@@ -60,10 +83,28 @@ def reference_markdown() -> str:
     return "\n".join(lines)
 
 
+START = "<!-- config-reference:start -->"
+END = "<!-- config-reference:end -->"
+
+
+def with_reference(text: str) -> str:
+    """``text`` (the README) with the reference table between its markers replaced."""
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n{reference_markdown()}\n{END}{tail}"
+
+
 @app.command("reference")
-def reference() -> None:
+def reference(
+    update: Annotated[
+        Path | None, typer.Option(help="Rewrite the table between the markers of this file.")
+    ] = None,
+) -> None:
     """Print every configuration key with its default and meaning (Markdown)."""
-    typer.echo(reference_markdown())
+    if update is None:
+        typer.echo(reference_markdown())
+        return
+    update.write_text(with_reference(update.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def openapi() -> None:

@@ -43,6 +43,7 @@ from postline.store.base import (
 )
 from postline.throttle.base import ThrottleBackend
 from postline.throttle.rules import Destination, ThrottleRules
+from postline.units import format_duration
 
 __all__ = ["DeliveryEngine"]
 
@@ -642,7 +643,7 @@ class DeliveryEngine:
     def expire(self, item: WorkItem, recipients: Sequence[Any], *, now: float) -> None:
         reply = Reply(
             451,
-            f"not delivered within {self.policy.max_age / 3600:g} hours",
+            f"not delivered within {format_duration(self.policy.max_age)}",
             "4.4.7",
             "QUEUE",
             True,

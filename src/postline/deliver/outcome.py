@@ -13,12 +13,7 @@ from dataclasses import dataclass
 from postline.model import EventType, RecipientState, Reply
 from postline.schedule.backoff import RetryPolicy, next_attempt
 
-__all__ = [
-    "Decision",
-    "decide",
-    "dns_reply",
-    "expired_reply",
-]
+__all__ = ["Decision", "decide", "dns_reply"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +54,3 @@ def dns_reply(status: str, domain: str, detail: str) -> Reply:
     if status == "no_mail":
         return Reply(550, f"domain {domain} has no mail server: {detail}", "5.1.2", "DNS", True)
     return Reply(451, f"MX lookup of {domain} failed: {detail}", "4.4.3", "DNS", True)
-
-
-def expired_reply(last: Reply | None, max_age: float) -> Reply:
-    hours = max_age / 3600
-    text = f"undelivered after {hours:g} hours"
-    if last is not None:
-        text += f"; last reply: {last}"
-    return Reply(451 if last is None else last.code, text, "4.4.7", "QUEUE", True)

@@ -285,9 +285,13 @@ class Site:
             # Waited too long in the buffer: let the queue have it back before the lease ends.
             engine.release([item], now=now)
             return False
-        live = [r for r in item.recipients if r.expires_at > now]
+        # The last retry is scheduled at the deadline itself: it still goes out, and its
+        # reply decides. Only a recipient that sat past its deadline (in a paused queue,
+        # behind a suspension) expires without an attempt.
+        cutoff = now - engine.lease_margin
+        live = [r for r in item.recipients if r.expires_at > cutoff]
         if len(live) < len(item.recipients):
-            engine.expire(item, [r for r in item.recipients if r.expires_at <= now], now=now)
+            engine.expire(item, [r for r in item.recipients if r.expires_at <= cutoff], now=now)
             if not live:
                 return False
             item.recipients = live

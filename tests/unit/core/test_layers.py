@@ -1,0 +1,106 @@
+"""The import arrows between packages (STYLE.md "Proposed layout") and driver isolation."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[3] / "src" / "postline"
+
+# module prefix -> postline packages it may import (besides itself)
+ALLOWED: dict[str, set[str]] = {
+    "postline.model": set(),
+    "postline.errors": set(),
+    "postline.units": set(),
+    "postline.config": {"errors", "units"},
+    "postline.smtp.wire": {"model", "errors"},
+    "postline.smtp.replies": {"model", "errors"},
+    "postline.smtp.client": {"model", "errors"},
+    "postline.smtp.server": {"model", "errors", "config", "ingest", "store", "tenants", "metrics"},
+    "postline.dns": {"model", "errors"},
+    "postline.store": {"model", "errors", "config"},
+    "postline.throttle": {"model", "errors", "units"},
+    "postline.schedule": {"model"},
+    "postline.ingest": {"model", "errors", "store", "metrics"},
+    "postline.deliver": {
+        "model",
+        "errors",
+        "config",
+        "smtp",
+        "dns",
+        "throttle",
+        "store",
+        "schedule",
+        "metrics",
+        "units",
+    },
+    "postline.api": {"model", "errors", "config", "ingest", "store", "tenants"},
+    "postline.sim": {"model", "errors", "smtp"},
+    "postline.tenants": {"store"},
+}
+# Exceptions that are entry points, not library code.
+ENTRY_POINTS = {"postline.sim.__main__"}
+
+
+def _modules() -> list[tuple[str, ast.Module]]:
+    out = []
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out.append((name, ast.parse(path.read_text(encoding="utf-8"))))
+    return out
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_packages_import_only_what_the_layout_allows() -> None:
+    problems = []
+    for name, tree in _modules():
+        if name in ENTRY_POINTS:
+            continue
+        rule = next((p for p in sorted(ALLOWED, key=len, reverse=True) if name.startswith(p)), None)
+        if rule is None:
+            continue
+        own = rule.split(".")[1]
+        for imported in _imports(tree):
+            if not imported.startswith("postline."):
+                continue
+            package = imported.split(".")[1]
+            if package != own and package not in ALLOWED[rule]:
+                problems.append(f"{name} imports {imported}")
+    assert problems == []
+
+
+def test_only_the_store_touches_database_drivers_and_only_config_reads_the_environment() -> None:
+    for name, tree in _modules():
+        imported = _imports(tree)
+        if not name.startswith("postline.store."):
+            assert not imported & {"sqlite3", "asyncpg"}, name
+        if name != "postline.config":
+            source = ast.unparse(tree)
+            assert "os.environ" not in source and "getenv" not in source, name
+
+
+def test_public_names_are_declared() -> None:
+    for name, tree in _modules():
+        if name.endswith("__main__") or name.startswith("postline.cli"):
+            continue
+        has_all = any(
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            for node in tree.body
+        )
+        defines = any(
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and not node.name.startswith("_")
+            for node in tree.body
+        )
+        assert has_all or not defines, f"{name} has public definitions but no __all__"
