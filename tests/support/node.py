@@ -108,14 +108,15 @@ class NodeProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
+        self._log: Any = None
 
     def start(self, timeout: float = 20.0) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("POSTLINE_")}
-        log = self.log_path.open("ab")
+        self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [POSTLINE, "serve", "--config", str(self.config_path)],
             stdout=subprocess.PIPE,
-            stderr=log,
+            stderr=self._log,
             env=env,
         )
         assert self.proc.stdout is not None
@@ -134,6 +135,7 @@ class NodeProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._close()
 
     def terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -143,3 +145,11 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self._close()
+
+    def _close(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -312,13 +312,16 @@ class DeliveryEngine:
                 by_domain: dict[str, list[LeasedRecipient]] = {}
                 for lr in rcpts:
                     by_domain.setdefault(lr.domain, []).append(lr)
-                site.put(
-                    [
-                        WorkItem(leased, group[i : i + per_txn], domain, lease_until)
-                        for domain, group in by_domain.items()
-                        for i in range(0, len(group), per_txn)
-                    ]
-                )
+                items = [
+                    WorkItem(leased, group[i : i + per_txn], domain, lease_until)
+                    for domain, group in by_domain.items()
+                    for i in range(0, len(group), per_txn)
+                ]
+                if self.stopping:
+                    # Shutting down: back to the queue rather than into a drained site.
+                    self.release(items, now=time.time())
+                else:
+                    site.put(items)
 
     def set_paused(self, tenant_id: str, domain: str, paused: bool) -> None:
         """Keep the pause list of direct hand-offs in step with the API at once."""
@@ -540,8 +543,8 @@ class DeliveryEngine:
         self.recorder.add(records)
 
     async def throttle_state(self, domain: str) -> dict[str, Any] | None:
-        route = self._routes.get(domain)
-        if route is None or route.site is None:
+        route = await self.route(domain)
+        if route.site is None:
             return None
         site = route.site
         status = await self.throttle.state(site.bucket)

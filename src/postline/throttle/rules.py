@@ -400,7 +400,9 @@ def _parse_rule(table: object, index: int) -> ThrottleRule:
             f" destination, name the rule '{CATCH_ALL}'"
         )
 
-    scope = table.get("scope", "rule")
+    # The catch-all limits each MX site on its own unless told otherwise: one bucket for
+    # every unmatched destination would let one slow site starve all the others.
+    scope = table.get("scope", "site" if name == CATCH_ALL else "rule")
     if scope not in SCOPES:
         raise ConfigError(f"{where}: scope {scope!r} must be one of {', '.join(SCOPES)}")
 
