@@ -223,7 +223,11 @@ class RetryConfig(_Section):
 
 
 class ThrottleConfig(_Section):
-    backend: str = Field("memory", description="'memory' (one node).")
+    backend: str = Field(
+        "memory",
+        description="'memory' (limits per node) or 'redis://host:port/db' (limits shared "
+        "by every node using that Redis).",
+    )
     decrease: float = Field(
         0.5, gt=0, lt=1, description="On a throttling reply the rate is multiplied by this."
     )
@@ -281,7 +285,11 @@ class Config(_Section):
         Path("data"), description="Where state lives; relative to the config file."
     )
     node_id: str = Field("", description="Name of this node in events and leases; empty = host.")
-    store: str = Field("sqlite", description="'sqlite' (data_dir/postline.db) or 'sqlite:///path'.")
+    store: str = Field(
+        "sqlite",
+        description="'sqlite' (data_dir/postline.db), 'sqlite:///path', or "
+        "'postgresql://user:password@host:port/db' (a fleet of nodes sharing one queue).",
+    )
     api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
     submission: SubmissionConfig = Field(default_factory=SubmissionConfig)  # type: ignore[arg-type]
     dns: DnsConfig = Field(default_factory=DnsConfig)  # type: ignore[arg-type]

@@ -7,6 +7,8 @@ PostlineError                 root; only supervisors catch anything broader
 │   ├── IntegrityViolation    a uniqueness rule was broken (e.g. idempotency key)
 │   └── NotFound              the named object does not exist
 ├── ValidationError           the input is wrong; the message says how to fix it
+├── ThrottleError             the throttle backend failed (a bug or a misconfiguration)
+│   └── ThrottleUnavailable   it cannot be reached: wait and retry, send nothing meanwhile
 └── SMTPClientError           an outbound SMTP conversation failed (postline.smtp.wire)
 
 Each class docstring is its default message.
@@ -21,6 +23,8 @@ __all__ = [
     "PostlineError",
     "StoreError",
     "StoreUnavailable",
+    "ThrottleError",
+    "ThrottleUnavailable",
     "ValidationError",
 ]
 
@@ -59,3 +63,11 @@ class ValidationError(PostlineError):
         super().__init__(message)
         self.field = field
         self.fix = fix
+
+
+class ThrottleError(PostlineError):
+    """The throttle backend failed."""
+
+
+class ThrottleUnavailable(ThrottleError):
+    """The throttle backend cannot be reached; nothing may be sent until it returns."""

@@ -25,13 +25,14 @@ from postline.api.app import ApiContext, create_app
 from postline.config import Config, parse_listen
 from postline.deliver.engine import DeliveryEngine
 from postline.dns.resolver import Resolver
-from postline.errors import ConfigError
+from postline.errors import ConfigError, ThrottleError
 from postline.ingest.service import IngestLimits, Ingestor
 from postline.metrics import Metrics
 from postline.smtp.server.submission import start_submission
 from postline.store import Store, create_store
 from postline.tenants import KeyAuthenticator
 from postline.throttle.adaptive import AdaptiveParams
+from postline.throttle.base import ThrottleBackend
 from postline.throttle.memory import MemoryThrottleBackend
 from postline.throttle.rules import ThrottleRules
 from postline.tls import ensure_self_signed, server_context
@@ -93,6 +94,30 @@ def _bind(listen: str) -> socket.socket:
     return sock
 
 
+async def _throttle_backend(cfg: Config) -> ThrottleBackend:
+    t = cfg.throttle
+    params = AdaptiveParams(
+        decrease=t.decrease,
+        recover_step=t.recover_step,
+        recover_interval=t.recover_interval,
+        strikes=t.suspend_after,
+        strike_window=t.suspend_window,
+        suspend_for=t.suspend_for,
+    )
+    if t.backend == "memory":
+        return MemoryThrottleBackend(params)
+    if t.backend.split(":", 1)[0] in ("redis", "rediss", "unix"):
+        from postline.throttle.redis import RedisThrottleBackend
+
+        try:
+            return await RedisThrottleBackend.connect(t.backend, params=params)
+        except ThrottleError as exc:
+            raise ConfigError(f"throttle backend {t.backend}: {exc}") from exc
+    raise ConfigError(
+        f"throttle backend {t.backend!r} is not supported; use 'memory' or 'redis://host:port/db'"
+    )
+
+
 class Node:
     """One postline node. ``await node.start()``, then ``await node.stop()``."""
 
@@ -103,6 +128,7 @@ class Node:
         self.store: Store = create_store(config)
         self.engine: DeliveryEngine | None = None
         self.resolver: Resolver | None = None
+        self.throttle: ThrottleBackend | None = None
         self.ingestor: Ingestor | None = None
         self.api_address: tuple[str, int] | None = None
         self.submission_address: tuple[str, int] | None = None
@@ -117,26 +143,16 @@ class Node:
     def ready(self) -> bool:
         return self._ready
 
+    def _is_ready(self) -> bool:
+        return self._ready and (self.engine is None or self.engine.throttle_healthy)
+
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
         rules = ThrottleRules.load(cfg.throttle.rules, include_defaults=cfg.throttle.defaults)
-        if cfg.throttle.backend != "memory":
-            raise ConfigError(
-                f"throttle backend {cfg.throttle.backend!r} is not available; use 'memory'"
-            )
-        t = cfg.throttle
-        throttle = MemoryThrottleBackend(
-            AdaptiveParams(
-                decrease=t.decrease,
-                recover_step=t.recover_step,
-                recover_interval=t.recover_interval,
-                strikes=t.suspend_after,
-                strike_window=t.suspend_window,
-                suspend_for=t.suspend_for,
-            )
-        )
+        self.throttle = await _throttle_backend(cfg)
+        throttle = self.throttle
         d = cfg.dns
         resolver = self.resolver = Resolver(
             d.nameservers,
@@ -198,7 +214,7 @@ class Node:
             throttle_state=engine.throttle_state if engine else None,
             metrics_text=self.metrics.render,
             on_pause=engine.set_paused if engine else None,
-            ready=lambda: self._ready,
+            ready=self._is_ready,
         )
         app = create_app(ctx)
         sock = _bind(self.config.api.listen)
@@ -288,6 +304,8 @@ class Node:
             await self.engine.stop()
         if self.resolver is not None:
             await self.resolver.aclose()
+        if self.throttle is not None:
+            await self.throttle.close()
         await self.store.close()
         self._stopped.set()
 

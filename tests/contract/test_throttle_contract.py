@@ -23,7 +23,9 @@ import pytest
 from postline.throttle.adaptive import AdaptiveParams
 from postline.throttle.base import ThrottleBackend
 from postline.throttle.memory import MemoryThrottleBackend
+from postline.throttle.redis import RedisThrottleBackend
 from postline.throttle.rules import Limits, ThrottleRules
+from support.redisserver import redis_server, redis_url  # noqa: F401 (fixtures)
 
 ADAPTIVE = AdaptiveParams(
     decrease=0.5,
@@ -43,8 +45,13 @@ async def _memory(request: pytest.FixtureRequest) -> ThrottleBackend:
     return MemoryThrottleBackend(ADAPTIVE)
 
 
+async def _redis(request: pytest.FixtureRequest) -> ThrottleBackend:
+    return await RedisThrottleBackend.connect(request.getfixturevalue("redis_url"), params=ADAPTIVE)
+
+
 FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Awaitable[ThrottleBackend]]] = {
     "memory": _memory,
+    "redis": _redis,
 }
 
 

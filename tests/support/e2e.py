@@ -131,11 +131,14 @@ async def internet(
     rules: Iterable[dict[str, Any]] = ({"name": "default", "connections": 10},),
     greylist_delay: float = 1.0,
     delivery_extra: str = "",
+    store: str | None = None,
+    throttle_backend: str | None = None,
 ) -> AsyncIterator[E2E]:
     """The sim with ``domains`` and a node pointed at it (see module docstring).
 
     ``delivery_extra`` holds more ``[delivery]`` keys (e.g. ``tls = "disabled"``); the
-    table is written here, so ``node_extra`` cannot open it again.
+    table is written here, so ``node_extra`` cannot open it again. ``store`` and
+    ``throttle_backend`` select other backends (a PostgreSQL DSN, a Redis URL).
     """
     sim = Simulator(SimConfig(domains=tuple(domains), greylist_delay=greylist_delay, seed=7))
     await sim.start()
@@ -165,9 +168,11 @@ data_dot = "10s"
 quit = "1s"
 """
             + node_extra
+            + (f'[throttle]\nbackend = "{throttle_backend}"\n' if throttle_backend else "")
             + rules_toml(rules)
         )
-        async with running_node(tmp_path, extra) as node:
+        top = f'store = "{store}"' if store else ""
+        async with running_node(tmp_path, extra, top_extra=top) as node:
             key = await add_tenant(node)
             async with api_client(node, key) as api:
                 yield E2E(sim, node, api)

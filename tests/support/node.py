@@ -38,10 +38,12 @@ def node_toml(
     submission: str = "127.0.0.1:0",
     api_extra: str = "",
     submission_extra: str = "",
+    top_extra: str = "",
 ) -> str:
     return f"""
 data_dir = "{data_dir}"
 node_id = "test-node"
+{top_extra}
 [api]
 listen = "{api}"
 {api_extra}

@@ -30,6 +30,7 @@ from postline.config import Config
 from postline.deliver.outcome import decide, dns_reply
 from postline.deliver.site import Host, Site, WorkItem, make_record
 from postline.dns.resolver import Resolver
+from postline.errors import ThrottleError
 from postline.metrics import Metrics
 from postline.model import EventType, RecipientState, Reply
 from postline.schedule.backoff import RetryPolicy
@@ -177,6 +178,7 @@ class DeliveryEngine:
         self.bucket_sites: dict[str, set[Site]] = {}
         self._suspended: dict[str, float] = {}
         self._paused: set[tuple[str, str]] = set()
+        self.throttle_healthy = True
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = Recorder(store, node_id, metrics)
         self._scan_wake = asyncio.Event()
@@ -188,6 +190,14 @@ class DeliveryEngine:
             self.loop.create_task(self.recorder.run(), name="deliver:recorder"),
             self.loop.create_task(self._scan_loop(), name="deliver:scanner"),
         ]
+        await self.store.listen_due(self._announced)
+
+    def _announced(self, domains: frozenset[str]) -> None:
+        """Another node queued mail (or a scheduled time came): wake those domains."""
+        if not domains:
+            self._scan_wake.set()
+            return
+        self.notify(domains)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop leasing, let transactions in progress finish, hand back the rest."""
@@ -494,10 +504,29 @@ class DeliveryEngine:
     def is_throttling(self, destination: Destination, reply: Reply) -> bool:
         return self.rules.is_throttling(destination, reply)
 
+    def throttle_failed(self, exc: Exception) -> None:
+        """The throttle backend failed a call: nothing is sent until it answers again."""
+        if self.throttle_healthy:
+            log.error(
+                "throttle backend unavailable, sending paused: %s",
+                exc,
+                extra={"action": "deliver.throttle_down"},
+            )
+        self.throttle_healthy = False
+
+    def throttle_ok(self) -> None:
+        if not self.throttle_healthy:
+            log.warning("throttle backend back", extra={"action": "deliver.throttle_up"})
+        self.throttle_healthy = True
+
     async def report_throttled(self, site: Site) -> None:
-        await self.throttle.report_throttled(site.bucket)
         self.metrics.throttle_events.labels(site.destination.rule.name).inc()
-        status = await self.throttle.state(site.bucket)
+        try:
+            await self.throttle.report_throttled(site.bucket)
+            status = await self.throttle.state(site.bucket)
+        except ThrottleError as exc:
+            self.throttle_failed(exc)
+            return
         log.info(
             "throttled by %s: rate factor %.2f%s",
             site.bucket,
@@ -547,7 +576,10 @@ class DeliveryEngine:
         if route.site is None:
             return None
         site = route.site
-        status = await self.throttle.state(site.bucket)
+        try:
+            status = await self.throttle.state(site.bucket)
+        except ThrottleError:
+            return {"rule": site.destination.rule.name, "unavailable": True}
         limits = site.destination.limits
         return {
             "rule": site.destination.rule.name,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from postline.errors import ThrottleError
 from postline.model import EventType, RecipientState, Reply
 from postline.smtp.client import SMTPClient, SMTPClientError
 from postline.store.base import AttemptRecord, LeasedMessage, LeasedRecipient
@@ -218,9 +219,15 @@ class Site:
     async def _worker(self) -> None:
         engine = self.engine
         limits = self.destination.limits
-        lease = await engine.throttle.acquire_connection(
-            self.bucket, limits.connections, engine.node_id, ttl=engine.connection_ttl
-        )
+        try:
+            lease = await engine.throttle.acquire_connection(
+                self.bucket, limits.connections, engine.node_id, ttl=engine.connection_ttl
+            )
+        except ThrottleError as exc:
+            engine.throttle_failed(exc)
+            lease = None
+        else:
+            engine.throttle_ok()
         if lease is None:
             # Every slot is held (possibly by another node): back off before the next try.
             await asyncio.sleep(1.0)
@@ -236,9 +243,11 @@ class Site:
                 if item is None:
                     break
                 if time.monotonic() - renewed > engine.connection_ttl / 3:
-                    await engine.throttle.renew_connection(
-                        self.bucket, lease, engine.connection_ttl
-                    )
+                    if not await self._renew(lease):
+                        # The slot lapsed (or the backend is away): it may be someone
+                        # else's now, so this connection ends and the item waits.
+                        engine.release([item], now=time.time())
+                        break
                     renewed = time.monotonic()
                 if not await self._admit(item):
                     continue
@@ -264,7 +273,19 @@ class Site:
         finally:
             if client is not None:
                 await asyncio.shield(self._hang_up(client))
-            await engine.throttle.release_connection(self.bucket, lease)
+            try:
+                await engine.throttle.release_connection(self.bucket, lease)
+            except ThrottleError:
+                pass  # the lease expires by itself
+
+    async def _renew(self, lease: str) -> bool:
+        try:
+            return await self.engine.throttle.renew_connection(
+                self.bucket, lease, self.engine.connection_ttl
+            )
+        except ThrottleError as exc:
+            self.engine.throttle_failed(exc)
+            return False
 
     async def _hang_up(self, client: SMTPClient) -> None:
         """QUIT (or drop a broken session), then give the receiver a moment to see the
@@ -296,16 +317,24 @@ class Site:
                 return False
             item.recipients = live
         while True:
-            delay = await engine.throttle.try_acquire(
-                self.bucket, self.destination.limits, len(item.recipients)
-            )
+            try:
+                delay = await engine.throttle.try_acquire(
+                    self.bucket, self.destination.limits, len(item.recipients)
+                )
+                if delay > 0:
+                    status = await engine.throttle.state(self.bucket)
+                    if status.suspended_for > 0:
+                        engine.suspend(self, status.suspended_for, [item])
+                        return False
+            except ThrottleError as exc:
+                # Fail closed: without the shared limits nothing is sent.
+                engine.throttle_failed(exc)
+                delay = 1.0
+            else:
+                engine.throttle_ok()
             if delay <= 0:
                 return True
-            status = await engine.throttle.state(self.bucket)
-            if status.suspended_for > 0:
-                engine.suspend(self, status.suspended_for, [item])
-                return False
-            if engine.stopping:
+            if engine.stopping or item.lease_until - time.time() < engine.lease_margin:
                 engine.release([item], now=time.time())
                 return False
             await asyncio.sleep(min(delay, 1.0))
@@ -376,4 +405,5 @@ def make_record(
         text=reply.text if reply else None,
         mx=mx,
         data=dict(data or {}),
+        domain=item.domain,
     )

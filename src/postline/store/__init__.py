@@ -23,6 +23,11 @@ def create_store(config: Config) -> Store:
             synchronous=config.sqlite.synchronous,
             max_batch=config.sqlite.max_batch,
         )
+    if config.store.startswith(("postgresql://", "postgres://")):
+        from postline.store.postgres.backend import PostgresStore
+
+        return PostgresStore(config.store, node_id=config.node_name)
     raise ConfigError(
-        f"store {config.store!r} is not supported; use 'sqlite' or 'sqlite:///path/to/db'"
+        f"store {config.store!r} is not supported; use 'sqlite', 'sqlite:///path/to/db' or "
+        "'postgresql://user:password@host:port/database'"
     )

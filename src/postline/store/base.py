@@ -11,7 +11,7 @@ suite in ``tests/contract/test_store_contract.py``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -153,6 +153,8 @@ class AttemptRecord:
     text: str | None = None
     mx: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    domain: str | None = None
+    """The recipient's domain when known: partitioned stores then touch one partition."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,4 +318,13 @@ class Store(Protocol):
 
     async def paused_queues(self) -> set[tuple[str, str]]:
         """Every paused (tenant id, domain); tenant id ``*`` pauses a domain for all."""
+        ...
+
+    async def listen_due(self, callback: Callable[[frozenset[str]], None]) -> None:
+        """Call ``callback`` with domains other writers (nodes) announce work for.
+
+        An empty set means "rescan everything" (after a lost connection). A hint only:
+        callers keep polling :meth:`due_domains`, since nobody announces expiring leases.
+        A single-node store may never call back.
+        """
         ...

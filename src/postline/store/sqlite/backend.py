@@ -176,7 +176,17 @@ class _Writer(threading.Thread):
                         stopping = True
                         break
                     batch.append(item)
-                self._run(conn, batch)
+                try:
+                    self._run(conn, batch)
+                except BaseException as exc:  # the writer must outlive any one batch
+                    log.exception("store writer failed a batch", extra={"action": "store.writer"})
+                    err: BaseException = StoreUnavailable(f"SQLite writer: {exc}")
+                    for op in batch:
+                        failed: list[tuple[_Op, Any, BaseException | None]] = [(op, None, err)]
+                        try:
+                            op.loop.call_soon_threadsafe(_settle, failed)
+                        except RuntimeError:
+                            pass
         finally:
             conn.close()
 
@@ -715,6 +725,9 @@ class SQLiteStore:
 
     async def state_counts(self) -> dict[str, int]:
         return await self._read(lambda conn: dict(conn.execute(_Q["state_counts"]).fetchall()))
+
+    async def listen_due(self, callback: Callable[[frozenset[str]], None]) -> None:
+        """One node per SQLite file: ingest wakes the engine in-process, nothing to hear."""
 
     async def paused_queues(self) -> set[tuple[str, str]]:
         return await self._read(lambda conn: {(t, d) for t, d in conn.execute(_Q["paused_all"])})

@@ -1,0 +1,1 @@
+"""PostgreSQL store: the fleet backend (asyncpg), queue hash-partitioned by domain."""

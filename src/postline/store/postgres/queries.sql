@@ -1,0 +1,299 @@
+-- Named queries of the PostgreSQL store. Parameters are positional ($1, $2, ...); batches
+-- are passed as arrays and expanded with unnest, so one statement writes a whole batch.
+
+-- name: schema_lock
+-- Serialises schema installs and migrations of nodes starting at the same time.
+SELECT pg_advisory_xact_lock(7201174031);
+
+-- name: schema_installed
+SELECT to_regclass('postline_schema') IS NOT NULL;
+
+-- name: schema_version
+SELECT version FROM postline_schema;
+
+-- name: set_schema_version
+UPDATE postline_schema SET version = $1;
+
+-- name: create_tenant
+INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3);
+
+-- name: tenant_by_name
+SELECT id, name, created_at FROM tenants WHERE name = $1;
+
+-- name: tenant_by_id
+SELECT id, name, created_at FROM tenants WHERE id = $1;
+
+-- name: list_tenants
+SELECT id, name, created_at FROM tenants ORDER BY name;
+
+-- name: add_api_key
+INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5);
+
+-- name: tenant_for_key
+SELECT t.id, t.name, t.created_at
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = $3
+WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL;
+
+-- name: get_idempotency
+SELECT request_hash, status, response FROM idempotency WHERE tenant_id = $1 AND key = $2;
+
+-- name: purge_idempotency
+DELETE FROM idempotency WHERE created_at < $1;
+
+-- name: enqueue
+-- One statement for a group commit of several enqueue calls ("groups" 0..n-1): one round
+-- trip, one commit. Idempotency claims go first (a concurrent claim of the same key waits
+-- for the other transaction, then does nothing); a group's messages, recipients, domains
+-- and "accepted" events are stored only when its claim was taken or it has none. Returns
+-- the stored groups.
+-- Claims $1..$7 (tenant, key, request hash, status, response, claimed at, group); $8 groups
+-- without a claim; messages $9..$21 (the last: group); recipients $22..$32 (lease owner and
+-- expiry NULL unless handed over leased; the last: group); per recipient $33 event data and
+-- $34 node id.
+WITH claim AS (
+    INSERT INTO idempotency (tenant_id, key, request_hash, status, response, created_at)
+    SELECT c.tenant_id, c.key, c.request_hash, c.status, c.response, c.created_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::float8[])
+         AS c(tenant_id, key, request_hash, status, response, created_at)
+    ORDER BY c.tenant_id, c.key
+    ON CONFLICT (tenant_id, key) DO NOTHING
+    RETURNING tenant_id, key
+), ok AS (
+    SELECT c.g FROM unnest($1::text[], $2::text[], $7::int[]) AS c(tenant_id, key, g)
+    WHERE (c.tenant_id, c.key) IN (SELECT tenant_id, key FROM claim)
+    UNION ALL
+    SELECT unnest($8::int[])
+), m AS (
+    INSERT INTO messages (id, tenant_id, created_at, mail_from, message_id_header, subject,
+                          source, stream, tags, metadata, size, body)
+    SELECT u.id, u.tenant_id, u.created_at, u.mail_from, u.message_id_header, u.subject,
+           u.source, u.stream, u.tags::jsonb, u.metadata::jsonb, u.size, u.body
+    FROM unnest($9::text[], $10::text[], $11::float8[], $12::text[], $13::text[], $14::text[],
+                $15::text[], $16::text[], $17::text[], $18::text[], $19::int[], $20::bytea[],
+                $21::int[])
+         AS u(id, tenant_id, created_at, mail_from, message_id_header, subject, source, stream,
+              tags, metadata, size, body, g)
+    WHERE u.g IN (SELECT g FROM ok)
+), d AS (
+    -- Sorted, so concurrent enqueues take new domains' index entries in one order.
+    INSERT INTO queue_domains (domain)
+    SELECT DISTINCT x.domain FROM unnest($26::text[], $32::int[]) AS x(domain, g)
+    WHERE x.g IN (SELECT g FROM ok)
+    ORDER BY x.domain
+    ON CONFLICT (domain) DO NOTHING
+), r AS (
+    INSERT INTO recipients (message_id, idx, tenant_id, address, domain, state, attempts,
+                            created_at, next_attempt_at, expires_at, updated_at, lease_owner,
+                            lease_expires_at)
+    SELECT u.message_id, u.idx, u.tenant_id, u.address, u.domain, 'queued', 0, u.created_at,
+           u.next_attempt_at, u.expires_at, u.created_at, u.lease_owner, u.lease_expires_at
+    FROM unnest($22::text[], $23::int[], $24::text[], $25::text[], $26::text[], $27::float8[],
+                $28::float8[], $29::float8[], $30::text[], $31::float8[], $32::int[])
+         AS u(message_id, idx, tenant_id, address, domain, created_at, next_attempt_at,
+              expires_at, lease_owner, lease_expires_at, g)
+    WHERE u.g IN (SELECT g FROM ok)
+), e AS (
+    INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
+    SELECT u.at, u.tenant_id, 'accepted', u.message_id, u.idx, u.address, u.node_id,
+           u.data::jsonb
+    FROM unnest($27::float8[], $24::text[], $22::text[], $23::int[], $25::text[], $34::text[],
+                $33::text[], $32::int[])
+         WITH ORDINALITY AS u(at, tenant_id, message_id, idx, address, node_id, data, g, n)
+    WHERE u.g IN (SELECT g FROM ok)
+    ORDER BY u.n
+)
+SELECT coalesce(array_agg(g), '{}') FROM ok;
+
+-- name: get_idempotency_many
+SELECT i.tenant_id, i.key, i.request_hash, i.status, i.response
+FROM idempotency i
+JOIN unnest($1::text[], $2::text[]) AS c(tenant_id, key) USING (tenant_id, key);
+
+-- name: notify
+SELECT pg_notify($1, $2);
+
+-- name: due_domains
+-- One probe of the due index per listed domain (runtime partition pruning keeps each
+-- probe in the domain's own partition).
+SELECT q.domain, d.due
+FROM queue_domains q
+CROSS JOIN LATERAL (
+    SELECT min(r.next_attempt_at) AS due FROM recipients r
+    WHERE r.state = 'queued' AND r.domain = q.domain
+) d
+WHERE d.due IS NOT NULL
+ORDER BY q.domain
+LIMIT $1;
+
+-- name: empty_domains
+SELECT q.domain FROM queue_domains q
+WHERE NOT EXISTS (SELECT 1 FROM recipients r WHERE r.state = 'queued' AND r.domain = q.domain)
+LIMIT $1;
+
+-- name: lock_queue_domains
+-- Waits for every enqueue writing queue_domains to commit, and holds new ones back, so the
+-- emptiness check below sees every committed recipient.
+LOCK TABLE queue_domains IN SHARE ROW EXCLUSIVE MODE;
+
+-- name: drop_empty_domains
+DELETE FROM queue_domains q
+WHERE q.domain = ANY($1::text[])
+  AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.state = 'queued' AND r.domain = q.domain);
+
+-- name: lease
+-- Due rows of one partition, oldest first; rows another node is leasing right now are
+-- skipped, not waited for. The lease moves next_attempt_at to its expiry. The update finds
+-- its rows through the primary key (message_id = ANY(...)), never by scanning the partition.
+WITH due AS (
+    SELECT r.message_id, r.idx FROM recipients r
+    WHERE r.domain = $1 AND r.state = 'queued' AND r.next_attempt_at <= $2
+      AND NOT EXISTS (SELECT 1 FROM queue_pauses p
+                      WHERE p.domain = $1 AND p.tenant_id IN (r.tenant_id, '*'))
+    ORDER BY r.next_attempt_at
+    LIMIT $3
+    FOR UPDATE OF r SKIP LOCKED
+)
+UPDATE recipients r
+SET lease_owner = $4, lease_expires_at = $5, next_attempt_at = $5
+FROM due
+WHERE r.domain = $1
+  AND r.message_id = ANY ((SELECT array_agg(message_id) FROM due)::text[])
+  AND r.message_id = due.message_id AND r.idx = due.idx
+RETURNING r.message_id, r.idx, r.tenant_id, r.address, r.domain, r.attempts, r.created_at,
+          r.expires_at;
+
+-- name: lease_bodies
+SELECT id, tenant_id, mail_from, body, message_id_header FROM messages WHERE id = ANY($1::text[]);
+
+-- name: record
+-- Delivered, bounced and expired outcomes always apply; deferrals and releases (state
+-- 'queued') only to a recipient that is still queued (a cancelled one stays cancelled).
+-- message_id = ANY($1) makes every partition answer through its primary key (an outcome
+-- does not carry the domain, so partitions cannot be pruned).
+-- $1..$10 one entry per outcome; $11..$17 one entry per event; $18 node id.
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::float8[],
+                         $6::float8[], $7::int[], $8::text[], $9::text[], $10::text[])
+        AS u(message_id, idx, state, inc, at, next_attempt_at, code, enhanced, text, mx)
+), final AS (
+    UPDATE recipients r
+    SET state = u.state, attempts = r.attempts + u.inc, updated_at = u.at, last_code = u.code,
+        last_enhanced = u.enhanced, last_text = u.text, last_mx = u.mx, lease_owner = NULL,
+        lease_expires_at = NULL
+    FROM u
+    WHERE u.state <> 'queued' AND r.message_id = ANY($1::text[])
+      AND r.message_id = u.message_id AND r.idx = u.idx
+), retry AS (
+    UPDATE recipients r
+    SET next_attempt_at = u.next_attempt_at, attempts = r.attempts + u.inc, updated_at = u.at,
+        last_code = coalesce(u.code, r.last_code),
+        last_enhanced = coalesce(u.enhanced, r.last_enhanced),
+        last_text = coalesce(u.text, r.last_text), last_mx = coalesce(u.mx, r.last_mx),
+        lease_owner = NULL, lease_expires_at = NULL
+    FROM u
+    WHERE u.state = 'queued' AND r.message_id = ANY($1::text[])
+      AND r.message_id = u.message_id AND r.idx = u.idx AND r.state = 'queued'
+), e AS (
+    INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
+    SELECT v.at, v.tenant_id, v.type, v.message_id, v.idx, v.address, $18, v.data::jsonb
+    FROM unnest($11::float8[], $12::text[], $13::text[], $14::text[], $15::int[], $16::text[],
+                $17::text[])
+         WITH ORDINALITY AS v(at, tenant_id, type, message_id, idx, address, data, n)
+    ORDER BY v.n
+)
+SELECT 1;
+
+-- name: cancel
+-- $1 message id, $2 tenant, $3 now, $4 node id.
+WITH c AS (
+    UPDATE recipients
+    SET state = 'cancelled', updated_at = $3, lease_owner = NULL, lease_expires_at = NULL
+    WHERE message_id = $1 AND tenant_id = $2 AND state = 'queued'
+    RETURNING idx, address
+), e AS (
+    INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
+    SELECT $3, $2, 'cancelled', $1, c.idx, c.address, $4, '{}'::jsonb FROM c ORDER BY c.idx
+)
+SELECT count(*) FROM c;
+
+-- name: get_message
+SELECT id, tenant_id, created_at, mail_from, subject, message_id_header, source, stream, size,
+       tags::text, metadata::text
+FROM messages WHERE id = $1 AND tenant_id = $2;
+
+-- name: get_recipients
+SELECT idx, address, domain, state, attempts, next_attempt_at, expires_at, updated_at,
+       last_code, last_enhanced, last_text, last_mx, lease_owner, lease_expires_at
+FROM recipients WHERE message_id = $1 ORDER BY idx;
+
+-- name: queue_stats
+-- A domain counts as paused when any tenant with rows in it is paused there, or all are.
+SELECT r.domain, count(*), count(*) FILTER (WHERE r.attempts > 0), min(r.created_at),
+       min(r.next_attempt_at),
+       bool_or((r.tenant_id, r.domain) IN (SELECT tenant_id, domain FROM queue_pauses)
+               OR r.domain IN (SELECT domain FROM queue_pauses WHERE tenant_id = '*'))
+FROM recipients r
+WHERE r.state = 'queued'
+GROUP BY r.domain
+ORDER BY count(*) DESC;
+
+-- name: queue_stats_tenant
+SELECT r.domain, count(*), count(*) FILTER (WHERE r.attempts > 0), min(r.created_at),
+       min(r.next_attempt_at),
+       EXISTS (SELECT 1 FROM queue_pauses p
+               WHERE p.domain = r.domain AND p.tenant_id IN ($1, '*'))
+FROM recipients r
+WHERE r.state = 'queued' AND r.tenant_id = $1
+GROUP BY r.domain
+ORDER BY count(*) DESC;
+
+-- name: paused_tenant
+SELECT domain, paused_at FROM queue_pauses WHERE tenant_id IN ($1, '*');
+
+-- name: paused_all
+SELECT tenant_id, domain FROM queue_pauses;
+
+-- name: state_counts
+SELECT state, count(*) FROM recipients GROUP BY state;
+
+-- name: pause
+INSERT INTO queue_pauses (tenant_id, domain, paused_at, reason) VALUES ($1, $2, $3, $4)
+ON CONFLICT (tenant_id, domain) DO NOTHING;
+
+-- name: resume
+DELETE FROM queue_pauses WHERE tenant_id = $1 AND domain = $2;
+
+-- name: events_max_id
+SELECT max(id) FROM events;
+
+-- name: events_above
+SELECT id FROM events WHERE id > $1 ORDER BY id LIMIT $2;
+
+-- name: events
+-- $1 tenant, $2 after, $3 types (NULL: all), $4 recipient, $5 since, $6 until, $7 limit,
+-- $8 horizon (no id above it is served yet).
+SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data::text
+FROM events
+WHERE tenant_id = $1 AND id > $2 AND id <= $8
+  AND ($3::text[] IS NULL OR type = ANY($3::text[]))
+  AND ($4::text IS NULL OR recipient = $4)
+  AND ($5::float8 IS NULL OR at >= $5)
+  AND ($6::float8 IS NULL OR at < $6)
+ORDER BY id
+LIMIT $7;
+
+-- name: events_message
+-- As events, for one message ($9).
+SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data::text
+FROM events
+WHERE message_id = $9 AND tenant_id = $1 AND id > $2 AND id <= $8
+  AND ($3::text[] IS NULL OR type = ANY($3::text[]))
+  AND ($4::text IS NULL OR recipient = $4)
+  AND ($5::float8 IS NULL OR at >= $5)
+  AND ($6::float8 IS NULL OR at < $6)
+ORDER BY id
+LIMIT $7;

@@ -1,0 +1,139 @@
+-- postline PostgreSQL schema (fresh install). Applying migrations/0001.. in order to an empty
+-- database must lead to exactly this (tests/migration checks the catalogs).
+--
+-- Times are epoch seconds (double precision), as in the Store interface.
+--
+-- Distribution on Citus (same tables, same queries):
+--   recipients     create_distributed_table('recipients', 'domain'): the distribution column
+--                  is the partition key, so a lease and a due-domain probe are single-shard
+--                  router queries. Citus takes the hash-partitioned table as it is (each
+--                  partition becomes a colocated distributed table); the local partitions
+--                  are then redundant with the shards and may be left out.
+--   queue_domains  distributed by 'domain', colocate_with => 'recipients': due_domains joins
+--                  each shard locally.
+--   messages       distributed by 'id': a message's recipients span domains, so it cannot
+--                  be colocated with them; a lease reads bodies by id = ANY(...) in a second
+--                  statement (pruned to the shards holding those ids), never in a join.
+--   events, idempotency  distributed by 'tenant_id', colocated with each other.
+--   tenants, api_keys, queue_pauses, postline_schema  reference tables (small, replicated).
+-- An enqueue then writes several shards in one distributed transaction (2PC). An outcome
+-- (record) does not carry the domain, so it probes every recipients shard by message_id;
+-- with the domain in the outcome it would be a router query too.
+
+CREATE TABLE postline_schema (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    version    integer NOT NULL
+);
+INSERT INTO postline_schema (version) VALUES (2);
+
+CREATE TABLE tenants (
+    id          text PRIMARY KEY,
+    name        text NOT NULL UNIQUE,
+    created_at  double precision NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id          text PRIMARY KEY,
+    tenant_id   text NOT NULL REFERENCES tenants (id),
+    key_hash    text NOT NULL UNIQUE,
+    prefix      text NOT NULL,
+    created_at  double precision NOT NULL,
+    revoked_at  double precision
+);
+
+-- One row per message; the body is stored once however many recipients it has.
+CREATE TABLE messages (
+    id                 text PRIMARY KEY,
+    tenant_id          text NOT NULL,
+    created_at         double precision NOT NULL,
+    mail_from          text NOT NULL,
+    message_id_header  text NOT NULL,
+    subject            text NOT NULL,
+    source             text NOT NULL,
+    stream             text NOT NULL,
+    tags               jsonb NOT NULL,
+    metadata           jsonb NOT NULL,
+    size               integer NOT NULL,
+    body               bytea NOT NULL
+);
+CREATE INDEX messages_tenant ON messages (tenant_id, created_at);
+
+-- The queue: one row per recipient, hash-partitioned by recipient domain (16 partitions).
+-- state: queued | delivered | bounced | expired | cancelled. A lease moves next_attempt_at
+-- to the lease expiry, so an abandoned lease becomes due again. The primary key holds the
+-- partition key; lookups by (message_id, idx) use its prefix in every partition.
+CREATE TABLE recipients (
+    message_id        text NOT NULL,
+    idx               integer NOT NULL,
+    tenant_id         text NOT NULL,
+    address           text NOT NULL,
+    domain            text NOT NULL,
+    state             text NOT NULL
+        CHECK (state IN ('queued', 'delivered', 'bounced', 'expired', 'cancelled')),
+    attempts          integer NOT NULL DEFAULT 0,
+    created_at        double precision NOT NULL,
+    next_attempt_at   double precision NOT NULL,
+    expires_at        double precision NOT NULL,
+    updated_at        double precision NOT NULL,
+    last_code         integer,
+    last_enhanced     text,
+    last_text         text,
+    last_mx           text,
+    lease_owner       text,
+    lease_expires_at  double precision,
+    PRIMARY KEY (message_id, idx, domain)
+) PARTITION BY HASH (domain);
+
+DO $$
+BEGIN
+    FOR i IN 0..15 LOOP
+        EXECUTE format(
+            'CREATE TABLE %I PARTITION OF recipients FOR VALUES WITH (MODULUS 16, REMAINDER %s)',
+            'recipients_p' || lpad(i::text, 2, '0'), i);
+    END LOOP;
+END
+$$;
+
+CREATE INDEX recipients_due ON recipients (domain, next_attempt_at) WHERE state = 'queued';
+
+-- Append-only event log; id is the cursor.
+CREATE TABLE events (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at             double precision NOT NULL,
+    tenant_id      text NOT NULL,
+    type           text NOT NULL,
+    message_id     text,
+    recipient_idx  integer,
+    recipient      text,
+    node_id        text,
+    data           jsonb NOT NULL
+);
+CREATE INDEX events_tenant ON events (tenant_id, id);
+CREATE INDEX events_message ON events (message_id, id);
+
+CREATE TABLE idempotency (
+    tenant_id     text NOT NULL,
+    key           text NOT NULL,
+    request_hash  text NOT NULL,
+    status        integer NOT NULL,
+    response      text NOT NULL,
+    created_at    double precision NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
+CREATE INDEX idempotency_age ON idempotency (created_at);
+
+-- Paused (tenant, domain) queues; tenant_id '*' pauses a domain for every tenant.
+CREATE TABLE queue_pauses (
+    tenant_id  text NOT NULL,
+    domain     text NOT NULL,
+    paused_at  double precision NOT NULL,
+    reason     text NOT NULL,
+    PRIMARY KEY (tenant_id, domain)
+);
+
+-- Every domain that may have queued recipients (a superset: rows are added by enqueue and
+-- removed only under a table lock once the domain has nothing queued). due_domains probes
+-- the due index once per listed domain instead of skip-scanning every partition.
+CREATE TABLE queue_domains (
+    domain  text PRIMARY KEY
+);

@@ -1,0 +1,339 @@
+"""The Redis throttle backend: limits, leases and slow-downs shared by a fleet of nodes.
+
+Each ``ThrottleBackend`` call is ONE Lua script (``throttle/lua/*.lua``, package data)
+run atomically on the bucket's records, named by ``keys.backend_keys``:
+
+- ``…:{key}:rate``: the GCRA theoretical arrival time (a string);
+- ``…:{key}:adaptive``: factor, suspension end, last update and recent strikes (a hash);
+- ``…:{key}:leases``: connection leases, lease id → expiry time (a sorted set).
+
+The ``{key}`` hash tag puts the three records in one Redis Cluster slot, so every script
+touches a single slot. The scripts mirror ``gcra.py`` and ``adaptive.py`` operation for
+operation on IEEE doubles, and pass numbers as ``%.17g`` text, so both backends compute
+exactly the same values. Every record expires (``PX`` / ``PEXPIRE``) once it reads the
+same as a missing one (TAT passed, leases expired, factor recovered, strikes out of the
+window) plus one second, so Redis holds only busy buckets.
+
+Scripts are sent with ``EVALSHA`` (their SHA-1 is computed locally); a server that does
+not know one (restart, ``SCRIPT FLUSH``, failover) answers ``NOSCRIPT`` and the call is
+repeated once with ``EVAL``, which also caches it. ``open`` runs ``SCRIPT LOAD`` for all
+of them up front.
+
+**Time.** Without ``now`` and without a ``clock``, a script reads the Redis server's
+``TIME``: one clock for the whole fleet, so nodes whose clocks disagree still share one
+rate, and a lease's expiry means the same to every node. Passing ``now=`` (tests) or a
+``clock`` makes the script use that time instead; mixing clocks on one bucket is
+meaningless. ``ThrottleStatus.suspended_until`` is server time (seconds since the epoch);
+``suspended_for`` does not depend on the clock. Requires Redis ≥ 5 (scripts that read
+``TIME`` and then write are replicated by effects).
+
+**Failure policy: fail closed.** A Redis that cannot be reached (refused, timed out,
+loading, read-only replica after a failover, out of memory, cluster down) raises
+``ThrottleUnavailable``; any other Redis failure raises ``ThrottleError``. Nothing is
+granted while Redis is away: a destination's reputation is worth more than a few minutes
+of delay, and a node that sent unthrottled would break the limits the fleet promised. The
+delivery engine should treat ``ThrottleUnavailable`` like "no slot / wait": keep the work
+leased in its buffer or hand it back to the queue, retry after a short pause (about a
+second, capped backoff), and report the backend as not ready (``/readyz``, metrics).
+Releasing a lease may fail too: the lease then expires after its ``ttl`` by itself. A call
+whose reply was lost may have been applied (one retry on a broken connection): the error
+is on the safe side (a message counted twice, a slot held until its lease expires).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from postline.errors import ThrottleError, ThrottleUnavailable
+from postline.throttle.adaptive import DEFAULT_PARAMS, AdaptiveParams, AdaptiveState
+from postline.throttle.base import ThrottleStatus
+from postline.throttle.keys import BackendKeys, backend_keys
+from postline.throttle.rules import Limits
+
+__all__ = ["RedisThrottleBackend", "ThrottleError", "ThrottleUnavailable"]
+
+_SCRIPTS = (
+    "try_acquire",
+    "acquire_connection",
+    "renew_connection",
+    "release_connection",
+    "connections",
+    "report_throttled",
+    "state",
+)
+
+# Failures that mean "not now" rather than "wrong": the server is down, unreachable,
+# loading, a replica after a failover, out of memory, or its cluster is changing. (MOVED
+# and ASK are not among them: this client does not follow cluster redirections, so they
+# mean a configuration to fix.)
+_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    OSError,
+    rexc.ReadOnlyError,
+    rexc.OutOfMemoryError,
+    rexc.ClusterDownError,
+    rexc.TryAgainError,
+)
+# The same, told by the text of replies that redis-py has no class for.
+_UNAVAILABLE_REPLIES = ("BUSY", "NOREPLICAS", "LOADING", "MASTERDOWN", "CLUSTERDOWN")
+
+
+@dataclass(frozen=True, slots=True)
+class _Script:
+    name: str
+    text: str
+    sha: str
+
+
+@cache
+def _scripts() -> dict[str, _Script]:
+    """Every script with the shared helpers prepended, and its SHA-1."""
+    folder = resources.files("postline.throttle").joinpath("lua")
+    common = folder.joinpath("_common.lua").read_text(encoding="utf-8")
+    out: dict[str, _Script] = {}
+    for name in _SCRIPTS:
+        text = common + "\n" + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+        sha = hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+        out[name] = _Script(name, text, sha)
+    return out
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn redis-py errors into ``ThrottleUnavailable`` / ``ThrottleError``, chained."""
+    try:
+        yield
+    except (rexc.AuthenticationError, rexc.AuthorizationError) as exc:
+        raise ThrottleError(f"Redis refused the credentials ({what}): {exc}") from exc
+    except _UNAVAILABLE_ERRORS as exc:
+        raise ThrottleUnavailable(f"Redis unavailable ({what}): {exc}") from exc
+    except rexc.ResponseError as exc:
+        if str(exc).startswith(_UNAVAILABLE_REPLIES):
+            raise ThrottleUnavailable(f"Redis unavailable ({what}): {exc}") from exc
+        raise ThrottleError(f"Redis failed ({what}): {exc}") from exc
+    except rexc.RedisError as exc:
+        raise ThrottleError(f"Redis failed ({what}): {exc}") from exc
+
+
+def _num(value: float) -> str:
+    """A float as text that Lua's ``tonumber`` reads back exactly."""
+    return repr(float(value))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisThrottleBackend:
+    """``ThrottleBackend`` on Redis; see the module docstring.
+
+    ``url`` is a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``).
+    ``clock``: None (the default) uses the server's ``TIME``; a callable supplies the time
+    instead. ``key_prefix`` starts every record name (``postline:throttle:{key}:rate``).
+    ``timeout`` bounds connecting and each reply, so a hung server fails a call instead of
+    stalling it. The client is lazy: ``open`` (or ``connect``) checks the server early.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        params: AdaptiveParams = DEFAULT_PARAMS,
+        clock: Callable[[], float] | None = None,
+        key_prefix: str = "postline:",
+        timeout: float = 2.0,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        self.params = params
+        self.key_prefix = key_prefix
+        self._clock = clock
+        self._client = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+            client_name="postline-throttle",
+        )
+        self._scripts = _scripts()
+        p = params
+        self._recovery = (_num(p.recover_step), _num(p.recover_interval))
+        self._on_throttled = (
+            _num(p.decrease),
+            _num(p.floor),
+            _num(p.recover_step),
+            _num(p.recover_interval),
+            _num(p.cut_cooldown),
+            str(p.strikes),
+            _num(p.strike_window),
+            _num(p.suspend_for),
+        )
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        params: AdaptiveParams = DEFAULT_PARAMS,
+        clock: Callable[[], float] | None = None,
+        key_prefix: str = "postline:",
+        timeout: float = 2.0,
+    ) -> RedisThrottleBackend:
+        """Build a backend and ``open`` it (raises ``ThrottleUnavailable`` if Redis is down)."""
+        backend = cls(url, params=params, clock=clock, key_prefix=key_prefix, timeout=timeout)
+        try:
+            await backend.open()
+        except BaseException:
+            await backend.close()
+            raise
+        return backend
+
+    def __repr__(self) -> str:
+        return f"RedisThrottleBackend(prefix={self.key_prefix!r}, closed={self._closed})"
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Reach the server and load every script (``SCRIPT LOAD``); checks the SHA-1s."""
+        for script in self._scripts.values():
+            with _translated("SCRIPT LOAD"):
+                sha = await self._client.script_load(script.text)
+            if _text(sha) != script.sha:
+                raise ThrottleError(f"SCRIPT LOAD {script.name}: server returned SHA-1 {sha}")
+
+    async def server_time(self) -> float:
+        """The Redis server's clock (``TIME``), seconds since the epoch."""
+        self._now(0.0)  # refuses a closed backend
+        with _translated("TIME"):
+            seconds, micros = await self._client.time()
+        return float(seconds) + float(micros) / 1_000_000
+
+    def keys(self, key: str) -> BackendKeys:
+        """The names of the records of bucket ``key``."""
+        return backend_keys(key, prefix=f"{self.key_prefix}throttle")
+
+    def _now(self, now: float | None) -> str:
+        if self._closed:
+            raise RuntimeError("the throttle backend is closed")
+        if now is not None:
+            return _num(now)
+        if self._clock is not None:
+            return _num(self._clock())
+        return ""
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[str]) -> Any:
+        script = self._scripts[name]
+        with _translated(name):
+            try:
+                return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+            except rexc.NoScriptError:
+                return await self._client.eval(script.text, len(keys), *keys, *args)
+
+    # --- rate ------------------------------------------------------------------------------
+
+    async def try_acquire(
+        self, key: str, limits: Limits, n: int = 1, *, now: float | None = None
+    ) -> float:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n!r}")
+        t = self._now(now)
+        k = self.keys(key)
+        if limits.messages is None:
+            rate: tuple[str, str, str] = ("", "", "")
+        else:
+            rate = (str(limits.messages), _num(limits.period), str(limits.effective_burst))
+        wait = await self._run(
+            "try_acquire", (k.rate, k.adaptive), (t, str(n), *rate, *self._recovery)
+        )
+        return float(wait)
+
+    # --- connections -----------------------------------------------------------------------
+
+    async def acquire_connection(
+        self, key: str, limit: int | None, holder: str, ttl: float, *, now: float | None = None
+    ) -> str | None:
+        """See ``ThrottleBackend``. The lease id is ``<uuid>@<holder>``, so the sorted set
+        of leases shows which node holds each slot."""
+        if not ttl > 0:
+            raise ValueError(f"ttl must be positive, got {ttl!r}")
+        t = self._now(now)
+        lease_id = f"{uuid.uuid4().hex}@{holder}"
+        granted = await self._run(
+            "acquire_connection",
+            (self.keys(key).leases,),
+            (t, "" if limit is None else str(limit), _num(ttl), lease_id),
+        )
+        return None if granted is None else _text(granted)
+
+    async def renew_connection(
+        self, key: str, lease_id: str, ttl: float, *, now: float | None = None
+    ) -> bool:
+        if not ttl > 0:
+            raise ValueError(f"ttl must be positive, got {ttl!r}")
+        t = self._now(now)
+        renewed = await self._run(
+            "renew_connection", (self.keys(key).leases,), (t, lease_id, _num(ttl))
+        )
+        return bool(renewed)
+
+    async def release_connection(
+        self, key: str, lease_id: str, *, now: float | None = None
+    ) -> None:
+        self._now(now)
+        await self._run("release_connection", (self.keys(key).leases,), (lease_id,))
+
+    async def connections(self, key: str, *, now: float | None = None) -> int:
+        t = self._now(now)
+        return int(await self._run("connections", (self.keys(key).leases,), (t,)))
+
+    # --- adaptive --------------------------------------------------------------------------
+
+    async def report_throttled(self, key: str, *, now: float | None = None) -> AdaptiveState:
+        t = self._now(now)
+        reply = await self._run(
+            "report_throttled", (self.keys(key).adaptive,), (t, *self._on_throttled)
+        )
+        factor, suspended_until, last_update, *strikes = (float(x) for x in reply)
+        return AdaptiveState(
+            factor=factor,
+            strikes=tuple(strikes),
+            suspended_until=suspended_until,
+            last_update=last_update,
+        )
+
+    async def state(self, key: str, *, now: float | None = None) -> ThrottleStatus:
+        t = self._now(now)
+        k = self.keys(key)
+        factor, suspended_until, suspended_for, strikes, connections = await self._run(
+            "state",
+            (k.adaptive, k.leases),
+            (t, *self._recovery, _num(self.params.strike_window)),
+        )
+        return ThrottleStatus(
+            key=key,
+            factor=float(factor),
+            suspended_until=float(suspended_until),
+            suspended_for=float(suspended_for),
+            connections=int(connections),
+            strikes=int(strikes),
+        )
+
+    async def close(self) -> None:
+        """Close the connection pool; further calls raise ``RuntimeError``."""
+        self._closed = True
+        await self._client.aclose()

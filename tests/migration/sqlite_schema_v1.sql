@@ -1,0 +1,94 @@
+-- SQLite schema version 1, frozen: the base tests/migration upgrades with every migration.
+PRAGMA user_version = 1;
+
+CREATE TABLE tenants (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  REAL NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+    key_hash    TEXT NOT NULL UNIQUE,
+    prefix      TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    revoked_at  REAL
+);
+
+-- One row per message; the body is stored once however many recipients it has.
+CREATE TABLE messages (
+    id                 TEXT PRIMARY KEY,
+    tenant_id          TEXT NOT NULL,
+    created_at         REAL NOT NULL,
+    mail_from          TEXT NOT NULL,
+    message_id_header  TEXT NOT NULL,
+    subject            TEXT NOT NULL,
+    source             TEXT NOT NULL,
+    stream             TEXT NOT NULL,
+    tags               TEXT NOT NULL,
+    metadata           TEXT NOT NULL,
+    size               INTEGER NOT NULL,
+    body               BLOB NOT NULL
+);
+CREATE INDEX messages_tenant ON messages (tenant_id, created_at);
+
+-- The queue: one row per recipient, partitioned (indexed) by recipient domain.
+-- state: queued | delivered | bounced | expired | cancelled. A lease moves
+-- next_attempt_at to the lease expiry, so an abandoned lease becomes due again.
+CREATE TABLE recipients (
+    message_id        TEXT NOT NULL,
+    idx               INTEGER NOT NULL,
+    tenant_id         TEXT NOT NULL,
+    address           TEXT NOT NULL,
+    domain            TEXT NOT NULL,
+    state             TEXT NOT NULL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    created_at        REAL NOT NULL,
+    next_attempt_at   REAL NOT NULL,
+    expires_at        REAL NOT NULL,
+    updated_at        REAL NOT NULL,
+    last_code         INTEGER,
+    last_enhanced     TEXT,
+    last_text         TEXT,
+    last_mx           TEXT,
+    lease_owner       TEXT,
+    lease_expires_at  REAL,
+    PRIMARY KEY (message_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX recipients_due ON recipients (domain, next_attempt_at) WHERE state = 'queued';
+
+-- Append-only event log; id is the cursor.
+CREATE TABLE events (
+    id             INTEGER PRIMARY KEY,
+    at             REAL NOT NULL,
+    tenant_id      TEXT NOT NULL,
+    type           TEXT NOT NULL,
+    message_id     TEXT,
+    recipient_idx  INTEGER,
+    recipient      TEXT,
+    node_id        TEXT,
+    data           TEXT NOT NULL
+);
+CREATE INDEX events_tenant ON events (tenant_id, id);
+CREATE INDEX events_message ON events (message_id, id);
+
+CREATE TABLE idempotency (
+    tenant_id     TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    status        INTEGER NOT NULL,
+    response      TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_age ON idempotency (created_at);
+
+-- Paused (tenant, domain) queues; tenant_id '*' pauses a domain for every tenant.
+CREATE TABLE queue_pauses (
+    tenant_id  TEXT NOT NULL,
+    domain     TEXT NOT NULL,
+    paused_at  REAL NOT NULL,
+    reason     TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, domain)
+) WITHOUT ROWID;

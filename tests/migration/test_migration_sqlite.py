@@ -1,0 +1,103 @@
+"""SQLite: a fresh schema equals version 1 upgraded by every migration.
+
+The base is ``sqlite_schema_v1.sql`` beside this file: schema.sql as version 1 shipped,
+frozen. The upgrade runs through ``SQLiteStore.open()`` itself (it applies
+``migrations/NNNN_*.sql`` above the file's ``user_version``). Until the first migration
+exists (schema.sql still at ``user_version = 1``) there is nothing to compare and the test
+skips.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postline.store.sqlite.backend import SQLiteStore, schema_version
+
+V1 = Path(__file__).with_name("sqlite_schema_v1.sql")
+
+
+def _normalise(sql: str | None) -> str:
+    """SQL text without comments and with whitespace that does not matter removed."""
+    if sql is None:
+        return ""
+    sql = re.sub(r"--[^\n]*", "", sql)
+    sql = re.sub(r"\s+", " ", sql).strip().lower()
+    return re.sub(r"\s*([(),=])\s*", r"\1", sql)
+
+
+def catalog(path: Path) -> dict[str, Any]:
+    """Structure of a database: tables, columns, indexes, foreign keys, version."""
+    conn = sqlite3.connect(path)
+    try:
+        out: dict[str, Any] = {
+            "version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "objects": sorted(
+                (type_, name, tbl, _normalise(sql))
+                for type_, name, tbl, sql in conn.execute(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master"
+                    " WHERE name NOT LIKE 'sqlite_%'"
+                )
+            ),
+        }
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in sorted(tables):
+            out[f"{table}.columns"] = conn.execute(f"PRAGMA table_xinfo('{table}')").fetchall()
+            out[f"{table}.foreign_keys"] = conn.execute(
+                f"PRAGMA foreign_key_list('{table}')"
+            ).fetchall()
+            indexes = sorted(conn.execute(f"PRAGMA index_list('{table}')").fetchall())
+            out[f"{table}.indexes"] = indexes
+            for index in indexes:
+                out[f"{index[1]}.keys"] = conn.execute(
+                    f"PRAGMA index_xinfo('{index[1]}')"
+                ).fetchall()
+        return out
+    finally:
+        conn.close()
+
+
+async def test_fresh_schema_equals_migrated(tmp_path: Path) -> None:
+    if schema_version() == 1:
+        pytest.skip(
+            "no SQLite migration yet: add src/postline/store/sqlite/migrations/0002_<what>.sql"
+            " and raise schema.sql's user_version to 2"
+        )
+    fresh_path = tmp_path / "fresh.db"
+    fresh = SQLiteStore(fresh_path)
+    await fresh.open()
+    await fresh.close()
+
+    migrated_path = tmp_path / "migrated.db"
+    conn = sqlite3.connect(migrated_path)
+    conn.executescript(V1.read_text(encoding="utf-8"))
+    conn.close()
+    old = catalog(migrated_path)
+    assert old["version"] == 1
+    migrated = SQLiteStore(migrated_path)
+    await migrated.open()
+    await migrated.close()
+
+    want, got = catalog(fresh_path), catalog(migrated_path)
+    assert set(got) == set(want)
+    for part in want:
+        assert got[part] == want[part], f"{part} differs between fresh and migrated"
+    assert old != want
+    assert want["version"] == schema_version()
+
+
+def test_version_1_snapshot_matches_when_nothing_was_migrated(tmp_path: Path) -> None:
+    """While schema.sql is still version 1, the frozen snapshot must be identical to it."""
+    if schema_version() != 1:
+        pytest.skip("schema.sql has moved on from version 1")
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    src = Path(__file__).parents[2] / "src/postline/store/sqlite/schema.sql"
+    for path, text in ((a, src.read_text()), (b, V1.read_text())):
+        conn = sqlite3.connect(path)
+        conn.executescript(text)
+        conn.close()
+    assert catalog(a) == catalog(b)
