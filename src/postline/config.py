@@ -240,6 +240,11 @@ class ThrottleConfig(_Section):
     )
     suspend_window: Duration = Field(60.0, description="See suspend_after.")
     suspend_for: Duration = Field(300.0, description="How long a suspension lasts.")
+    connection_lease: Duration = Field(
+        60.0,
+        description="Lifetime of a connection slot, renewed while the connection lives; the "
+        "slots of a node that died free themselves after this long.",
+    )
     defaults: bool = Field(
         True, description="Append the shipped provider rules after the rules below."
     )

@@ -417,3 +417,53 @@ async def test_many_concurrent_writers(store: Store) -> None:
     )
     assert (await store.state_counts()) == {"queued": 300}
     assert len(await store.due_domains()) == 7
+
+
+async def test_a_stale_lease_holder_cannot_reset_a_newer_lease(store: Store) -> None:
+    tid = await tenant(store)
+    m = message(tid, "a@one.test")
+    await store.enqueue([m])
+    [first] = await store.lease("one.test", now=NOW, limit=1, lease_time=10, owner="n1")
+    # n1's lease runs out; n2 leases the recipient again.
+    [second] = await store.lease("one.test", now=NOW + 11, limit=1, lease_time=10, owner="n2")
+    assert second.id == first.id
+    r = first.recipients[0]
+
+    def release(owner: str) -> AttemptRecord:
+        return AttemptRecord(
+            m.id,
+            r.idx,
+            tid,
+            r.address,
+            RecipientState.QUEUED,
+            None,
+            NOW + 12,
+            next_attempt_at=NOW + 12,
+            counted=False,
+            owner=owner,
+        )
+
+    await store.record([release("n1")])
+    # n2 still holds it: nobody else may lease it before n2's lease ends.
+    assert await store.lease("one.test", now=NOW + 13, limit=1, lease_time=10, owner="n3") == []
+    await store.record([release("n2")])
+    assert len(await store.lease("one.test", now=NOW + 13, limit=1, lease_time=10, owner="n3")) == 1
+
+
+async def test_renew_and_release_leases(store: Store) -> None:
+    tid = await tenant(store)
+    msgs = [message(tid, f"u{i}@one.test") for i in range(3)]
+    await store.enqueue(msgs)
+    leased = await store.lease("one.test", now=NOW, limit=3, lease_time=10, owner="n1")
+    refs = [(m.id, m.recipients[0].idx, "one.test") for m in leased]
+    # Renewed leases outlive their first expiry; someone else's lease is not renewed.
+    renewed = await store.renew_leases("n1", refs[:2], until=NOW + 100)
+    assert sorted(renewed) == sorted((m, i) for m, i, _ in refs[:2])
+    assert await store.renew_leases("n2", refs, until=NOW + 100) == []
+    back = await store.lease("one.test", now=NOW + 20, limit=10, lease_time=10, owner="n2")
+    assert [m.id for m in back] == [refs[2][0]]
+    # A node starting up hands back everything it had leased.
+    assert await store.release_leases("n1", now=NOW + 21) == 2
+    assert (
+        len(await store.lease("one.test", now=NOW + 21, limit=10, lease_time=10, owner="n3")) == 2
+    )

@@ -88,16 +88,3 @@ async def test_fresh_schema_equals_migrated(tmp_path: Path) -> None:
         assert got[part] == want[part], f"{part} differs between fresh and migrated"
     assert old != want
     assert want["version"] == schema_version()
-
-
-def test_version_1_snapshot_matches_when_nothing_was_migrated(tmp_path: Path) -> None:
-    """While schema.sql is still version 1, the frozen snapshot must be identical to it."""
-    if schema_version() != 1:
-        pytest.skip("schema.sql has moved on from version 1")
-    a, b = tmp_path / "a.db", tmp_path / "b.db"
-    src = Path(__file__).parents[2] / "src/postline/store/sqlite/schema.sql"
-    for path, text in ((a, src.read_text()), (b, V1.read_text())):
-        conn = sqlite3.connect(path)
-        conn.executescript(text)
-        conn.close()
-    assert catalog(a) == catalog(b)

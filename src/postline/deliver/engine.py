@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,10 +71,17 @@ class _DomainState:
 class Recorder:
     """Collects outcomes and writes them in batches; never loses one on shutdown."""
 
-    def __init__(self, store: Store, node_id: str, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        metrics: Metrics,
+        on_written: Callable[[Sequence[AttemptRecord]], None] | None = None,
+    ) -> None:
         self._store = store
         self._node_id = node_id
         self._metrics = metrics
+        self._on_written = on_written
         self._pending: list[AttemptRecord] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -121,6 +128,8 @@ class Recorder:
                 delay = min(delay * 2, 5.0)
                 continue
             self.written += len(batch)
+            if self._on_written is not None:
+                self._on_written(batch)
             return
 
     async def flush(self) -> None:
@@ -164,7 +173,7 @@ class DeliveryEngine:
         self.lease_time = config.queue.lease_time
         self.lease_margin = min(30.0, self.lease_time / 4)
         self.max_lease = config.queue.max_lease
-        self.connection_ttl = 300.0
+        self.connection_ttl = config.throttle.connection_lease
         self.site_retry = max(1.0, min(self.policy.first, 60.0))
         self.default_connections = 10
         self.max_connections = config.delivery.max_connections
@@ -180,15 +189,27 @@ class DeliveryEngine:
         self._paused: set[tuple[str, str]] = set()
         self.throttle_healthy = True
         self._tasks: list[asyncio.Task[None]] = []
-        self.recorder = Recorder(store, node_id, metrics)
+        self.recorder = Recorder(store, node_id, metrics, on_written=self._settled)
+        # Every recipient leased by this node and not yet settled in the store, with its
+        # domain and current lease expiry: renewed while held, forgotten once written.
+        self._held: dict[tuple[str, int], tuple[str, float]] = {}
         self._scan_wake = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        # Leases this node held before it stopped are in nobody's memory now.
+        released = await self.store.release_leases(self.node_id, now=time.time())
+        if released:
+            log.info(
+                "handed back %d recipients leased before restart",
+                released,
+                extra={"action": "deliver.release_on_start"},
+            )
         self._tasks = [
             self.loop.create_task(self.recorder.run(), name="deliver:recorder"),
             self.loop.create_task(self._scan_loop(), name="deliver:scanner"),
+            self.loop.create_task(self._renew_loop(), name="deliver:renew"),
         ]
         await self.store.listen_due(self._announced)
 
@@ -227,6 +248,52 @@ class DeliveryEngine:
             if not task.done():
                 task.cancel()
         self._tasks = []
+
+    # -- leases held in memory --------------------------------------------------------
+    def _hold(self, items: Iterable[WorkItem]) -> None:
+        for item in items:
+            for r in item.recipients:
+                self._held[(r.message_id, r.idx)] = (item.domain, item.lease_until)
+
+    def _settled(self, records: Sequence[AttemptRecord]) -> None:
+        for r in records:
+            self._held.pop((r.message_id, r.idx), None)
+
+    def lease_expiry(self, item: WorkItem) -> float:
+        """When the earliest lease of an item's recipients runs out (renewals included)."""
+        held = self._held
+        return min(
+            (
+                held[(r.message_id, r.idx)][1]
+                for r in item.recipients
+                if (r.message_id, r.idx) in held
+            ),
+            default=item.lease_until,
+        )
+
+    async def _renew_loop(self) -> None:
+        """Extend the leases of everything held (buffered, on the wire, or waiting to be
+        recorded) so that no lease runs out under work in progress, however slow a
+        receiver or the store is; a node that dies stops renewing and its work returns
+        to the queue one lease time later."""
+        interval = max(0.5, self.lease_time / 4)
+        while True:
+            await asyncio.sleep(interval)
+            if not self._held:
+                continue
+            refs = [(m, i, d) for (m, i), (d, _) in self._held.items()]
+            until = time.time() + self.lease_time
+            for start in range(0, len(refs), 1000):
+                try:
+                    renewed = await self.store.renew_leases(
+                        self.node_id, refs[start : start + 1000], until=until
+                    )
+                except Exception:
+                    log.exception("lease renewal failed", extra={"action": "deliver.renew"})
+                    break
+                for ref in renewed:
+                    if ref in self._held:
+                        self._held[ref] = (self._held[ref][0], until)
 
     # -- connection budget (all sites of this node) ------------------------------------
     def connection_budget(self) -> int:
@@ -327,6 +394,7 @@ class DeliveryEngine:
                     for domain, group in by_domain.items()
                     for i in range(0, len(group), per_txn)
                 ]
+                self._hold(items)
                 if self.stopping:
                     # Shutting down: back to the queue rather than into a drained site.
                     self.release(items, now=time.time())
@@ -442,6 +510,7 @@ class DeliveryEngine:
             count += len(m.recipients)
             for i in range(0, len(m.recipients), per_txn):
                 items.append(WorkItem(m, m.recipients[i : i + per_txn], domain, until))
+        self._hold(items)
         site.put(items)
         return count >= want
 
@@ -567,6 +636,7 @@ class DeliveryEngine:
                         next_attempt_at=now + seconds,
                         counted=False,
                         data={"reason": "suspended"},
+                        owner=self.node_id,
                     )
                 )
         self.recorder.add(records)
@@ -636,6 +706,7 @@ class DeliveryEngine:
                     next_attempt_at=d.next_attempt_at,
                     mx=host.name if host else None,
                     data=data,
+                    owner=self.node_id,
                 )
             )
         self.recorder.add(records)
@@ -646,6 +717,7 @@ class DeliveryEngine:
         until = time.time() + self.lease_time
         for m in leased:
             item = WorkItem(m, m.recipients, domain, until)
+            self._hold([item])
             self.finish_without_site(item, reply)
 
     def finish_without_site(self, item: WorkItem, reply: Reply) -> None:
@@ -671,6 +743,7 @@ class DeliveryEngine:
                     reply=reply,
                     next_attempt_at=d.next_attempt_at,
                     data={"attempt": attempts, "command": reply.command, "synthetic": True},
+                    owner=self.node_id,
                 )
             )
         self.recorder.add(records)
@@ -693,6 +766,7 @@ class DeliveryEngine:
                 reply=reply,
                 counted=False,
                 data={"reason": "max_age"},
+                owner=self.node_id,
             )
             for r in recipients
         )
@@ -709,6 +783,7 @@ class DeliveryEngine:
                 reply=None,
                 next_attempt_at=now,
                 counted=False,
+                owner=self.node_id,
             )
             for item in items
             for r in item.recipients

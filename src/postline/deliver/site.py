@@ -76,19 +76,29 @@ class Site:
         self._rng = random.Random()
         self.sent = 0
         self.reserved = 0
+        self.denied_until = 0.0
 
     # -- buffer ----------------------------------------------------------------------
     def max_buffer(self) -> int:
-        """How much leased work may wait here: a few seconds of sending, bounded."""
+        """How much leased work may wait here: a few seconds of sending, and never more
+        than can be sent well within the lease (or it would go back unsent)."""
         limits = self.destination.limits
         conns = limits.connections or self.engine.default_connections
-        per_conn = 50
-        cap = conns * per_conn
+        cap = conns * 50
         if limits.rate is not None:
-            cap = min(cap, max(int(limits.rate * 5), 10))
+            # This node's share of the bucket's rate: the slots it holds out of the limit
+            # (other nodes of a fleet may hold the rest), at least one slot's worth.
+            held = max(1, self.engine.bucket_workers[self.bucket])
+            rate = limits.rate * min(1.0, held / conns)
+            window = min(5.0, (self.engine.lease_time - self.engine.lease_margin) / 2)
+            cap = min(cap, max(int(rate * window), 10))
         return max(1, min(cap, 5000))
 
     def capacity(self) -> int:
+        if not self.workers and self.denied_until > time.monotonic():
+            # Every slot of the bucket is held elsewhere (other nodes): leasing more here
+            # would only park work that another node could send.
+            return 0
         return self.max_buffer() - len(self.buffer)
 
     async def wait_space(self, timeout: float) -> None:
@@ -217,38 +227,66 @@ class Site:
         return None, last, None
 
     async def _worker(self) -> None:
+        """Connections one after another while work waits, each under its own slot.
+
+        A slot is held for one connection (up to ``messages_per_connection`` messages)
+        and then given up for a moment, so that other nodes sharing the bucket — which
+        retry every few hundred milliseconds — get their turn.
+        """
         engine = self.engine
-        limits = self.destination.limits
+        while not engine.stopping:
+            lease = await self._acquire()
+            if lease is None:
+                # Every slot is held (possibly by other nodes): back off, jittered.
+                self.denied_until = time.monotonic() + 1.0
+                await asyncio.sleep(self._rng.uniform(0.1, 0.5))
+                return
+            try:
+                again = await self._connection(lease)
+            finally:
+                try:
+                    await engine.throttle.release_connection(self.bucket, lease)
+                except ThrottleError:
+                    pass  # the lease expires by itself
+            if not again or not self.buffer:
+                return
+            await asyncio.sleep(self._rng.uniform(0.05, 0.25))
+
+    async def _acquire(self) -> str | None:
+        engine = self.engine
         try:
             lease = await engine.throttle.acquire_connection(
-                self.bucket, limits.connections, engine.node_id, ttl=engine.connection_ttl
+                self.bucket,
+                self.destination.limits.connections,
+                engine.node_id,
+                ttl=engine.connection_ttl,
             )
         except ThrottleError as exc:
             engine.throttle_failed(exc)
-            lease = None
-        else:
-            engine.throttle_ok()
-        if lease is None:
-            # Every slot is held (possibly by another node): back off before the next try.
-            await asyncio.sleep(1.0)
-            return
+            return None
+        engine.throttle_ok()
+        return lease
+
+    async def _connection(self, lease: str) -> bool:
+        """One SMTP connection's worth of work; True when it ended only because it was
+        full (``messages_per_connection``) and more work waits."""
+        engine = self.engine
         client: SMTPClient | None = None
         host: Host | None = None
-        per_conn = limits.messages_per_connection or 100
-        on_conn = 0
-        renewed = time.monotonic()
+        per_conn = self.destination.limits.messages_per_connection or 100
+        sent = 0
+        lapsed = asyncio.Event()
+        keeper = asyncio.create_task(self._keep(lease, lapsed), name=f"lease:{self.key}")
         try:
-            while not engine.stopping:
+            while not engine.stopping and not lapsed.is_set():
                 item = await self._next(engine.idle_timeout)
                 if item is None:
-                    break
-                if time.monotonic() - renewed > engine.connection_ttl / 3:
-                    if not await self._renew(lease):
-                        # The slot lapsed (or the backend is away): it may be someone
-                        # else's now, so this connection ends and the item waits.
-                        engine.release([item], now=time.time())
-                        break
-                    renewed = time.monotonic()
+                    return False
+                if lapsed.is_set():
+                    # The slot lapsed (or the backend is away): it may be someone else's
+                    # now, so this connection ends and the item waits for another.
+                    engine.release([item], now=time.time())
+                    return False
                 if not await self._admit(item):
                     continue
                 if client is not None and not client.usable:
@@ -259,33 +297,34 @@ class Site:
                     if client is None:
                         assert failure is not None
                         self._site_down(item, failure)
-                        break
+                        return False
                     engine.metrics.connections.inc()
-                    on_conn = 0
                 assert host is not None
                 await self._send(client, host, item)
-                on_conn += 1
-                if on_conn >= per_conn:
-                    await self._hang_up(client)
-                    client = None
-                    if engine.others_waiting(self):
-                        break  # hand the slot to another site of the same bucket
+                sent += 1
+                if sent >= per_conn:
+                    # Hand the slot to another site of the bucket, or to another node.
+                    return not engine.others_waiting(self)
+            return False
         finally:
+            keeper.cancel()
             if client is not None:
                 await asyncio.shield(self._hang_up(client))
-            try:
-                await engine.throttle.release_connection(self.bucket, lease)
-            except ThrottleError:
-                pass  # the lease expires by itself
 
-    async def _renew(self, lease: str) -> bool:
-        try:
-            return await self.engine.throttle.renew_connection(
-                self.bucket, lease, self.engine.connection_ttl
-            )
-        except ThrottleError as exc:
-            self.engine.throttle_failed(exc)
-            return False
+    async def _keep(self, lease: str, lapsed: asyncio.Event) -> None:
+        """Renew the connection slot every third of its lifetime while the worker runs,
+        however long one transaction takes; a lease that could not be renewed ends it."""
+        ttl = self.engine.connection_ttl
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                renewed = await self.engine.throttle.renew_connection(self.bucket, lease, ttl)
+            except ThrottleError as exc:
+                self.engine.throttle_failed(exc)
+                renewed = False
+            if not renewed:
+                lapsed.set()
+                return
 
     async def _hang_up(self, client: SMTPClient) -> None:
         """QUIT (or drop a broken session), then give the receiver a moment to see the
@@ -302,8 +341,9 @@ class Site:
         """Wait for the rate limit; False when the item was handed back instead."""
         engine = self.engine
         now = time.time()
-        if item.lease_until - now < engine.lease_margin:
-            # Waited too long in the buffer: let the queue have it back before the lease ends.
+        if engine.lease_expiry(item) - now < engine.lease_margin:
+            # The lease is running out (it could not be renewed): let the queue have the
+            # work back before another node may take it.
             engine.release([item], now=now)
             return False
         # The last retry is scheduled at the deadline itself: it still goes out, and its
@@ -334,7 +374,7 @@ class Site:
                 engine.throttle_ok()
             if delay <= 0:
                 return True
-            if engine.stopping or item.lease_until - time.time() < engine.lease_margin:
+            if engine.stopping or engine.lease_expiry(item) - time.time() < engine.lease_margin:
                 engine.release([item], now=time.time())
                 return False
             await asyncio.sleep(min(delay, 1.0))
@@ -389,6 +429,7 @@ def make_record(
     counted: bool = True,
     mx: str | None = None,
     data: dict[str, object] | None = None,
+    owner: str | None = None,
 ) -> AttemptRecord:
     return AttemptRecord(
         message_id=item.message.id,
@@ -406,4 +447,5 @@ def make_record(
         mx=mx,
         data=dict(data or {}),
         domain=item.domain,
+        owner=owner,
     )

@@ -155,6 +155,10 @@ class AttemptRecord:
     data: dict[str, Any] = field(default_factory=dict)
     domain: str | None = None
     """The recipient's domain when known: partitioned stores then touch one partition."""
+    owner: str | None = None
+    """The node whose lease the attempt ran under. A deferral or release applies only
+    while that node still holds the recipient's lease: once it expired and another node
+    leased the recipient, the stale holder must not reset the new lease."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +295,25 @@ class Store(Protocol):
         """Apply attempt outcomes and append their events, durably.
 
         A deferral or release only applies to a recipient still queued (a cancelled one
-        stays cancelled); delivered and bounced outcomes always apply.
+        stays cancelled) and, when the record names an ``owner``, still leased by it;
+        delivered, bounced and expired outcomes always apply.
+        """
+        ...
+
+    async def renew_leases(
+        self, owner: str, refs: Sequence[tuple[str, int, str]], *, until: float
+    ) -> list[tuple[str, int]]:
+        """Extend ``owner``'s leases of ``refs`` (message id, index, domain) to ``until``.
+
+        Returns the (message id, index) pairs renewed: recipients no longer queued or no
+        longer leased by ``owner`` are left alone and not returned.
+        """
+        ...
+
+    async def release_leases(self, owner: str, *, now: float) -> int:
+        """Hand back every queued recipient leased by ``owner`` (due at ``now``).
+
+        For a node starting up: whatever it leased before it stopped is not in its memory.
         """
         ...
 

@@ -858,7 +858,7 @@ class PostgresStore:
     async def record(self, records: Sequence[AttemptRecord], *, node_id: str = "") -> None:
         if not records:
             return
-        u_cols: list[list[Any]] = [[] for _ in range(10)]
+        u_cols: list[list[Any]] = [[] for _ in range(11)]
         e_cols: list[list[Any]] = [[] for _ in range(7)]
         # One lock order for every writer: fewer deadlocks between nodes.
         for r in sorted(records, key=lambda r: (r.message_id, r.idx)):
@@ -875,6 +875,7 @@ class PostgresStore:
                     r.enhanced,
                     r.text,
                     r.mx,
+                    r.owner,
                 ),
                 strict=True,
             ):
@@ -907,9 +908,35 @@ class PostgresStore:
                 col.append(value)
 
         async def op(conn: Conn) -> None:
-            await conn.execute(_Q["record"], *u_cols, *e_cols, node_id)
+            await conn.execute(_Q["record"], *u_cols[:10], *e_cols, node_id, u_cols[10])
 
         await self._call(op)
+
+    async def renew_leases(
+        self, owner: str, refs: Sequence[tuple[str, int, str]], *, until: float
+    ) -> list[tuple[str, int]]:
+        if not refs:
+            return []
+
+        async def op(conn: Conn) -> list[tuple[str, int]]:
+            rows = await conn.fetch(
+                _Q["renew_leases"],
+                owner,
+                until,
+                [r[0] for r in refs],
+                [r[1] for r in refs],
+                [r[2] for r in refs],
+            )
+            return [(row[0], row[1]) for row in rows]
+
+        return await self._call(op)
+
+    async def release_leases(self, owner: str, *, now: float) -> int:
+        async def op(conn: Conn) -> int:
+            status = await conn.execute(_Q["release_owned"], owner, now)
+            return int(status.split()[-1])
+
+        return await self._call(op)
 
     async def cancel(
         self, tenant_id: str, message_id: str, *, now: float, node_id: str = ""

@@ -174,11 +174,14 @@ SELECT id, tenant_id, mail_from, body, message_id_header FROM messages WHERE id 
 -- 'queued') only to a recipient that is still queued (a cancelled one stays cancelled).
 -- message_id = ANY($1) makes every partition answer through its primary key (an outcome
 -- does not carry the domain, so partitions cannot be pruned).
--- $1..$10 one entry per outcome; $11..$17 one entry per event; $18 node id.
+-- A deferral or release also needs the recipient still leased by the node the attempt ran
+-- on (owner NULL: no check), so a holder whose lease expired cannot reset another's lease.
+-- $1..$10, $19 one entry per outcome; $11..$17 one entry per event; $18 node id.
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::float8[],
-                         $6::float8[], $7::int[], $8::text[], $9::text[], $10::text[])
-        AS u(message_id, idx, state, inc, at, next_attempt_at, code, enhanced, text, mx)
+                         $6::float8[], $7::int[], $8::text[], $9::text[], $10::text[],
+                         $19::text[])
+        AS u(message_id, idx, state, inc, at, next_attempt_at, code, enhanced, text, mx, owner)
 ), final AS (
     UPDATE recipients r
     SET state = u.state, attempts = r.attempts + u.inc, updated_at = u.at, last_code = u.code,
@@ -197,6 +200,7 @@ WITH u AS (
     FROM u
     WHERE u.state = 'queued' AND r.message_id = ANY($1::text[])
       AND r.message_id = u.message_id AND r.idx = u.idx AND r.state = 'queued'
+      AND (u.owner IS NULL OR r.lease_owner = u.owner)
 ), e AS (
     INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
     SELECT v.at, v.tenant_id, v.type, v.message_id, v.idx, v.address, $18, v.data::jsonb
@@ -297,3 +301,16 @@ WHERE message_id = $9 AND tenant_id = $1 AND id > $2 AND id <= $8
   AND ($6::float8 IS NULL OR at < $6)
 ORDER BY id
 LIMIT $7;
+
+-- name: renew_leases
+-- $1 owner, $2 new expiry; $3..$5 message ids, indexes, domains of the leases to extend.
+UPDATE recipients r SET lease_expires_at = $2, next_attempt_at = $2
+FROM unnest($3::text[], $4::int[], $5::text[]) AS u(message_id, idx, domain)
+WHERE r.domain = u.domain AND r.message_id = u.message_id AND r.idx = u.idx
+  AND r.lease_owner = $1 AND r.state = 'queued'
+RETURNING r.message_id, r.idx;
+
+-- name: release_owned
+-- $1 owner, $2 now.
+UPDATE recipients SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $2
+WHERE lease_owner = $1 AND state = 'queued';

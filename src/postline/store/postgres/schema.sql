@@ -24,7 +24,7 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (2);
+INSERT INTO postline_schema (version) VALUES (3);
 
 CREATE TABLE tenants (
     id          text PRIMARY KEY,
@@ -95,6 +95,7 @@ END
 $$;
 
 CREATE INDEX recipients_due ON recipients (domain, next_attempt_at) WHERE state = 'queued';
+CREATE INDEX recipients_owner ON recipients (lease_owner) WHERE lease_owner IS NOT NULL;
 
 -- Append-only event log; id is the cursor.
 CREATE TABLE events (

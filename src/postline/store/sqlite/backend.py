@@ -548,6 +548,8 @@ class SQLiteStore:
                         r.mx,
                         r.message_id,
                         r.idx,
+                        r.owner,
+                        r.owner,
                     )
                 )
             else:
@@ -597,6 +599,25 @@ class SQLiteStore:
                 conn.executemany(_Q["insert_event"], event_rows)
 
         await self._write(op)
+
+    async def renew_leases(
+        self, owner: str, refs: Sequence[tuple[str, int, str]], *, until: float
+    ) -> list[tuple[str, int]]:
+        if not refs:
+            return []
+        params = {
+            "owner": owner,
+            "until": until,
+            "refs": json.dumps([[m, i] for m, i, _ in refs]),
+        }
+        return await self._write(
+            lambda conn: [(m, i) for m, i in conn.execute(_Q["renew_leases"], params)]
+        )
+
+    async def release_leases(self, owner: str, *, now: float) -> int:
+        return await self._write(
+            lambda conn: conn.execute(_Q["release_owned"], {"owner": owner, "now": now}).rowcount
+        )
 
     async def cancel(
         self, tenant_id: str, message_id: str, *, now: float, node_id: str = ""

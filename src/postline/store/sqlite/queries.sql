@@ -90,13 +90,26 @@ SET state = ?, attempts = attempts + ?, updated_at = ?, last_code = ?, last_enha
 WHERE message_id = ? AND idx = ?;
 
 -- name: record_retry
--- Deferrals and releases only apply to a recipient that is still queued.
+-- Deferrals and releases only apply to a recipient that is still queued, and still leased
+-- by the node the attempt ran on (the last two parameters; NULL: no owner check).
 UPDATE recipients
 SET next_attempt_at = ?, attempts = attempts + ?, updated_at = ?,
     last_code = coalesce(?, last_code), last_enhanced = coalesce(?, last_enhanced),
     last_text = coalesce(?, last_text), last_mx = coalesce(?, last_mx),
     lease_owner = NULL, lease_expires_at = NULL
-WHERE message_id = ? AND idx = ? AND state = 'queued';
+WHERE message_id = ? AND idx = ? AND state = 'queued'
+  AND (? IS NULL OR lease_owner = ?);
+
+-- name: renew_leases
+UPDATE recipients SET lease_expires_at = :until, next_attempt_at = :until
+WHERE lease_owner = :owner AND state = 'queued'
+  AND (message_id, idx) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+                            FROM json_each(:refs))
+RETURNING message_id, idx;
+
+-- name: release_owned
+UPDATE recipients SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = :now
+WHERE lease_owner = :owner AND state = 'queued';
 
 -- name: cancel
 UPDATE recipients

@@ -1,5 +1,5 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
@@ -57,6 +57,7 @@ CREATE TABLE recipients (
     PRIMARY KEY (message_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX recipients_due ON recipients (domain, next_attempt_at) WHERE state = 'queued';
+CREATE INDEX recipients_owner ON recipients (lease_owner) WHERE lease_owner IS NOT NULL;
 
 -- Append-only event log; id is the cursor.
 CREATE TABLE events (
