@@ -4,7 +4,9 @@
 * ``bench/ingest.py``  — HTTP batch ingest, recipients/s (durable), against a bare
   FastAPI/uvicorn baseline measured in the same run;
 * ``bench/relay.py``   — smtp-source → postline → smtp-sink beside Postfix, interleaved
-  (needs root, Debian's postfix and ../shared/bench; skipped without them).
+  (needs root, Debian's postfix and ../shared/bench; skipped without them);
+* ``bench/bounce_accuracy.py`` — the bounce classifier on ../shared/corpus/bounces
+  (skipped without it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     finals = []
-    for script, args in (("ingest.py", []), ("relay.py", ["--rounds", "3"])):
+    for script, args in (
+        ("ingest.py", []),
+        ("relay.py", ["--rounds", "3"]),
+        ("bounce_accuracy.py", []),
+    ):
         print(f"== {script} {' '.join(args)}", flush=True)
         out = subprocess.run(
             [sys.executable, str(HERE / script), *args], capture_output=True, text=True, check=False

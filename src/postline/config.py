@@ -95,6 +95,14 @@ class ApiConfig(_Section):
         1000, ge=1, description="Most recipients (to+cc+bcc) in one message."
     )
     max_batch: int = Field(1000, ge=1, description="Most messages in one batch request.")
+    max_batch_recipients: int = Field(
+        10_000, ge=1, description="Most recipients over all messages of one batch request."
+    )
+    metrics_token: str = Field(
+        "",
+        description="When set, /metrics needs 'Authorization: Bearer <token>' (it names "
+        "the busiest recipient domains of every tenant).",
+    )
     idempotency_ttl: Duration = Field(
         86400.0, description="How long Idempotency-Key answers are kept per tenant."
     )
@@ -261,7 +269,10 @@ class QueueConfig(_Section):
         300.0, description="How long a node owns leased recipients before others may retry."
     )
     scan_interval: Duration = Field(
-        1.0, description="How often the queue is scanned for newly due domains."
+        15.0,
+        description="How often the whole queue is scanned for due mail nobody announced "
+        "(leases of a node that died, retries scheduled by other nodes). Mail this node "
+        "queued or deferred itself is woken on time without it.",
     )
     max_lease: int = Field(200, ge=1, description="Most recipients leased in one call.")
     max_scheduled_ahead: Duration = Field(

@@ -22,6 +22,7 @@ from typing import Any
 import uvicorn
 
 from postline.api.app import ApiContext, create_app
+from postline.api.http import BoundedHttpToolsProtocol
 from postline.config import Config, parse_listen
 from postline.deliver.engine import DeliveryEngine
 from postline.dns.resolver import Resolver
@@ -214,6 +215,7 @@ class Node:
             throttle_state=engine.throttle_state if engine else None,
             metrics_text=self.metrics.render,
             on_pause=engine.set_paused if engine else None,
+            on_cancel=engine.cancelled if engine else None,
             ready=self._is_ready,
         )
         app = create_app(ctx)
@@ -226,7 +228,7 @@ class Node:
             access_log=False,
             server_header=False,
             timeout_keep_alive=30,
-            http="httptools",
+            http=BoundedHttpToolsProtocol,
             loop="none",
         )
         self._api = _Uvicorn(uv_config)

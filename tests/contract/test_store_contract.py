@@ -467,3 +467,17 @@ async def test_renew_and_release_leases(store: Store) -> None:
     assert (
         len(await store.lease("one.test", now=NOW + 21, limit=10, lease_time=10, owner="n3")) == 2
     )
+
+
+async def test_due_domains_pages_through_every_domain(store: Store) -> None:
+    tid = await tenant(store)
+    await store.enqueue([message(tid, f"u@d{i:03d}.test", due=NOW + i) for i in range(25)])
+    seen: list[str] = []
+    after = ""
+    while True:
+        page = await store.due_domains(limit=10, after=after)
+        seen.extend(d.domain for d in page)
+        if len(page) < 10:
+            break
+        after = page[-1].domain
+    assert seen == [f"d{i:03d}.test" for i in range(25)]

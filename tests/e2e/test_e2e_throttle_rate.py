@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from support.e2e import domain, internet
+from support.node import wait_for
 
 RATE = 20
 BURST = 1
@@ -34,12 +35,16 @@ async def test_rate_rule_paces_delivery(tmp_path: Path) -> None:
         accepted = await net.send_many(addresses)
         assert len(accepted) == TOTAL
 
-        # While mail is still queued the queue shows the rule and its limit.
-        queues = (await net.api.get("/v1/queues")).json()["queues"]
-        paced = [q for q in queues if q["domain"] == "paced.test"]
-        assert paced, queues
-        throttle = paced[0]["throttle"]
-        assert throttle is not None
+        # While mail is still queued the queue shows the rule and its limit (once the
+        # destination's route is known).
+        async def throttle_state() -> dict[str, object] | None:
+            queues = (await net.api.get("/v1/queues")).json()["queues"]
+            paced = [q for q in queues if q["domain"] == "paced.test"]
+            assert paced, queues
+            state: dict[str, object] | None = paced[0]["throttle"]
+            return state
+
+        throttle = await wait_for(throttle_state, timeout=5)
         assert throttle["rule"] == "paced"
         assert throttle["rate_limit"] == RATE
 

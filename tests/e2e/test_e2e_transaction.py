@@ -85,6 +85,16 @@ async def test_mixed_recipients_share_one_transaction(tmp_path: Path) -> None:
         assert deferred[0]["recipient"] == "full1@mixed.test"
         assert (deferred[0]["data"]["code"], deferred[0]["data"]["enhanced"]) == (452, "4.2.2")
         assert deferred[0]["data"]["command"] == "RCPT TO"
+        # Every failure carries the classifier's verdict.
+        verdicts = {
+            e["recipient"]: (e["data"]["category"], e["data"]["hard"])
+            for e in by_type["bounced"] + deferred
+        }
+        assert verdicts == {
+            "unknown1@mixed.test": ("invalid_recipient", True),
+            "disabled1@mixed.test": ("inactive_mailbox", False),
+            "full1@mixed.test": ("mailbox_full", False),
+        }
 
         # The deferred recipient comes back, alone.
         async def retried() -> bool:

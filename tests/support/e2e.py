@@ -32,7 +32,7 @@ multiplier = 2.0
 max_interval = "2s"
 max_age = "1h"
 [queue]
-scan_interval = "100ms"
+scan_interval = "15s"
 """
 
 

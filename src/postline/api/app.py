@@ -30,6 +30,7 @@ class ApiContext:
     throttle_state: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
     metrics_text: Callable[[], Awaitable[bytes]] | None = None
     on_pause: Callable[[str, str, bool], None] | None = None
+    on_cancel: Callable[[str], None] | None = None
     ready: Callable[[], bool] = lambda: True
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,8 @@ from starlette.responses import Response
 from postline.errors import IntegrityViolation, StoreUnavailable, ValidationError
 
 __all__ = ["Problem", "install_problem_handlers", "problem_response"]
+
+log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "urn:postline:problem:"
 MEDIA_TYPE = "application/problem+json"
@@ -146,7 +149,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         }
         return problem_response(
             Problem(
-                exc.status_code, f"http-{exc.status_code}", detail, fix=fixes.get(exc.status_code)
+                exc.status_code,
+                f"http-{exc.status_code}",
+                detail,
+                fix=fixes.get(exc.status_code),
+                headers=dict(exc.headers) if exc.headers else None,
             ),
             request.url.path,
         )
@@ -169,6 +176,25 @@ def install_problem_handlers(app: FastAPI) -> None:
             request.url.path,
         )
 
+    async def on_internal(request: Request, exc: Exception) -> Response:
+        log.error(
+            "unhandled error in %s %s",
+            request.method,
+            request.url.path,
+            exc_info=exc,
+            extra={"action": "api.internal_error"},
+        )
+        return problem_response(
+            Problem(
+                500,
+                "internal",
+                "The server failed to handle the request; the error was logged.",
+                fix="Retry later; if it persists, report it with the time of the request.",
+            ),
+            request.url.path,
+        )
+
+    app.add_exception_handler(Exception, on_internal)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ValidationError, on_ingest_validation)

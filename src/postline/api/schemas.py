@@ -140,3 +140,4 @@ class QueueOut(BaseModel):
 
 class QueuesOut(BaseModel):
     queues: list[QueueOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postline.cli import config_cmd, demo, serve, tenant
+from postline.cli import bounce, config_cmd, demo, serve, tenant
 from postline.cli.sim import sim
 
 __all__ = ["app", "main"]
@@ -22,6 +22,7 @@ app.command("sim")(sim)
 app.command("openapi")(config_cmd.openapi)
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(bounce.app, name="bounce")
 
 
 def main() -> None:

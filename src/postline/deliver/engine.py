@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import ipaddress
 import logging
 import random
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from postline.bounce import classify_reply
 from postline.config import Config
 from postline.deliver.outcome import decide, dns_reply
 from postline.deliver.site import Host, Site, WorkItem, make_record
@@ -187,6 +189,7 @@ class DeliveryEngine:
         self.bucket_sites: dict[str, set[Site]] = {}
         self._suspended: dict[str, float] = {}
         self._paused: set[tuple[str, str]] = set()
+        self._cancelled: dict[str, float] = {}
         self.throttle_healthy = True
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = Recorder(store, node_id, metrics, on_written=self._settled)
@@ -194,6 +197,9 @@ class DeliveryEngine:
         # domain and current lease expiry: renewed while held, forgotten once written.
         self._held: dict[tuple[str, int], tuple[str, float]] = {}
         self._scan_wake = asyncio.Event()
+        self._timer_wake = asyncio.Event()
+        self._timers: list[tuple[float, str]] = []
+        self._wake_at: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -210,6 +216,7 @@ class DeliveryEngine:
             self.loop.create_task(self.recorder.run(), name="deliver:recorder"),
             self.loop.create_task(self._scan_loop(), name="deliver:scanner"),
             self.loop.create_task(self._renew_loop(), name="deliver:renew"),
+            self.loop.create_task(self._timer_loop(), name="deliver:timers"),
         ]
         await self.store.listen_due(self._announced)
 
@@ -224,9 +231,8 @@ class DeliveryEngine:
         """Stop leasing, let transactions in progress finish, hand back the rest."""
         self.stopping = True
         self._scan_wake.set()
-        scanner = self._tasks[1] if len(self._tasks) > 1 else None
-        if scanner is not None:
-            scanner.cancel()
+        for task in self._tasks[1:]:
+            task.cancel()
         for site in self.sites.values():
             site.wake()
         pending = [s.task for s in self._domains.values() if s.task is not None]
@@ -258,6 +264,8 @@ class DeliveryEngine:
     def _settled(self, records: Sequence[AttemptRecord]) -> None:
         for r in records:
             self._held.pop((r.message_id, r.idx), None)
+            if r.state is RecipientState.QUEUED and r.domain is not None:
+                self.schedule(r.domain, r.next_attempt_at)
 
     def lease_expiry(self, item: WorkItem) -> float:
         """When the earliest lease of an item's recipients runs out (renewals included)."""
@@ -401,12 +409,33 @@ class DeliveryEngine:
                 else:
                     site.put(items)
 
+    def cancelled(self, message_id: str) -> None:
+        """A message was cancelled: its work still buffered here must not go out."""
+        now = time.monotonic()
+        self._cancelled[message_id] = now + self.lease_time
+        if len(self._cancelled) > 10_000:
+            for mid in [m for m, until in self._cancelled.items() if until < now]:
+                del self._cancelled[mid]
+
+    def is_cancelled(self, item: WorkItem) -> bool:
+        """True (and the item forgotten) when its message was cancelled meanwhile."""
+        until = self._cancelled.get(item.message.id)
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del self._cancelled[item.message.id]
+            return False
+        for r in item.recipients:
+            self._held.pop((r.message_id, r.idx), None)
+        return True
+
     def set_paused(self, tenant_id: str, domain: str, paused: bool) -> None:
         """Keep the pause list of direct hand-offs in step with the API at once."""
         if paused:
             self._paused.add((tenant_id, domain))
         else:
             self._paused.discard((tenant_id, domain))
+            self.activate(domain)
 
     # -- waking domains --------------------------------------------------------------
     def notify(self, domains: Iterable[str]) -> None:
@@ -427,19 +456,54 @@ class DeliveryEngine:
             self._domain_loop(domain, state), name=f"domain:{domain}"
         )
 
+    def schedule(self, domain: str, at: float) -> None:
+        """Wake ``domain`` at ``at`` (now when it has passed)."""
+        if at <= time.time():
+            self.activate(domain)
+            return
+        current = self._wake_at.get(domain)
+        if current is not None and current <= at:
+            return
+        self._wake_at[domain] = at
+        heapq.heappush(self._timers, (at, domain))
+        if self._timers[0][1] == domain:
+            self._timer_wake.set()
+
+    async def _timer_loop(self) -> None:
+        """Activate domains when the retries and scheduled sends this node knows of fall
+        due: nothing is polled between full scans."""
+        while not self.stopping:
+            now = time.time()
+            while self._timers and self._timers[0][0] <= now:
+                at, domain = heapq.heappop(self._timers)
+                if self._wake_at.get(domain) == at:
+                    del self._wake_at[domain]
+                    self.activate(domain)
+            timeout = min(60.0, self._timers[0][0] - now) if self._timers else 60.0
+            self._timer_wake.clear()
+            try:
+                await asyncio.wait_for(self._timer_wake.wait(), max(0.0, timeout))
+            except TimeoutError:
+                pass
+
     async def _scan_loop(self) -> None:
+        """Full scans of the queue, paged by domain: at start, every ``[queue]
+        scan_interval`` and when told to. They find what no wake-up announced — leases
+        of a node that died, mail other nodes deferred — and re-arm the timers."""
         interval = self.config.queue.scan_interval
         while not self.stopping:
             try:
-                due = await self.store.due_domains()
+                after = ""
+                while True:
+                    page = await self.store.due_domains(limit=5000, after=after)
+                    for d in page:
+                        self.schedule(d.domain, d.next_attempt_at)
+                    if len(page) < 5000:
+                        break
+                    after = page[-1].domain
                 self._paused = await self.store.paused_queues()
             except Exception:
                 log.exception("queue scan failed", extra={"action": "deliver.scan_failed"})
-                due = []
-            now = time.time()
-            for d in due:
-                if d.next_attempt_at <= now:
-                    self.activate(d.domain)
             self._expire_routes()
             try:
                 await asyncio.wait_for(self._scan_wake.wait(), interval)
@@ -491,6 +555,7 @@ class DeliveryEngine:
         site = route.site
         assert site is not None
         if self.held(site):
+            self.schedule(domain, max(site.down_until, self._suspended.get(site.bucket, 0.0)))
             return False
         room = site.capacity()
         if room <= 0:
@@ -642,8 +707,9 @@ class DeliveryEngine:
         self.recorder.add(records)
 
     async def throttle_state(self, domain: str) -> dict[str, Any] | None:
-        route = await self.route(domain)
-        if route.site is None:
+        # Only what is known already: an operator's listing must not wait for DNS.
+        route = self._routes.get(domain)
+        if route is None or route.site is None:
             return None
         site = route.site
         try:
@@ -695,6 +761,8 @@ class DeliveryEngine:
                 data["synthetic"] = True
             if after_dot:
                 data["after_data_dot"] = True
+            if not reply.positive:
+                self._classify(reply, host, data)
             records.append(
                 make_record(
                     item,
@@ -710,6 +778,16 @@ class DeliveryEngine:
                 )
             )
         self.recorder.add(records)
+
+    def _classify(self, reply: Reply, host: Host | None, data: dict[str, object]) -> None:
+        """Bounce category and hard/soft verdict of a failure, from the shared rules."""
+        try:
+            verdict = classify_reply(reply, host.name if host else None)
+        except Exception:  # a classifier problem must never lose an outcome
+            log.exception("bounce classification failed", extra={"action": "deliver.classify"})
+            return
+        data["category"] = verdict.category.value
+        data["hard"] = verdict.hard
 
     def _fail_without_site(
         self, leased: Sequence[LeasedMessage], reply: Reply, domain: str
@@ -733,6 +811,12 @@ class DeliveryEngine:
                 policy=self.policy,
                 rng=self.rng,
             )
+            data: dict[str, object] = {
+                "attempt": attempts,
+                "command": reply.command,
+                "synthetic": True,
+            }
+            self._classify(reply, None, data)
             records.append(
                 make_record(
                     item,
@@ -742,7 +826,7 @@ class DeliveryEngine:
                     at=now,
                     reply=reply,
                     next_attempt_at=d.next_attempt_at,
-                    data={"attempt": attempts, "command": reply.command, "synthetic": True},
+                    data=data,
                     owner=self.node_id,
                 )
             )

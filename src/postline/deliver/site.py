@@ -340,6 +340,8 @@ class Site:
     async def _admit(self, item: WorkItem) -> bool:
         """Wait for the rate limit; False when the item was handed back instead."""
         engine = self.engine
+        if engine.is_cancelled(item):
+            return False
         now = time.time()
         if engine.lease_expiry(item) - now < engine.lease_margin:
             # The lease is running out (it could not be renewed): let the queue have the
@@ -372,6 +374,8 @@ class Site:
                 delay = 1.0
             else:
                 engine.throttle_ok()
+            if engine.is_cancelled(item):
+                return False
             if delay <= 0:
                 return True
             if engine.stopping or engine.lease_expiry(item) - time.time() < engine.lease_margin:

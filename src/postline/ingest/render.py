@@ -71,7 +71,10 @@ def header_line(name: str, value: str, *, utf8: bool = False) -> str:
     if _UNSAFE.search(name) or _UNSAFE.search(value):
         raise HeaderInjection(f"header {name!r} contains a line break or NUL")
     if _ascii(value) or utf8:
-        return _fold(name, value)
+        folded = _fold(name, value)
+        if all(len(line) <= _MAX_LINE for line in folded.split("\r\n")):
+            return folded
+        # A word too long for any line (RFC 5322 §2.1.1): encoded words can be split.
     encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -162,6 +163,11 @@ class MessageIn(BaseModel):
                 raise ValueError(f"header {name!r} contains a line break or NUL; remove it")
             if len(text) > 998 * 10:
                 raise ValueError(f"header {name!r} is longer than 9980 characters")
+            if any(len(word) > 900 for word in text.split()):
+                raise ValueError(
+                    f"header {name!r} has a word longer than 900 characters; a line of a "
+                    "message may not exceed 998 (split it with spaces)"
+                )
         return value
 
     @field_validator("tags")
@@ -182,6 +188,8 @@ class MessageIn(BaseModel):
         for key, item in value.items():
             if not key or len(key) > 128:
                 raise ValueError("metadata keys must be 1-128 characters")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"metadata value of {key!r} must be a finite number")
             if isinstance(item, str) and len(item) > 1024:
                 raise ValueError(f"metadata value of {key!r} is longer than 1024 characters")
         return value

@@ -29,7 +29,8 @@ class Dispatcher(Protocol):
 
     ``claim`` picks recipients the engine can start on at once; they are stored leased
     to this node, and ``take`` hands them over after the commit (``unclaim`` when the
-    commit failed or replayed). ``notify`` wakes the queue for the other due domains.
+    commit failed or replayed). ``notify`` wakes the queue for the other due domains,
+    ``schedule`` for a domain whose mail is due later (``send_at``).
     """
 
     def claim(self, messages: Sequence[NewMessage], *, now: float) -> dict[str, dict[int, Any]]: ...
@@ -45,6 +46,8 @@ class Dispatcher(Protocol):
     def unclaim(self, claims: Mapping[str, Mapping[int, Any]]) -> None: ...
 
     def notify(self, domains: Iterable[str]) -> None: ...
+
+    def schedule(self, domain: str, at: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,4 +305,8 @@ class Ingestor:
                     if r.idx not in claims.get(m.id, {})
                 }
             )
+            for m in messages:
+                if m.next_attempt_at > now:
+                    for domain in {r.domain for r in m.recipients}:
+                        dispatcher.schedule(domain, m.next_attempt_at)
         return None

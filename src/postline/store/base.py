@@ -277,8 +277,12 @@ class Store(Protocol):
     async def purge_idempotency(self, older_than: float) -> int: ...
 
     # -- queue -----------------------------------------------------------------------
-    async def due_domains(self, limit: int = 10_000) -> list[DomainDue]:
-        """Domains with queued recipients and the earliest ``next_attempt_at`` of each."""
+    async def due_domains(self, limit: int = 10_000, after: str = "") -> list[DomainDue]:
+        """Domains with queued recipients and the earliest ``next_attempt_at`` of each.
+
+        One page, in domain name order, of the domains after ``after``: call again with
+        the last domain of a full page to get the next one.
+        """
         ...
 
     async def lease(

@@ -95,3 +95,30 @@ async def test_health_metrics_openapi(client: httpx.AsyncClient) -> None:
     unknown = await client.get("/v2/nothing")
     assert unknown.status_code == 404
     assert unknown.headers["content-type"] == "application/problem+json"
+
+
+async def test_metrics_token(tmp_path: Path) -> None:
+    async with (
+        running_node(
+            tmp_path, "[delivery]\nenabled = false\n", api_extra='metrics_token = "s3cret"'
+        ) as node,
+        api_client(node) as anon,
+    ):
+        r = await anon.get("/metrics")
+        assert r.status_code == 401
+        assert r.json()["fix"]
+        ok = await anon.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert "postline_recipients" in ok.text
+
+
+async def test_queues_are_paged(client: httpx.AsyncClient) -> None:
+    for i in range(5):
+        await client.post("/v1/messages", json=msg(f"u@q{i}.test"))
+    first = (await client.get("/v1/queues", params={"limit": 3})).json()
+    assert [q["domain"] for q in first["queues"]] == ["q0.test", "q1.test", "q2.test"]
+    rest = (
+        await client.get("/v1/queues", params={"limit": 3, "cursor": first["next_cursor"]})
+    ).json()
+    assert [q["domain"] for q in rest["queues"]] == ["q3.test", "q4.test"]
+    assert rest["next_cursor"] is None

@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "postline.schedule": {"model"},
     "postline.ingest": {"model", "errors", "store", "metrics"},
     "postline.deliver": {
+        "bounce",
         "model",
         "errors",
         "config",
@@ -37,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "postline.api": {"model", "errors", "config", "ingest", "store", "tenants"},
     "postline.sim": {"model", "errors", "smtp"},
     "postline.tenants": {"store"},
+    "postline.bounce": {"model", "errors"},
 }
 # Exceptions that are entry points, not library code.
 ENTRY_POINTS = {"postline.sim.__main__"}

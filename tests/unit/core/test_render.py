@@ -83,3 +83,10 @@ def test_fix_raw_adds_missing_headers_and_strips_bcc() -> None:
     assert kept.count(b"Message-ID") == 1
     with pytest.raises(ValueError, match="header"):
         fix_raw(b"no headers here at all\r\n", message_id="<n@a>", date=0)
+
+
+def test_no_line_exceeds_998_characters() -> None:
+    m = render(subject="x" * 998, headers=[("X-Many", " ".join(["word"] * 600))])
+    assert all(len(line) <= 998 for line in m.body.split(b"\r\n"))
+    parsed = message_from_bytes(m.body, policy=policy.default)
+    assert parsed["Subject"] == "x" * 998

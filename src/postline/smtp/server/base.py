@@ -139,8 +139,9 @@ class PostlineSMTP(SMTP):
         """The message up to the lone dot, in chunks; None when it passes the size limit.
 
         ``readuntil(b".\r\n")`` stops at every line that ends with a dot; a chunk is the
-        end only when that dot starts a line. The reader's line limit is raised for the
-        duration, so a whole message can come back from one call.
+        end only when, with the two bytes before it, it ends in CRLF "." CRLF (the CRLF
+        that ended the DATA command counts, for an empty message). The reader's line limit
+        is raised for the duration, so a whole message can come back from one call.
         """
         limit = self.data_size_limit or 0
         saved = reader._limit
@@ -148,19 +149,24 @@ class PostlineSMTP(SMTP):
         parts: list[bytes] = []
         size = 0
         too_big = False
-        at_line_start = True
+        tail = b"\r\n"
         try:
             while True:
                 try:
                     chunk: bytes = await reader.readuntil(b".\r\n")
                 except asyncio.LimitOverrunError as exc:
                     # Far past the limit without an end: drop what came, keep reading.
-                    await reader.readexactly(exc.consumed)
+                    dropped: bytes = await reader.readexactly(exc.consumed)
                     too_big = True
                     parts.clear()
-                    at_line_start = False
+                    tail = (tail + dropped)[-2:]
                     continue
-                end = (at_line_start and chunk == b".\r\n") or chunk.endswith(b"\r\n.\r\n")
+                end = (
+                    (tail + chunk[:5]).endswith(b"\r\n.\r\n")
+                    if len(chunk) < 5
+                    else (chunk.endswith(b"\r\n.\r\n"))
+                )
+                tail = (tail + chunk)[-2:]
                 if end:
                     chunk = chunk[:-3]
                 size += len(chunk)
@@ -171,7 +177,6 @@ class PostlineSMTP(SMTP):
                     parts.append(chunk)
                 if end:
                     break
-                at_line_start = True
         finally:
             reader._limit = saved
         return None if too_big else b"".join(parts)

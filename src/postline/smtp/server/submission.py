@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import ssl
 from email.utils import formatdate
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from aiosmtpd.smtp import Envelope, Session
 
 from postline.config import SubmissionConfig
-from postline.errors import StoreUnavailable, ValidationError
+from postline.errors import StoreError, ValidationError
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.ingest.service import Ingestor
 from postline.metrics import Metrics
@@ -41,6 +42,16 @@ from postline.tenants import KeyAuthenticator
 __all__ = ["SubmissionHandler", "start_submission"]
 
 log = logging.getLogger(__name__)
+
+
+_HELO_UNSAFE = re.compile(r"[^A-Za-z0-9.:\[\]_-]")
+
+
+def _helo_name(session: Session) -> str:
+    """The client's EHLO name as it may appear in a header: only hostname and
+    address-literal characters survive (no CR, LF or other bytes to smuggle)."""
+    name = str(session.host_name or "unknown")
+    return _HELO_UNSAFE.sub("?", name)[:64] or "unknown"
 
 
 def _peer_ip(session: Session) -> str:
@@ -116,7 +127,8 @@ class SubmissionHandler:
             rcpt = parse_address(address)
         except InvalidAddress:
             return S553_BAD_ADDRESS
-        envelope.rcpt_tos.append(rcpt.address)
+        if rcpt.address.lower() not in (a.lower() for a in envelope.rcpt_tos):
+            envelope.rcpt_tos.append(rcpt.address)  # a repeated RCPT gets one copy
         envelope.rcpt_options.extend(options)
         return S250_RECIPIENT_OK
 
@@ -133,7 +145,7 @@ class SubmissionHandler:
         if session.authenticated:
             proto += "A"
         received = (
-            f"Received: from {(session.host_name or 'unknown')[:64]} ([{_peer_ip(session)}]) "
+            f"Received: from {_helo_name(session)} ([{_peer_ip(session)}]) "
             f"by {self.hostname} (postline) with {proto}; {formatdate()}"
         )
         try:
@@ -150,10 +162,16 @@ class SubmissionHandler:
             return f"554 5.6.0 Message rejected: {exc}"
         try:
             await self.ingestor.enqueue(tenant.id, [message])
-        except StoreUnavailable:
+        except StoreError as exc:
             log.warning(
-                "store unavailable; submission deferred", extra={"action": "submission.defer"}
+                "store failed (%s); submission deferred",
+                exc,
+                extra={"action": "submission.defer"},
             )
+            return S451_LOCAL_ERROR
+        except Exception:
+            # Never a permanent refusal (or internal text) for our own failure.
+            log.exception("submission failed", extra={"action": "submission.error"})
             return S451_LOCAL_ERROR
         return f"250 2.0.0 Ok: queued as {message.id}"
 

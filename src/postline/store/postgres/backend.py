@@ -798,9 +798,10 @@ class PostgresStore:
         self._listeners.append(listener)
 
     # -- queue -----------------------------------------------------------------------
-    async def due_domains(self, limit: int = 10_000) -> list[DomainDue]:
+    async def due_domains(self, limit: int = 10_000, after: str = "") -> list[DomainDue]:
         async def op(conn: Conn) -> list[DomainDue]:
-            return [DomainDue(d, due) for d, due in await conn.fetch(_Q["due_domains"], limit)]
+            rows = await conn.fetch(_Q["due_domains"], limit, after)
+            return [DomainDue(d, due) for d, due in rows]
 
         out = await self._call(op)
         if time.monotonic() - self._last_gc > _GC_INTERVAL and (

@@ -125,7 +125,7 @@ CROSS JOIN LATERAL (
     SELECT min(r.next_attempt_at) AS due FROM recipients r
     WHERE r.state = 'queued' AND r.domain = q.domain
 ) d
-WHERE d.due IS NOT NULL
+WHERE d.due IS NOT NULL AND q.domain > $2
 ORDER BY q.domain
 LIMIT $1;
 
@@ -284,7 +284,7 @@ SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, d
 FROM events
 WHERE tenant_id = $1 AND id > $2 AND id <= $8
   AND ($3::text[] IS NULL OR type = ANY($3::text[]))
-  AND ($4::text IS NULL OR recipient = $4)
+  AND ($4::text IS NULL OR lower(recipient) = lower($4))
   AND ($5::float8 IS NULL OR at >= $5)
   AND ($6::float8 IS NULL OR at < $6)
 ORDER BY id
@@ -296,7 +296,7 @@ SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, d
 FROM events
 WHERE message_id = $9 AND tenant_id = $1 AND id > $2 AND id <= $8
   AND ($3::text[] IS NULL OR type = ANY($3::text[]))
-  AND ($4::text IS NULL OR recipient = $4)
+  AND ($4::text IS NULL OR lower(recipient) = lower($4))
   AND ($5::float8 IS NULL OR at >= $5)
   AND ($6::float8 IS NULL OR at < $6)
 ORDER BY id

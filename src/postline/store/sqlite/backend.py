@@ -180,6 +180,11 @@ class _Writer(threading.Thread):
                     self._run(conn, batch)
                 except BaseException as exc:  # the writer must outlive any one batch
                     log.exception("store writer failed a batch", extra={"action": "store.writer"})
+                    try:
+                        if conn.in_transaction:
+                            conn.rollback()
+                    except sqlite3.Error:
+                        pass
                     err: BaseException = StoreUnavailable(f"SQLite writer: {exc}")
                     for op in batch:
                         failed: list[tuple[_Op, Any, BaseException | None]] = [(op, None, err)]
@@ -491,11 +496,12 @@ class SQLiteStore:
         )
 
     # -- queue -----------------------------------------------------------------------
-    async def due_domains(self, limit: int = 10_000) -> list[DomainDue]:
+    async def due_domains(self, limit: int = 10_000, after: str = "") -> list[DomainDue]:
+        params = {"limit": limit, "after": after}
         return await self._read(
             lambda conn: [
                 DomainDue(domain, due)
-                for domain, due in conn.execute(_Q["due_domains"], {"limit": limit})
+                for domain, due in conn.execute(_Q["due_domains"], params)
                 if due is not None
             ]
         )

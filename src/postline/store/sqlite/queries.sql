@@ -51,9 +51,11 @@ INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, n
 VALUES (?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: due_domains
--- Skip-scan of the partial due index: one probe per distinct domain, whatever the depth.
+-- Skip-scan of the partial due index: one probe per distinct domain, whatever the depth;
+-- one page of domains after :after, in name order.
 WITH RECURSIVE d(domain) AS (
-    SELECT (SELECT domain FROM recipients WHERE state = 'queued' ORDER BY domain LIMIT 1)
+    SELECT (SELECT domain FROM recipients
+            WHERE state = 'queued' AND domain > :after ORDER BY domain LIMIT 1)
     UNION ALL
     SELECT (SELECT r.domain FROM recipients r
             WHERE r.state = 'queued' AND r.domain > d.domain ORDER BY r.domain LIMIT 1)
@@ -167,7 +169,7 @@ SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, d
 FROM events
 WHERE tenant_id = :tenant_id AND id > :after
   AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
-  AND (:recipient IS NULL OR recipient = :recipient)
+  AND (:recipient IS NULL OR lower(recipient) = lower(:recipient))
   AND (:since IS NULL OR at >= :since)
   AND (:until IS NULL OR at < :until)
 ORDER BY id
@@ -178,7 +180,7 @@ SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, d
 FROM events
 WHERE message_id = :message_id AND tenant_id = :tenant_id AND id > :after
   AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
-  AND (:recipient IS NULL OR recipient = :recipient)
+  AND (:recipient IS NULL OR lower(recipient) = lower(:recipient))
   AND (:since IS NULL OR at >= :since)
   AND (:until IS NULL OR at < :until)
 ORDER BY id

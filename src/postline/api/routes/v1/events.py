@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from postline.api.app import ApiContext, current_tenant
 from postline.api.problems import Problem
 from postline.api.schemas import EventsOut, ProblemOut, iso
+from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.model import EventType
 from postline.model.ids import recipient_id
 from postline.store.base import EventQuery, Tenant
@@ -49,6 +50,17 @@ def _time(name: str, value: str | None) -> float | None:
     return dt.timestamp()
 
 
+def _address(value: str | None) -> str | None:
+    """The recipient filter with its domain in ASCII form, as stored; the store compares
+    addresses without regard to case."""
+    if value is None:
+        return None
+    try:
+        return parse_address(value.strip()).address
+    except InvalidAddress:
+        return value
+
+
 def _times(data: dict[str, Any]) -> dict[str, Any]:
     """Event data keeps Unix times; the API shows them as RFC 3339 like every other time."""
     return {
@@ -79,7 +91,7 @@ async def list_events(
     ctx: ApiContext = request.app.state.ctx
     after = 0
     if cursor is not None:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
             raise Problem(
                 422,
                 "validation",
@@ -107,7 +119,7 @@ async def list_events(
             limit=limit,
             types=types,
             message_id=message_id,
-            recipient=recipient.lower() if recipient and "@" in recipient else recipient,
+            recipient=_address(recipient),
             since=_time("since", since),
             until=_time("until", until),
         )

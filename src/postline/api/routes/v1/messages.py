@@ -191,6 +191,15 @@ async def send_batch(
             f"The batch has {len(payload.messages)} messages; the limit is {limit}.",
             fix="Split it into several batches.",
         )
+    total = sum(_count_recipients(item) for item in payload.messages)
+    if total > ctx.config.api.max_batch_recipients:
+        raise Problem(
+            422,
+            "validation",
+            f"The batch has {total} recipients in all; the limit is "
+            f"{ctx.config.api.max_batch_recipients}.",
+            fix="Split it into several batches.",
+        )
     raw = await request.body()
     request_hash = hashlib.sha256(b"POST /v1/messages/batch\n" + raw).hexdigest()
     replay = await _check_key(ctx, tenant, idempotency_key, request_hash)
@@ -212,8 +221,29 @@ async def send_batch(
     status = 202 if accepted else 422
     body = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
     if not accepted:
-        return _json(status, body)
+        problem = Problem(
+            422,
+            "validation",
+            f"None of the {len(results)} messages of the batch is valid.",
+            fix="Correct the items whose errors 'results' lists, and send the batch again.",
+        )
+        return Response(
+            json.dumps({**problem.body(request.url.path), **body}),
+            status_code=422,
+            media_type="application/problem+json",
+        )
     return await _enqueue(ctx, tenant, accepted, status, body, idempotency_key, request_hash, now)
+
+
+def _count_recipients(item: Any) -> int:
+    """Recipients an unvalidated batch item names (for the size check before the work)."""
+    if not isinstance(item, dict):
+        return 0
+    n = 0
+    for field in ("to", "cc", "bcc"):
+        value = item.get(field)
+        n += len(value) if isinstance(value, list) else (1 if value else 0)
+    return n
 
 
 def _recipient_status(view: MessageView, now: float) -> list[str]:
@@ -337,6 +367,8 @@ async def cancel_message(
             f"No message {message_id!r} exists for this tenant.",
             fix="Use the id returned by POST /v1/messages.",
         )
+    if ctx.on_cancel is not None:
+        ctx.on_cancel(message_id)  # before the store: nothing buffered may slip out between
     n = await ctx.store.cancel(tenant.id, message_id, now=time.time(), node_id=ctx.ingestor.node_id)
     after = await ctx.store.get_message(tenant.id, message_id)
     assert after is not None

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from postline.api.app import ApiContext, current_tenant
@@ -53,11 +53,21 @@ async def _queue(ctx: ApiContext, s: QueueStat) -> dict[str, Any]:
     summary="This tenant's queue per recipient domain",
 )
 async def list_queues(
-    request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    request: Request,
+    tenant: Annotated[Tenant, Depends(current_tenant)],
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> Response:
+    """Queues in domain order, a page at a time."""
     ctx: ApiContext = request.app.state.ctx
-    stats = await ctx.store.queue_stats(tenant.id)
-    body = {"queues": [await _queue(ctx, s) for s in stats]}
+    stats = sorted(await ctx.store.queue_stats(tenant.id), key=lambda s: s.domain)
+    if cursor:
+        stats = [s for s in stats if s.domain > cursor]
+    page = stats[:limit]
+    body = {
+        "queues": [await _queue(ctx, s) for s in page],
+        "next_cursor": page[-1].domain if len(stats) > limit else None,
+    }
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 

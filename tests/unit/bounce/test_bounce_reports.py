@@ -1,0 +1,213 @@
+"""``analyze``: DSNs, non-standard bounces, complaints, auto-replies and the rest.
+
+Every sample under ``samples/`` is a small synthetic message written for these tests in
+the style of the software named in its file name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from postline.bounce import Category, Report, analyze
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def load(name: str) -> Report:
+    return analyze((SAMPLES / name).read_bytes())
+
+
+def by_recipient(report: Report) -> dict[str, tuple[str | None, str, bool, str | None]]:
+    return {
+        r.recipient: (r.action, str(r.category), r.hard, r.status)
+        for r in report.results
+        if r.recipient
+    }
+
+
+def test_rfc3464_dsn_gives_one_result_per_recipient_and_the_original_ids() -> None:
+    report = load("postfix_dsn.eml")
+    assert report.kind == "dsn"
+    assert by_recipient(report) == {
+        "ann@example.com": ("failed", "invalid_recipient", True, "5.1.1"),
+        "bob@example.net": ("failed", "expired", False, "4.4.1"),
+    }
+    ann = report.results[0]
+    assert ann.remote_mta == "mx1.example.com"
+    assert "User unknown in virtual mailbox table" in ann.diagnostic
+    assert report.message_id == "<01JNB7Y3K2@shop.example>"
+    assert report.postline_id == "01JNB7Y3K2QW"
+    assert report.reporting_mta == "mx.shop.example"
+
+
+def test_base64_delivery_status_and_original_recipient() -> None:
+    report = load("dsn_original_recipient_b64.eml")
+    (result,) = report.results
+    # The address the sender used comes first; the one after aliasing is kept too.
+    assert result.recipient == "carol@example.org"
+    assert result.alias == "carol.smith@internal.example.org"
+    assert (result.category, result.hard, result.status) == (Category.MAILBOX_FULL, False, "5.2.2")
+    assert report.message_id == "<weekly-42@news.example>"
+
+
+def test_a_delay_is_not_a_hard_bounce() -> None:
+    (result,) = load("dsn_delayed.eml").results
+    assert result.action == "delayed"
+    assert result.category == Category.MAILBOX_FULL
+    assert result.hard is False and result.failed is False
+
+
+def test_a_success_notification_is_not_a_failure() -> None:
+    (result,) = load("dsn_delivered.eml").results
+    assert result.action == "delivered"
+    assert result.failed is False and result.hard is False
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        (
+            "exim_plain.eml",
+            {
+                "frank@example.net": ("failed", "invalid_recipient", True, "5.1.1"),
+                "grace@example.org": ("failed", "mailbox_full", False, "5.2.2"),
+            },
+        ),
+        (
+            "qmail_plain.eml",
+            {
+                "ivan@example.org": ("failed", "invalid_recipient", True, "5.1.1"),
+                "judy@example.org": ("failed", "mailbox_full", False, "5.2.2"),
+            },
+        ),
+        ("postfix_plain.eml", {"mallory@example.com": ("failed", "spam_block", False, "5.7.1")}),
+        ("sendmail_plain.eml", {"niaj@example.jp": ("failed", "bad_domain", True, "5.1.2")}),
+        (
+            "exchange_ndr.eml",
+            {"olivia@corp.example.com": ("failed", "invalid_recipient", True, "5.1.10")},
+        ),
+        ("gmail_plain.eml", {"peggy@example.com": ("failed", "invalid_recipient", True, "5.1.1")}),
+        ("yahoo_plain.eml", {"rupert@yahoo.example": ("failed", "inactive_mailbox", False, None)}),
+        (
+            "domino_plain.eml",
+            {"sybil@notes.example.com": ("failed", "invalid_recipient", True, None)},
+        ),
+        (
+            "groupwise_plain.eml",
+            {"trent@unknown-host.example.edu": ("failed", "bad_domain", True, None)},
+        ),
+        ("courier_dsn.eml", {"victor@example.info": ("failed", "relay_denied", False, "5.7.1")}),
+        ("exim_delay.eml", {"heidi@example.com": ("delayed", "expired", False, "4.7.1")}),
+        ("daemon_intended.eml", {"uma@old.example.net": ("failed", "mailbox_full", False, None)}),
+        ("ses_bounce.eml", {"quentin@example.com": ("failed", "invalid_recipient", True, "5.1.1")}),
+    ],
+)
+def test_bounces_in_many_formats(
+    sample: str, expected: dict[str, tuple[str | None, str, bool, str | None]]
+) -> None:
+    report = load(sample)
+    assert report.kind == "dsn"
+    assert by_recipient(report) == expected
+
+
+def test_ids_of_a_message_returned_inline_are_found() -> None:
+    report = load("exim_plain.eml")
+    assert report.message_id == "<0001-frank@shop.example>"
+    assert report.postline_id == "01JNBXYZ0001"
+    assert load("exchange_ndr.eml").postline_id == "01JNBEXCH77"
+
+
+def test_the_bounce_sender_and_the_original_sender_are_never_recipients() -> None:
+    for sample in ("exim_plain.eml", "qmail_plain.eml", "sendmail_plain.eml", "postfix_dsn.eml"):
+        recipients = {r.recipient for r in load(sample).results}
+        assert not recipients & {
+            "sender@shop.example",
+            "shop@shop.example",
+            "orders@shop.example",
+            "mailer-daemon@mail.example.net",
+        }
+
+
+def test_arf_complaint() -> None:
+    report = load("arf_abuse.eml")
+    assert report.kind == "arf"
+    assert report.feedback is not None
+    assert report.feedback.feedback_type == "abuse"
+    assert report.feedback.user_agent == "ExampleFBL/1.2"
+    assert report.feedback.source_ip == "192.0.2.1"
+    (result,) = report.results
+    assert (result.recipient, result.category, result.hard, result.action) == (
+        "wendy@example-mail.com",
+        Category.COMPLAINT,
+        False,
+        "complained",
+    )
+    assert report.message_id == "<arf-order-1@shop.example>"
+    assert report.postline_id == "01JNBARF0001"
+
+
+def test_arf_without_original_rcpt_to_uses_the_returned_headers() -> None:
+    report = load("arf_headers_only.eml")
+    assert report.kind == "arf"
+    assert report.feedback is not None and report.feedback.feedback_type == "opt-out"
+    assert [r.recipient for r in report.results] == ["xavier@example-isp.net"]
+    assert report.message_id == "<news-5@shop.example>"
+
+
+def test_microsoft_jmrp_complaint() -> None:
+    report = load("jmrp.eml")
+    assert report.kind == "arf"
+    assert [(r.recipient, r.category) for r in report.results] == [
+        ("yolanda@hotmail.example", Category.COMPLAINT)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sample", "who"),
+    [
+        ("autoreply_rfc3834.eml", "zoe@example.com"),
+        ("autoreply_german_subject.eml", "uwe@beispiel.example"),
+        ("autoreply_body_only.eml", "alice@example.org"),
+    ],
+)
+def test_auto_replies_are_never_bounces(sample: str, who: str) -> None:
+    report = load(sample)
+    assert report.kind == "autoreply"
+    (result,) = report.results
+    assert (result.recipient, result.category, result.hard) == (who, Category.AUTO_REPLY, False)
+    assert result.failed is False
+
+
+def test_a_bounce_marked_auto_submitted_is_still_a_bounce() -> None:
+    assert load("postfix_dsn.eml").kind == "dsn"  # carries Auto-Submitted: auto-replied
+    assert load("gmail_plain.eml").kind == "dsn"
+
+
+def test_an_ordinary_message_is_other() -> None:
+    report = load("ordinary_reply.eml")
+    assert (report.kind, report.results) == ("other", ())
+
+
+def test_garbage_does_not_raise() -> None:
+    for raw in (b"", b"\x00\xff\xfe", b"Content-Type: multipart/report\n\n--", b"x" * 10000):
+        assert analyze(raw).kind in ("dsn", "arf", "autoreply", "other")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(sorted(p.name for p in SAMPLES.glob("*.eml"))),
+    st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=40),
+    st.integers(0, 6000),
+)
+def test_damaged_reports_never_raise(name: str, edits: list[tuple[int, int]], cut: int) -> None:
+    data = bytearray((SAMPLES / name).read_bytes()[: cut or None])
+    for position, value in edits:
+        if data:
+            data[position % len(data)] = value
+    report = analyze(bytes(data))
+    assert report.kind in ("dsn", "arf", "autoreply", "other")
+    assert all(r.hard is False or r.action == "failed" for r in report.results)
