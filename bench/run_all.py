@@ -6,7 +6,9 @@
 * ``bench/relay.py``   — smtp-source → postline → smtp-sink beside Postfix, interleaved
   (needs root, Debian's postfix and ../shared/bench; skipped without them);
 * ``bench/bounce_accuracy.py`` — the bounce classifier on ../shared/corpus/bounces
-  (skipped without it).
+  (skipped without it);
+* ``bench/fleet.py`` — 1, 2, 3 nodes on PostgreSQL + Redis beside one node on SQLite,
+  with the CPU cost per message of each tier (skipped without PostgreSQL / Redis).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def main() -> None:
         ("ingest.py", []),
         ("relay.py", ["--rounds", "3"]),
         ("bounce_accuracy.py", []),
+        ("fleet.py", []),
     ):
         print(f"== {script} {' '.join(args)}", flush=True)
         out = subprocess.run(
