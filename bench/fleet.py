@@ -101,6 +101,8 @@ store = "{store}"
 listen = "127.0.0.1:{free_port()}"
 [submission]
 enabled = false
+[inbound]
+enabled = false
 [log]
 level = "warning"
 [throttle]

@@ -131,7 +131,8 @@ def main() -> None:
         cfg = Path(tmp) / "node.toml"
         cfg.write_text(
             f'data_dir = "{tmp}/data"\n[api]\nlisten = "127.0.0.1:{port}"\n'
-            '[submission]\nenabled = false\n[delivery]\nenabled = false\n[log]\nlevel = "warning"\n'
+            "[submission]\nenabled = false\n[inbound]\nenabled = false\n[delivery]\n"
+            'enabled = false\n[log]\nlevel = "warning"\n'
         )
         out = subprocess.run(
             [str(POSTLINE), "tenant", "create", "bench", "--config", str(cfg)],

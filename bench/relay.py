@@ -36,6 +36,8 @@ data_dir = "{data}"
 node_id = "bench"
 [api]
 listen = "127.0.0.1:18025"
+[inbound]
+enabled = false
 [submission]
 listen = "127.0.0.1:{port}"
 trusted_networks = ["127.0.0.0/8"]

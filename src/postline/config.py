@@ -27,10 +27,12 @@ from postline.units import parse_duration, parse_size
 
 __all__ = [
     "ApiConfig",
+    "BounceConfig",
     "Config",
     "DeliveryConfig",
     "DnsConfig",
     "Duration",
+    "InboundConfig",
     "LogConfig",
     "QueueConfig",
     "RetryConfig",
@@ -38,6 +40,7 @@ __all__ = [
     "SmtpTimeouts",
     "SqliteConfig",
     "SubmissionConfig",
+    "SuppressionConfig",
     "ThrottleConfig",
     "load_config",
     "parse_listen",
@@ -291,6 +294,65 @@ class SqliteConfig(_Section):
     )
 
 
+class BounceConfig(_Section):
+    domain: str = Field(
+        "",
+        description="Domain of the signed VERP return path b-<token>@<domain> put on every "
+        "outbound message (its MX must reach [inbound]); empty = no VERP: the envelope "
+        "sender is the message's own.",
+    )
+    secret: str = Field(
+        "",
+        description="Key of the VERP signatures; empty = a random key kept in data_dir "
+        "(one node only: a fleet must share one key).",
+    )
+    previous_secrets: list[str] = Field(
+        default_factory=list, description="Older keys still accepted (key rotation)."
+    )
+    fbl_address: str = Field(
+        "",
+        description="Address that takes feedback-loop (ARF) complaints; empty = fbl@<domain>.",
+    )
+    notify_senders: bool = Field(
+        True,
+        description="Send an RFC 3464 DSN to the envelope sender of mail that came in over "
+        "SMTP submission when it bounces or expires.",
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        return value.strip().lower().rstrip(".")
+
+
+class InboundConfig(_Section):
+    enabled: bool = Field(True, description="Run the inbound server (bounces, complaints).")
+    listen: str = Field(
+        "127.0.0.1:2525", description="host:port of the inbound server (port 25 in production)."
+    )
+    max_message_size: Size = Field(10_000_000, description="Largest report accepted.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _check_listen(value)
+
+
+class SuppressionConfig(_Section):
+    soft_bounce_limit: int = Field(
+        5, ge=1, description="Soft bounces in a row (within soft_bounce_window) that suppress."
+    )
+    soft_bounce_window: Duration = Field(
+        7 * 86400.0, description="How long a run of soft bounces may take."
+    )
+    soft_bounce_ttl: Duration = Field(
+        30 * 86400.0, description="How long a soft-bounce suppression lasts (0 = forever)."
+    )
+    hard_bounce_ttl: Duration = Field(
+        0.0, description="How long a hard-bounce suppression lasts (0 = forever)."
+    )
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     format: Literal["text", "json"] = Field("text", description="Log line format.")
@@ -314,6 +376,9 @@ class Config(_Section):
     throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)  # type: ignore[arg-type]
     queue: QueueConfig = Field(default_factory=QueueConfig)  # type: ignore[arg-type]
     sqlite: SqliteConfig = Field(default_factory=SqliteConfig)  # type: ignore[arg-type]
+    bounce: BounceConfig = Field(default_factory=BounceConfig)  # type: ignore[arg-type]
+    inbound: InboundConfig = Field(default_factory=InboundConfig)  # type: ignore[arg-type]
+    suppression: SuppressionConfig = Field(default_factory=SuppressionConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
 
     @property

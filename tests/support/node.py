@@ -50,6 +50,8 @@ listen = "{api}"
 [submission]
 listen = "{submission}"
 {submission_extra}
+[inbound]
+listen = "127.0.0.1:0"
 [log]
 level = "warning"
 {extra}

@@ -391,7 +391,13 @@ class DeliveryEngine:
                 )
             for site, rcpts in by_site.items():
                 leased = LeasedMessage(
-                    m.id, m.tenant_id, m.mail_from, m.body, m.message_id_header, rcpts
+                    m.id,
+                    m.tenant_id,
+                    m.mail_from,
+                    m.body,
+                    m.message_id_header,
+                    rcpts,
+                    source=m.source,
                 )
                 per_txn = site.destination.limits.recipients_per_transaction or 100
                 by_domain: dict[str, list[LeasedRecipient]] = {}

@@ -19,6 +19,8 @@ class RecipientState(StrEnum):
     BOUNCED = "bounced"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    SUPPRESSED = "suppressed"
+    """Never queued: the address is on the tenant's (or the global) suppression list."""
 
     @property
     def final(self) -> bool:
@@ -34,6 +36,9 @@ class EventType(StrEnum):
     BOUNCED = "bounced"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    SUPPRESSED = "suppressed"
+    COMPLAINED = "complained"
+    AUTO_REPLY = "auto_reply"
 
 
 def split_address(address: str) -> tuple[str, str]:

@@ -25,14 +25,17 @@ __all__ = [
     "EventQuery",
     "IdempotencyClaim",
     "IdempotencyRecord",
+    "InboundMessage",
     "LeasedMessage",
     "LeasedRecipient",
     "MessageView",
+    "NewEvent",
     "NewMessage",
     "NewRecipient",
     "QueueStat",
     "RecipientView",
     "Store",
+    "Suppression",
     "Tenant",
 ]
 
@@ -57,6 +60,9 @@ class NewRecipient:
     idx: int
     address: str
     domain: str
+    suppressed: str | None = None
+    """The suppression reason when the address is suppressed: the row is stored final
+    (state ``suppressed``, a ``suppressed`` event) and never queued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +133,7 @@ class LeasedMessage:
     body: bytes
     message_id_header: str
     recipients: list[LeasedRecipient]
+    source: str = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +162,9 @@ class AttemptRecord:
     data: dict[str, Any] = field(default_factory=dict)
     domain: str | None = None
     """The recipient's domain when known: partitioned stores then touch one partition."""
+    suppress: str | None = None
+    """A suppression reason (``hard_bounce``...) to add for the address with the outcome,
+    in the same transaction."""
     owner: str | None = None
     """The node whose lease the attempt ran under. A deferral or release applies only
     while that node still holds the recipient's lease: once it expired and another node
@@ -227,6 +237,46 @@ class QueueStat:
     oldest_at: float
     next_attempt_at: float
     paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An address the tenant (or, with tenant ``*``, everyone) must not mail."""
+
+    tenant_id: str
+    address: str
+    reason: str
+    created_at: float
+    expires_at: float | None = None
+    source: str = "api"
+    detail: str = ""
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event that changes no recipient row (a complaint, an auto-reply...)."""
+
+    at: float
+    tenant_id: str
+    type: EventType
+    message_id: str | None
+    recipient_idx: int | None
+    recipient: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A report received by the inbound server, stored before it was acknowledged."""
+
+    id: str
+    received_at: float
+    mail_from: str
+    rcpt_to: list[str]
+    peer: str
+    body: bytes
+    attempts: int = 0
 
 
 class Store(Protocol):
@@ -344,6 +394,68 @@ class Store(Protocol):
 
     async def paused_queues(self) -> set[tuple[str, str]]:
         """Every paused (tenant id, domain); tenant id ``*`` pauses a domain for all."""
+        ...
+
+    # -- suppression ------------------------------------------------------------------
+    async def suppressed(
+        self, tenant_id: str, addresses: Sequence[str], *, now: float
+    ) -> dict[str, Suppression]:
+        """The live suppressions (the tenant's or global) of ``addresses``, by lower-cased
+        address."""
+        ...
+
+    async def add_suppressions(self, entries: Sequence[Suppression]) -> int:
+        """Add (or replace) entries; addresses are stored lower-cased. Returns how many."""
+        ...
+
+    async def remove_suppression(self, tenant_id: str, address: str) -> bool: ...
+
+    async def list_suppressions(
+        self,
+        tenant_id: str,
+        *,
+        after: str = "",
+        limit: int = 100,
+        reason: str | None = None,
+        now: float,
+    ) -> list[Suppression]:
+        """Live suppressions of a tenant in address order, after ``after``."""
+        ...
+
+    async def note_soft_bounces(
+        self,
+        tenant_id: str,
+        addresses: Sequence[str],
+        *,
+        now: float,
+        window: float,
+        limit: int,
+        expires_at: float | None,
+    ) -> list[str]:
+        """Count a soft bounce for each address (a run older than ``window`` starts
+        again); the addresses that reached ``limit`` are suppressed (reason
+        ``soft_bounce``) and returned."""
+        ...
+
+    async def append_events(self, events: Sequence[NewEvent], *, node_id: str = "") -> None: ...
+
+    # -- inbound reports --------------------------------------------------------------
+    async def store_inbound(self, message: InboundMessage) -> None:
+        """Durably keep a received report (before the server answers 250)."""
+        ...
+
+    async def pending_inbound(
+        self, limit: int = 100, *, now: float, claim_for: float = 60.0
+    ) -> list[InboundMessage]:
+        """Claim up to ``limit`` unprocessed reports for ``claim_for`` seconds (several
+        nodes share the work; a claim that lapses, e.g. its node died, is taken again)."""
+        ...
+
+    async def finish_inbound(
+        self, inbound_id: str, *, result: str, now: float, state: str = "done"
+    ) -> None:
+        """Record a processing attempt: ``done``, ``failed`` (given up) or still
+        ``pending`` (retried later; attempts counted)."""
         ...
 
     async def listen_due(self, callback: Callable[[frozenset[str]], None]) -> None:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import asyncpg
 
 from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
-from postline.model import RecipientState
+from postline.model import EventType, RecipientState
 from postline.model.ids import new_id
 from postline.store.base import (
     ApiKey,
@@ -56,12 +56,15 @@ from postline.store.base import (
     EventQuery,
     IdempotencyClaim,
     IdempotencyRecord,
+    InboundMessage,
     LeasedMessage,
     LeasedRecipient,
     MessageView,
+    NewEvent,
     NewMessage,
     QueueStat,
     RecipientView,
+    Suppression,
     Tenant,
 )
 from postline.store.queries import load_queries
@@ -343,7 +346,7 @@ class _Enqueue:
         self.claim = idempotency
         self.claim_key = (str(tenant_id), idempotency.key) if idempotency is not None else None
         self.m_cols: list[list[Any]] = [[] for _ in range(12)]
-        self.r_cols: list[list[Any]] = [[] for _ in range(12)]
+        self.r_cols: list[list[Any]] = [[] for _ in range(14)]
         self.due_now: set[str] = set()
         self.due_at: dict[str, float] = {}
         wall = time.time()
@@ -374,6 +377,7 @@ class _Enqueue:
             direct = leased.get(m.id, ()) if leased else ()
             for r in m.recipients:
                 owned = r.idx in direct
+                suppressed = r.suppressed is not None
                 for col, value in zip(
                     self.r_cols,
                     (
@@ -387,13 +391,15 @@ class _Enqueue:
                         m.expires_at,
                         node_id if owned else None,
                         lease_until if owned else None,
-                        encoded,
+                        json.dumps({**data, "reason": r.suppressed}) if suppressed else encoded,
                         node_id,
+                        RecipientState.SUPPRESSED.value if suppressed else "queued",
+                        EventType.SUPPRESSED.value if suppressed else EventType.ACCEPTED.value,
                     ),
                     strict=True,
                 ):
                     col.append(value)
-                if owned:
+                if owned or suppressed:
                     continue
                 if m.next_attempt_at <= wall:
                     self.due_now.add(r.domain)
@@ -411,7 +417,7 @@ async def _insert(
     free: list[int] = []
     m_cols: list[list[Any]] = [[] for _ in range(13)]
     r_cols: list[list[Any]] = [[] for _ in range(11)]
-    extra: list[list[Any]] = [[], []]
+    extra: list[list[Any]] = [[], [], [], []]
     for g, request in enumerate(batch):
         claim = request.claim
         if claim is not None and request.claim_key is not None:
@@ -437,8 +443,8 @@ async def _insert(
         for col, src in zip(r_cols[:10], request.r_cols[:10], strict=True):
             col.extend(src)
         r_cols[10].extend([g] * len(request.r_cols[0]))
-        extra[0].extend(request.r_cols[10])
-        extra[1].extend(request.r_cols[11])
+        for col, src in zip(extra, request.r_cols[10:14], strict=True):
+            col.extend(src)
     stored = set(await conn.fetchval(_Q["enqueue"], *claims, free, *m_cols, *r_cols, *extra))
     out: dict[int, IdempotencyRecord | _Retry | None] = {
         g: None for g in range(len(batch)) if g in stored
@@ -846,12 +852,14 @@ class PostgresStore:
                 r = LeasedRecipient(*row)
                 by_message.setdefault(r.message_id, []).append(r)
             out = []
-            for mid, tenant, mail_from, body, mid_header in await conn.fetch(
+            for mid, tenant, mail_from, body, mid_header, source in await conn.fetch(
                 _Q["lease_bodies"], list(by_message)
             ):
                 rcpts = by_message[mid]
                 rcpts.sort(key=lambda r: r.idx)
-                out.append(LeasedMessage(mid, tenant, mail_from, body, mid_header, rcpts))
+                out.append(
+                    LeasedMessage(mid, tenant, mail_from, body, mid_header, rcpts, source=source)
+                )
             return out
 
         return await self._call(op)
@@ -908,8 +916,23 @@ class PostgresStore:
             ):
                 col.append(value)
 
+        s_cols: list[list[Any]] = [[], [], [], []]
+        c_cols: list[list[Any]] = [[], []]
+        for r in records:
+            if r.suppress is not None:
+                for col, value in zip(
+                    s_cols, (r.tenant_id, r.address.lower(), r.suppress, r.text or ""), strict=True
+                ):
+                    col.append(value)
+            if r.state is RecipientState.DELIVERED:
+                c_cols[0].append(r.tenant_id)
+                c_cols[1].append(r.address.lower())
+        now = max(r.at for r in records)
+
         async def op(conn: Conn) -> None:
-            await conn.execute(_Q["record"], *u_cols[:10], *e_cols, node_id, u_cols[10])
+            await conn.execute(
+                _Q["record"], *u_cols[:10], *e_cols, node_id, u_cols[10], *s_cols, *c_cols, now
+            )
 
         await self._call(op)
 
@@ -1089,6 +1112,181 @@ class PostgresStore:
             return {(t, d) for t, d in await conn.fetch(_Q["paused_all"])}
 
         return await self._call(op)
+
+    # -- suppression ------------------------------------------------------------------
+    async def suppressed(
+        self, tenant_id: str, addresses: Sequence[str], *, now: float
+    ) -> dict[str, Suppression]:
+        if not addresses:
+            return {}
+        wanted = sorted({a.lower() for a in addresses})
+
+        async def op(conn: Conn) -> dict[str, Suppression]:
+            out: dict[str, Suppression] = {}
+            for row in await conn.fetch(_Q["suppressed"], tenant_id, wanted, now):
+                entry = Suppression(*row)
+                if entry.address not in out or entry.tenant_id != "*":
+                    out[entry.address] = entry
+            return out
+
+        return await self._call(op)
+
+    async def add_suppressions(self, entries: Sequence[Suppression]) -> int:
+        if not entries:
+            return 0
+        cols: list[list[Any]] = [[] for _ in range(8)]
+        for e in entries:
+            for col, value in zip(
+                cols,
+                (
+                    e.tenant_id,
+                    e.address.lower(),
+                    e.reason,
+                    e.created_at,
+                    e.expires_at,
+                    e.source,
+                    e.detail,
+                    e.message_id,
+                ),
+                strict=True,
+            ):
+                col.append(value)
+
+        async def op(conn: Conn) -> int:
+            await conn.execute(_Q["add_suppressions"], *cols)
+            return len(entries)
+
+        return await self._call(op)
+
+    async def remove_suppression(self, tenant_id: str, address: str) -> bool:
+        async def op(conn: Conn) -> bool:
+            status = await conn.execute(_Q["remove_suppression"], tenant_id, address.lower())
+            return _rowcount(status) > 0
+
+        return await self._call(op)
+
+    async def list_suppressions(
+        self,
+        tenant_id: str,
+        *,
+        after: str = "",
+        limit: int = 100,
+        reason: str | None = None,
+        now: float,
+    ) -> list[Suppression]:
+        async def op(conn: Conn) -> list[Suppression]:
+            rows = await conn.fetch(
+                _Q["list_suppressions"], tenant_id, after.lower(), limit, reason, now
+            )
+            return [Suppression(*row) for row in rows]
+
+        return await self._call(op)
+
+    async def note_soft_bounces(
+        self,
+        tenant_id: str,
+        addresses: Sequence[str],
+        *,
+        now: float,
+        window: float,
+        limit: int,
+        expires_at: float | None,
+    ) -> list[str]:
+        async def op(conn: Conn) -> list[str]:
+            reached = []
+            async with conn.transaction():
+                for address in sorted({a.lower() for a in addresses}):
+                    count = await conn.fetchval(
+                        _Q["note_soft_bounce"], tenant_id, address, now, window
+                    )
+                    if count >= limit:
+                        await conn.execute(
+                            _Q["add_suppressions"],
+                            [tenant_id],
+                            [address],
+                            ["soft_bounce"],
+                            [now],
+                            [expires_at],
+                            ["bounce"],
+                            [f"{count} soft bounces in a row"],
+                            [None],
+                        )
+                        await conn.execute(_Q["clear_soft_bounce"], tenant_id, address)
+                        reached.append(address)
+            return reached
+
+        return await self._call(op)
+
+    async def append_events(self, events: Sequence[NewEvent], *, node_id: str = "") -> None:
+        if not events:
+            return
+        cols: list[list[Any]] = [[] for _ in range(7)]
+        for e in events:
+            for col, value in zip(
+                cols,
+                (
+                    e.at,
+                    e.tenant_id,
+                    e.type.value,
+                    e.message_id,
+                    e.recipient_idx,
+                    e.recipient,
+                    json.dumps(e.data),
+                ),
+                strict=True,
+            ):
+                col.append(value)
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(_Q["append_events"], *cols, node_id)
+
+        await self._call(op)
+
+    # -- inbound reports --------------------------------------------------------------
+    async def store_inbound(self, message: InboundMessage) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                _Q["store_inbound"],
+                message.id,
+                message.received_at,
+                message.mail_from,
+                list(message.rcpt_to),
+                message.peer,
+                message.body,
+            )
+
+        await self._call(op)
+
+    async def pending_inbound(
+        self, limit: int = 100, *, now: float, claim_for: float = 60.0
+    ) -> list[InboundMessage]:
+        async def op(conn: Conn) -> list[InboundMessage]:
+            rows = await conn.fetch(_Q["pending_inbound"], limit, now, now + claim_for)
+            return [
+                InboundMessage(
+                    id=r[0],
+                    received_at=r[1],
+                    mail_from=r[2],
+                    rcpt_to=list(r[3]),
+                    peer=r[4],
+                    body=bytes(r[5]),
+                    attempts=r[6],
+                )
+                for r in sorted(rows, key=lambda r: r[1])
+            ]
+
+        return await self._call(op)
+
+    async def finish_inbound(
+        self, inbound_id: str, *, result: str, now: float, state: str = "done"
+    ) -> None:
+        if state not in ("done", "failed", "pending"):
+            raise ValueError(f"inbound state {state!r}")
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(_Q["finish_inbound"], inbound_id, state, now, result)
+
+        await self._call(op)
 
     async def set_paused(
         self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""

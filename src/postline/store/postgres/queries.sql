@@ -52,8 +52,9 @@ DELETE FROM idempotency WHERE created_at < $1;
 -- the stored groups.
 -- Claims $1..$7 (tenant, key, request hash, status, response, claimed at, group); $8 groups
 -- without a claim; messages $9..$21 (the last: group); recipients $22..$32 (lease owner and
--- expiry NULL unless handed over leased; the last: group); per recipient $33 event data and
--- $34 node id.
+-- expiry NULL unless handed over leased; the last: group); per recipient $33 event data,
+-- $34 node id, $35 state ('queued', or 'suppressed' for a suppressed address) and $36 the
+-- event type ('accepted' or 'suppressed').
 WITH claim AS (
     INSERT INTO idempotency (tenant_id, key, request_hash, status, response, created_at)
     SELECT c.tenant_id, c.key, c.request_hash, c.status, c.response, c.created_at
@@ -89,20 +90,21 @@ WITH claim AS (
     INSERT INTO recipients (message_id, idx, tenant_id, address, domain, state, attempts,
                             created_at, next_attempt_at, expires_at, updated_at, lease_owner,
                             lease_expires_at)
-    SELECT u.message_id, u.idx, u.tenant_id, u.address, u.domain, 'queued', 0, u.created_at,
+    SELECT u.message_id, u.idx, u.tenant_id, u.address, u.domain, u.state, 0, u.created_at,
            u.next_attempt_at, u.expires_at, u.created_at, u.lease_owner, u.lease_expires_at
     FROM unnest($22::text[], $23::int[], $24::text[], $25::text[], $26::text[], $27::float8[],
-                $28::float8[], $29::float8[], $30::text[], $31::float8[], $32::int[])
+                $28::float8[], $29::float8[], $30::text[], $31::float8[], $32::int[],
+                $35::text[])
          AS u(message_id, idx, tenant_id, address, domain, created_at, next_attempt_at,
-              expires_at, lease_owner, lease_expires_at, g)
+              expires_at, lease_owner, lease_expires_at, g, state)
     WHERE u.g IN (SELECT g FROM ok)
 ), e AS (
     INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
-    SELECT u.at, u.tenant_id, 'accepted', u.message_id, u.idx, u.address, u.node_id,
+    SELECT u.at, u.tenant_id, u.type, u.message_id, u.idx, u.address, u.node_id,
            u.data::jsonb
     FROM unnest($27::float8[], $24::text[], $22::text[], $23::int[], $25::text[], $34::text[],
-                $33::text[], $32::int[])
-         WITH ORDINALITY AS u(at, tenant_id, message_id, idx, address, node_id, data, g, n)
+                $33::text[], $32::int[], $36::text[])
+         WITH ORDINALITY AS u(at, tenant_id, message_id, idx, address, node_id, data, g, type, n)
     WHERE u.g IN (SELECT g FROM ok)
     ORDER BY u.n
 )
@@ -167,7 +169,8 @@ RETURNING r.message_id, r.idx, r.tenant_id, r.address, r.domain, r.attempts, r.c
           r.expires_at;
 
 -- name: lease_bodies
-SELECT id, tenant_id, mail_from, body, message_id_header FROM messages WHERE id = ANY($1::text[]);
+SELECT id, tenant_id, mail_from, body, message_id_header, source FROM messages
+WHERE id = ANY($1::text[]);
 
 -- name: record
 -- Delivered, bounced and expired outcomes always apply; deferrals and releases (state
@@ -176,7 +179,9 @@ SELECT id, tenant_id, mail_from, body, message_id_header FROM messages WHERE id 
 -- does not carry the domain, so partitions cannot be pruned).
 -- A deferral or release also needs the recipient still leased by the node the attempt ran
 -- on (owner NULL: no check), so a holder whose lease expired cannot reset another's lease.
--- $1..$10, $19 one entry per outcome; $11..$17 one entry per event; $18 node id.
+-- $1..$10, $19 one entry per outcome; $11..$17 one entry per event; $18 node id;
+-- $20..$23 suppressions to add (tenant, address, reason, detail) and $24, $25 (tenant,
+-- address) whose soft-bounce runs a delivery ended; $26 now.
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::float8[],
                          $6::float8[], $7::int[], $8::text[], $9::text[], $10::text[],
@@ -208,6 +213,21 @@ WITH u AS (
                 $17::text[])
          WITH ORDINALITY AS v(at, tenant_id, type, message_id, idx, address, data, n)
     ORDER BY v.n
+), s AS (
+    INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at, source,
+                              detail, message_id)
+    SELECT DISTINCT ON (x.tenant_id, x.address) x.tenant_id, x.address, x.reason, $26, NULL,
+           'bounce', x.detail, NULL
+    FROM unnest($20::text[], $21::text[], $22::text[], $23::text[])
+         AS x(tenant_id, address, reason, detail)
+    ORDER BY x.tenant_id, x.address
+    ON CONFLICT (tenant_id, address) DO UPDATE
+    SET reason = excluded.reason, created_at = excluded.created_at, expires_at = NULL,
+        source = excluded.source, detail = excluded.detail
+), c AS (
+    DELETE FROM soft_bounces b
+    USING unnest($24::text[], $25::text[]) AS y(tenant_id, address)
+    WHERE b.tenant_id = y.tenant_id AND b.address = y.address
 )
 SELECT 1;
 
@@ -314,3 +334,73 @@ RETURNING r.message_id, r.idx;
 -- $1 owner, $2 now.
 UPDATE recipients SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = $2
 WHERE lease_owner = $1 AND state = 'queued';
+
+-- name: suppressed
+SELECT tenant_id, address, reason, created_at, expires_at, source, detail, message_id
+FROM suppressions
+WHERE tenant_id IN ($1, '*') AND address = ANY($2::text[])
+  AND (expires_at IS NULL OR expires_at > $3);
+
+-- name: add_suppressions
+INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at, source, detail,
+                          message_id)
+SELECT DISTINCT ON (x.tenant_id, x.address) *
+FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::text[],
+            $7::text[], $8::text[])
+     AS x(tenant_id, address, reason, created_at, expires_at, source, detail, message_id)
+ORDER BY x.tenant_id, x.address
+ON CONFLICT (tenant_id, address) DO UPDATE
+SET reason = excluded.reason, created_at = excluded.created_at,
+    expires_at = excluded.expires_at, source = excluded.source, detail = excluded.detail,
+    message_id = excluded.message_id;
+
+-- name: remove_suppression
+DELETE FROM suppressions WHERE tenant_id = $1 AND address = $2;
+
+-- name: list_suppressions
+-- $1 tenant, $2 after, $3 limit, $4 reason or NULL, $5 now.
+SELECT tenant_id, address, reason, created_at, expires_at, source, detail, message_id
+FROM suppressions
+WHERE tenant_id = $1 AND address > $2 AND ($4::text IS NULL OR reason = $4)
+  AND (expires_at IS NULL OR expires_at > $5)
+ORDER BY address
+LIMIT $3;
+
+-- name: note_soft_bounce
+-- $1 tenant, $2 address, $3 now, $4 window. A run counts while bounces keep coming.
+INSERT INTO soft_bounces AS b (tenant_id, address, count, first_at, last_at)
+VALUES ($1, $2, 1, $3, $3)
+ON CONFLICT (tenant_id, address) DO UPDATE
+SET count = CASE WHEN b.first_at < $3 - $4 THEN 1 ELSE b.count + 1 END,
+    first_at = CASE WHEN b.first_at < $3 - $4 THEN $3 ELSE b.first_at END,
+    last_at = $3
+RETURNING count;
+
+-- name: clear_soft_bounce
+DELETE FROM soft_bounces WHERE tenant_id = $1 AND address = $2;
+
+-- name: append_events
+INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
+SELECT v.at, v.tenant_id, v.type, v.message_id, v.idx, v.address, $8, v.data::jsonb
+FROM unnest($1::float8[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
+            $7::text[]) WITH ORDINALITY AS v(at, tenant_id, type, message_id, idx, address, data, n)
+ORDER BY v.n;
+
+-- name: store_inbound
+INSERT INTO inbound (id, received_at, mail_from, rcpt_to, peer, body, state)
+VALUES ($1, $2, $3, $4, $5, $6, 'pending');
+
+-- name: pending_inbound
+-- Claims a page of pending reports until $3 (nodes share the work; a claim that lapses is
+-- taken again). $1 limit, $2 now.
+UPDATE inbound SET claimed_until = $3
+WHERE id IN (SELECT id FROM inbound
+             WHERE state = 'pending' AND (claimed_until IS NULL OR claimed_until < $2)
+             ORDER BY received_at LIMIT $1
+             FOR UPDATE SKIP LOCKED)
+RETURNING id, received_at, mail_from, rcpt_to, peer, body, attempts;
+
+-- name: finish_inbound
+UPDATE inbound SET state = $2, processed_at = $3, result = $4, attempts = attempts + 1,
+                   claimed_until = NULL
+WHERE id = $1;

@@ -24,7 +24,7 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (3);
+INSERT INTO postline_schema (version) VALUES (4);
 
 CREATE TABLE tenants (
     id          text PRIMARY KEY,
@@ -69,7 +69,8 @@ CREATE TABLE recipients (
     address           text NOT NULL,
     domain            text NOT NULL,
     state             text NOT NULL
-        CHECK (state IN ('queued', 'delivered', 'bounced', 'expired', 'cancelled')),
+        CHECK (state IN ('queued', 'delivered', 'bounced', 'expired', 'cancelled',
+                         'suppressed')),
     attempts          integer NOT NULL DEFAULT 0,
     created_at        double precision NOT NULL,
     next_attempt_at   double precision NOT NULL,
@@ -138,3 +139,44 @@ CREATE TABLE queue_pauses (
 CREATE TABLE queue_domains (
     domain  text PRIMARY KEY
 );
+
+-- Addresses a tenant (tenant_id '*': every tenant) must not mail; lower-cased. On Citus:
+-- distributed on tenant_id.
+CREATE TABLE suppressions (
+    tenant_id   text NOT NULL,
+    address     text NOT NULL,
+    reason      text NOT NULL,
+    created_at  double precision NOT NULL,
+    expires_at  double precision,
+    source      text NOT NULL,
+    detail      text NOT NULL,
+    message_id  text,
+    PRIMARY KEY (tenant_id, address)
+);
+
+-- Runs of soft bounces per address, for the "N in M days" suppression rule.
+CREATE TABLE soft_bounces (
+    tenant_id  text NOT NULL,
+    address    text NOT NULL,
+    count      integer NOT NULL,
+    first_at   double precision NOT NULL,
+    last_at    double precision NOT NULL,
+    PRIMARY KEY (tenant_id, address)
+);
+
+-- Reports (DSNs, complaints, auto-replies) received by the inbound servers, kept before
+-- the 250 and processed afterwards by whichever node claims them.
+CREATE TABLE inbound (
+    id             text PRIMARY KEY,
+    received_at    double precision NOT NULL,
+    mail_from      text NOT NULL,
+    rcpt_to        text[] NOT NULL,
+    peer           text NOT NULL,
+    body           bytea NOT NULL,
+    state          text NOT NULL,
+    attempts       integer NOT NULL DEFAULT 0,
+    claimed_until  double precision,
+    processed_at   double precision,
+    result         text
+);
+CREATE INDEX inbound_pending ON inbound (received_at) WHERE state = 'pending';

@@ -37,12 +37,15 @@ from postline.store.base import (
     EventQuery,
     IdempotencyClaim,
     IdempotencyRecord,
+    InboundMessage,
     LeasedMessage,
     LeasedRecipient,
     MessageView,
+    NewEvent,
     NewMessage,
     QueueStat,
     RecipientView,
+    Suppression,
     Tenant,
 )
 from postline.store.queries import load_queries
@@ -428,6 +431,7 @@ class SQLiteStore:
             direct = leased.get(m.id, ()) if leased else ()
             for r in m.recipients:
                 owned = r.idx in direct
+                suppressed = r.suppressed is not None
                 rcpt_rows.append(
                     (
                         m.id,
@@ -435,6 +439,7 @@ class SQLiteStore:
                         m.tenant_id,
                         r.address,
                         r.domain,
+                        RecipientState.SUPPRESSED.value if suppressed else "queued",
                         m.created_at,
                         lease_until if owned else m.next_attempt_at,
                         m.expires_at,
@@ -447,12 +452,12 @@ class SQLiteStore:
                     (
                         m.created_at,
                         m.tenant_id,
-                        EventType.ACCEPTED.value,
+                        EventType.SUPPRESSED.value if suppressed else EventType.ACCEPTED.value,
                         m.id,
                         r.idx,
                         r.address,
                         node_id,
-                        event_data,
+                        json.dumps({**data, "reason": r.suppressed}) if suppressed else event_data,
                     )
                 )
 
@@ -526,12 +531,14 @@ class SQLiteStore:
                 r = LeasedRecipient(*row)
                 by_message.setdefault(r.message_id, []).append(r)
             out = []
-            for mid, tenant, mail_from, body, mid_header in conn.execute(
+            for mid, tenant, mail_from, body, mid_header, source in conn.execute(
                 _Q["lease_bodies"], {"ids": json.dumps(list(by_message))}
             ):
                 rcpts = by_message[mid]
                 rcpts.sort(key=lambda r: r.idx)
-                out.append(LeasedMessage(mid, tenant, mail_from, body, mid_header, rcpts))
+                out.append(
+                    LeasedMessage(mid, tenant, mail_from, body, mid_header, rcpts, source=source)
+                )
             return out
 
         return await self._write(op)
@@ -540,7 +547,24 @@ class SQLiteStore:
         final_rows = []
         retry_rows = []
         event_rows = []
+        suppress_rows = []
+        clear_rows = []
         for r in records:
+            if r.suppress is not None:
+                suppress_rows.append(
+                    (
+                        r.tenant_id,
+                        r.address.lower(),
+                        r.suppress,
+                        r.at,
+                        None,
+                        "bounce",
+                        r.text or "",
+                        r.message_id,
+                    )
+                )
+            if r.state is RecipientState.DELIVERED:
+                clear_rows.append((r.tenant_id, r.address.lower()))
             inc = 1 if r.counted else 0
             if r.state is RecipientState.QUEUED:
                 retry_rows.append(
@@ -603,6 +627,10 @@ class SQLiteStore:
                 conn.executemany(_Q["record_retry"], retry_rows)
             if event_rows:
                 conn.executemany(_Q["insert_event"], event_rows)
+            if suppress_rows:
+                conn.executemany(_Q["add_suppression"], suppress_rows)
+            if clear_rows:
+                conn.executemany(_Q["clear_soft_bounces"], clear_rows)
 
         await self._write(op)
 
@@ -752,6 +780,184 @@ class SQLiteStore:
 
     async def state_counts(self) -> dict[str, int]:
         return await self._read(lambda conn: dict(conn.execute(_Q["state_counts"]).fetchall()))
+
+    # -- suppression ------------------------------------------------------------------
+    async def suppressed(
+        self, tenant_id: str, addresses: Sequence[str], *, now: float
+    ) -> dict[str, Suppression]:
+        if not addresses:
+            return {}
+        params = {
+            "tenant_id": tenant_id,
+            "addresses": json.dumps(sorted({a.lower() for a in addresses})),
+            "now": now,
+        }
+
+        def op(conn: sqlite3.Connection) -> dict[str, Suppression]:
+            out: dict[str, Suppression] = {}
+            for row in conn.execute(_Q["suppressed"], params):
+                entry = Suppression(*row)
+                # The tenant's own entry wins over a global one.
+                if entry.address not in out or entry.tenant_id != "*":
+                    out[entry.address] = entry
+            return out
+
+        return await self._read(op)
+
+    async def add_suppressions(self, entries: Sequence[Suppression]) -> int:
+        rows = [
+            (
+                e.tenant_id,
+                e.address.lower(),
+                e.reason,
+                e.created_at,
+                e.expires_at,
+                e.source,
+                e.detail,
+                e.message_id,
+            )
+            for e in entries
+        ]
+
+        def op(conn: sqlite3.Connection) -> int:
+            conn.executemany(_Q["add_suppression"], rows)
+            return len(rows)
+
+        return await self._write(op)
+
+    async def remove_suppression(self, tenant_id: str, address: str) -> bool:
+        params = {"tenant_id": tenant_id, "address": address.lower()}
+        return await self._write(
+            lambda conn: conn.execute(_Q["remove_suppression"], params).rowcount > 0
+        )
+
+    async def list_suppressions(
+        self,
+        tenant_id: str,
+        *,
+        after: str = "",
+        limit: int = 100,
+        reason: str | None = None,
+        now: float,
+    ) -> list[Suppression]:
+        params = {
+            "tenant_id": tenant_id,
+            "after": after.lower(),
+            "limit": limit,
+            "reason": reason,
+            "now": now,
+        }
+        return await self._read(
+            lambda conn: [
+                Suppression(*row) for row in conn.execute(_Q["list_suppressions"], params)
+            ]
+        )
+
+    async def note_soft_bounces(
+        self,
+        tenant_id: str,
+        addresses: Sequence[str],
+        *,
+        now: float,
+        window: float,
+        limit: int,
+        expires_at: float | None,
+    ) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            reached = []
+            for address in {a.lower() for a in addresses}:
+                (count,) = conn.execute(
+                    _Q["note_soft_bounce"],
+                    {"tenant_id": tenant_id, "address": address, "now": now, "window": window},
+                ).fetchone()
+                if count >= limit:
+                    conn.execute(
+                        _Q["add_suppression"],
+                        (
+                            tenant_id,
+                            address,
+                            "soft_bounce",
+                            now,
+                            expires_at,
+                            "bounce",
+                            f"{count} soft bounces in a row",
+                            None,
+                        ),
+                    )
+                    conn.execute(_Q["clear_soft_bounces"], (tenant_id, address))
+                    reached.append(address)
+            return reached
+
+        return await self._write(op)
+
+    async def append_events(self, events: Sequence[NewEvent], *, node_id: str = "") -> None:
+        rows = [
+            (
+                e.at,
+                e.tenant_id,
+                e.type.value,
+                e.message_id,
+                e.recipient_idx,
+                e.recipient,
+                node_id,
+                json.dumps(e.data),
+            )
+            for e in events
+        ]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(_Q["insert_event"], rows)
+
+        await self._write(op)
+
+    # -- inbound reports --------------------------------------------------------------
+    async def store_inbound(self, message: InboundMessage) -> None:
+        params = {
+            "id": message.id,
+            "received_at": message.received_at,
+            "mail_from": message.mail_from,
+            "rcpt_to": json.dumps(message.rcpt_to),
+            "peer": message.peer,
+            "body": message.body,
+        }
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(_Q["store_inbound"], params)
+
+        await self._write(op)
+
+    async def pending_inbound(
+        self, limit: int = 100, *, now: float, claim_for: float = 60.0
+    ) -> list[InboundMessage]:
+        params = {"limit": limit, "now": now, "until": now + claim_for}
+
+        def op(conn: sqlite3.Connection) -> list[InboundMessage]:
+            return [
+                InboundMessage(
+                    id=r[0],
+                    received_at=r[1],
+                    mail_from=r[2],
+                    rcpt_to=json.loads(r[3]),
+                    peer=r[4],
+                    body=r[5],
+                    attempts=r[6],
+                )
+                for r in conn.execute(_Q["pending_inbound"], params).fetchall()
+            ]
+
+        return await self._write(op)
+
+    async def finish_inbound(
+        self, inbound_id: str, *, result: str, now: float, state: str = "done"
+    ) -> None:
+        if state not in ("done", "failed", "pending"):
+            raise ValueError(f"inbound state {state!r}")
+        params = {"id": inbound_id, "state": state, "now": now, "result": result}
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(_Q["finish_inbound"], params)
+
+        await self._write(op)
 
     async def listen_due(self, callback: Callable[[frozenset[str]], None]) -> None:
         """One node per SQLite file: ingest wakes the engine in-process, nothing to hear."""

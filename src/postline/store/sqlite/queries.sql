@@ -41,10 +41,11 @@ INSERT INTO messages (id, tenant_id, created_at, mail_from, message_id_header, s
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_recipient
--- A recipient handed straight to this node's delivery engine is inserted already leased.
+-- A recipient handed straight to this node's delivery engine is inserted already leased;
+-- a suppressed one is inserted final.
 INSERT INTO recipients (message_id, idx, tenant_id, address, domain, state, attempts, created_at,
                         next_attempt_at, expires_at, updated_at, lease_owner, lease_expires_at)
-VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?);
+VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?);
 
 -- name: insert_event
 INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
@@ -81,7 +82,7 @@ WHERE (message_id, idx) IN (
 RETURNING message_id, idx, tenant_id, address, domain, attempts, created_at, expires_at;
 
 -- name: lease_bodies
-SELECT id, tenant_id, mail_from, body, message_id_header FROM messages
+SELECT id, tenant_id, mail_from, body, message_id_header, source FROM messages
 WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: record_final
@@ -185,3 +186,61 @@ WHERE message_id = :message_id AND tenant_id = :tenant_id AND id > :after
   AND (:until IS NULL OR at < :until)
 ORDER BY id
 LIMIT :limit;
+
+-- name: suppressed
+SELECT tenant_id, address, reason, created_at, expires_at, source, detail, message_id
+FROM suppressions
+WHERE tenant_id IN (:tenant_id, '*')
+  AND address IN (SELECT value FROM json_each(:addresses))
+  AND (expires_at IS NULL OR expires_at > :now);
+
+-- name: add_suppression
+INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at, source, detail,
+                          message_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant_id, address) DO UPDATE
+SET reason = excluded.reason, created_at = excluded.created_at,
+    expires_at = excluded.expires_at, source = excluded.source, detail = excluded.detail,
+    message_id = excluded.message_id;
+
+-- name: remove_suppression
+DELETE FROM suppressions WHERE tenant_id = :tenant_id AND address = :address;
+
+-- name: list_suppressions
+SELECT tenant_id, address, reason, created_at, expires_at, source, detail, message_id
+FROM suppressions
+WHERE tenant_id = :tenant_id AND address > :after
+  AND (:reason IS NULL OR reason = :reason)
+  AND (expires_at IS NULL OR expires_at > :now)
+ORDER BY address
+LIMIT :limit;
+
+-- name: note_soft_bounce
+-- A run of soft bounces: counted while they keep coming within the window.
+INSERT INTO soft_bounces (tenant_id, address, count, first_at, last_at)
+VALUES (:tenant_id, :address, 1, :now, :now)
+ON CONFLICT (tenant_id, address) DO UPDATE
+SET count = CASE WHEN soft_bounces.first_at < :now - :window THEN 1 ELSE soft_bounces.count + 1 END,
+    first_at = CASE WHEN soft_bounces.first_at < :now - :window THEN :now ELSE soft_bounces.first_at END,
+    last_at = :now
+RETURNING count;
+
+-- name: clear_soft_bounces
+DELETE FROM soft_bounces WHERE tenant_id = ? AND address = ?;
+
+-- name: store_inbound
+INSERT INTO inbound (id, received_at, mail_from, rcpt_to, peer, body, state)
+VALUES (:id, :received_at, :mail_from, :rcpt_to, :peer, :body, 'pending');
+
+-- name: pending_inbound
+-- Claims a page of pending reports until :until (a claim that lapses is taken again).
+UPDATE inbound SET claimed_until = :until
+WHERE id IN (SELECT id FROM inbound
+             WHERE state = 'pending' AND (claimed_until IS NULL OR claimed_until < :now)
+             ORDER BY received_at LIMIT :limit)
+RETURNING id, received_at, mail_from, rcpt_to, peer, body, attempts;
+
+-- name: finish_inbound
+UPDATE inbound SET state = :state, processed_at = :now, result = :result,
+                   attempts = attempts + 1, claimed_until = NULL
+WHERE id = :id;
