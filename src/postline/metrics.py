@@ -72,6 +72,24 @@ class Metrics:
             ["destination"],
             registry=r,
         )
+        self.inbound = Counter(
+            "postline_inbound_recipients",
+            "Inbound server recipients, accepted or refused.",
+            ["result"],
+            registry=r,
+        )
+        self.feedback = Counter(
+            "postline_feedback_reports",
+            "Processed inbound reports by kind (dsn, arf, autoreply, other) and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.suppressions = Counter(
+            "postline_suppressions_added",
+            "Addresses put on suppression lists, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.queue_depths: dict[str, int] = {}
         self.state_counts: dict[str, int] = {}
         r.register(_QueueCollector(self))

@@ -27,6 +27,10 @@ from postline.config import Config, parse_listen
 from postline.deliver.engine import DeliveryEngine
 from postline.dns.resolver import Resolver
 from postline.errors import ConfigError, ThrottleError
+from postline.feedback.failures import FailureHandler
+from postline.feedback.inbound import InboundHandler, start_inbound
+from postline.feedback.keys import verp_secrets
+from postline.feedback.processor import FeedbackProcessor
 from postline.ingest.service import IngestLimits, Ingestor
 from postline.metrics import Metrics
 from postline.smtp.server.submission import start_submission
@@ -133,6 +137,10 @@ class Node:
         self.ingestor: Ingestor | None = None
         self.api_address: tuple[str, int] | None = None
         self.submission_address: tuple[str, int] | None = None
+        self.inbound_address: tuple[str, int] | None = None
+        self.failures: FailureHandler | None = None
+        self.feedback: FeedbackProcessor | None = None
+        self._inbound: asyncio.Server | None = None
         self._api: _Uvicorn | None = None
         self._api_task: asyncio.Task[None] | None = None
         self._submission: asyncio.Server | None = None
@@ -163,6 +171,15 @@ class Node:
             negative_ttl=d.negative_ttl,
             temp_fail_ttl=d.temp_fail_ttl,
         )
+        secrets = verp_secrets(cfg) if cfg.bounce.domain else []
+        self.failures = FailureHandler(
+            self.store,
+            None,
+            suppression=cfg.suppression,
+            reporting_mta=cfg.hostname,
+            notify_senders=cfg.bounce.notify_senders,
+            metrics=self.metrics,
+        )
         if cfg.delivery.enabled:
             self.engine = DeliveryEngine(
                 config=cfg,
@@ -172,7 +189,9 @@ class Node:
                 throttle=throttle,
                 metrics=self.metrics,
                 node_id=self.node_id,
+                verp_secret=secrets[0] if secrets else b"",
             )
+            self.engine.on_failed = self.failures.add
             await self.engine.start()
         self.ingestor = Ingestor(
             self.store,
@@ -188,6 +207,19 @@ class Node:
             metrics=self.metrics,
             lease_time=cfg.queue.lease_time,
         )
+        self.failures.ingestor = self.ingestor
+        self._background.append(asyncio.create_task(self.failures.run(), name="failures"))
+        if secrets:
+            self.feedback = FeedbackProcessor(
+                self.store,
+                secrets=secrets,
+                suppression=cfg.suppression,
+                node_id=self.node_id,
+                metrics=self.metrics,
+            )
+            self._background.append(asyncio.create_task(self.feedback.run(), name="feedback"))
+            if cfg.inbound.enabled:
+                await self._start_inbound(secrets, self.feedback)
         auth = KeyAuthenticator(self.store)
         self.metrics.on_refresh(self._refresh_metrics)
         if cfg.api.enabled:
@@ -197,10 +229,11 @@ class Node:
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._ready = True
         log.info(
-            "node %s ready (api %s, submission %s)",
+            "node %s ready (api %s, submission %s, inbound %s)",
             self.node_id,
             self.api_address,
             self.submission_address,
+            self.inbound_address,
             extra={"action": "node.ready"},
         )
 
@@ -242,14 +275,7 @@ class Node:
     async def _start_submission(self, auth: KeyAuthenticator) -> None:
         cfg = self.config.submission
         assert self.ingestor is not None
-        tls: ssl.SSLContext | None
-        if cfg.tls_cert:
-            tls = server_context(Path(cfg.tls_cert), Path(cfg.tls_key or cfg.tls_cert))
-        else:
-            cert, key = ensure_self_signed(
-                self.config.data_dir, self.config.submission.hostname or self.config.hostname
-            )
-            tls = server_context(cert, key)
+        tls = self._tls()
         trusted = None
         if cfg.trusted_networks:
             trusted = await self.store.get_tenant(name=cfg.trusted_tenant)
@@ -275,6 +301,41 @@ class Node:
             raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror}") from exc
         self.submission_address = self._submission.sockets[0].getsockname()[:2]
 
+    def _tls(self) -> ssl.SSLContext:
+        cfg = self.config.submission
+        if cfg.tls_cert:
+            return server_context(Path(cfg.tls_cert), Path(cfg.tls_key or cfg.tls_cert))
+        cert, key = ensure_self_signed(
+            self.config.data_dir, self.config.submission.hostname or self.config.hostname
+        )
+        return server_context(cert, key)
+
+    async def _start_inbound(self, secrets: list[bytes], processor: FeedbackProcessor) -> None:
+        b = self.config.bounce
+        handler = InboundHandler(
+            self.store,
+            bounce_domain=b.domain,
+            fbl_address=b.fbl_address or f"fbl@{b.domain}",
+            secrets=secrets,
+            metrics=self.metrics,
+            on_stored=processor.wake,
+        )
+        host, port = parse_listen(self.config.inbound.listen)
+        try:
+            self._inbound = await start_inbound(
+                handler,
+                host=host,
+                port=port,
+                hostname=self.config.hostname,
+                max_message_size=self.config.inbound.max_message_size,
+                tls_context=self._tls(),
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {self.config.inbound.listen}: {exc.strerror}"
+            ) from exc
+        self.inbound_address = self._inbound.sockets[0].getsockname()[:2]
+
     async def _refresh_metrics(self) -> None:
         stats = await self.store.queue_stats()
         self.metrics.queue_depths = {s.domain: s.depth for s in stats}
@@ -292,6 +353,8 @@ class Node:
         self._ready = False
         if self._submission is not None:
             self._submission.close()
+        if self._inbound is not None:
+            self._inbound.close()
         if self._api is not None:
             self._api.should_exit = True
         if self._api_task is not None:
@@ -304,6 +367,11 @@ class Node:
             task.cancel()
         if self.engine is not None:
             await self.engine.stop()
+        if self.failures is not None:
+            try:
+                await self.failures.drain()
+            except Exception:
+                log.exception("final failures not handled", extra={"action": "node.stop"})
         if self.resolver is not None:
             await self.resolver.aclose()
         if self.throttle is not None:

@@ -125,7 +125,7 @@ async def current_tenant(request: Request) -> Tenant:
 
 def create_app(ctx: ApiContext) -> FastAPI:
     from postline.api.routes import system
-    from postline.api.routes.v1 import events, messages, queues
+    from postline.api.routes.v1 import events, messages, queues, suppressions
 
     app = FastAPI(
         title="postline",
@@ -141,6 +141,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(events.router)
     app.include_router(queues.router)
+    app.include_router(suppressions.router)
     app.include_router(system.router)
     app.add_middleware(BodyLimit, limit=ctx.config.api.max_request_size)
     return app

@@ -1,11 +1,15 @@
-"""Response shapes of API v1 (for the OpenAPI document; handlers build plain dicts)."""
+"""Response shapes of API v1 (for the OpenAPI document; handlers build plain dicts), and
+the request shapes of the suppression list."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from postline.ingest.addresses import InvalidAddress, parse_address
 
 __all__ = [
     "BatchItemOut",
@@ -19,6 +23,11 @@ __all__ = [
     "QueueOut",
     "QueuesOut",
     "RecipientAccepted",
+    "SuppressionIn",
+    "SuppressionOut",
+    "SuppressionsAdded",
+    "SuppressionsIn",
+    "SuppressionsOut",
     "iso",
 ]
 
@@ -37,13 +46,19 @@ class ProblemOut(BaseModel):
     detail: str
     fix: str | None = None
     instance: str | None = None
-    errors: list[dict[str, str]] | None = None
+    errors: list[dict[str, Any]] | None = None
 
 
 class RecipientAccepted(BaseModel):
     id: str = Field(description="Recipient id: '<message id>.<index>'.")
     address: str
-    status: str = Field(description="'queued' or 'scheduled'.")
+    status: str = Field(
+        description="'queued', 'scheduled', or 'suppressed' when the address is on the "
+        "tenant's (or the global) suppression list: that recipient is not sent to."
+    )
+    reason: str | None = Field(
+        None, description="Why a 'suppressed' recipient is on the list (hard_bounce, ...)."
+    )
 
 
 class MessageAccepted(BaseModel):
@@ -141,3 +156,79 @@ class QueueOut(BaseModel):
 class QueuesOut(BaseModel):
     queues: list[QueueOut]
     next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page.")
+
+
+class SuppressionOut(BaseModel):
+    address: str = Field(description="The suppressed address, lower-cased, domain in ASCII.")
+    reason: str = Field(description="hard_bounce, soft_bounce, complaint, unsubscribe or manual")
+    created_at: str = Field(description="When the entry was added (or last replaced).")
+    expires_at: str | None = Field(description="When the entry lapses; null: never.")
+    source: str = Field(
+        description="What added the entry: 'api', 'cli' or 'import' by hand, or postline "
+        "itself (e.g. 'bounce')."
+    )
+    detail: str = Field(description="Free text: a note, or the reply that caused it.")
+    message_id: str | None = Field(description="The message whose outcome caused the entry.")
+
+
+class SuppressionsOut(BaseModel):
+    data: list[SuppressionOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last page."
+    )
+
+
+class SuppressionIn(BaseModel):
+    """One address to add to the tenant's suppression list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(
+        description="A bare address, e.g. 'ann@example.com' (no display name); stored "
+        "lower-cased with its domain in ASCII form.",
+        max_length=320,
+    )
+    reason: Literal["manual", "unsubscribe", "complaint", "hard_bounce"] = Field(
+        "manual", description="Why the address is suppressed."
+    )
+    expires_at: datetime | None = Field(
+        None, description="When the entry lapses (RFC 3339 with a time zone); null: never."
+    )
+    detail: str = Field("", max_length=1000, description="A note kept with the entry.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            return parse_address(value.strip()).address
+        except InvalidAddress as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expires(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the time has no time zone")
+        if value.timestamp() <= time.time():
+            raise ValueError("the time is in the past")
+        return value
+
+
+class SuppressionsIn(BaseModel):
+    """Entries to add to (or replace on) the tenant's suppression list, all or none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suppressions: list[Any] = Field(
+        description="1 to 1000 entries. Each is checked; when any is invalid, nothing is "
+        "added and the problem's 'errors' lists every bad entry by index.",
+        json_schema_extra={"items": SuppressionIn.model_json_schema()},
+    )
+
+
+class SuppressionsAdded(BaseModel):
+    added: int = Field(
+        description="Entries added or replaced (an address given twice counts once)."
+    )

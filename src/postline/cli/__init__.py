@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postline.cli import bounce, config_cmd, demo, serve, tenant
+from postline.cli import bounce, config_cmd, demo, serve, suppress, tenant
 from postline.cli.sim import sim
 
 __all__ = ["app", "main"]
@@ -23,6 +23,7 @@ app.command("openapi")(config_cmd.openapi)
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(bounce.app, name="bounce")
+app.add_typer(suppress.app, name="suppress")
 
 
 def main() -> None:

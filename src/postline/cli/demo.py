@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,6 +60,12 @@ _LOCAL_MIX = [
     ("spam", 0.003),
     ("drop", 0.003),
 ]
+BOUNCE_DOMAIN = "bounce.demo.test"
+# Share of accepted mail that comes back later, per kind (complaints only from the
+# providers that run feedback loops).
+_LATE_BOUNCES = 0.005
+_AUTO_REPLIES = 0.01
+_COMPLAINTS = {"yahoo": 0.004, "microsoft": 0.003}
 _METRIC = re.compile(r"^(postline_[a-z_]+)(?:\{([^}]*)\})? ([0-9.e+-]+)$", re.M)
 
 
@@ -165,7 +171,24 @@ async def _events(client: httpx.AsyncClient, kind: str) -> list[dict[str, Any]]:
         cursor = page["next_cursor"]
 
 
-def _node_config(tmp: Path, sim: Simulator, api_port: int) -> Path:
+def with_feedback(config: SimConfig) -> SimConfig:
+    """The standard mix with late bounces, complaints and auto-replies switched on."""
+    domains = []
+    for d in config.domains:
+        p = d.profile
+        if d.kind in ("mx", "implicit") and not p.block and not p.dead:
+            p = replace(
+                p,
+                late_bounce_rate=_LATE_BOUNCES,
+                auto_reply_rate=_AUTO_REPLIES,
+                complaint_rate=_COMPLAINTS.get(d.provider or "", 0.0),
+                feedback_delay=0.5,
+            )
+        domains.append(replace(d, profile=p))
+    return replace(config, domains=tuple(domains), fbl_address=f"fbl@{BOUNCE_DOMAIN}")
+
+
+def _node_config(tmp: Path, sim: Simulator, api_port: int, inbound_port: int) -> Path:
     path = tmp / "node.toml"
     path.write_text(
         f"""# written by `postline demo`
@@ -177,6 +200,12 @@ listen = "127.0.0.1:{api_port}"
 
 [submission]
 enabled = false
+
+[bounce]
+domain = "{BOUNCE_DOMAIN}"
+
+[inbound]
+listen = "127.0.0.1:{inbound_port}"
 
 [retry]
 first = "3s"
@@ -211,13 +240,15 @@ def _free_port() -> int:
 async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: float) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="postline-demo-"))
-    sim = Simulator(SimConfig.standard(domains=domains, seed=seed))
+    sim = Simulator(with_feedback(SimConfig.standard(domains=domains, seed=seed)))
     await sim.start()
     node: asyncio.subprocess.Process | None = None
     postline = str(Path(sys.executable).with_name("postline"))
     try:
         api_port = _free_port()
-        cfg = _node_config(tmp, sim, api_port)
+        inbound_port = _free_port()
+        sim.set_feedback_to(f"127.0.0.1:{inbound_port}")
+        cfg = _node_config(tmp, sim, api_port, inbound_port)
         tenant = await asyncio.create_subprocess_exec(
             postline,
             "tenant",
@@ -286,12 +317,32 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
                     if time.time() - t0 > time_limit:
                         break
             elapsed = time.time() - t0
+            with console.status("waiting for late bounces, complaints and auto-replies"):
+                await sim.settle_feedback(30)
+                sent = sum(1 for r in sim.recorder.feedback_records() if r.state == "sent")
+                deadline = time.time() + 30
+                while time.time() < deadline:
+                    m = _metrics((await client.get("/metrics")).text)
+                    reports_done = sum(
+                        (
+                            v
+                            for k, v in m.items()
+                            if k.startswith("postline_feedback_reports_total")
+                        ),
+                        0.0,
+                    )
+                    if reports_done >= sent:
+                        break
+                    await asyncio.sleep(0.5)
             delivered = await _events(client, "delivered")
             bounced = await _events(client, "bounced")
             expired = await _events(client, "expired")
+            feedback = {kind: await _events(client, kind) for kind in ("complained", "auto_reply")}
+            suppressions = await _count_suppressions(client)
         report = sim.report(window=1.0)
         _summary(sim, report, ids, delivered, bounced, expired, last, elapsed, messages)
-        ok = report.duplicate_count == 0 and _exact(ids, delivered, report)
+        fb_ok = _feedback_summary(sim, bounced, feedback, suppressions)
+        ok = report.duplicate_count == 0 and _exact(ids, delivered, report) and fb_ok
         return 0 if ok else 1
     finally:
         if node is not None and node.returncode is None:
@@ -306,6 +357,54 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
             console.print(f"state kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _count_suppressions(client: httpx.AsyncClient) -> Counter[str]:
+    out: Counter[str] = Counter()
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get("/v1/suppressions", params=params)).json()
+        out.update(e["reason"] for e in page["data"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return out
+
+
+def _feedback_summary(
+    sim: Simulator,
+    bounced: list[dict[str, Any]],
+    feedback: dict[str, list[dict[str, Any]]],
+    suppressions: Counter[str],
+) -> bool:
+    """What came back after delivery, as the sim sent it and as the node recorded it."""
+    records = sim.recorder.feedback_records()
+    sent = {
+        kind: {r.recipient for r in records if r.kind == kind and r.state == "sent"}
+        for kind in ("dsn", "arf", "autoreply")
+    }
+    seen = {
+        "dsn": {e["recipient"] for e in bounced if e["data"].get("async")},
+        "arf": {e["recipient"] for e in feedback["complained"]},
+        "autoreply": {e["recipient"] for e in feedback["auto_reply"]},
+    }
+    table = Table(title="after delivery: reports to the inbound server", header_style="bold")
+    for col in ("kind", "sim sent", "node recorded", "formats"):
+        table.add_column(col, justify="left" if col in ("kind", "formats") else "right")
+    names = {"dsn": "late bounce (DSN)", "arf": "complaint (ARF)", "autoreply": "auto-reply"}
+    ok = True
+    for kind, label in names.items():
+        formats = sorted({r.format for r in records if r.kind == kind})
+        match = sent[kind] == seen[kind]
+        ok = ok and match
+        mark = "" if match else " [red]mismatch[/red]"
+        table.add_row(label, str(len(sent[kind])), f"{len(seen[kind])}{mark}", ", ".join(formats))
+    console.print(table)
+    listed = ", ".join(f"{reason} {n}" for reason, n in sorted(suppressions.items())) or "none"
+    console.print(f"suppression list now: {listed}")
+    return ok
 
 
 def _exact(ids: dict[str, str], delivered: list[dict[str, Any]], report: SimReport) -> bool:
@@ -332,8 +431,9 @@ def _summary(
     table.add_row("accepted (HTTP 202, fsync'd)", str(len(ids)))
     table.add_row("delivered, first attempt", str(first_try))
     table.add_row("delivered after retries", str(len(delivered) - first_try))
+    sync = [e for e in bounced if not e["data"].get("async")]
     classes = Counter(
-        _bounce_class(e["data"].get("enhanced"), e["data"].get("text", "")) for e in bounced
+        _bounce_class(e["data"].get("status"), e["data"].get("text", "")) for e in sync
     )
     for name, n in sorted(classes.items()):
         table.add_row(f"bounced: {name}", str(n))
@@ -377,7 +477,7 @@ def _summary(
         f"exchangers accepted {report.accepted} ({len(report.accepted_pairs())} distinct), "
         f"duplicates {report.duplicate_count}: {verdict}"
     )
-    accounted = len(delivered) + len(bounced) + len(expired) + _state(metrics, "queued")
+    accounted = len(delivered) + len(sync) + len(expired) + _state(metrics, "queued")
     console.print(f"every accepted recipient accounted for: {accounted} of {total}")
 
 

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from postline.bounce import classify_reply
+from postline.bounce import classify_reply, verp
+from postline.bounce.policy import suppresses
 from postline.config import Config
 from postline.deliver.outcome import decide, dns_reply
 from postline.deliver.site import Host, Site, WorkItem, make_record
@@ -51,6 +52,25 @@ from postline.units import format_duration
 __all__ = ["DeliveryEngine"]
 
 log = logging.getLogger(__name__)
+
+_FAILED = frozenset({RecipientState.BOUNCED, RecipientState.EXPIRED})
+
+
+def _bounce_fields(data: dict[str, object], reply: Reply, remote: str | None) -> None:
+    """The fields every ``bounced`` event has, synchronous or not."""
+    data["async"] = False
+    data["status"] = reply.enhanced
+    data["diagnostic"] = " ".join(str(p) for p in (reply.code, reply.enhanced, reply.text) if p)
+    data["remote_mta"] = remote
+
+
+def _expired(data: dict[str, object]) -> None:
+    """An expiry is its own bounce category; the last reply's stays as ``reply_category``."""
+    if "category" in data:
+        data["reply_category"] = data["category"]
+    data["category"] = "expired"
+    data["hard"] = False
+
 
 ROUTE_TTL = 30.0
 
@@ -156,6 +176,7 @@ class DeliveryEngine:
         metrics: Metrics,
         node_id: str,
         rng: random.Random | None = None,
+        verp_secret: bytes = b"",
     ) -> None:
         self.config = config
         self.store = store
@@ -193,6 +214,13 @@ class DeliveryEngine:
         self.throttle_healthy = True
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = Recorder(store, node_id, metrics, on_written=self._settled)
+        b = config.bounce
+        self.verp: tuple[bytes, str] | None = (
+            (verp_secret, b.domain) if b.domain and verp_secret else None
+        )
+        self.hard_bounce_ttl = config.suppression.hard_bounce_ttl
+        self.on_failed: Callable[[LeasedMessage, AttemptRecord], None] | None = None
+        self._failed: dict[tuple[str, int], LeasedMessage] = {}
         # Every recipient leased by this node and not yet settled in the store, with its
         # domain and current lease expiry: renewed while held, forgotten once written.
         self._held: dict[tuple[str, int], tuple[str, float]] = {}
@@ -262,10 +290,47 @@ class DeliveryEngine:
                 self._held[(r.message_id, r.idx)] = (item.domain, item.lease_until)
 
     def _settled(self, records: Sequence[AttemptRecord]) -> None:
+        failed = self._failed
         for r in records:
             self._held.pop((r.message_id, r.idx), None)
             if r.state is RecipientState.QUEUED and r.domain is not None:
                 self.schedule(r.domain, r.next_attempt_at)
+            elif failed:
+                message = failed.pop((r.message_id, r.idx), None)
+                if message is not None and self.on_failed is not None:
+                    self.on_failed(message, r)
+
+    # -- return path -----------------------------------------------------------------
+    def per_transaction(self, site: Site) -> int:
+        """Recipients per SMTP transaction: one when each gets its own signed return path."""
+        if self.verp is not None:
+            return 1
+        return site.destination.limits.recipients_per_transaction or 100
+
+    def envelope_sender(self, item: WorkItem) -> str:
+        """MAIL FROM of a transaction: the signed VERP address of its (single) recipient
+        when a bounce domain is configured; a DSN keeps its null sender."""
+        m = item.message
+        if self.verp is None or not m.mail_from or m.source == "dsn" or len(item.recipients) != 1:
+            return m.mail_from
+        secret, domain = self.verp
+        try:
+            return verp.return_path(m.id, item.recipients[0].idx, secret, domain)
+        except ValueError:
+            return m.mail_from
+
+    def _note_failure(self, item: WorkItem, record: AttemptRecord) -> None:
+        """Remember the message of a final failure until its record is written, then
+        hand both to ``on_failed`` (soft-bounce counting, a DSN to the sender)."""
+        if self.on_failed is not None and record.state in _FAILED:
+            self._failed[(record.message_id, record.idx)] = item.message
+
+    def _suppression(self, state: RecipientState, data: Mapping[str, object]) -> str | None:
+        if state is RecipientState.BOUNCED and suppresses(
+            str(data.get("category")), data.get("hard") is True
+        ):
+            return "hard_bounce"
+        return None
 
     def lease_expiry(self, item: WorkItem) -> float:
         """When the earliest lease of an item's recipients runs out (renewals included)."""
@@ -347,7 +412,7 @@ class DeliveryEngine:
             if m.next_attempt_at > now:
                 continue
             for r in m.recipients:
-                if r.domain in self._domains:
+                if r.domain in self._domains or r.suppressed is not None:
                     continue
                 route = self._routes.get(r.domain)
                 if route is None or route.site is None or route.expires < mono:
@@ -399,7 +464,7 @@ class DeliveryEngine:
                     rcpts,
                     source=m.source,
                 )
-                per_txn = site.destination.limits.recipients_per_transaction or 100
+                per_txn = self.per_transaction(site)
                 by_domain: dict[str, list[LeasedRecipient]] = {}
                 for lr in rcpts:
                     by_domain.setdefault(lr.domain, []).append(lr)
@@ -573,7 +638,7 @@ class DeliveryEngine:
         )
         if not leased:
             return False
-        per_txn = site.destination.limits.recipients_per_transaction or 100
+        per_txn = self.per_transaction(site)
         items = []
         count = 0
         until = now + self.lease_time
@@ -769,20 +834,26 @@ class DeliveryEngine:
                 data["after_data_dot"] = True
             if not reply.positive:
                 self._classify(reply, host, data)
-            records.append(
-                make_record(
-                    item,
-                    r,
-                    state=d.state,
-                    event=d.event,
-                    at=now,
-                    reply=reply,
-                    next_attempt_at=d.next_attempt_at,
-                    mx=host.name if host else None,
-                    data=data,
-                    owner=self.node_id,
-                )
+                if d.state is RecipientState.EXPIRED:
+                    _expired(data)
+                elif d.state is RecipientState.BOUNCED:
+                    _bounce_fields(data, reply, host.name if host else None)
+            record = make_record(
+                item,
+                r,
+                state=d.state,
+                event=d.event,
+                at=now,
+                reply=reply,
+                next_attempt_at=d.next_attempt_at,
+                mx=host.name if host else None,
+                data=data,
+                owner=self.node_id,
+                suppress=self._suppression(d.state, data),
+                suppress_until=now + self.hard_bounce_ttl if self.hard_bounce_ttl else None,
             )
+            self._note_failure(item, record)
+            records.append(record)
         self.recorder.add(records)
 
     def _classify(self, reply: Reply, host: Host | None, data: dict[str, object]) -> None:
@@ -823,19 +894,25 @@ class DeliveryEngine:
                 "synthetic": True,
             }
             self._classify(reply, None, data)
-            records.append(
-                make_record(
-                    item,
-                    r,
-                    state=d.state,
-                    event=d.event,
-                    at=now,
-                    reply=reply,
-                    next_attempt_at=d.next_attempt_at,
-                    data=data,
-                    owner=self.node_id,
-                )
+            if d.state is RecipientState.EXPIRED:
+                _expired(data)
+            elif d.state is RecipientState.BOUNCED:
+                _bounce_fields(data, reply, None)
+            record = make_record(
+                item,
+                r,
+                state=d.state,
+                event=d.event,
+                at=now,
+                reply=reply,
+                next_attempt_at=d.next_attempt_at,
+                data=data,
+                owner=self.node_id,
+                suppress=self._suppression(d.state, data),
+                suppress_until=now + self.hard_bounce_ttl if self.hard_bounce_ttl else None,
             )
+            self._note_failure(item, record)
+            records.append(record)
         self.recorder.add(records)
 
     def expire(self, item: WorkItem, recipients: Sequence[Any], *, now: float) -> None:
@@ -846,7 +923,7 @@ class DeliveryEngine:
             "QUEUE",
             True,
         )
-        self.recorder.add(
+        records = [
             make_record(
                 item,
                 r,
@@ -855,11 +932,14 @@ class DeliveryEngine:
                 at=now,
                 reply=reply,
                 counted=False,
-                data={"reason": "max_age"},
+                data={"reason": "max_age", "category": "expired", "hard": False},
                 owner=self.node_id,
             )
             for r in recipients
-        )
+        ]
+        for record in records:
+            self._note_failure(item, record)
+        self.recorder.add(records)
 
     def release(self, items: Sequence[WorkItem], *, now: float) -> None:
         """Hand leased work back to the queue without counting an attempt."""

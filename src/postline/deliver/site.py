@@ -388,7 +388,7 @@ class Site:
         rcpts = [r.address for r in item.recipients]
         started = time.monotonic()
         try:
-            result = await client.send(item.message.mail_from, rcpts, item.message.body)
+            result = await client.send(engine.envelope_sender(item), rcpts, item.message.body)
         except SMTPClientError as exc:
             engine.metrics.attempt_seconds.observe(time.monotonic() - started)
             replies = [exc.reply] * len(rcpts)
@@ -434,6 +434,8 @@ def make_record(
     mx: str | None = None,
     data: dict[str, object] | None = None,
     owner: str | None = None,
+    suppress: str | None = None,
+    suppress_until: float | None = None,
 ) -> AttemptRecord:
     return AttemptRecord(
         message_id=item.message.id,
@@ -452,4 +454,6 @@ def make_record(
         data=dict(data or {}),
         domain=item.domain,
         owner=owner,
+        suppress=suppress,
+        suppress_until=suppress_until,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from postline.errors import ValidationError
@@ -243,6 +243,61 @@ class Ingestor:
             subject=subject,
         )
 
+    def build_report_message(
+        self, tenant_id: str, *, to: str, body: bytes, now: float
+    ) -> NewMessage:
+        """A delivery report (DSN) postline itself sends: null return path, source
+        ``dsn`` (so it is never answered by another report), the body as built."""
+        msg_id = new_id()
+        rcpts = self._recipients([to], "to")
+        body, mid = fix_raw(
+            body,
+            message_id=self._message_id(msg_id, self.hostname),
+            date=now,
+            postline_id=msg_id,
+        )
+        return NewMessage(
+            id=msg_id,
+            tenant_id=tenant_id,
+            mail_from="",
+            body=body,
+            recipients=rcpts,
+            created_at=now,
+            next_attempt_at=now,
+            expires_at=now + self.limits.max_age,
+            source="dsn",
+            message_id_header=mid,
+            subject="",
+        )
+
+    # -- suppression -----------------------------------------------------------------
+    async def apply_suppressions(
+        self, tenant_id: str, messages: Sequence[NewMessage], *, now: float
+    ) -> list[NewMessage]:
+        """The messages with every recipient on the tenant's (or the global) suppression
+        list marked: such a recipient is stored as ``suppressed`` with an event, never
+        queued and never silently dropped."""
+        addresses = sorted({r.address.lower() for m in messages for r in m.recipients})
+        if not addresses:
+            return list(messages)
+        found = await self.store.suppressed(tenant_id, addresses, now=now)
+        if not found:
+            return list(messages)
+        out = []
+        for m in messages:
+            if any(r.address.lower() in found for r in m.recipients):
+                m = replace(
+                    m,
+                    recipients=[
+                        replace(r, suppressed=found[r.address.lower()].reason)
+                        if r.address.lower() in found
+                        else r
+                        for r in m.recipients
+                    ],
+                )
+            out.append(m)
+        return out
+
     # -- enqueueing ------------------------------------------------------------------
     async def enqueue(
         self,
@@ -302,11 +357,11 @@ class Ingestor:
                     for m in messages
                     if m.next_attempt_at <= now
                     for r in m.recipients
-                    if r.idx not in claims.get(m.id, {})
+                    if r.idx not in claims.get(m.id, {}) and r.suppressed is None
                 }
             )
             for m in messages:
                 if m.next_attempt_at > now:
-                    for domain in {r.domain for r in m.recipients}:
+                    for domain in {r.domain for r in m.recipients if r.suppressed is None}:
                         dispatcher.schedule(domain, m.next_attempt_at)
         return None

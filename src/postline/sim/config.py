@@ -12,12 +12,19 @@ reads a file like this one (every key optional except the domains' ``name``)::
     rate_window = 1.0            # window of the report's peak rates
     idle_timeout = 300.0         # an idle client connection is closed after this long
     ttl = 300                    # TTL of every DNS record
+    feedback_to = "127.0.0.1:2525"   # where late bounces, complaints and auto-replies go
+    fbl_address = "fbl@bounces.shop.example"  # complaints go here (default: the sender)
+    feedback_tries = 4           # attempts per feedback message (4xx, refused, timeout)
+    feedback_retry_delay = 1.0   # seconds before the 2nd attempt, doubling after
 
     [profiles.big]               # named profiles, referenced by name from domains
     throttle_style = "google"
     rate = 200
     rate_period = 1.0
     max_connections = 30
+    late_bounce_rate = 0.02      # feedback shares of accepted recipients (default 0)
+    complaint_rate = 0.001
+    auto_reply_rate = 0.01
 
     [[domains]]
     name = "gmail.test"
@@ -42,6 +49,7 @@ reads a file like this one (every key optional except the domains' ``name``)::
     connections = 20
 
 MX entries given as plain strings get preferences 10, 20, 30... in their order.
+The feedback knobs of profiles are described in :mod:`postline.sim.profiles`.
 """
 
 from __future__ import annotations
@@ -57,7 +65,15 @@ from postline.errors import ConfigError
 from postline.sim.dns import Zone
 from postline.sim.profiles import DomainSpec, MXHostSpec, Profile
 
-__all__ = ["HostPlan", "SimConfig", "add_to_zone", "check_loopback", "plan_hosts"]
+__all__ = [
+    "HostPlan",
+    "SimConfig",
+    "add_to_zone",
+    "check_address",
+    "check_loopback",
+    "parse_target",
+    "plan_hosts",
+]
 
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _NODE_ADDRESS = ipaddress.ip_address("127.0.0.1")
@@ -92,6 +108,30 @@ def check_loopback(host: str, what: str = "address") -> str:
             f"{what} {host!r} is outside 127.0.0.0/8; the simulator binds loopback only"
         )
     return str(address)
+
+
+def check_address(address: object, what: str = "address") -> str:
+    """Return ``address`` if it reads as ``local@domain`` (no spaces or brackets)."""
+    if (
+        not isinstance(address, str)
+        or not 3 <= len(address) <= 320
+        or address.count("@") != 1
+        or address.startswith("@")
+        or address.endswith("@")
+        or any(c.isspace() or c in "<>,;" for c in address)
+    ):
+        raise ConfigError(f"{what} must be an address like fbl@domain, got {address!r}")
+    return address
+
+
+def parse_target(text: str, what: str = "feedback_to") -> tuple[str, int]:
+    """``"HOST:PORT"`` as ``(IPv4 address, port)``; the host must lie in 127.0.0.0/8."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{what} must be a string HOST:PORT")
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{what} must be HOST:PORT with a port 1..65535, got {text!r}")
+    return check_loopback(host or "127.0.0.1", what), int(port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +176,10 @@ class SimConfig:
     idle_timeout: float = 300.0
     ttl: int = 300
     hints: tuple[Mapping[str, Any], ...] = field(default=())
+    feedback_to: str | None = None
+    fbl_address: str | None = None
+    feedback_tries: int = 4
+    feedback_retry_delay: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "domains", tuple(self.domains))
@@ -155,6 +199,19 @@ class SimConfig:
             object.__setattr__(self, key, _seconds(getattr(self, key), key, positive=True))
         if not isinstance(self.ttl, int) or isinstance(self.ttl, bool) or self.ttl < 0:
             raise ConfigError("ttl must be a whole number of seconds >= 0")
+        if self.feedback_to is not None:
+            host, port = parse_target(self.feedback_to)
+            object.__setattr__(self, "feedback_to", f"{host}:{port}")
+        if self.fbl_address is not None:
+            check_address(self.fbl_address, "fbl_address")
+        tries = self.feedback_tries
+        if not isinstance(tries, int) or isinstance(tries, bool) or not 1 <= tries <= 100:
+            raise ConfigError("feedback_tries must be a whole number 1..100")
+        object.__setattr__(
+            self,
+            "feedback_retry_delay",
+            _seconds(self.feedback_retry_delay, "feedback_retry_delay"),
+        )
         names = [d.name for d in self.domains]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -10,7 +10,23 @@ request                     answer
 ``POST /reset``             forgets the records; ``?state=1`` also forgets greylisting,
                             rate windows and drop memory. Answers ``{"ok": true}``
 ``GET /config``             ``{"dns", "smtp_port", "addresses", "domains", "hints"}``
+``GET /feedback``           the late bounces, complaints and auto-replies planned so far:
+                            ``{"target", "fbl_address", "settled", "totals", "by_kind",
+                            "by_format", "items"}``; ``?wait=5`` first waits up to 5 s
+                            (at most 60) for pending items, ``?details=0`` leaves
+                            ``items`` out
+``POST /feedback/target``   ``?to=HOST:PORT`` (loopback) and/or ``?fbl=ADDRESS`` change
+                            where feedback goes from now on (``none`` unsets); answers
+                            ``{"ok": true, "target", "fbl_address"}``
 =========================== ==============================================================
+
+``/feedback``'s ``totals`` counts ``planned``, ``pending``, ``sent`` and ``failed`` items;
+``by_kind`` (``dsn``, ``arf``, ``autoreply``) and ``by_format`` (``"dsn/postfix"``...)
+count the same per kind and format. Each item of ``items`` is a
+:class:`~postline.sim.recorder.FeedbackRecord`: ``id``, ``time``, ``kind``, ``format``,
+``recipient``, ``domain``, ``host``, ``mail_from``, ``message_id``, ``postline_id``,
+``reason``, ``status``, ``feedback_from``, ``feedback_to``, ``state``, ``target``,
+``attempts``, ``reply``, ``sent_at``.
 
 Each request gets one response and the connection is closed (``Connection: close``).
 """
@@ -21,9 +37,11 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from postline.errors import ConfigError
 from postline.sim.config import check_loopback
 from postline.sim.runner import Simulator
 
@@ -33,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _MAX_HEAD = 65536
 _MAX_BODY = 1 << 20
+_MAX_WAIT = 60.0
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
 
@@ -110,7 +129,49 @@ class ControlServer:
             await reader.readexactly(length)
         url = urlsplit(target)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if url.path == "/feedback" and "wait" in query and method.upper() == "GET":
+            try:
+                wait = float(query["wait"])
+            except ValueError:
+                return 400, _json({"error": "wait must be a number of seconds"})
+            if not 0 <= wait <= _MAX_WAIT:
+                return 400, _json({"error": f"wait must be 0..{_MAX_WAIT:g} seconds"})
+            await self.sim.settle_feedback(wait)
         return self._route(method.upper(), url.path, query)
+
+    def _feedback(self, query: dict[str, str]) -> dict[str, Any]:
+        sim = self.sim
+        recorder = sim.recorder
+        details = query.get("details", "1") not in ("0", "false", "no")
+        summary = recorder.feedback_summary()
+        return {
+            "target": sim.feedback.target_text,
+            "fbl_address": sim.feedback.fbl_address,
+            "settled": sim.feedback.pending == 0,
+            **summary,
+            **({"items": [asdict(r) for r in recorder.feedback_records()]} if details else {}),
+        }
+
+    def _feedback_target(self, query: dict[str, str]) -> tuple[int, bytes]:
+        sim = self.sim
+        if "to" not in query and "fbl" not in query:
+            return 400, _json({"error": "give to=HOST:PORT and/or fbl=ADDRESS"})
+        try:
+            if "to" in query:
+                to = query["to"]
+                sim.set_feedback_to(None if to.lower() == "none" else to)
+            if "fbl" in query:
+                fbl = query["fbl"]
+                sim.set_fbl_address(None if fbl.lower() == "none" else fbl)
+        except ConfigError as exc:
+            return 400, _json({"error": str(exc)})
+        return 200, _json(
+            {
+                "ok": True,
+                "target": sim.feedback.target_text,
+                "fbl_address": sim.feedback.fbl_address,
+            }
+        )
 
     def _route(self, method: str, path: str, query: dict[str, str]) -> tuple[int, bytes]:
         sim = self.sim
@@ -142,6 +203,14 @@ class ControlServer:
                     "hints": sim.throttle_hints(),
                 }
             )
+        if path == "/feedback":
+            if method != "GET":
+                return 405, _json({"error": "use GET"})
+            return 200, _json(self._feedback(query))
+        if path == "/feedback/target":
+            if method != "POST":
+                return 405, _json({"error": "use POST"})
+            return self._feedback_target(query)
         return 404, _json({"error": f"no route {path}"})
 
 

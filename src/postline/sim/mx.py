@@ -15,7 +15,9 @@ Order of checks:
   transaction), local-part behaviour, greylisting;
 - end of DATA: drop (``drop…@`` first attempt, or ``drop_rate``), rate limit (DATA
   styles), a transient failure planned at RCPT TO, ``spam…@``; else accepted and
-  recorded once per recipient with the Message-ID read from the header block only.
+  recorded once per recipient with the Message-ID read from the header block only, and
+  handed to :class:`~postline.sim.feedback.Feedback`, which may plan a late bounce,
+  complaint or auto-reply for some recipients (profiles with feedback rates only).
 
 Random decisions are hashes of (seed, kind, key, attempt number), so the same message
 meets the same fate whatever the order in which connections arrive.
@@ -32,7 +34,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, AnyStr
+from typing import TYPE_CHECKING, Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -48,6 +50,9 @@ from postline.sim.styles import (
     throttle_reply,
     throttle_stage,
 )
+
+if TYPE_CHECKING:
+    from postline.sim.feedback import Feedback
 
 __all__ = ["MXHost", "ProviderState", "SimState", "extract_message_id"]
 
@@ -141,8 +146,10 @@ class SimState:
         slow_delay: float = 2.0,
         idle_timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        feedback: Feedback | None = None,
     ) -> None:
         self.recorder = recorder
+        self.feedback = feedback
         self.seed = seed
         self.greylist_delay = greylist_delay
         self.slow_delay = slow_delay
@@ -480,6 +487,18 @@ class _Handler:
                 host.name,
                 host.provider,
                 server.client_ip,
+                tls=tls,
+            )
+        if state.feedback is not None and profile.sends_feedback:
+            state.feedback.accepted(
+                profile,
+                host=host.name,
+                host_address=host.address,
+                mail_from=envelope.mail_from or "",
+                recipients=rcpts,
+                message_id=message_id,
+                content=content,
+                client_ip=server.client_ip,
                 tls=tls,
             )
         serial = state.serial()

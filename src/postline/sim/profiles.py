@@ -37,6 +37,34 @@ pipelining     PIPELINING advertised (default on)
 dead           nothing listens on the host's address: connections are refused
 ============== =============================================================================
 
+Feedback knobs: after accepting a message, a domain may later send mail back about it
+(see :mod:`postline.sim.feedback`; all rates default to 0, which sends nothing):
+
+================== =========================================================================
+knob               effect
+================== =========================================================================
+late_bounce_rate   fraction of accepted recipients that get a late bounce (an asynchronous
+                   DSN sent to the envelope sender with ``MAIL FROM:<>``)
+complaint_rate     fraction that get an ARF complaint (RFC 5965), sent to the simulator's
+                   ``fbl_address`` when set, else to the envelope sender
+auto_reply_rate    fraction that get an auto-reply (RFC 3834 / out-of-office), sent to the
+                   envelope sender with ``MAIL FROM:<>``
+feedback_delay     seconds between accepting the message and sending the feedback (1.0)
+mailbox_full_share fraction of late bounces that say "mailbox full" (half ``5.2.2``, half
+                   ``4.2.2``); the rest say "user unknown" (``5.1.1``). Default 0.2
+bounce_formats     the late-bounce formats taken in turn: ``postfix``, ``exim``, ``qmail``,
+                   ``exchange``, ``gmail`` (default: all)
+complaint_formats  the complaint formats taken in turn: ``yahoo``, ``microsoft``,
+                   ``headers`` (default: all)
+auto_reply_formats the auto-reply formats taken in turn: ``vacation``, ``exchange``,
+                   ``out-of-office``, ``abwesenheit`` (default: all)
+complaint_redact   replace the complaining recipient's address with ``redacted@<domain>``
+                   in complaints (default false: nothing is redacted)
+================== =========================================================================
+
+The three rates are drawn from one number per (Message-ID, recipient), so a recipient
+gets at most one kind of feedback and their sum must not exceed 1.
+
 Domain kinds outside the MX: ``mx`` (default: MX records pointing at simulated hosts),
 ``implicit`` (no MX, only an A record: the domain itself is the mail exchanger),
 ``null_mx`` (``MX 0 .``, RFC 7505), ``nxdomain`` (left out of DNS), ``servfail`` (the DNS
@@ -81,6 +109,9 @@ from typing import Any, Literal, get_args
 from postline.errors import ConfigError
 
 __all__ = [
+    "AUTO_REPLY_FORMATS",
+    "BOUNCE_FORMATS",
+    "COMPLAINT_FORMATS",
     "DOMAIN_KINDS",
     "THROTTLE_STYLES",
     "Behaviour",
@@ -98,6 +129,11 @@ THROTTLE_STYLES: tuple[str, ...] = get_args(ThrottleStyle)
 
 DomainKind = Literal["mx", "implicit", "null_mx", "nxdomain", "servfail", "blackhole"]
 DOMAIN_KINDS: tuple[str, ...] = get_args(DomainKind)
+
+#: Formats of late bounces, complaints and auto-replies (see :mod:`postline.sim.notices`).
+BOUNCE_FORMATS: tuple[str, ...] = ("postfix", "exim", "qmail", "exchange", "gmail")
+COMPLAINT_FORMATS: tuple[str, ...] = ("yahoo", "microsoft", "headers")
+AUTO_REPLY_FORMATS: tuple[str, ...] = ("vacation", "exchange", "out-of-office", "abwesenheit")
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _RESERVED_SUFFIXES = (".test", ".example", ".invalid", ".localhost")
@@ -197,6 +233,15 @@ class Profile:
     max_size: int | None = None
     pipelining: bool = True
     dead: bool = False
+    late_bounce_rate: float = 0.0
+    complaint_rate: float = 0.0
+    auto_reply_rate: float = 0.0
+    feedback_delay: float = 1.0
+    mailbox_full_share: float = 0.2
+    bounce_formats: tuple[str, ...] = BOUNCE_FORMATS
+    complaint_formats: tuple[str, ...] = COMPLAINT_FORMATS
+    auto_reply_formats: tuple[str, ...] = AUTO_REPLY_FORMATS
+    complaint_redact: bool = False
 
     def __post_init__(self) -> None:
         where = f"profile {self.name!r}"
@@ -208,22 +253,53 @@ class Profile:
                 raise ConfigError(f"{where}: {key} must be a positive whole number, got {value!r}")
         if not _number(self.rate_period) or self.rate_period <= 0:
             raise ConfigError(f"{where}: rate_period must be a positive number of seconds")
-        for key in ("tarpit",):
+        for key in ("tarpit", "feedback_delay"):
             value = getattr(self, key)
             if not _number(value) or value < 0:
                 raise ConfigError(f"{where}: {key} must be a number of seconds >= 0")
         if self.greylist is not None and (not _number(self.greylist) or self.greylist < 0):
             raise ConfigError(f"{where}: greylist must be a number of seconds >= 0")
-        for key in ("transient_rate", "drop_rate"):
+        for key in (
+            "transient_rate",
+            "drop_rate",
+            "late_bounce_rate",
+            "complaint_rate",
+            "auto_reply_rate",
+            "mailbox_full_share",
+        ):
             value = getattr(self, key)
             if not _number(value) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{where}: {key} must be a fraction between 0 and 1")
+        if self.late_bounce_rate + self.complaint_rate + self.auto_reply_rate > 1.0 + 1e-9:
+            raise ConfigError(
+                f"{where}: late_bounce_rate + complaint_rate + auto_reply_rate must not "
+                "exceed 1 (a recipient gets at most one kind of feedback)"
+            )
+        for key, known in (
+            ("bounce_formats", BOUNCE_FORMATS),
+            ("complaint_formats", COMPLAINT_FORMATS),
+            ("auto_reply_formats", AUTO_REPLY_FORMATS),
+        ):
+            value = getattr(self, key)
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, key, value)
+            if (
+                not isinstance(value, tuple)
+                or not value
+                or any(v not in known for v in value)
+                or len(set(value)) != len(value)
+            ):
+                raise ConfigError(
+                    f"{where}: {key} must be a non-empty list of distinct names among "
+                    f"{', '.join(known)}, got {value!r}"
+                )
         if self.throttle_style not in THROTTLE_STYLES:
             raise ConfigError(
                 f"{where}: throttle_style must be one of {', '.join(THROTTLE_STYLES)}, "
                 f"got {self.throttle_style!r}"
             )
-        for key in ("block", "tls", "pipelining", "dead"):
+        for key in ("block", "tls", "pipelining", "dead", "complaint_redact"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{where}: {key} must be true or false")
 
@@ -239,10 +315,23 @@ class Profile:
             )
         values = dict(data)
         values.setdefault("name", name)
-        for key in ("rate_period", "tarpit"):
+        for key in (
+            "rate_period",
+            "tarpit",
+            "feedback_delay",
+            "late_bounce_rate",
+            "complaint_rate",
+            "auto_reply_rate",
+            "mailbox_full_share",
+        ):
             if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
                 values[key] = float(values[key])
         return cls(**values)
+
+    @property
+    def sends_feedback(self) -> bool:
+        """Whether any accepted message may draw a late bounce, complaint or auto-reply."""
+        return bool(self.late_bounce_rate or self.complaint_rate or self.auto_reply_rate)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,20 +16,25 @@ Measures:
   from its start when its host serves that domain only, else from its first RCPT TO for
   the domain;
 - the peak accepted-message rate over a sliding window (:func:`peak_rate_of`): the most
-  messages accepted within any interval of ``window`` seconds, divided by ``window``.
+  messages accepted within any interval of ``window`` seconds, divided by ``window``;
+- feedback (late bounces, complaints, auto-replies; :mod:`postline.sim.feedback`): one
+  :class:`FeedbackRecord` per item, created ``pending`` when the message is accepted and
+  turned ``sent`` or ``failed`` with the target's last reply, and totals per state, kind
+  and format.
 
 Times are wall-clock seconds since the epoch (``time.time()``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 __all__ = [
     "AcceptedRecord",
@@ -37,6 +42,8 @@ __all__ = [
     "ConnectionStats",
     "DropRecord",
     "Duplicate",
+    "FeedbackRecord",
+    "FeedbackState",
     "Recorder",
     "RejectionRecord",
     "SimReport",
@@ -44,6 +51,8 @@ __all__ = [
 ]
 
 _ENHANCED = re.compile(r"([245]\.\d{1,3}\.\d{1,3})(?: |$)")
+
+FeedbackState = Literal["pending", "sent", "failed"]
 
 
 def peak_rate_of(times: Iterable[float], window: float = 1.0) -> float:
@@ -117,6 +126,68 @@ class Duplicate:
     count: int
 
 
+@dataclass(slots=True)
+class FeedbackRecord:
+    """One late bounce, complaint or auto-reply the simulator planned, and its fate.
+
+    ``kind`` is ``dsn``, ``arf`` or ``autoreply``; ``format`` the style it imitates
+    (``postfix``, ``yahoo``, ``vacation``...). ``mail_from`` and ``message_id`` are the
+    original message's envelope sender and Message-ID header, ``recipient`` the original
+    recipient the feedback is about. ``reason`` is ``user-unknown``, ``mailbox-full``,
+    ``abuse`` or ``out-of-office``; ``status`` the enhanced status a bounce reports (empty
+    for the other kinds). ``feedback_from`` / ``feedback_to`` are the envelope of the
+    feedback message (``""``: the null reverse-path), ``target`` the ``host:port`` it was
+    sent to. ``state`` is ``pending`` until the target answered the end of DATA with 2xx
+    (``sent``) or refused it for good / kept failing ``attempts`` times (``failed``);
+    ``reply`` is the target's last reply or the error met.
+    """
+
+    id: int
+    time: float
+    kind: str
+    format: str
+    recipient: str
+    domain: str
+    host: str
+    mail_from: str
+    message_id: str
+    postline_id: str
+    reason: str
+    status: str
+    feedback_from: str
+    feedback_to: str
+    state: FeedbackState = "pending"
+    target: str = ""
+    attempts: int = 0
+    reply: str = ""
+    sent_at: float | None = None
+
+
+def feedback_totals(records: Iterable[FeedbackRecord]) -> dict[str, Any]:
+    """``{"totals": {...}, "by_kind": {kind: {...}}, "by_format": {"kind/format": {...}}}``
+    where each ``{...}`` counts ``planned``, ``pending``, ``sent`` and ``failed``."""
+
+    def zero() -> dict[str, int]:
+        return {"planned": 0, "pending": 0, "sent": 0, "failed": 0}
+
+    totals = zero()
+    by_kind: dict[str, dict[str, int]] = {}
+    by_format: dict[str, dict[str, int]] = {}
+    for r in records:
+        for table in (
+            totals,
+            by_kind.setdefault(r.kind, zero()),
+            by_format.setdefault(f"{r.kind}/{r.format}", zero()),
+        ):
+            table["planned"] += 1
+            table[r.state] += 1
+    return {
+        "totals": totals,
+        "by_kind": dict(sorted(by_kind.items())),
+        "by_format": dict(sorted(by_format.items())),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionStats:
     """Connections opened in total and the most open at the same time."""
@@ -131,8 +202,10 @@ class SimReport:
 
     ``peak_rate_by_domain`` / ``peak_rate_by_provider`` use a sliding window of ``window``
     seconds. Connection statistics are keyed by domain, MX host, provider, client IP and
-    ``"provider|client_ip"``. ``records``, ``rejections`` and ``drops`` are empty in a
-    summary report.
+    ``"provider|client_ip"``. ``feedback`` counts feedback items by state (``planned``,
+    ``pending``, ``sent``, ``failed``), ``feedback_by_kind`` and ``feedback_by_format``
+    (``"kind/format"``) the same per kind and format. ``records``, ``rejections``,
+    ``drops`` and ``feedback_records`` are empty in a summary report.
     """
 
     started_at: float
@@ -158,6 +231,10 @@ class SimReport:
     records: list[AcceptedRecord] = field(default_factory=list)
     rejections: list[RejectionRecord] = field(default_factory=list)
     drops: list[DropRecord] = field(default_factory=list)
+    feedback: dict[str, int] = field(default_factory=dict)
+    feedback_by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    feedback_by_format: dict[str, dict[str, int]] = field(default_factory=dict)
+    feedback_records: list[FeedbackRecord] = field(default_factory=list)
 
     def to_json(self) -> str:
         """The report as one JSON object."""
@@ -187,6 +264,7 @@ class SimReport:
         drops = [
             DropRecord(**{**d, "recipients": tuple(d["recipients"])}) for d in data.pop("drops", [])
         ]
+        feedback_records = [FeedbackRecord(**f) for f in data.pop("feedback_records", [])]
         return cls(
             **data,
             **conn,  # type: ignore[arg-type]
@@ -194,6 +272,7 @@ class SimReport:
             records=records,
             rejections=rejections,
             drops=drops,
+            feedback_records=feedback_records,
         )
 
     def accepted_pairs(self) -> set[tuple[str, str]]:
@@ -236,6 +315,7 @@ class Recorder:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._open: dict[int, ConnectionHandle] = {}
+        self._feedback_ids = itertools.count(1)
         self.reset()
 
     def reset(self) -> None:
@@ -244,6 +324,7 @@ class Recorder:
         self.records: list[AcceptedRecord] = []
         self.rejections: list[RejectionRecord] = []
         self.drops: list[DropRecord] = []
+        self.feedback: list[FeedbackRecord] = []
         self._pairs: Counter[tuple[str, str]] = Counter()
         self._gauges: dict[str, dict[str, _Gauge]] = {
             kind: {} for kind in ("domain", "host", "provider", "client", "provider_client")
@@ -390,6 +471,66 @@ class Recorder:
             DropRecord(self._clock(), message_id, tuple(recipients), host, provider, client_ip)
         )
 
+    # -- feedback ------------------------------------------------------------------------
+
+    def feedback_planned(
+        self,
+        *,
+        kind: str,
+        format: str,
+        recipient: str,
+        domain: str,
+        host: str,
+        mail_from: str,
+        message_id: str,
+        postline_id: str,
+        reason: str,
+        status: str,
+        feedback_from: str,
+        feedback_to: str,
+    ) -> FeedbackRecord:
+        """Record a feedback item about to be sent; returns it ``pending``."""
+        record = FeedbackRecord(
+            id=next(self._feedback_ids),
+            time=self._clock(),
+            kind=kind,
+            format=format,
+            recipient=recipient,
+            domain=domain,
+            host=host,
+            mail_from=mail_from,
+            message_id=message_id,
+            postline_id=postline_id,
+            reason=reason,
+            status=status,
+            feedback_from=feedback_from,
+            feedback_to=feedback_to,
+        )
+        self.feedback.append(record)
+        return record
+
+    def feedback_attempt(self, record: FeedbackRecord, target: str) -> None:
+        """Count one delivery attempt of ``record`` to ``target`` (``host:port``)."""
+        record.attempts += 1
+        record.target = target
+
+    def feedback_done(self, record: FeedbackRecord, *, sent: bool, reply: str) -> None:
+        """Settle a pending item: ``sent`` (with the target's reply) or failed."""
+        if record.state != "pending":
+            return
+        record.state = "sent" if sent else "failed"
+        record.reply = reply
+        if sent:
+            record.sent_at = self._clock()
+
+    def feedback_records(self) -> list[FeedbackRecord]:
+        """Copies of every feedback record, in the order planned."""
+        return [replace(r) for r in self.feedback]
+
+    def feedback_summary(self) -> dict[str, Any]:
+        """Feedback counts (see :func:`feedback_totals`)."""
+        return feedback_totals(self.feedback)
+
     # -- queries -------------------------------------------------------------------------
 
     def accepted_count(self, domain: str | None = None) -> int:
@@ -438,6 +579,8 @@ class Recorder:
                 for key, g in sorted(self._gauges[kind].items())
             }
 
+        feedback = self.feedback_summary()
+
         return SimReport(
             started_at=self.started_at,
             generated_at=self._clock(),
@@ -464,4 +607,8 @@ class Recorder:
             records=list(self.records) if details else [],
             rejections=list(self.rejections) if details else [],
             drops=list(self.drops) if details else [],
+            feedback=feedback["totals"],
+            feedback_by_kind=feedback["by_kind"],
+            feedback_by_format=feedback["by_format"],
+            feedback_records=self.feedback_records() if details else [],
         )

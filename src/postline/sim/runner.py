@@ -16,6 +16,10 @@ Every MX host listens on its own 127.0.0.x address, all on the same port
 port turns out to be taken on one of them. A host whose profile is ``dead`` gets a
 socket bound on its address and port that never listens, so connections are refused
 and nothing else can take the place.
+
+Feedback (late bounces, complaints, auto-replies; :mod:`postline.sim.feedback`) is sent
+in the background to ``SimConfig.feedback_to``; :meth:`Simulator.settle_feedback` waits
+for it, and :meth:`Simulator.stop` cancels what is still pending.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from types import TracebackType
 from typing import Any
 
 from postline.errors import ConfigError
-from postline.sim.config import HostPlan, SimConfig, add_to_zone, plan_hosts
+from postline.sim.config import HostPlan, SimConfig, add_to_zone, check_address, plan_hosts
 from postline.sim.dns import DNSServer, Zone
+from postline.sim.feedback import Feedback
 from postline.sim.mx import MXHost, SimState
 from postline.sim.profiles import DomainSpec
 from postline.sim.recorder import Recorder, SimReport
@@ -49,12 +54,21 @@ class Simulator:
     def __init__(self, config: SimConfig, *, recorder: Recorder | None = None) -> None:
         self.config = config
         self.recorder = recorder if recorder is not None else Recorder()
+        self.feedback = Feedback(
+            self.recorder,
+            seed=config.seed,
+            target=config.feedback_to,
+            fbl_address=config.fbl_address,
+            tries=config.feedback_tries,
+            retry_delay=config.feedback_retry_delay,
+        )
         self.state = SimState(
             self.recorder,
             seed=config.seed,
             greylist_delay=config.greylist_delay,
             slow_delay=config.slow_delay,
             idle_timeout=config.idle_timeout,
+            feedback=self.feedback,
         )
         self._domains: list[DomainSpec] = list(config.domains)
         self._plans = plan_hosts(self._domains, config.first_address)
@@ -136,9 +150,11 @@ class Simulator:
         )
 
     async def stop(self) -> None:
-        """Close every listener and connection and the DNS server (idempotent)."""
+        """Close every listener and connection and the DNS server (idempotent); feedback
+        still pending is cancelled and recorded as failed."""
         self._running = False
         await self._close_hosts()
+        await self.feedback.close()
         if self._dns is not None:
             dns, self._dns = self._dns, None
             await dns.stop()
@@ -227,10 +243,27 @@ class Simulator:
 
     def reset(self, *, state: bool = False) -> None:
         """Forget the records; with ``state=True`` also greylisting, rate windows, drop
-        memory and dice history."""
+        memory, dice history and the feedback format rotation."""
         self.recorder.reset()
         if state:
             self.state.reset()
+            self.feedback.reset()
+
+    # -- feedback ----------------------------------------------------------------------------
+
+    def set_feedback_to(self, target: str | None) -> None:
+        """Send feedback to ``"HOST:PORT"`` (127.0.0.0/8) from now on, retries included;
+        None: nowhere. ConfigError for anything else."""
+        self.feedback.set_target(target)
+
+    def set_fbl_address(self, address: str | None) -> None:
+        """Send complaints to ``address`` from now on; None: to the envelope sender."""
+        self.feedback.fbl_address = None if address is None else check_address(address)
+
+    async def settle_feedback(self, timeout: float | None = None) -> bool:
+        """Wait until every planned feedback item is sent or failed, at most ``timeout``
+        seconds; True when none is pending."""
+        return await self.feedback.settle(timeout)
 
 
 def _toml_value(value: object) -> str:

@@ -165,6 +165,8 @@ class AttemptRecord:
     suppress: str | None = None
     """A suppression reason (``hard_bounce``...) to add for the address with the outcome,
     in the same transaction."""
+    suppress_until: float | None = None
+    """When that suppression lapses; None: never."""
     owner: str | None = None
     """The node whose lease the attempt ran under. A deferral or release applies only
     while that node still holds the recipient's lease: once it expired and another node
@@ -378,7 +380,10 @@ class Store(Protocol):
         ...
 
     # -- reads -----------------------------------------------------------------------
-    async def get_message(self, tenant_id: str, message_id: str) -> MessageView | None: ...
+    async def get_message(self, tenant_id: str | None, message_id: str) -> MessageView | None:
+        """A message of ``tenant_id``; None looks in every tenant (inbound reports only,
+        which name a message by its signed id)."""
+        ...
 
     async def events(self, query: EventQuery) -> list[Event]: ...
 

@@ -39,6 +39,16 @@ ALLOWED: dict[str, set[str]] = {
     "postline.sim": {"model", "errors", "smtp"},
     "postline.tenants": {"store"},
     "postline.bounce": {"model", "errors"},
+    "postline.feedback": {
+        "bounce",
+        "model",
+        "errors",
+        "config",
+        "smtp",
+        "store",
+        "ingest",
+        "metrics",
+    },
 }
 # Exceptions that are entry points, not library code.
 ENTRY_POINTS = {"postline.sim.__main__"}

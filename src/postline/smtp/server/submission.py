@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import re
 import ssl
+import time
 from email.utils import formatdate
 from typing import Any
 
@@ -30,6 +31,7 @@ from postline.smtp.replies import (
     S451_LOCAL_ERROR,
     S452_TOO_MANY_RECIPIENTS,
     S530_AUTH_REQUIRED,
+    S550_RECIPIENT_SUPPRESSED,
     S550_RELAY_DENIED,
     S553_BAD_ADDRESS,
     S553_BAD_SENDER,
@@ -119,7 +121,8 @@ class SubmissionHandler:
     async def handle_RCPT(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if self._tenant(session) is None:
+        tenant = self._tenant(session)
+        if tenant is None:
             return S550_RELAY_DENIED
         if len(envelope.rcpt_tos) >= self.config.max_recipients:
             return S452_TOO_MANY_RECIPIENTS
@@ -127,6 +130,15 @@ class SubmissionHandler:
             rcpt = parse_address(address)
         except InvalidAddress:
             return S553_BAD_ADDRESS
+        try:
+            listed = await self.ingestor.store.suppressed(
+                tenant.id, [rcpt.address.lower()], now=time.time()
+            )
+        except StoreError:
+            return S451_LOCAL_ERROR
+        if listed:
+            (entry,) = listed.values()
+            return f"{S550_RECIPIENT_SUPPRESSED} ({entry.reason})"
         if rcpt.address.lower() not in (a.lower() for a in envelope.rcpt_tos):
             envelope.rcpt_tos.append(rcpt.address)  # a repeated RCPT gets one copy
         envelope.rcpt_options.extend(options)

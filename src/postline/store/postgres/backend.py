@@ -917,6 +917,7 @@ class PostgresStore:
                 col.append(value)
 
         s_cols: list[list[Any]] = [[], [], [], []]
+        s_extra: list[list[Any]] = [[], []]
         c_cols: list[list[Any]] = [[], []]
         for r in records:
             if r.suppress is not None:
@@ -924,6 +925,8 @@ class PostgresStore:
                     s_cols, (r.tenant_id, r.address.lower(), r.suppress, r.text or ""), strict=True
                 ):
                     col.append(value)
+                s_extra[0].append(r.suppress_until)
+                s_extra[1].append(r.message_id)
             if r.state is RecipientState.DELIVERED:
                 c_cols[0].append(r.tenant_id)
                 c_cols[1].append(r.address.lower())
@@ -931,7 +934,15 @@ class PostgresStore:
 
         async def op(conn: Conn) -> None:
             await conn.execute(
-                _Q["record"], *u_cols[:10], *e_cols, node_id, u_cols[10], *s_cols, *c_cols, now
+                _Q["record"],
+                *u_cols[:10],
+                *e_cols,
+                node_id,
+                u_cols[10],
+                *s_cols,
+                *c_cols,
+                now,
+                *s_extra,
             )
 
         await self._call(op)
@@ -971,7 +982,7 @@ class PostgresStore:
         return await self._call(op)
 
     # -- reads -----------------------------------------------------------------------
-    async def get_message(self, tenant_id: str, message_id: str) -> MessageView | None:
+    async def get_message(self, tenant_id: str | None, message_id: str) -> MessageView | None:
         async def op(conn: Conn) -> MessageView | None:
             row = await conn.fetchrow(_Q["get_message"], message_id, tenant_id)
             if row is None:

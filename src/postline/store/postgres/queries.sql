@@ -181,7 +181,8 @@ WHERE id = ANY($1::text[]);
 -- on (owner NULL: no check), so a holder whose lease expired cannot reset another's lease.
 -- $1..$10, $19 one entry per outcome; $11..$17 one entry per event; $18 node id;
 -- $20..$23 suppressions to add (tenant, address, reason, detail) and $24, $25 (tenant,
--- address) whose soft-bounce runs a delivery ended; $26 now.
+-- address) whose soft-bounce runs a delivery ended; $26 now; $27, $28 the suppressions'
+-- expiry and message id.
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::float8[],
                          $6::float8[], $7::int[], $8::text[], $9::text[], $10::text[],
@@ -216,14 +217,16 @@ WITH u AS (
 ), s AS (
     INSERT INTO suppressions (tenant_id, address, reason, created_at, expires_at, source,
                               detail, message_id)
-    SELECT DISTINCT ON (x.tenant_id, x.address) x.tenant_id, x.address, x.reason, $26, NULL,
-           'bounce', x.detail, NULL
-    FROM unnest($20::text[], $21::text[], $22::text[], $23::text[])
-         AS x(tenant_id, address, reason, detail)
+    SELECT DISTINCT ON (x.tenant_id, x.address) x.tenant_id, x.address, x.reason, $26,
+           x.expires_at, 'bounce', x.detail, x.message_id
+    FROM unnest($20::text[], $21::text[], $22::text[], $23::text[], $27::float8[],
+                $28::text[])
+         AS x(tenant_id, address, reason, detail, expires_at, message_id)
     ORDER BY x.tenant_id, x.address
     ON CONFLICT (tenant_id, address) DO UPDATE
-    SET reason = excluded.reason, created_at = excluded.created_at, expires_at = NULL,
-        source = excluded.source, detail = excluded.detail
+    SET reason = excluded.reason, created_at = excluded.created_at,
+        expires_at = excluded.expires_at, source = excluded.source, detail = excluded.detail,
+        message_id = excluded.message_id
 ), c AS (
     DELETE FROM soft_bounces b
     USING unnest($24::text[], $25::text[]) AS y(tenant_id, address)
@@ -247,7 +250,7 @@ SELECT count(*) FROM c;
 -- name: get_message
 SELECT id, tenant_id, created_at, mail_from, subject, message_id_header, source, stream, size,
        tags::text, metadata::text
-FROM messages WHERE id = $1 AND tenant_id = $2;
+FROM messages WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2);
 
 -- name: get_recipients
 SELECT idx, address, domain, state, attempts, next_attempt_at, expires_at, updated_at,

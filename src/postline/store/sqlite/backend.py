@@ -557,7 +557,7 @@ class SQLiteStore:
                         r.address.lower(),
                         r.suppress,
                         r.at,
-                        None,
+                        r.suppress_until,
                         "bounce",
                         r.text or "",
                         r.message_id,
@@ -681,7 +681,7 @@ class SQLiteStore:
         return await self._write(op)
 
     # -- reads -----------------------------------------------------------------------
-    async def get_message(self, tenant_id: str, message_id: str) -> MessageView | None:
+    async def get_message(self, tenant_id: str | None, message_id: str) -> MessageView | None:
         def op(conn: sqlite3.Connection) -> MessageView | None:
             row = conn.execute(
                 _Q["get_message"], {"id": message_id, "tenant_id": tenant_id}

@@ -123,7 +123,7 @@ RETURNING idx, address;
 -- name: get_message
 SELECT id, tenant_id, created_at, mail_from, subject, message_id_header, source, stream, size,
        tags, metadata
-FROM messages WHERE id = :id AND tenant_id = :tenant_id;
+FROM messages WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
 
 -- name: get_recipients
 SELECT idx, address, domain, state, attempts, next_attempt_at, expires_at, updated_at,

@@ -59,7 +59,12 @@ def _accepted(m: NewMessage, now: float) -> dict[str, Any]:
         "id": m.id,
         "message_id": m.message_id_header,
         "recipients": [
-            {"id": recipient_id(m.id, r.idx), "address": r.address, "status": status}
+            {
+                "id": recipient_id(m.id, r.idx),
+                "address": r.address,
+                "status": status if r.suppressed is None else "suppressed",
+                **({"reason": r.suppressed} if r.suppressed is not None else {}),
+            }
             for r in m.recipients
         ],
     }
@@ -154,6 +159,7 @@ async def send_message(
         return replay
     now = time.time()
     message = ctx.ingestor.build_api_message(tenant.id, payload, now=now)
+    (message,) = await ctx.ingestor.apply_suppressions(tenant.id, [message], now=now)
     return await _enqueue(
         ctx, tenant, [message], 202, _accepted(message, now), idempotency_key, request_hash, now
     )
@@ -208,6 +214,7 @@ async def send_batch(
     now = time.time()
     results: list[dict[str, Any]] = []
     accepted: list[NewMessage] = []
+    slots: list[int] = []
     for i, item in enumerate(payload.messages):
         try:
             m = MessageIn.model_validate(item)
@@ -217,7 +224,11 @@ async def send_batch(
             results.append({"index": i, "status": "rejected", "error": problem.body()})
             continue
         accepted.append(built)
-        results.append({"index": i, "status": "accepted", **_accepted(built, now)})
+        slots.append(len(results))
+        results.append({"index": i, "status": "accepted"})
+    accepted = await ctx.ingestor.apply_suppressions(tenant.id, accepted, now=now)
+    for slot, built in zip(slots, accepted, strict=True):
+        results[slot].update(_accepted(built, now))
     status = 202 if accepted else 422
     body = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
     if not accepted:

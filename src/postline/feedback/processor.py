@@ -1,0 +1,360 @@
+"""Turns stored inbound reports into events and suppressions.
+
+For each report (see :func:`postline.bounce.analyze`):
+
+* the recipient it is about is found by the signed VERP address it was sent to (exact),
+  or else by the ``X-Postline-ID`` (or our ``Message-ID``) of the returned headers plus
+  the recipient address the report names — for receivers that answer the From address;
+* a DSN with ``Action: failed`` → the recipient becomes ``bounced`` with a ``bounced``
+  event (``async: true``, category, hard, status, diagnostic, remote MTA); a hard bounce
+  about the address itself suppresses it, a soft one counts towards the soft-bounce run;
+* an ARF complaint → a ``complained`` event and a ``complaint`` suppression;
+* an auto-reply → an ``auto_reply`` event: not a bounce, nothing suppressed;
+* anything else is kept with its result (``unrecognised``) for an operator to look at.
+
+Several nodes may run processors on one store: reports are claimed for a while, and a
+claim that lapses (its node died) is taken again. A report that keeps failing is given
+up after a few attempts, never dropped without a recorded result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from postline.bounce import Report, analyze, verp
+from postline.bounce.parse import RecipientResult
+from postline.bounce.policy import counts_as_soft, suppresses
+from postline.config import SuppressionConfig
+from postline.metrics import Metrics
+from postline.model import EventType, RecipientState
+from postline.store.base import (
+    AttemptRecord,
+    InboundMessage,
+    MessageView,
+    NewEvent,
+    RecipientView,
+    Store,
+    Suppression,
+)
+
+__all__ = ["FeedbackProcessor"]
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+_ULID = re.compile(r"^<?([0-7][0-9A-HJKMNP-TV-Z]{25})@", re.IGNORECASE)
+_FINAL = {
+    RecipientState.BOUNCED,
+    RecipientState.EXPIRED,
+    RecipientState.CANCELLED,
+    RecipientState.SUPPRESSED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    message: MessageView
+    recipient: RecipientView
+
+
+def _code(diagnostic: str) -> int | None:
+    m = re.match(r"\s*(?:smtp\s*;\s*)?([245]\d\d)\b", diagnostic, re.IGNORECASE)
+    return int(m.group(1)) if m else None
+
+
+class FeedbackProcessor:
+    """Claims stored reports and applies them; one per node, woken when one arrives."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        secrets: Sequence[bytes],
+        suppression: SuppressionConfig,
+        node_id: str,
+        metrics: Metrics | None = None,
+        poll_interval: float = 5.0,
+        claim_for: float = 120.0,
+    ) -> None:
+        self.store = store
+        self.secrets = list(secrets)
+        self.suppression = suppression
+        self.node_id = node_id
+        self.metrics = metrics
+        self.poll_interval = poll_interval
+        self.claim_for = claim_for
+        self._wake = asyncio.Event()
+        self.processed = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                batch = await self.store.pending_inbound(
+                    50, now=time.time(), claim_for=self.claim_for
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not read inbound reports", extra={"action": "feedback.read"})
+                batch = []
+            for message in batch:
+                await self._one(message)
+            if not batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                self._wake.clear()
+
+    async def _one(self, message: InboundMessage) -> None:
+        try:
+            kind, result = await self.process(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception(
+                "inbound report %s failed", message.id, extra={"action": "feedback.failed"}
+            )
+            state = "failed" if message.attempts + 1 >= MAX_ATTEMPTS else "pending"
+            with contextlib.suppress(Exception):
+                await self.store.finish_inbound(
+                    message.id, result=f"error: {exc}"[:500], now=time.time(), state=state
+                )
+            return
+        self.processed += 1
+        if self.metrics is not None:
+            self.metrics.feedback.labels(kind, result.split(":", 1)[0]).inc()
+        await self.store.finish_inbound(message.id, result=result[:500], now=time.time())
+
+    # -- one report ---------------------------------------------------------------------
+    async def process(self, message: InboundMessage) -> tuple[str, str]:
+        """Apply one report; returns (kind, result) for the record."""
+        report = analyze(message.body)
+        verp_ref = self._verp(message)
+        if report.kind == "arf":
+            return "arf", await self._complaint(message, report, verp_ref)
+        if report.kind == "autoreply":
+            return "autoreply", await self._auto_reply(message, report, verp_ref)
+        failed = [r for r in report.results if r.failed]
+        if report.kind == "dsn" or failed:
+            return "dsn", await self._bounces(message, report, failed, verp_ref)
+        return report.kind, "unrecognised"
+
+    def _verp(self, message: InboundMessage) -> tuple[str, int] | None:
+        for rcpt in message.rcpt_to:
+            ref = verp.decode(rcpt, self.secrets)
+            if ref is not None:
+                return ref
+        return None
+
+    async def _message(
+        self, report: Report, verp_ref: tuple[str, int] | None
+    ) -> MessageView | None:
+        if verp_ref is not None:
+            return await self.store.get_message(None, verp_ref[0])
+        ids = [report.postline_id]
+        if report.message_id:
+            m = _ULID.match(report.message_id.strip())
+            if m:
+                ids.append(m.group(1).upper())
+        for mid in ids:
+            if mid:
+                view = await self.store.get_message(None, mid.strip().upper())
+                if view is not None:
+                    return view
+        return None
+
+    @staticmethod
+    def _by_address(view: MessageView, addresses: Sequence[str | None]) -> list[RecipientView]:
+        wanted = {a.strip().strip("<>").lower() for a in addresses if a}
+        return [r for r in view.recipients if r.address.lower() in wanted]
+
+    async def _targets(
+        self,
+        report: Report,
+        verp_ref: tuple[str, int] | None,
+        addresses: Sequence[str | None],
+    ) -> list[_Target]:
+        view = await self._message(report, verp_ref)
+        if view is None:
+            return []
+        if verp_ref is not None:
+            rcpts = [r for r in view.recipients if r.idx == verp_ref[1]]
+        else:
+            rcpts = self._by_address(view, addresses)
+            if not rcpts and len(view.recipients) == 1:
+                rcpts = list(view.recipients)
+        return [_Target(view, r) for r in rcpts]
+
+    # -- bounces ------------------------------------------------------------------------
+    async def _bounces(
+        self,
+        message: InboundMessage,
+        report: Report,
+        failed: list[RecipientResult],
+        verp_ref: tuple[str, int] | None,
+    ) -> str:
+        if not failed:
+            return "no failure (delay or success notice)"
+        now = time.time()
+        applied = 0
+        records: list[AttemptRecord] = []
+        soft: dict[str, list[str]] = {}
+        seen: set[tuple[str, int]] = set()
+        for target in await self._targets(
+            report, verp_ref, [a for r in failed for a in (r.recipient, r.alias)]
+        ):
+            rcpt = target.recipient
+            if (target.message.id, rcpt.idx) in seen or rcpt.state in _FINAL:
+                continue
+            seen.add((target.message.id, rcpt.idx))
+            result = self._result_for(rcpt.address, failed)
+            category = result.category.value
+            data: dict[str, object] = {
+                "async": True,
+                "kind": "dsn",
+                "category": category,
+                "hard": result.hard,
+                "status": result.status,
+                "diagnostic": result.diagnostic,
+                "remote_mta": result.remote_mta or report.reporting_mta,
+                "inbound_id": message.id,
+            }
+            suppress = "hard_bounce" if suppresses(category, result.hard) else None
+            ttl = self.suppression.hard_bounce_ttl
+            records.append(
+                AttemptRecord(
+                    message_id=target.message.id,
+                    idx=rcpt.idx,
+                    tenant_id=target.message.tenant_id,
+                    address=rcpt.address,
+                    state=RecipientState.BOUNCED,
+                    event=EventType.BOUNCED,
+                    at=now,
+                    counted=False,
+                    code=_code(result.diagnostic),
+                    enhanced=result.status,
+                    text=result.diagnostic[:1000] or None,
+                    mx=result.remote_mta or report.reporting_mta,
+                    data=data,
+                    domain=rcpt.domain,
+                    suppress=suppress,
+                    suppress_until=now + ttl if suppress and ttl else None,
+                )
+            )
+            if suppress and self.metrics is not None:
+                self.metrics.suppressions.labels(suppress).inc()
+            if counts_as_soft(category, result.hard):
+                soft.setdefault(target.message.tenant_id, []).append(rcpt.address)
+            applied += 1
+        if records:
+            await self.store.record(records, node_id=self.node_id)
+        await self.note_soft(soft, now=now)
+        if not applied:
+            return "unmatched: no queued or delivered recipient found"
+        return f"bounced: {applied}"
+
+    @staticmethod
+    def _result_for(address: str, failed: list[RecipientResult]) -> RecipientResult:
+        low = address.lower()
+        for r in failed:
+            if (r.recipient or "").lower() == low or (r.alias or "").lower() == low:
+                return r
+        return failed[0]  # a signed return path names the recipient; the report has one
+
+    async def note_soft(self, soft: dict[str, list[str]], *, now: float) -> None:
+        s = self.suppression
+        for tenant_id, addresses in soft.items():
+            added = await self.store.note_soft_bounces(
+                tenant_id,
+                addresses,
+                now=now,
+                window=s.soft_bounce_window,
+                limit=s.soft_bounce_limit,
+                expires_at=now + s.soft_bounce_ttl if s.soft_bounce_ttl else None,
+            )
+            if added and self.metrics is not None:
+                self.metrics.suppressions.labels("soft_bounce").inc(len(added))
+
+    # -- complaints and auto-replies ----------------------------------------------------
+    async def _complaint(
+        self, message: InboundMessage, report: Report, verp_ref: tuple[str, int] | None
+    ) -> str:
+        fb = report.feedback
+        addresses: list[str | None] = list(fb.recipients) if fb else []
+        addresses += [r.recipient for r in report.results]
+        addresses += list(report.original_to)
+        targets = await self._targets(report, verp_ref, addresses)
+        if not targets:
+            return "unmatched: complaint about no known message"
+        now = time.time()
+        events = []
+        entries = []
+        for t in targets:
+            events.append(
+                NewEvent(
+                    at=now,
+                    tenant_id=t.message.tenant_id,
+                    type=EventType.COMPLAINED,
+                    message_id=t.message.id,
+                    recipient_idx=t.recipient.idx,
+                    recipient=t.recipient.address,
+                    data={
+                        "feedback_type": fb.feedback_type if fb else "abuse",
+                        "user_agent": fb.user_agent if fb else None,
+                        "source_ip": fb.source_ip if fb else None,
+                        "reporting_mta": report.reporting_mta,
+                        "inbound_id": message.id,
+                    },
+                )
+            )
+            entries.append(
+                Suppression(
+                    tenant_id=t.message.tenant_id,
+                    address=t.recipient.address.lower(),
+                    reason="complaint",
+                    created_at=now,
+                    source="feedback",
+                    detail=(fb.feedback_type if fb else "abuse")
+                    + (f" via {fb.user_agent}" if fb and fb.user_agent else ""),
+                    message_id=t.message.id,
+                )
+            )
+        await self.store.add_suppressions(entries)
+        await self.store.append_events(events, node_id=self.node_id)
+        if self.metrics is not None:
+            self.metrics.suppressions.labels("complaint").inc(len(entries))
+        return f"complained: {len(events)}"
+
+    async def _auto_reply(
+        self, message: InboundMessage, report: Report, verp_ref: tuple[str, int] | None
+    ) -> str:
+        addresses: list[str | None] = [r.recipient for r in report.results]
+        addresses += list(report.original_to)
+        targets = await self._targets(report, verp_ref, addresses)
+        if not targets:
+            return "unmatched: auto-reply about no known message"
+        now = time.time()
+        await self.store.append_events(
+            [
+                NewEvent(
+                    at=now,
+                    tenant_id=t.message.tenant_id,
+                    type=EventType.AUTO_REPLY,
+                    message_id=t.message.id,
+                    recipient_idx=t.recipient.idx,
+                    recipient=t.recipient.address,
+                    data={"subject": report.subject[:300], "inbound_id": message.id},
+                )
+                for t in targets
+            ],
+            node_id=self.node_id,
+        )
+        return f"auto_reply: {len(targets)}"
