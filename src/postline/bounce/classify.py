@@ -598,13 +598,22 @@ def _generic(status: str | None) -> bool:
     return status is None or status.endswith(".0.0")
 
 
+# The local part of an e-mail address: a mailbox named "spam-reports", "policy" or
+# "virus-alerts" says nothing about why the message failed.
+_LOCAL_PART = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?=\[?[a-z0-9-]+[.\]])")
+
+
 def normalise(text: str) -> str:
     """Fold white space and case the way rule patterns expect.
 
     Reply codes repeated at the start of each line of a multi-line reply are dropped
-    after the first, so a phrase broken across lines still reads as one.
+    after the first, so a phrase broken across lines still reads as one. The local
+    part of every address becomes ``x`` (``<x@example.com>``), so that a mailbox name
+    is never read as a reason.
     """
     folded = " ".join(text[:_MAX_TEXT].replace("\x00", " ").split()).lower()
+    if "@" in folded:
+        folded = _LOCAL_PART.sub("x@", folded)
     m = _CODE_AND_STATUS.search(folded)
     if m is None:
         return folded
