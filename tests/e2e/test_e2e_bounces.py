@@ -16,9 +16,14 @@ from typing import Any
 from aiosmtpd.smtp import Envelope, Session
 
 from postline.bounce import analyze, verp
+from postline.sim.profiles import Profile
 from postline.sim.runner import Simulator
+from support import pgserver
 from support.e2e import E2E, FAST_RETRY, domain, internet
 from support.node import wait_for
+
+pg_server = pgserver.pg_server
+pg_dsn = pgserver.pg_dsn
 
 BOUNCE_DOMAIN = "bounce.postline.test"
 NODE = FAST_RETRY + f'[bounce]\ndomain = "{BOUNCE_DOMAIN}"\nsecret = "e2e-verp-secret"\n'
@@ -388,7 +393,14 @@ async def test_dsn_goes_back_to_the_smtp_sender_and_parses(tmp_path: Path) -> No
 async def test_sim_feedback_in_every_format_lands_on_the_right_recipients(
     tmp_path: Path,
 ) -> None:
-    from postline.sim.profiles import Profile
+    await feedback_round_trip(tmp_path, None)
+
+
+async def test_sim_feedback_on_postgresql(tmp_path: Path, pg_dsn: str) -> None:
+    await feedback_round_trip(tmp_path, pg_dsn)
+
+
+async def feedback_round_trip(tmp_path: Path, store: str | None) -> None:
 
     profile = Profile(
         name="feedback",
@@ -397,7 +409,9 @@ async def test_sim_feedback_in_every_format_lands_on_the_right_recipients(
         auto_reply_rate=0.2,
         feedback_delay=0.2,
     )
-    async with internet(tmp_path, [domain("inbox.test", profile)], node_extra=NODE) as net:
+    async with internet(
+        tmp_path, [domain("inbox.test", profile)], node_extra=NODE, store=store
+    ) as net:
         assert net.node.inbound_address is not None
         host, port = net.node.inbound_address
         net.sim.set_feedback_to(f"{host}:{port}")
