@@ -220,6 +220,8 @@ class DeliveryEngine:
         )
         self.hard_bounce_ttl = config.suppression.hard_bounce_ttl
         self.on_failed: Callable[[LeasedMessage, AttemptRecord], None] | None = None
+        # Per-transaction additions to the stored message (List-Unsubscribe, DKIM).
+        self.finalizer: Callable[[WorkItem], bytes] | None = None
         self._failed: dict[tuple[str, int], LeasedMessage] = {}
         # Every recipient leased by this node and not yet settled in the store, with its
         # domain and current lease expiry: renewed while held, forgotten once written.
@@ -306,6 +308,21 @@ class DeliveryEngine:
         if self.verp is not None:
             return 1
         return site.destination.limits.recipients_per_transaction or 100
+
+    def outgoing(self, item: WorkItem) -> tuple[str, bytes]:
+        """Envelope sender and the bytes to send for a transaction: the stored body,
+        with what is added per recipient at send time (see ``finalizer``)."""
+        body = item.message.body
+        if self.finalizer is not None:
+            try:
+                body = self.finalizer(item)
+            except Exception:  # a broken key must not stop delivery; it is logged loudly
+                log.exception(
+                    "could not finalize message %s; sent as stored",
+                    item.message.id,
+                    extra={"action": "deliver.finalize_failed"},
+                )
+        return self.envelope_sender(item), body
 
     def envelope_sender(self, item: WorkItem) -> str:
         """MAIL FROM of a transaction: the signed VERP address of its (single) recipient
@@ -463,6 +480,7 @@ class DeliveryEngine:
                     m.message_id_header,
                     rcpts,
                     source=m.source,
+                    stream=m.stream,
                 )
                 per_txn = self.per_transaction(site)
                 by_domain: dict[str, list[LeasedRecipient]] = {}

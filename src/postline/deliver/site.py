@@ -388,7 +388,8 @@ class Site:
         rcpts = [r.address for r in item.recipients]
         started = time.monotonic()
         try:
-            result = await client.send(engine.envelope_sender(item), rcpts, item.message.body)
+            mail_from, body = engine.outgoing(item)
+            result = await client.send(mail_from, rcpts, body)
         except SMTPClientError as exc:
             engine.metrics.attempt_seconds.observe(time.monotonic() - started)
             replies = [exc.reply] * len(rcpts)

@@ -134,6 +134,7 @@ class LeasedMessage:
     message_id_header: str
     recipients: list[LeasedRecipient]
     source: str = "api"
+    stream: str = "transactional"
 
 
 @dataclass(frozen=True, slots=True)

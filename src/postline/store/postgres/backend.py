@@ -852,13 +852,22 @@ class PostgresStore:
                 r = LeasedRecipient(*row)
                 by_message.setdefault(r.message_id, []).append(r)
             out = []
-            for mid, tenant, mail_from, body, mid_header, source in await conn.fetch(
+            for mid, tenant, mail_from, body, mid_header, source, stream in await conn.fetch(
                 _Q["lease_bodies"], list(by_message)
             ):
                 rcpts = by_message[mid]
                 rcpts.sort(key=lambda r: r.idx)
                 out.append(
-                    LeasedMessage(mid, tenant, mail_from, body, mid_header, rcpts, source=source)
+                    LeasedMessage(
+                        mid,
+                        tenant,
+                        mail_from,
+                        body,
+                        mid_header,
+                        rcpts,
+                        source=source,
+                        stream=stream,
+                    )
                 )
             return out
 

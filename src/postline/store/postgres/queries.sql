@@ -169,7 +169,7 @@ RETURNING r.message_id, r.idx, r.tenant_id, r.address, r.domain, r.attempts, r.c
           r.expires_at;
 
 -- name: lease_bodies
-SELECT id, tenant_id, mail_from, body, message_id_header, source FROM messages
+SELECT id, tenant_id, mail_from, body, message_id_header, source, stream FROM messages
 WHERE id = ANY($1::text[]);
 
 -- name: record

@@ -531,13 +531,22 @@ class SQLiteStore:
                 r = LeasedRecipient(*row)
                 by_message.setdefault(r.message_id, []).append(r)
             out = []
-            for mid, tenant, mail_from, body, mid_header, source in conn.execute(
+            for mid, tenant, mail_from, body, mid_header, source, stream in conn.execute(
                 _Q["lease_bodies"], {"ids": json.dumps(list(by_message))}
             ):
                 rcpts = by_message[mid]
                 rcpts.sort(key=lambda r: r.idx)
                 out.append(
-                    LeasedMessage(mid, tenant, mail_from, body, mid_header, rcpts, source=source)
+                    LeasedMessage(
+                        mid,
+                        tenant,
+                        mail_from,
+                        body,
+                        mid_header,
+                        rcpts,
+                        source=source,
+                        stream=stream,
+                    )
                 )
             return out
 

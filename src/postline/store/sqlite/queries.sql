@@ -82,7 +82,7 @@ WHERE (message_id, idx) IN (
 RETURNING message_id, idx, tenant_id, address, domain, attempts, created_at, expires_at;
 
 -- name: lease_bodies
-SELECT id, tenant_id, mail_from, body, message_id_header, source FROM messages
+SELECT id, tenant_id, mail_from, body, message_id_header, source, stream FROM messages
 WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: record_final
