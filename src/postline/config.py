@@ -13,35 +13,52 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from postline.errors import ConfigError
 from postline.units import parse_duration, parse_size
 
 __all__ = [
+    "DEFAULT_WARMUP",
     "ApiConfig",
+    "BlocksConfig",
     "BounceConfig",
+    "CheckConfig",
     "Config",
     "DeliveryConfig",
     "DnsConfig",
     "Duration",
     "InboundConfig",
     "LogConfig",
+    "PoolConfig",
     "QueueConfig",
+    "ReputationConfig",
     "RetryConfig",
     "Route",
     "SmtpTimeouts",
+    "SourceConfig",
     "SqliteConfig",
     "SubmissionConfig",
     "SuppressionConfig",
     "ThrottleConfig",
+    "WarmupCaps",
+    "WarmupConfig",
     "load_config",
     "parse_listen",
 ]
@@ -109,11 +126,37 @@ class ApiConfig(_Section):
     idempotency_ttl: Duration = Field(
         86400.0, description="How long Idempotency-Key answers are kept per tenant."
     )
+    public_url: str = Field(
+        "",
+        description="Base URL under which receivers reach this API from the internet, e.g. "
+        "'https://mail.example.com'; List-Unsubscribe one-click links are <public_url>/u/"
+        "<token>. Empty = http://<listen address> (development only: receivers need https).",
+    )
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         return _check_listen(value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        text = value.strip().rstrip("/")
+        if not text:
+            return ""
+        scheme, sep, rest = text.partition("://")
+        host = rest.split("/", 1)[0]
+        if (
+            not sep
+            or scheme.lower() not in ("http", "https")
+            or not host
+            or any(c in text for c in "?#<>\"' ,")
+        ):
+            raise ValueError(
+                f"{value!r} is not a base URL; write e.g. 'https://mail.example.com' "
+                "(no query, fragment, spaces or commas)"
+            )
+        return text
 
 
 class SubmissionConfig(_Section):
@@ -198,6 +241,221 @@ class Route(_Section):
         return value.strip().lower().rstrip(".")
 
 
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_STREAM = r"^(\*|[a-z0-9][a-z0-9_-]{0,31})$"
+#: The shipped warm-up plan, used by sources with ``warmup = "default"`` unless a
+#: ``[[delivery.warmup]]`` schedule of that name replaces it.
+DEFAULT_WARMUP = "default"
+
+
+class SourceConfig(_Section):
+    name: str = Field(
+        pattern=_NAME, description="Name of the source in pools, events (data.source), metrics."
+    )
+    address: str = Field(
+        description="Local IP address this source's connections are bound to; it must be "
+        "configured on this host."
+    )
+    ehlo: str = Field(
+        "",
+        description="Name sent in EHLO from this source (make it the address's PTR name); "
+        "empty = delivery.helo_hostname.",
+    )
+    weight: int = Field(
+        1, ge=1, description="Share of a pool's traffic, relative to the pool's other sources."
+    )
+    warmup: str = Field(
+        "",
+        description="Warm-up schedule this source follows from warmup_start: a "
+        "[[delivery.warmup]] name, or 'default' for the shipped 45-day plan; empty = warmed "
+        "(no caps).",
+    )
+    warmup_start: date | None = Field(
+        None, description="Day 1 (UTC) of the warm-up plan, e.g. '2026-11-01'; needs warmup."
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address; write e.g. '192.0.2.10'") from None
+
+    @model_validator(mode="after")
+    def _warmup(self) -> SourceConfig:
+        if self.warmup and self.warmup_start is None:
+            raise ValueError(
+                f"source '{self.name}' has warmup = '{self.warmup}' but no warmup_start; "
+                'give the first day of the plan, e.g. warmup_start = "2026-11-01"'
+            )
+        if self.warmup_start is not None and not self.warmup:
+            raise ValueError(
+                f"source '{self.name}' has warmup_start but no warmup schedule; set e.g. "
+                'warmup = "default"'
+            )
+        return self
+
+
+class PoolConfig(_Section):
+    name: str = Field(pattern=_NAME, description="Name of the pool, used by delivery.streams.")
+    sources: list[str] = Field(
+        min_length=1, description="Names of the [[delivery.sources]] this pool sends from."
+    )
+    tenant: str = Field(
+        "",
+        description="Tenant (name or id) this pool is dedicated to: that tenant's mail uses "
+        "it whatever the stream, and no other tenant's mail does; empty = shared.",
+    )
+
+
+class WarmupCaps(_Section):
+    provider: str = Field(
+        description="Throttle rule the caps apply to (google, microsoft, yahoo, apple, a rule "
+        "of yours; a rule of scope 'site' or 'domain' is capped per MX site or domain), or "
+        "'*' for every destination without its own entry."
+    )
+    day_caps: list[int] = Field(
+        min_length=1,
+        description="Most recipients per UTC day from the source to one destination of this "
+        "provider, for day 1, 2, ... of the plan; the last value holds for the days after.",
+    )
+    hour_caps: list[int] = Field(
+        default_factory=list,
+        description="Most recipients per clock hour, by day like day_caps; empty = the "
+        "day's cap × the schedule's hourly_share, rounded up.",
+    )
+
+    @field_validator("day_caps", "hour_caps")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError("caps must be whole numbers of at least 1")
+        return value
+
+
+class WarmupConfig(_Section):
+    name: str = Field(pattern=_NAME, description="Name of the schedule, used by sources.")
+    days: int = Field(
+        0,
+        ge=0,
+        description="Length of the plan in days; after it the source is warmed and "
+        "uncapped. 0 = the length of the longest day_caps list.",
+    )
+    overflow: Literal["warmed", "wait"] = Field(
+        "warmed",
+        description="Mail beyond a warming source's cap: 'warmed' goes out from the pool's "
+        "other sources that have room; 'wait' stays queued until the cap resets (next "
+        "hour or day). Never dropped.",
+    )
+    hourly_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Hourly cap as a share of the day's cap where hour_caps are not given "
+        "(0.1: a day's volume takes at least 10 hours; 1: no hourly cap).",
+    )
+    caps: list[WarmupCaps] = Field(
+        min_length=1,
+        description="[[delivery.warmup.caps]] tables: provider, day_caps, hour_caps.",
+    )
+
+    @field_validator("caps")
+    @classmethod
+    def _distinct(cls, value: list[WarmupCaps]) -> list[WarmupCaps]:
+        seen: set[str] = set()
+        for caps in value:
+            if caps.provider in seen:
+                raise ValueError(f"provider '{caps.provider}' has caps twice")
+            seen.add(caps.provider)
+        return value
+
+
+class BlocksConfig(_Section):
+    suspend_after: int = Field(
+        3,
+        ge=1,
+        description="Block replies (bounce category spam_block: blocklists, IP reputation) "
+        "from one destination to one source within suspend_window that stop that source "
+        "sending there; its mail moves to the pool's other sources. Only with "
+        "[[delivery.sources]].",
+    )
+    suspend_window: Duration = Field(600.0, description="See suspend_after.")
+    suspend_for: Duration = Field(
+        3600.0, description="How long a blocked source stays away from that destination."
+    )
+
+
+def _check_egress(d: DeliveryConfig) -> None:
+    """Cross-references of sources, pools, streams and warm-up schedules."""
+    names: dict[str, str] = {}
+    addresses: dict[str, str] = {}
+    for src in d.sources:
+        if src.name in names:
+            raise ValueError(f"source '{src.name}' is defined twice")
+        names[src.name] = src.address
+        other = addresses.get(src.address)
+        if other is not None:
+            raise ValueError(
+                f"sources '{other}' and '{src.name}' have the same address {src.address}; "
+                "define it once and list that source in several pools"
+            )
+        addresses[src.address] = src.name
+    defined: set[str] = set()
+    for w in d.warmup:
+        if w.name in defined:
+            raise ValueError(f"warm-up schedule '{w.name}' is defined twice")
+        defined.add(w.name)
+    schedules = defined | {DEFAULT_WARMUP}
+    for src in d.sources:
+        if src.warmup and src.warmup not in schedules:
+            known = ", ".join(sorted(schedules))
+            raise ValueError(
+                f"source '{src.name}' follows unknown warm-up schedule '{src.warmup}'; "
+                f"known: {known}"
+            )
+    if d.pools and not d.sources:
+        raise ValueError("[[delivery.pools]] need [[delivery.sources]] to draw from")
+    pools: dict[str, PoolConfig] = {}
+    for pool in d.pools:
+        if pool.name in pools:
+            raise ValueError(f"pool '{pool.name}' is defined twice")
+        pools[pool.name] = pool
+        for name in pool.sources:
+            if name not in names:
+                known = ", ".join(names) or "none"
+                raise ValueError(
+                    f"pool '{pool.name}' lists unknown source '{name}'; defined sources: {known}"
+                )
+        if len(set(pool.sources)) != len(pool.sources):
+            raise ValueError(f"pool '{pool.name}' lists a source twice")
+    pool_names = set(pools) if d.pools else {"default"}
+    streams = {"*": "default", **d.streams}
+    for stream, pool_name in streams.items():
+        if not re.fullmatch(_STREAM, stream):
+            raise ValueError(
+                f"stream name {stream!r} is invalid: lower-case letters, digits, '_' and '-' "
+                "(up to 32), or '*'"
+            )
+        if pool_name not in pool_names:
+            known = ", ".join(sorted(pool_names))
+            if stream == "*" and "*" not in d.streams:
+                raise ValueError(
+                    "streams without an entry of their own go to pool 'default', which is not "
+                    f"defined; name a pool 'default' or set [delivery.streams] '*' (pools: "
+                    f"{known})"
+                )
+            raise ValueError(
+                f"stream '{stream}' goes to unknown pool '{pool_name}'; pools: {known}"
+            )
+        target = pools.get(pool_name)
+        if stream == "*" and target is not None and target.tenant:
+            raise ValueError(
+                f"'*' goes to pool '{pool_name}', which is dedicated to tenant "
+                f"'{target.tenant}'; every other tenant's mail needs a shared pool"
+            )
+
+
 class DeliveryConfig(_Section):
     enabled: bool = Field(True, description="Run the delivery engine on this node.")
     smtp_port: int = Field(25, ge=1, le=65535, description="Port used to reach MX hosts.")
@@ -217,6 +475,33 @@ class DeliveryConfig(_Section):
         default_factory=list,
         description="Static routes that override MX lookup (smarthost); first match wins.",
     )
+    sources: list[SourceConfig] = Field(
+        default_factory=list,
+        description="[[delivery.sources]]: egress IPs (name, address, ehlo, weight, warmup, "
+        "warmup_start); empty = one source from source_address and helo_hostname "
+        "(docs/ip-pools.md).",
+    )
+    pools: list[PoolConfig] = Field(
+        default_factory=list,
+        description="[[delivery.pools]]: groups of sources (name, sources, tenant); empty = "
+        "one pool 'default' holding every source.",
+    )
+    streams: dict[str, str] = Field(
+        default_factory=dict,
+        description="[delivery.streams]: stream name = pool name; '*' covers the streams "
+        "not listed (default: every stream goes to pool 'default').",
+    )
+    warmup: list[WarmupConfig] = Field(
+        default_factory=list,
+        description="[[delivery.warmup]] schedules (name, days, overflow, hourly_share, "
+        "caps); 'default' is the shipped 45-day plan unless redefined here.",
+    )
+    blocks: BlocksConfig = Field(default_factory=BlocksConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _egress(self) -> DeliveryConfig:
+        _check_egress(self)
+        return self
 
 
 class RetryConfig(_Section):
@@ -303,8 +588,8 @@ class BounceConfig(_Section):
     )
     secret: str = Field(
         "",
-        description="Key of the VERP signatures; empty = a random key kept in data_dir "
-        "(one node only: a fleet must share one key).",
+        description="Key of the VERP and List-Unsubscribe signatures; empty = a random key "
+        "kept in data_dir (one node only: a fleet must share one key).",
     )
     previous_secrets: list[str] = Field(
         default_factory=list, description="Older keys still accepted (key rotation)."
@@ -353,6 +638,128 @@ class SuppressionConfig(_Section):
     )
 
 
+class DomainsConfig(_Section):
+    require_verified: bool = Field(
+        False,
+        description="Refuse mail whose From domain is not a verified sender domain of the "
+        "tenant (POST /v1/domains). Turn on in production; off lets development send "
+        "from any domain (unsigned unless the domain has a key).",
+    )
+    dkim_algorithm: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ed25519"] = Field(
+        "rsa-2048", description="Key type of new DKIM keys (a request may ask for another)."
+    )
+    key_secret: str = Field(
+        "",
+        description="Secret that encrypts DKIM private keys at rest; empty = a random key "
+        "kept in data_dir (one node only: a fleet must share one secret).",
+    )
+    spf: str = Field(
+        "",
+        description="SPF mechanism senders must include, e.g. 'include:_spf.mail.example'; "
+        "empty = 'ip4:'/'ip6:' of the delivery source addresses (or a:<hostname>).",
+    )
+    dmarc_rua: str = Field("", description="Aggregate-report address put in the DMARC suggestion.")
+    recheck_interval: Duration = Field(
+        6 * 3600.0, description="How often verified domains are checked again."
+    )
+    list_unsubscribe_streams: list[str] = Field(
+        default_factory=lambda: ["marketing"],
+        description="Streams whose mail gets RFC 8058 one-click List-Unsubscribe headers "
+        "naming each recipient (sent one recipient per transaction).",
+    )
+
+
+def _rate(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage; write e.g. '5%' or 0.05") from None
+    return value
+
+
+Rate = Annotated[float, BeforeValidator(_rate), Field(ge=0.0, le=1.0)]
+"""A share; written as ``0.05`` or ``"5%"``."""
+
+
+class ReputationConfig(_Section):
+    enabled: bool = Field(
+        True,
+        description="Count each tenant's delivered, hard-bounced and complained recipients "
+        "and judge its rates against the thresholds below. Off: nothing is counted or "
+        "judged; pauses made by an operator still apply.",
+    )
+    window: Duration = Field(
+        86400.0,
+        description="Rolling window of the rates, counted in buckets of window/48 (at "
+        "least 1 minute).",
+    )
+    min_volume: int = Field(
+        500,
+        ge=1,
+        description="Least delivered + hard-bounced recipients in the window before a "
+        "tenant is judged at all.",
+    )
+    bounce_warn: Rate = Field(
+        0.05,
+        description="Hard bounces / (delivered + hard bounces) at or above which a tenant "
+        "is warned ('5%' or 0.05; 0 = never).",
+    )
+    bounce_pause: Rate = Field(
+        0.10,
+        description="Hard-bounce rate at or above which a tenant is paused: new mail is "
+        "refused and queued mail held until an operator resumes it (0 = never).",
+    )
+    complaint_warn: Rate = Field(
+        0.001,
+        description="Complaints / delivered at or above which a tenant is warned (0 = never).",
+    )
+    complaint_pause: Rate = Field(
+        0.005,
+        description="Complaint rate at or above which a tenant is paused (0 = never).",
+    )
+    evaluate_interval: Duration = Field(
+        15.0,
+        description="How often each node judges the rates (a status change is written "
+        "once, by whichever node is first).",
+    )
+    flush_interval: Duration = Field(
+        5.0, description="How often a node adds the outcomes it counted to the store."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReputationConfig:
+        for kind in ("bounce", "complaint"):
+            warn, pause = getattr(self, f"{kind}_warn"), getattr(self, f"{kind}_pause")
+            if warn and pause and warn > pause:
+                raise ValueError(
+                    f"{kind}_warn ({warn:g}) is above {kind}_pause ({pause:g}); a tenant "
+                    "must be warned before it is paused"
+                )
+        if self.window < 60.0:
+            raise ValueError("window must be at least 1 minute")
+        return self
+
+
+class CheckConfig(_Section):
+    spamd: str = Field(
+        "",
+        description="host:port of a SpamAssassin spamd that POST /v1/messages/check and "
+        "'postline check' ask for a spam score (SPAMC protocol); empty = no spam score.",
+    )
+    spamd_timeout: Duration = Field(
+        10.0, gt=0, description="Longest wait for spamd's answer, connecting included."
+    )
+
+    @field_validator("spamd")
+    @classmethod
+    def _spamd(cls, value: str) -> str:
+        value = value.strip()
+        if value and parse_listen(value)[1] == 0:
+            raise ValueError(f"{value!r} has port 0; give spamd's port, e.g. '127.0.0.1:783'")
+        return value
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     format: Literal["text", "json"] = Field("text", description="Log line format.")
@@ -379,6 +786,9 @@ class Config(_Section):
     bounce: BounceConfig = Field(default_factory=BounceConfig)  # type: ignore[arg-type]
     inbound: InboundConfig = Field(default_factory=InboundConfig)  # type: ignore[arg-type]
     suppression: SuppressionConfig = Field(default_factory=SuppressionConfig)  # type: ignore[arg-type]
+    reputation: ReputationConfig = Field(default_factory=ReputationConfig)  # type: ignore[arg-type]
+    domains: DomainsConfig = Field(default_factory=DomainsConfig)  # type: ignore[arg-type]
+    check: CheckConfig = Field(default_factory=CheckConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
 
     @property

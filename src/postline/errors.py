@@ -7,6 +7,7 @@ PostlineError                 root; only supervisors catch anything broader
 │   ├── IntegrityViolation    a uniqueness rule was broken (e.g. idempotency key)
 │   └── NotFound              the named object does not exist
 ├── ValidationError           the input is wrong; the message says how to fix it
+├── SendingPaused             the tenant is paused (reputation): an operator must resume it
 ├── ThrottleError             the throttle backend failed (a bug or a misconfiguration)
 │   └── ThrottleUnavailable   it cannot be reached: wait and retry, send nothing meanwhile
 └── SMTPClientError           an outbound SMTP conversation failed (postline.smtp.wire)
@@ -21,6 +22,7 @@ __all__ = [
     "IntegrityViolation",
     "NotFound",
     "PostlineError",
+    "SendingPaused",
     "StoreError",
     "StoreUnavailable",
     "ThrottleError",
@@ -63,6 +65,21 @@ class ValidationError(PostlineError):
         super().__init__(message)
         self.field = field
         self.fix = fix
+
+
+class SendingPaused(PostlineError):
+    """The tenant's sending is paused; an operator must resume it."""
+
+    def __init__(
+        self, message: str, *, tenant: str, reason: str, since: float, fix: str, smtp: str
+    ) -> None:
+        super().__init__(message)
+        self.tenant = tenant
+        self.reason = reason
+        self.since = since
+        self.fix = fix
+        self.smtp = smtp
+        """The refusal as one SMTP reply line (code, enhanced code and text)."""
 
 
 class ThrottleError(PostlineError):

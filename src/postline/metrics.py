@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -39,6 +40,55 @@ class _QueueCollector(Collector):
         for state, n in sorted(self._m.state_counts.items()):
             states.add_metric([state], n)
         yield states
+
+
+class _SourcesCollector(Collector):
+    """Egress sources from the engine's last ``sources_state()`` (see ``Metrics.sources``)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        sources = self._m.sources
+        if not sources:
+            return
+        day = GaugeMetricFamily(
+            "postline_warmup_day",
+            "Day of its warm-up plan a warming source is on (0: the plan starts later).",
+            labels=["source", "schedule"],
+        )
+        sent = GaugeMetricFamily(
+            "postline_warmup_sent",
+            "Recipients a warming source sent to a destination in the current UTC day or "
+            "hour (fleet-wide with Redis); destinations this node sent to.",
+            labels=["source", "provider", "window"],
+        )
+        cap = GaugeMetricFamily(
+            "postline_warmup_cap",
+            "The warm-up cap of that day or hour.",
+            labels=["source", "provider", "window"],
+        )
+        blocked = GaugeMetricFamily(
+            "postline_source_blocked_seconds",
+            "Seconds left before a destination that blocked a source gets mail from it again.",
+            labels=["source", "provider"],
+        )
+        for src in sources:
+            name = str(src["name"])
+            warmup = src.get("warmup")
+            if warmup and not warmup["warmed"]:
+                day.add_metric([name, str(warmup["schedule"])], max(0, int(warmup["day"])))
+                for p in warmup["providers"]:
+                    prov = str(p["provider"])
+                    sent.add_metric([name, prov, "day"], p["sent_today"])
+                    sent.add_metric([name, prov, "hour"], p["sent_this_hour"])
+                    if p["day_cap"] is not None:
+                        cap.add_metric([name, prov, "day"], p["day_cap"])
+                    if p["hour_cap"] is not None:
+                        cap.add_metric([name, prov, "hour"], p["hour_cap"])
+            for b in src.get("blocked", ()):
+                blocked.add_metric([name, str(b["provider"])], b["for_seconds"])
+        yield from (day, sent, cap, blocked)
 
 
 class Metrics:
@@ -80,7 +130,8 @@ class Metrics:
         )
         self.feedback = Counter(
             "postline_feedback_reports",
-            "Processed inbound reports by kind (dsn, arf, autoreply, other) and outcome.",
+            "Processed inbound reports by kind (dsn, arf, autoreply, unsubscribe, other) and "
+            "outcome.",
             ["kind", "outcome"],
             registry=r,
         )
@@ -90,9 +141,30 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.reputation_bounce_rate = Gauge(
+            "postline_reputation_bounce_rate",
+            "Hard bounces / (delivered + hard bounces) of a tenant over the reputation window.",
+            ["tenant"],
+            registry=r,
+        )
+        self.reputation_complaint_rate = Gauge(
+            "postline_reputation_complaint_rate",
+            "Complaints / delivered of a tenant over the reputation window.",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_paused = Gauge(
+            "postline_tenant_paused",
+            "1 while a tenant's sending is paused (reputation or operator), else 0.",
+            ["tenant"],
+            registry=r,
+        )
         self.queue_depths: dict[str, int] = {}
         self.state_counts: dict[str, int] = {}
         r.register(_QueueCollector(self))
+        # The delivery engine's sources_state(), refreshed before each scrape.
+        self.sources: list[dict[str, Any]] = []
+        r.register(_SourcesCollector(self))
         self._refresh: Callable[[], Awaitable[None]] | None = None
 
     def on_refresh(self, refresh: Callable[[], Awaitable[None]]) -> None:

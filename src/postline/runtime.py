@@ -1,21 +1,23 @@
 """The composition root: builds a node from its configuration, starts and stops it.
 
-Start order: store → throttles, resolver, delivery engine → ingest → listeners (API,
-submission). Stop order is the reverse: listeners close first (no new mail is
-accepted), the engine hands unsent leases back, outcomes are flushed, the store closes.
+Start order: store → throttles, resolver, reputation (tenant statuses), delivery engine
+→ ingest → listeners (API, submission). Stop order is the reverse: listeners close first
+(no new mail is accepted), the engine hands unsent leases back, outcomes and reputation
+counts are flushed, the store closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import socket
 import ssl
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +28,19 @@ from postline.api.http import BoundedHttpToolsProtocol
 from postline.config import Config, parse_listen
 from postline.deliver.engine import DeliveryEngine
 from postline.dns.resolver import Resolver
+from postline.domains.finalize import Finalizer
+from postline.domains.keys import key_secret
+from postline.domains.service import DomainService
 from postline.errors import ConfigError, ThrottleError
 from postline.feedback.failures import FailureHandler
 from postline.feedback.inbound import InboundHandler, start_inbound
 from postline.feedback.keys import verp_secrets
 from postline.feedback.processor import FeedbackProcessor
+from postline.feedback.unsubscribe import Unsubscriber
+from postline.feedback.unsubscribe import headers as unsubscribe_headers
 from postline.ingest.service import IngestLimits, Ingestor
 from postline.metrics import Metrics
+from postline.reputation import Reputation
 from postline.smtp.server.submission import start_submission
 from postline.store import Store, create_store
 from postline.tenants import KeyAuthenticator
@@ -140,6 +148,9 @@ class Node:
         self.inbound_address: tuple[str, int] | None = None
         self.failures: FailureHandler | None = None
         self.feedback: FeedbackProcessor | None = None
+        self.reputation: Reputation | None = None
+        self.unsubscriber: Unsubscriber | None = None
+        self.domains: DomainService | None = None
         self._inbound: asyncio.Server | None = None
         self._api: _Uvicorn | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -151,6 +162,35 @@ class Node:
     @property
     def ready(self) -> bool:
         return self._ready
+
+    @property
+    def public_url(self) -> str:
+        """Base of the one-click unsubscribe links: ``[api] public_url``, else
+        ``http://`` and the API's address (the bound one once listening; a wildcard
+        address is replaced by the host name)."""
+        if self.config.api.public_url:
+            return self.config.api.public_url
+        host, port = self.api_address or parse_listen(self.config.api.listen)
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host).is_unspecified:
+                host = self.config.hostname
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def _unsubscribe_headers(
+        self, secrets: list[bytes]
+    ) -> Callable[[str, int], list[tuple[str, str]]]:
+        bounce_domain = self.config.bounce.domain
+
+        def headers(message_id: str, idx: int) -> list[tuple[str, str]]:
+            return unsubscribe_headers(
+                message_id,
+                idx,
+                secrets=secrets,
+                public_url=self.public_url,
+                bounce_domain=bounce_domain,
+            )
+
+        return headers
 
     def _is_ready(self) -> bool:
         return self._ready and (self.engine is None or self.engine.throttle_healthy)
@@ -171,7 +211,10 @@ class Node:
             negative_ttl=d.negative_ttl,
             temp_fail_ttl=d.temp_fail_ttl,
         )
+        self.domains = DomainService(self.store, cfg, secret=key_secret(cfg))
+        await self.domains.refresh()
         secrets = verp_secrets(cfg) if cfg.bounce.domain else []
+        link_secrets = secrets or verp_secrets(cfg)
         self.failures = FailureHandler(
             self.store,
             None,
@@ -192,7 +235,28 @@ class Node:
                 verp_secret=secrets[0] if secrets else b"",
             )
             self.engine.on_failed = self.failures.add
-            await self.engine.start()
+            finalizer = Finalizer(
+                signer_for=self.domains.signer_for,
+                signs_for=self.domains.signs_for,
+                unsubscribe=self._unsubscribe_headers(link_secrets),
+                unsubscribe_streams=cfg.domains.list_unsubscribe_streams,
+            )
+            self.engine.finalizer = finalizer
+            self.engine.per_recipient = finalizer.per_recipient
+        # Reputation: counts outcomes, judges tenants, holds and refuses paused ones.
+        # Statuses are read before the engine starts and before any mail is accepted.
+        engine = self.engine
+        reputation = self.reputation = Reputation(
+            self.store,
+            cfg.reputation,
+            node_id=self.node_id,
+            metrics=self.metrics,
+            on_hold=engine.hold_tenant if engine is not None else None,
+        )
+        await reputation.load()
+        if engine is not None:
+            engine.on_recorded = reputation.observe
+            await engine.start()
         self.ingestor = Ingestor(
             self.store,
             node_id=self.node_id,
@@ -206,9 +270,19 @@ class Node:
             dispatcher=self.engine,
             metrics=self.metrics,
             lease_time=cfg.queue.lease_time,
+            gate=reputation,
         )
+        self.ingestor.sender_check = self.domains.check_sender
+        self._background.append(asyncio.create_task(self.domains.run(), name="domains"))
         self.failures.ingestor = self.ingestor
         self._background.append(asyncio.create_task(self.failures.run(), name="failures"))
+        # One-click links are signed with the VERP secrets, also without a bounce domain.
+        self.unsubscriber = Unsubscriber(
+            self.store,
+            secrets=link_secrets,
+            node_id=self.node_id,
+            metrics=self.metrics,
+        )
         if secrets:
             self.feedback = FeedbackProcessor(
                 self.store,
@@ -216,7 +290,10 @@ class Node:
                 suppression=cfg.suppression,
                 node_id=self.node_id,
                 metrics=self.metrics,
+                unsubscriber=self.unsubscriber,
             )
+            self.feedback.on_recorded = reputation.observe
+            self.feedback.on_complaint = reputation.complained
             self._background.append(asyncio.create_task(self.feedback.run(), name="feedback"))
             if cfg.inbound.enabled:
                 await self._start_inbound(secrets, self.feedback)
@@ -227,6 +304,7 @@ class Node:
         if cfg.submission.enabled:
             await self._start_submission(auth)
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._background.append(asyncio.create_task(reputation.run(), name="reputation"))
         self._ready = True
         log.info(
             "node %s ready (api %s, submission %s, inbound %s)",
@@ -250,6 +328,8 @@ class Node:
             on_pause=engine.set_paused if engine else None,
             on_cancel=engine.cancelled if engine else None,
             ready=self._is_ready,
+            unsubscribe=self.unsubscriber,
+            extra={"domains": self.domains},
         )
         app = create_app(ctx)
         sock = _bind(self.config.api.listen)
@@ -340,6 +420,8 @@ class Node:
         stats = await self.store.queue_stats()
         self.metrics.queue_depths = {s.domain: s.depth for s in stats}
         self.metrics.state_counts = await self.store.state_counts()
+        if self.engine is not None:
+            self.metrics.sources = await self.engine.sources_state()
 
     async def _housekeeping(self) -> None:
         while True:
@@ -372,6 +454,8 @@ class Node:
                 await self.failures.drain()
             except Exception:
                 log.exception("final failures not handled", extra={"action": "node.stop"})
+        if self.reputation is not None:
+            await self.reputation.close()
         if self.resolver is not None:
             await self.resolver.aclose()
         if self.throttle is not None:

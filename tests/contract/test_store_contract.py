@@ -13,6 +13,7 @@ from postline.model.ids import new_id
 from postline.store import Store
 from postline.store.base import (
     AttemptRecord,
+    DkimKeyRecord,
     EventQuery,
     IdempotencyClaim,
     InboundMessage,
@@ -20,7 +21,10 @@ from postline.store.base import (
     NewEvent,
     NewMessage,
     NewRecipient,
+    ReputationCount,
+    SenderDomain,
     Suppression,
+    TenantStatus,
 )
 
 NOW = time.time()
@@ -651,3 +655,141 @@ async def test_append_events_and_inbound(store: Store) -> None:
     assert again.attempts == 1
     await store.finish_inbound("in1", result="done", now=NOW + 4)
     assert await store.pending_inbound(10, now=NOW + 100) == []
+
+
+async def test_reputation_counts_add_up_per_tenant_stream_and_bucket(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    await store.add_reputation_counts(
+        [
+            ReputationCount(a, "transactional", 1000.0, delivered=5, bounced=1),
+            ReputationCount(a, "transactional", 1000.0, delivered=2, complained=1),
+            ReputationCount(a, "bulk", 1000.0, bounced=3),
+            ReputationCount(a, "transactional", 2000.0, delivered=10),
+            ReputationCount(b, "transactional", 2000.0, delivered=4),
+            ReputationCount(b, "transactional", 3000.0),  # empty: nothing stored
+        ]
+    )
+    # Another writer (node) adds to the same bucket.
+    await store.add_reputation_counts([ReputationCount(a, "transactional", 2000.0, bounced=2)])
+    totals = await store.reputation_totals(since=0.0)
+    got = [(t.tenant_id, t.stream, t.delivered, t.bounced, t.complained) for t in totals]
+    assert got == sorted(
+        [
+            (a, "bulk", 0, 3, 0),
+            (a, "transactional", 17, 3, 1),
+            (b, "transactional", 4, 0, 0),
+        ]
+    )
+    # Only buckets starting at or after `since`; one tenant.
+    assert [
+        (t.stream, t.delivered, t.bounced)
+        for t in await store.reputation_totals(since=1500.0, tenant_id=a)
+    ] == [("transactional", 10, 2)]
+    assert await store.reputation_totals(since=5000.0) == []
+    assert await store.purge_reputation_counts(1500.0) == 2
+    assert {(t.tenant_id, t.stream) for t in await store.reputation_totals(since=0.0)} == {
+        (a, "transactional"),
+        (b, "transactional"),
+    }
+
+
+async def test_tenant_status_compare_and_set_with_event(store: Store) -> None:
+    a = await tenant(store, "a")
+    assert await store.tenant_statuses(a) == []
+    warned = TenantStatus(a, "warned", "bounce rate 6 %", NOW, "reputation")
+    event = NewEvent(NOW, a, EventType.REPUTATION_WARNING, None, None, None, {"bounce_rate": 0.06})
+    # No row is 'ok': a change expected from 'paused' does not apply.
+    assert not await store.set_tenant_status(warned, expected={"paused"}, event=event)
+    assert await store.set_tenant_status(warned, expected={"ok"}, event=event, node_id="n1")
+    # The same change again (another node judging at once) finds 'warned' and does nothing.
+    assert not await store.set_tenant_status(warned, expected={"ok"}, event=event)
+    [got] = await store.tenant_statuses(a)
+    assert got == warned
+    [e] = await store.events(EventQuery(tenant_id=a, types=["reputation_warning"]))
+    assert (e.message_id, e.recipient_idx, e.node_id, e.data) == (
+        None,
+        None,
+        "n1",
+        {"bounce_rate": 0.06},
+    )
+    assert [s.tenant_id for s in await store.tenant_statuses()] == [a]
+
+
+async def test_a_paused_tenant_is_held_in_every_domain(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    await store.enqueue(
+        [message(a, "x@one.test"), message(a, "x@two.test"), message(b, "y@one.test")]
+    )
+    paused = TenantStatus(a, "paused", "bounce rate 12 %", NOW, "reputation")
+    assert await store.set_tenant_status(paused, expected={"ok", "warned"})
+    assert (a, "*") in await store.paused_queues()
+    leased = await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n1")
+    assert [m.tenant_id for m in leased] == [b]
+    assert await store.lease("two.test", now=NOW, limit=10, lease_time=30, owner="n1") == []
+    assert {(s.domain, s.paused) for s in await store.queue_stats(a)} == {
+        ("one.test", True),
+        ("two.test", True),
+    }
+    # Held mail stays queued (and ageing); resuming releases it and moves the judgement on.
+    resumed = TenantStatus(a, "ok", "", NOW + 5, "operator", judged_since=NOW + 5)
+    assert await store.set_tenant_status(resumed, expected={"paused", "warned"})
+    assert (a, "*") not in await store.paused_queues()
+    leased = await store.lease("two.test", now=NOW + 5, limit=10, lease_time=30, owner="n1")
+    assert [m.tenant_id for m in leased] == [a]
+    # Counts of buckets before judged_since are no longer judged for that tenant.
+    await store.add_reputation_counts(
+        [
+            ReputationCount(a, "transactional", NOW - 60, bounced=100),
+            ReputationCount(a, "transactional", NOW + 10, delivered=3),
+            ReputationCount(b, "transactional", NOW - 60, delivered=7),
+        ]
+    )
+    totals = await store.reputation_totals(since=NOW - 3600)
+    assert [(t.tenant_id, t.delivered, t.bounced) for t in totals] == sorted([(a, 3, 0), (b, 7, 0)])
+
+
+async def test_sender_domains_and_keys(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    key = DkimKeyRecord("pl202611r", "rsa-sha256", "MIIBIj...", b"\x00sealed\xff", NOW)
+    domain = SenderDomain(a, "shop.test", NOW, keys=(key,))
+    assert await store.add_sender_domain(domain) is True
+    assert await store.add_sender_domain(domain) is False  # already there
+    assert await store.add_sender_domain(SenderDomain(b, "shop.test", NOW)) is True
+    got = await store.get_sender_domain(a, "shop.test")
+    assert got is not None and got.status == "pending" and got.keys == (key,)
+    assert await store.get_sender_domain(a, "other.test") is None
+    assert [d.domain for d in await store.list_sender_domains(a)] == ["shop.test"]
+    assert {(d.tenant_id, d.domain) for d in await store.list_sender_domains()} == {
+        (a, "shop.test"),
+        (b, "shop.test"),
+    }
+    rotated = DkimKeyRecord(
+        "pl202612e", "ed25519-sha256", "11qY...", b"sealed2", NOW + 1, "pending"
+    )
+    assert await store.add_dkim_key(a, "shop.test", rotated) is True
+    assert await store.update_sender_domain(
+        a,
+        "shop.test",
+        status="verified",
+        checked_at=NOW + 2,
+        verified_at=NOW + 2,
+        check='[{"status": "ok"}]',
+        key_states={"pl202611r": "retired", "pl202612e": "active"},
+    )
+    got = await store.get_sender_domain(a, "shop.test")
+    assert got is not None and got.status == "verified" and got.verified_at == NOW + 2
+    assert got.check == '[{"status": "ok"}]'
+    assert {k.selector: k.state for k in got.keys} == {
+        "pl202611r": "retired",
+        "pl202612e": "active",
+    }
+    # Tenant b's domain of the same name is untouched.
+    other = await store.get_sender_domain(b, "shop.test")
+    assert other is not None and other.status == "pending" and other.keys == ()
+    assert await store.remove_sender_domain(a, "shop.test") is True
+    assert await store.remove_sender_domain(a, "shop.test") is False
+    assert await store.get_sender_domain(a, "shop.test") is None
+    assert await store.get_sender_domain(b, "shop.test") is not None

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from postline.throttle.adaptive import AdaptiveParams
-from postline.throttle.base import ThrottleBackend
+from postline.throttle.base import QuotaWindow, ThrottleBackend
 from postline.throttle.memory import MemoryThrottleBackend
 from postline.throttle.redis import RedisThrottleBackend
 from postline.throttle.rules import Limits, ThrottleRules
@@ -309,3 +309,72 @@ async def test_changing_limits_starts_a_fresh_bucket(backend: ThrottleBackend) -
     assert await _acquire(backend, new.key, new.limits, T0) == 0.0
     status = await backend.state(new.key, now=T0)
     assert (status.factor, status.connections) == (1.0, 0)
+
+
+# --- per-key adaptive parameters (provider blocks) ------------------------------------------
+
+BLOCKS = AdaptiveParams(cut_cooldown=0.0, strikes=3, strike_window=600.0, suspend_for=3600.0)
+
+
+async def test_reports_with_their_own_parameters_use_them(
+    backend: ThrottleBackend, key: str
+) -> None:
+    other = f"{key}-default"
+    for t in (T0, T0 + 100, T0 + 200):
+        await backend.report_throttled(key, now=t, params=BLOCKS)
+        await backend.report_throttled(other, now=t)
+    # three strikes within ten minutes: suspended for an hour; the backend's own
+    # parameters (one minute's window) never see three at once
+    assert (await backend.state(key, now=T0 + 200)).suspended_for == pytest.approx(3600.0)
+    assert (await backend.state(other, now=T0 + 200)).suspended_for == 0.0
+    # no cooldown: two reports in the same second are two strikes
+    again = f"{key}-again"
+    await backend.report_throttled(again, now=T0, params=BLOCKS)
+    state = await backend.report_throttled(again, now=T0 + 0.5, params=BLOCKS)
+    assert len(state.strikes) == 2
+
+
+# --- quotas (warm-up caps) -----------------------------------------------------------------
+
+
+async def test_a_quota_grants_up_to_the_smallest_room(backend: ThrottleBackend, key: str) -> None:
+    day = QuotaWindow("d=2026-11-01", 10, 86400.0)
+    hour = QuotaWindow("h=2026-11-01T13", 4, 3600.0)
+    assert await backend.take_quota(key, [day, hour], 3, now=T0) == 3
+    assert await backend.take_quota(key, [day, hour], 3, now=T0) == 1
+    assert await backend.take_quota(key, [day, hour], 1, now=T0) == 0
+    assert await backend.quota_used(key, [day.name, hour.name], now=T0) == [4, 4]
+    # the next hour has room again; the day counts on
+    later = QuotaWindow("h=2026-11-01T14", 4, 3600.0)
+    assert await backend.take_quota(key, [day, later], 5, now=T0 + 3600) == 4
+    assert await backend.take_quota(key, [day, QuotaWindow("h=x", 99, 60.0)], 5, now=T0) == 2
+    assert await backend.quota_used(key, [day.name, "h=x", "unknown"], now=T0) == [10, 2, 0]
+    with pytest.raises(ValueError, match="at least 1"):
+        await backend.take_quota(key, [day], 0, now=T0)
+
+
+async def test_quota_groups_are_independent(backend: ThrottleBackend, key: str) -> None:
+    day = QuotaWindow("d=2026-11-01", 2, 86400.0)
+    assert await backend.take_quota(f"{key}-a", [day], 5, now=T0) == 2
+    assert await backend.take_quota(f"{key}-b", [day], 1, now=T0) == 1
+    assert await backend.quota_used(f"{key}-b", [day.name], now=T0) == [1]
+
+
+async def test_concurrent_quota_takes_never_exceed_the_limit(
+    backend: ThrottleBackend, key: str
+) -> None:
+    day = QuotaWindow("d", 25, 600.0)
+    grants = await asyncio.gather(*(backend.take_quota(key, [day], 2) for _ in range(40)))
+    assert sum(grants) == 25
+    assert await backend.quota_used(key, ["d"]) == [25]
+
+
+async def test_a_quota_counter_is_forgotten_after_its_ttl(
+    backend: ThrottleBackend, key: str
+) -> None:
+    short = QuotaWindow("h", 1, 0.05)
+    assert await backend.take_quota(key, [short], 1) == 1
+    assert await backend.take_quota(key, [short], 1) == 0
+    await asyncio.sleep(1.2)  # Redis keeps idle records one second past their time
+    assert await backend.quota_used(key, ["h"]) == [0]
+    assert await backend.take_quota(key, [short], 1) == 1

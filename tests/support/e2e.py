@@ -133,12 +133,14 @@ async def internet(
     delivery_extra: str = "",
     store: str | None = None,
     throttle_backend: str | None = None,
+    api_extra: str = "",
 ) -> AsyncIterator[E2E]:
     """The sim with ``domains`` and a node pointed at it (see module docstring).
 
     ``delivery_extra`` holds more ``[delivery]`` keys (e.g. ``tls = "disabled"``); the
     table is written here, so ``node_extra`` cannot open it again. ``store`` and
-    ``throttle_backend`` select other backends (a PostgreSQL DSN, a Redis URL).
+    ``throttle_backend`` select other backends (a PostgreSQL DSN, a Redis URL);
+    ``api_extra`` holds more ``[api]`` keys (e.g. ``public_url = "https://..."``).
     """
     sim = Simulator(SimConfig(domains=tuple(domains), greylist_delay=greylist_delay, seed=7))
     await sim.start()
@@ -172,7 +174,7 @@ quit = "1s"
             + rules_toml(rules)
         )
         top = f'store = "{store}"' if store else ""
-        async with running_node(tmp_path, extra, top_extra=top) as node:
+        async with running_node(tmp_path, extra, top_extra=top, api_extra=api_extra) as node:
             key = await add_tenant(node)
             async with api_client(node, key) as api:
                 yield E2E(sim, node, api)

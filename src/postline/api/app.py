@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,7 +16,20 @@ from postline.ingest.service import Ingestor
 from postline.store.base import Store, Tenant
 from postline.tenants import KeyAuthenticator
 
-__all__ = ["ApiContext", "create_app", "current_tenant"]
+__all__ = ["ApiContext", "OneClickUnsubscribe", "create_app", "current_tenant"]
+
+
+class OneClickUnsubscribe(Protocol):
+    """What the ``/u/{token}`` routes need (``postline.feedback.unsubscribe``)."""
+
+    def verify(self, token: str) -> bool:
+        """Whether the token is correctly signed."""
+        ...
+
+    async def apply_token(self, token: str, *, source: str) -> bool | None:
+        """Unsubscribe the recipient the token names: None for a bad token or an unknown
+        recipient, else whether anything was written (False: done before)."""
+        ...
 
 
 @dataclass
@@ -32,6 +45,7 @@ class ApiContext:
     on_pause: Callable[[str, str, bool], None] | None = None
     on_cancel: Callable[[str], None] | None = None
     ready: Callable[[], bool] = lambda: True
+    unsubscribe: OneClickUnsubscribe | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,8 +138,15 @@ async def current_tenant(request: Request) -> Tenant:
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    from postline.api.routes import system
-    from postline.api.routes.v1 import events, messages, queues, suppressions
+    from postline.api.routes import system, unsubscribe
+    from postline.api.routes.v1 import (
+        domains,
+        events,
+        messages,
+        queues,
+        reputation,
+        suppressions,
+    )
 
     app = FastAPI(
         title="postline",
@@ -142,6 +163,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(events.router)
     app.include_router(queues.router)
     app.include_router(suppressions.router)
+    app.include_router(domains.router)
+    app.include_router(reputation.router)
     app.include_router(system.router)
+    app.include_router(unsubscribe.router)
     app.add_middleware(BodyLimit, limit=ctx.config.api.max_request_size)
     return app

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from postline.errors import IntegrityViolation, StoreUnavailable, ValidationError
+from postline.errors import IntegrityViolation, SendingPaused, StoreUnavailable, ValidationError
 
 __all__ = ["Problem", "install_problem_handlers", "problem_response"]
 
@@ -170,6 +170,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             request.url.path,
         )
 
+    async def on_paused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SendingPaused)
+        return problem_response(
+            Problem(403, "sending-paused", str(exc), fix=exc.fix, title="Sending paused"),
+            request.url.path,
+        )
+
     async def on_conflict(request: Request, exc: Exception) -> Response:
         return problem_response(
             Problem(409, "conflict", str(exc), fix="Use a different name or identifier."),
@@ -201,3 +208,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(StoreUnavailable, on_unavailable)
     app.add_exception_handler(IntegrityViolation, on_conflict)
+    app.add_exception_handler(SendingPaused, on_paused)

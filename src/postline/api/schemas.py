@@ -23,11 +23,17 @@ __all__ = [
     "QueueOut",
     "QueuesOut",
     "RecipientAccepted",
+    "ReputationCountsOut",
+    "ReputationOut",
+    "ReputationRatesOut",
+    "ReputationStreamOut",
+    "ReputationThresholdsOut",
     "SuppressionIn",
     "SuppressionOut",
     "SuppressionsAdded",
     "SuppressionsIn",
     "SuppressionsOut",
+    "ThresholdOut",
     "iso",
 ]
 
@@ -232,3 +238,57 @@ class SuppressionsAdded(BaseModel):
     added: int = Field(
         description="Entries added or replaced (an address given twice counts once)."
     )
+
+
+class ReputationCountsOut(BaseModel):
+    delivered: int = Field(description="Recipients delivered.")
+    bounced: int = Field(description="Hard bounces: the address or its domain does not exist.")
+    complained: int = Field(description="Complaints from mailbox providers' feedback loops.")
+
+
+class ReputationRatesOut(BaseModel):
+    bounce: float | None = Field(
+        description="bounced / (delivered + bounced), 0..1; null without any volume."
+    )
+    complaint: float | None = Field(
+        description="complained / delivered, 0..1; null when nothing was delivered."
+    )
+
+
+class ThresholdOut(BaseModel):
+    warn: float = Field(description="Rate at or above which the tenant is warned (0: never).")
+    pause: float = Field(description="Rate at or above which sending is paused (0: never).")
+
+
+class ReputationThresholdsOut(BaseModel):
+    bounce: ThresholdOut
+    complaint: ThresholdOut
+    min_volume: int = Field(
+        description="Least delivered + bounced recipients in the window before a verdict."
+    )
+
+
+class ReputationStreamOut(BaseModel):
+    stream: str = Field(description="The messages' stream (e.g. transactional, bulk).")
+    counts: ReputationCountsOut
+    rates: ReputationRatesOut
+
+
+class ReputationOut(BaseModel):
+    status: Literal["ok", "warned", "paused"] = Field(
+        description="'paused': new mail is refused (403) and queued mail is held until an "
+        "operator resumes the tenant; 'warned': a rate is at or above a warning threshold."
+    )
+    reason: str = Field(description="Why the status was last changed (empty: never).")
+    changed_at: str | None = Field(description="When the status was last changed.")
+    changed_by: str | None = Field(description="'reputation' (automatic) or 'operator'.")
+    window: str = Field(description="The rolling window of the rates, e.g. '24h'.")
+    since: str = Field(
+        description="Start of the outcomes judged: the window's start, or the last resume "
+        "when that is later (a resumed tenant is judged on fresh outcomes only)."
+    )
+    judged: bool = Field(description="Whether the volume reaches min_volume (a verdict is made).")
+    counts: ReputationCountsOut
+    rates: ReputationRatesOut
+    thresholds: ReputationThresholdsOut
+    streams: list[ReputationStreamOut] = Field(description="The same, per stream.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postline.cli import bounce, config_cmd, demo, serve, suppress, tenant
+from postline.cli import bounce, check, config_cmd, demo, serve, suppress, tenant
 from postline.cli.sim import sim
 
 __all__ = ["app", "main"]
@@ -20,6 +20,7 @@ app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("sim")(sim)
 app.command("openapi")(config_cmd.openapi)
+app.command("check")(check.check)
 app.add_typer(tenant.app, name="tenant")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(bounce.app, name="bounce")

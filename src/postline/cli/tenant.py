@@ -1,19 +1,22 @@
-"""``postline tenant``: create tenants and manage their API keys."""
+"""``postline tenant``: create tenants, manage their API keys, pause and resume them."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
 
 from postline.cli._common import ConfigOption, fail, load, run
 from postline.errors import IntegrityViolation
+from postline.reputation.rates import OK, Counts, percent
+from postline.reputation.service import pause_tenant, resume_tenant, tenant_counts
 from postline.store import create_store
 from postline.tenants import generate_key, hash_key, key_prefix
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Tenants and API keys.", no_args_is_help=True)
+app = typer.Typer(help="Tenants, API keys, pauses.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Argument(help="Tenant name (letters, digits, '.', '_', '-').")]
 
@@ -118,3 +121,104 @@ def list_tenants(config: ConfigOption) -> None:
             await store.close()
 
     run(main())
+
+
+@app.command("pause")
+def pause(
+    name: Name,
+    config: ConfigOption,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why; shown to the tenant in every refusal.")
+    ] = "",
+) -> None:
+    """Pause a tenant: its new mail is refused and its queued mail held (not sent, not
+    dropped, still ageing) until 'postline tenant resume'."""
+    cfg = load(config)
+
+    async def main() -> bool:
+        store = create_store(cfg)
+        await store.open()
+        try:
+            tenant = await store.get_tenant(name=name)
+            if tenant is None:
+                raise fail(f"no tenant named {name!r}")
+            return await pause_tenant(store, tenant, reason=reason, node_id="cli") is not None
+        finally:
+            await store.close()
+
+    if not run(main()):
+        raise fail(f"{name!r} is paused already", code=1)
+    typer.echo(
+        f"paused {name!r}: new mail is refused, queued mail is held (running nodes follow "
+        f"within [reputation] evaluate_interval); resume with 'postline tenant resume {name}'"
+    )
+
+
+@app.command("resume")
+def resume(name: Name, config: ConfigOption) -> None:
+    """Resume a paused (or warned) tenant: new mail is accepted again, held mail is sent,
+    and the tenant is judged only on outcomes from now on (the minimum volume again)."""
+    cfg = load(config)
+
+    async def main() -> bool:
+        store = create_store(cfg)
+        await store.open()
+        try:
+            tenant = await store.get_tenant(name=name)
+            if tenant is None:
+                raise fail(f"no tenant named {name!r}")
+            return await resume_tenant(store, tenant, node_id="cli") is not None
+        finally:
+            await store.close()
+
+    if not run(main()):
+        raise fail(f"{name!r} is neither paused nor warned", code=1)
+    typer.echo(
+        f"resumed {name!r}: its mail is accepted and sent again (running nodes follow within "
+        "[reputation] evaluate_interval); it is judged on outcomes from now on"
+    )
+
+
+@app.command("status")
+def status(
+    config: ConfigOption,
+    name: Annotated[str | None, typer.Argument(help="One tenant; default: every tenant.")] = None,
+) -> None:
+    """Reputation of tenants: status, rates over the window, reason (tab-separated)."""
+    cfg = load(config)
+    window = cfg.reputation.window
+
+    async def main() -> list[str]:
+        store = create_store(cfg)
+        await store.open()
+        try:
+            tenants = await store.list_tenants()
+            if name is not None:
+                tenants = [t for t in tenants if t.name == name]
+                if not tenants:
+                    raise fail(f"no tenant named {name!r}")
+            statuses = {s.tenant_id: s for s in await store.tenant_statuses()}
+            counts = tenant_counts(await store.reputation_totals(since=time.time() - window))
+            lines = []
+            for t in tenants:
+                s = statuses.get(t.id)
+                c = Counts.total(counts.get(t.id, {}).values())
+                bounce = percent(c.bounce_rate) if c.bounce_rate is not None else "-"
+                complaint = percent(c.complaint_rate) if c.complaint_rate is not None else "-"
+                lines.append(
+                    "\t".join(
+                        (
+                            t.name,
+                            s.status if s else OK,
+                            f"bounce {bounce} ({c.bounced}/{c.volume})",
+                            f"complaint {complaint} ({c.complained}/{c.delivered})",
+                            s.reason if s and s.status != OK else "",
+                        )
+                    )
+                )
+            return lines
+        finally:
+            await store.close()
+
+    for line in run(main()):
+        typer.echo(line)

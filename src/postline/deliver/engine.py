@@ -10,7 +10,9 @@
   :class:`~postline.deliver.site.Site` for it and leases only as many recipients as the
   site has room for. Mail for a domain whose MX lookup failed permanently bounces here;
   a temporary DNS failure defers it.
-* **Sites** send (see :mod:`postline.deliver.site`).
+* **Sites** send (see :mod:`postline.deliver.site`). With ``[[delivery.sources]]`` each
+  source has its own sites and buckets, and :mod:`postline.deliver.paths` picks the source
+  of every item (pool by stream or tenant, weight, warm-up caps, provider blocks).
 * The **recorder** writes outcomes in batches (group commit) right after the replies.
 """
 
@@ -30,13 +32,15 @@ from typing import Any
 from postline.bounce import classify_reply, verp
 from postline.bounce.policy import suppresses
 from postline.config import Config
-from postline.deliver.outcome import decide, dns_reply
+from postline.deliver.egress import Egress, Source
+from postline.deliver.outcome import Decision, decide, dns_reply
+from postline.deliver.paths import SourcePaths, Target
 from postline.deliver.site import Host, Site, WorkItem, make_record
 from postline.dns.resolver import Resolver
 from postline.errors import ThrottleError
 from postline.metrics import Metrics
 from postline.model import EventType, RecipientState, Reply
-from postline.schedule.backoff import RetryPolicy
+from postline.schedule.backoff import RetryPolicy, next_attempt
 from postline.smtp.client import Timeouts
 from postline.store.base import (
     AttemptRecord,
@@ -46,7 +50,7 @@ from postline.store.base import (
     Store,
 )
 from postline.throttle.base import ThrottleBackend
-from postline.throttle.rules import Destination, ThrottleRules
+from postline.throttle.rules import Destination, Limits, ThrottleRules
 from postline.units import format_duration
 
 __all__ = ["DeliveryEngine"]
@@ -78,8 +82,11 @@ ROUTE_TTL = 30.0
 @dataclass(frozen=True, slots=True)
 class _Route:
     site: Site | None
+    """The site of the only source (no ``[[delivery.sources]]``)."""
     failure: Reply | None
     expires: float
+    target: Target | None = None
+    """With several sources: where the mail goes; a site per source on demand."""
 
 
 class _DomainState:
@@ -195,6 +202,8 @@ class DeliveryEngine:
         self.idle_timeout = config.delivery.idle_timeout
         self.lease_time = config.queue.lease_time
         self.lease_margin = min(30.0, self.lease_time / 4)
+        # Seconds of sending a site buffers (see site.buffer_limit).
+        self.buffer_window = min(5.0, (self.lease_time - self.lease_margin) / 2)
         self.max_lease = config.queue.max_lease
         self.connection_ttl = config.throttle.connection_lease
         self.site_retry = max(1.0, min(self.policy.first, 60.0))
@@ -220,8 +229,12 @@ class DeliveryEngine:
         )
         self.hard_bounce_ttl = config.suppression.hard_bounce_ttl
         self.on_failed: Callable[[LeasedMessage, AttemptRecord], None] | None = None
+        # Every batch of outcomes once written (reputation counts).
+        self.on_recorded: Callable[[Sequence[AttemptRecord]], None] | None = None
         # Per-transaction additions to the stored message (List-Unsubscribe, DKIM).
         self.finalizer: Callable[[WorkItem], bytes] | None = None
+        # Streams whose messages need one recipient per transaction (per-recipient headers).
+        self.per_recipient: Callable[[str], bool] | None = None
         self._failed: dict[tuple[str, int], LeasedMessage] = {}
         # Every recipient leased by this node and not yet settled in the store, with its
         # domain and current lease expiry: renewed while held, forgotten once written.
@@ -230,6 +243,12 @@ class DeliveryEngine:
         self._timer_wake = asyncio.Event()
         self._timers: list[tuple[float, str]] = []
         self._wake_at: dict[str, float] = {}
+        self.egress = Egress(config)
+        self._source = self.egress.sources[0]
+        # Source choice, warm-up and provider blocks: only with [[delivery.sources]].
+        self.paths: SourcePaths | None = (
+            SourcePaths(self, self.egress) if self.egress.explicit else None
+        )
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -263,6 +282,8 @@ class DeliveryEngine:
         self._scan_wake.set()
         for task in self._tasks[1:]:
             task.cancel()
+        if self.paths is not None:
+            self.paths.cancel()
         for site in self.sites.values():
             site.wake()
         pending = [s.task for s in self._domains.values() if s.task is not None]
@@ -286,12 +307,20 @@ class DeliveryEngine:
         self._tasks = []
 
     # -- leases held in memory --------------------------------------------------------
+    def hold_items(self, items: Iterable[WorkItem]) -> None:
+        self._hold(items)
+
     def _hold(self, items: Iterable[WorkItem]) -> None:
         for item in items:
             for r in item.recipients:
                 self._held[(r.message_id, r.idx)] = (item.domain, item.lease_until)
 
     def _settled(self, records: Sequence[AttemptRecord]) -> None:
+        if self.on_recorded is not None:
+            try:
+                self.on_recorded(records)
+            except Exception:  # an observer must never stop outcomes from settling
+                log.exception("outcome observer failed", extra={"action": "deliver.observer"})
         failed = self._failed
         for r in records:
             self._held.pop((r.message_id, r.idx), None)
@@ -303,11 +332,17 @@ class DeliveryEngine:
                     self.on_failed(message, r)
 
     # -- return path -----------------------------------------------------------------
-    def per_transaction(self, site: Site) -> int:
-        """Recipients per SMTP transaction: one when each gets its own signed return path."""
+    def per_transaction(self, site: Site, stream: str = "") -> int:
+        """Recipients per SMTP transaction: one when each gets its own signed return path
+        or headers naming it (List-Unsubscribe on the streams that carry it)."""
+        return self.per_transaction_of(site.destination.limits, stream)
+
+    def per_transaction_of(self, limits: Limits, stream: str = "") -> int:
         if self.verp is not None:
             return 1
-        return site.destination.limits.recipients_per_transaction or 100
+        if self.per_recipient is not None and self.per_recipient(stream):
+            return 1
+        return limits.recipients_per_transaction or 100
 
     def outgoing(self, item: WorkItem) -> tuple[str, bytes]:
         """Envelope sender and the bytes to send for a transaction: the stored body,
@@ -411,7 +446,14 @@ class DeliveryEngine:
     def held(self, site: Site) -> bool:
         """True while the site is unreachable or its throttle bucket is suspended."""
         now = time.time()
-        return site.down_until > now or self._suspended.get(site.bucket, 0.0) > now
+        if site.down_until > now or self._suspended.get(site.bucket, 0.0) > now:
+            return True
+        paths = self.paths
+        return paths is not None and bool(paths.blocked) and paths.is_blocked(site, now)
+
+    def suspended_until(self, bucket: str) -> float:
+        """When the adaptive suspension of ``bucket`` ends (0.0: not suspended)."""
+        return self._suspended.get(bucket, 0.0)
 
     # -- direct hand-off from ingest -------------------------------------------------
     def claim(self, messages: Sequence[NewMessage], *, now: float) -> dict[str, dict[int, Any]]:
@@ -426,15 +468,21 @@ class DeliveryEngine:
             return claims
         mono = time.monotonic()
         for m in messages:
-            if m.next_attempt_at > now:
+            if m.next_attempt_at > now or (m.tenant_id, "*") in self._paused:
                 continue
             for r in m.recipients:
                 if r.domain in self._domains or r.suppressed is not None:
                     continue
                 route = self._routes.get(r.domain)
-                if route is None or route.site is None or route.expires < mono:
+                if route is None or route.expires < mono:
                     continue
                 site = route.site
+                if site is None:
+                    if route.target is None or self.paths is None:
+                        continue
+                    site = self.paths.claim_site(route.target, m.tenant_id, m.stream, now)
+                    if site is None:
+                        continue
                 if site.capacity() - site.reserved <= 0 or self.held(site):
                     continue
                 if (m.tenant_id, r.domain) in self._paused or ("*", r.domain) in self._paused:
@@ -482,7 +530,7 @@ class DeliveryEngine:
                     source=m.source,
                     stream=m.stream,
                 )
-                per_txn = self.per_transaction(site)
+                per_txn = self.per_transaction(site, m.stream)
                 by_domain: dict[str, list[LeasedRecipient]] = {}
                 for lr in rcpts:
                     by_domain.setdefault(lr.domain, []).append(lr)
@@ -520,11 +568,31 @@ class DeliveryEngine:
 
     def set_paused(self, tenant_id: str, domain: str, paused: bool) -> None:
         """Keep the pause list of direct hand-offs in step with the API at once."""
+        if domain == "*":
+            self.hold_tenant(tenant_id, paused)
+            return
         if paused:
             self._paused.add((tenant_id, domain))
         else:
             self._paused.discard((tenant_id, domain))
             self.activate(domain)
+
+    def hold_tenant(self, tenant_id: str, held: bool) -> None:
+        """Hold (or release) every queue of a tenant: its work buffered here goes back to
+        the queue without an attempt counted (its lease ends, it keeps ageing), and the
+        store leases none of it until released; a release rescans the queue."""
+        if held:
+            self._paused.add((tenant_id, "*"))
+            now = time.time()
+            for site in self.sites.values():
+                self.release(site.drain_tenant(tenant_id), now=now)
+        else:
+            self._paused.discard((tenant_id, "*"))
+            self._scan_wake.set()
+
+    def tenant_held(self, tenant_id: str) -> bool:
+        """True while every queue of the tenant is held (a reputation pause)."""
+        return (tenant_id, "*") in self._paused
 
     # -- waking domains --------------------------------------------------------------
     def notify(self, domains: Iterable[str]) -> None:
@@ -642,7 +710,10 @@ class DeliveryEngine:
             self._fail_without_site(leased, route.failure, domain)
             return len(leased) > 0
         site = route.site
-        assert site is not None
+        if site is None:
+            assert route.target is not None
+            assert self.paths is not None
+            return await self.paths.lease_round(domain, route.target)
         if self.held(site):
             self.schedule(domain, max(site.down_until, self._suspended.get(site.bucket, 0.0)))
             return False
@@ -656,12 +727,12 @@ class DeliveryEngine:
         )
         if not leased:
             return False
-        per_txn = self.per_transaction(site)
         items = []
         count = 0
         until = now + self.lease_time
         for m in leased:
             count += len(m.recipients)
+            per_txn = self.per_transaction(site, m.stream)
             for i in range(0, len(m.recipients), per_txn):
                 items.append(WorkItem(m, m.recipients[i : i + per_txn], domain, until))
         self._hold(items)
@@ -692,8 +763,7 @@ class DeliveryEngine:
                 return _Route(None, reply, time.monotonic() + 5.0)
             hosts = [Host(host, a, port) for a in addresses]
             site_name = f"route:{host}:{port}"
-            dest = self.rules.match(domain, [host], site_name)
-            return _Route(self._site(dest, site_name, hosts), None, expires)
+            return self._route_to(domain, (host,), site_name, hosts, expires)
         mx = await self.resolver.mx(domain)
         if mx.status != "ok":
             reply = dns_reply(mx.status, domain, mx.detail)
@@ -701,8 +771,21 @@ class DeliveryEngine:
             return _Route(None, reply, time.monotonic() + ttl)
         port = self.config.delivery.smtp_port
         hosts = [Host(h.name, a, port) for h in mx.hosts for a in h.addresses]
-        dest = self.rules.match(domain, [h.name for h in mx.hosts], mx.site)
-        return _Route(self._site(dest, mx.site, hosts), None, expires)
+        names = tuple(h.name for h in mx.hosts)
+        return self._route_to(domain, names, mx.site, hosts, expires)
+
+    def _route_to(
+        self,
+        domain: str,
+        mx: tuple[str, ...],
+        site_name: str,
+        hosts: list[Host],
+        expires: float,
+    ) -> _Route:
+        dest = self.rules.match(domain, mx, site_name)
+        if self.paths is None:
+            return _Route(self.site_of(dest, site_name, hosts, self._source), None, expires)
+        return _Route(None, None, expires, Target(domain, mx, site_name, hosts, dest))
 
     def _static_route(self, domain: str) -> tuple[str, int] | None:
         for r in self.config.delivery.routes:
@@ -710,11 +793,12 @@ class DeliveryEngine:
                 return r.host, r.port
         return None
 
-    def _site(self, dest: Destination, site_name: str, hosts: list[Host]) -> Site:
+    def site_of(self, dest: Destination, site_name: str, hosts: list[Host], source: Source) -> Site:
+        """The site of ``dest`` (whose key names the source, if any) at ``site_name``."""
         key = f"{dest.key}|{site_name}"
         site = self.sites.get(key)
         if site is None:
-            site = Site(self, key, dest, hosts)
+            site = Site(self, key, dest, hosts, source)
             self.sites[key] = site
             self.bucket_sites.setdefault(site.bucket, set()).add(site)
             self.bucket_sites.setdefault(site.bucket, set()).add(site)
@@ -762,13 +846,17 @@ class DeliveryEngine:
 
     def suspend(self, site: Site, seconds: float, items: Sequence[WorkItem]) -> None:
         """Hold a throttle bucket: the buffered work of every site in it goes back to the
-        queue until the suspension ends."""
+        queue until the suspension ends (with several sources: at once, for the pool's
+        other sources to take)."""
         now = time.time()
         self._suspended[site.bucket] = max(self._suspended.get(site.bucket, 0.0), now + seconds)
         held = list(items)
         for other in self.sites.values():
             if other.bucket == site.bucket:
                 held.extend(other.drain())
+        if self.paths is not None:
+            self.release(held, now=now)
+            return
         reply = Reply(
             451,
             f"destination suspended for {seconds:.0f}s after repeated throttling replies",
@@ -798,9 +886,38 @@ class DeliveryEngine:
     async def throttle_state(self, domain: str) -> dict[str, Any] | None:
         # Only what is known already: an operator's listing must not wait for DNS.
         route = self._routes.get(domain)
-        if route is None or route.site is None:
+        if route is None:
             return None
-        site = route.site
+        if route.site is None:
+            if route.target is None:
+                return None
+            target = route.target
+            sources = {}
+            for name, site in sorted(target.sites.items()):
+                sources[name] = await self._site_state(site)
+            return {"rule": target.base.rule.name, "sources": sources}
+        return await self._site_state(route.site)
+
+    async def sources_state(self) -> list[dict[str, Any]]:
+        """Every egress source: name, address, EHLO name, weight, pools, warm-up progress
+        (schedule, day of the plan, today's and this hour's count against the caps per
+        destination this node sent to today) and the destinations that block it now."""
+        if self.paths is not None:
+            return await self.paths.state()
+        only = self._source
+        return [
+            {
+                "name": only.name,
+                "address": only.address,
+                "ehlo": only.ehlo,
+                "weight": only.weight,
+                "pools": list(only.pools),
+                "warmup": None,
+                "blocked": [],
+            }
+        ]
+
+    async def _site_state(self, site: Site) -> dict[str, Any]:
         try:
             status = await self.throttle.state(site.bucket)
         except ThrottleError:
@@ -830,6 +947,8 @@ class DeliveryEngine:
     ) -> None:
         now = time.time()
         records = []
+        paths = self.paths
+        blocked = False
         for r, reply in zip(item.recipients, replies, strict=True):
             attempts = r.attempts + 1
             d = decide(
@@ -846,12 +965,17 @@ class DeliveryEngine:
                 data["port"] = host.port
             if local_ip:
                 data["local_ip"] = local_ip
+            if paths is not None:
+                data["source"] = site.source.name
             if reply.synthetic:
                 data["synthetic"] = True
             if after_dot:
                 data["after_data_dot"] = True
             if not reply.positive:
                 self._classify(reply, host, data)
+                if paths is not None and data.get("category") == "spam_block":
+                    blocked = True
+                    d = self._blocked_from(site, item, r, d, data, attempts, now)
                 if d.state is RecipientState.EXPIRED:
                     _expired(data)
                 elif d.state is RecipientState.BOUNCED:
@@ -873,6 +997,34 @@ class DeliveryEngine:
             self._note_failure(item, record)
             records.append(record)
         self.recorder.add(records)
+        if blocked and paths is not None:
+            paths.strike(site)
+
+    def _blocked_from(
+        self,
+        site: Site,
+        item: WorkItem,
+        r: LeasedRecipient,
+        d: Decision,
+        data: dict[str, object],
+        attempts: int,
+        now: float,
+    ) -> Decision:
+        """A block reply (blocklist, IP reputation) judges the source, not the recipient:
+        when another source of the pool may send there, the recipient is retried from it
+        instead of bouncing."""
+        assert self.paths is not None
+        if d.state is not RecipientState.BOUNCED:
+            return d
+        if not self.paths.retry_elsewhere(site, item.message, r):
+            return d
+        when = next_attempt(
+            attempts, now=now, expires_at=r.expires_at, policy=self.policy, rng=self.rng
+        )
+        if when is None:
+            return d
+        data["retry_elsewhere"] = True
+        return Decision(RecipientState.QUEUED, EventType.DEFERRED, when)
 
     def _classify(self, reply: Reply, host: Host | None, data: dict[str, object]) -> None:
         """Bounce category and hard/soft verdict of a failure, from the shared rules."""

@@ -1,10 +1,12 @@
 """A ready queue per destination: leased mail waiting for a connection to one MX site.
 
-A *site* is one throttle bucket × one set of MX hosts (several domains hosted by the
-same provider share a site and its connections). The site keeps a small, bounded buffer
-of leased work, opens connections up to the bucket's connection limit, sends each item
-when the bucket's rate allows, and reports every outcome to the engine. A slow or
-blocked site only ever holds its own buffer, so it never delays another destination.
+A *site* is one egress source × one throttle bucket × one set of MX hosts (several
+domains hosted by the same provider share a site and its connections; with several
+sources configured, each source has its own sites, buckets and limits). The site keeps
+a small, bounded buffer of leased work, opens connections up to the bucket's connection
+limit, sends each item when the bucket's rate allows, and reports every outcome to the
+engine. A slow or blocked site only ever holds its own buffer, so it never delays
+another destination.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from postline.deliver.egress import Source
 from postline.errors import ThrottleError
 from postline.model import EventType, RecipientState, Reply
 from postline.smtp.client import SMTPClient, SMTPClientError
 from postline.store.base import AttemptRecord, LeasedMessage, LeasedRecipient
-from postline.throttle.rules import Destination
+from postline.throttle.rules import Destination, Limits
 
 if TYPE_CHECKING:
     from postline.deliver.engine import DeliveryEngine
 
-__all__ = ["Host", "Site", "WorkItem"]
+__all__ = ["Host", "Site", "WorkItem", "buffer_limit"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,23 @@ class WorkItem:
     queued_at: float = field(default_factory=time.monotonic)
 
 
+def buffer_limit(limits: Limits, workers: int, default_connections: int, window: float) -> int:
+    """How much leased work may wait for one site: a few seconds of sending, and never
+    more than can be sent well within the lease (or it would go back unsent).
+
+    ``workers``: connection slots this node holds in the bucket (other nodes of a fleet
+    may hold the rest); ``window``: the seconds of sending to buffer (at most 5).
+    """
+    conns = limits.connections or default_connections
+    cap = conns * 50
+    if limits.rate is not None:
+        # This node's share of the bucket's rate: the slots it holds out of the limit, at
+        # least one slot's worth.
+        rate = limits.rate * min(1.0, max(1, workers) / conns)
+        cap = min(cap, max(int(rate * window), 10))
+    return max(1, min(cap, 5000))
+
+
 class Site:
     def __init__(
         self,
@@ -59,9 +79,11 @@ class Site:
         key: str,
         destination: Destination,
         hosts: Sequence[Host],
+        source: Source,
     ) -> None:
         self.engine = engine
         self.key = key
+        self.source = source
         self.bucket = destination.key
         self.destination = destination
         self.hosts = list(hosts)
@@ -80,18 +102,15 @@ class Site:
 
     # -- buffer ----------------------------------------------------------------------
     def max_buffer(self) -> int:
-        """How much leased work may wait here: a few seconds of sending, and never more
-        than can be sent well within the lease (or it would go back unsent)."""
+        """How much leased work may wait here: :func:`buffer_limit`, written out (this
+        runs for every recipient handed over)."""
         limits = self.destination.limits
         conns = limits.connections or self.engine.default_connections
         cap = conns * 50
         if limits.rate is not None:
-            # This node's share of the bucket's rate: the slots it holds out of the limit
-            # (other nodes of a fleet may hold the rest), at least one slot's worth.
             held = max(1, self.engine.bucket_workers[self.bucket])
             rate = limits.rate * min(1.0, held / conns)
-            window = min(5.0, (self.engine.lease_time - self.engine.lease_margin) / 2)
-            cap = min(cap, max(int(rate * window), 10))
+            cap = min(cap, max(int(rate * self.engine.buffer_window), 10))
         return max(1, min(cap, 5000))
 
     def capacity(self) -> int:
@@ -183,6 +202,14 @@ class Site:
         self._space.set()
         return items
 
+    def drain_tenant(self, tenant_id: str) -> list[WorkItem]:
+        """Take one tenant's items out of the buffer (the others keep their order)."""
+        items = [i for i in self.buffer if i.message.tenant_id == tenant_id]
+        if items:
+            self.buffer = deque(i for i in self.buffer if i.message.tenant_id != tenant_id)
+            self._space.set()
+        return items
+
     # -- one connection --------------------------------------------------------------
     async def _connect(self) -> tuple[SMTPClient | None, Reply | None, Host | None]:
         """Try the hosts in preference order; the first session wins."""
@@ -193,9 +220,9 @@ class Site:
                 client = await SMTPClient.connect(
                     host.address,
                     host.port,
-                    ehlo_hostname=self.engine.helo_hostname,
+                    ehlo_hostname=self.source.ehlo,
                     timeouts=self.engine.timeouts,
-                    source_address=self.engine.source_address,
+                    source_address=self.source.address,
                     server_name=host.name,
                     tls=self.engine.tls_mode,
                 )
@@ -343,6 +370,10 @@ class Site:
         if engine.is_cancelled(item):
             return False
         now = time.time()
+        if engine.tenant_held(item.message.tenant_id):
+            # The tenant was paused after this was leased: back to the queue, held there.
+            engine.release([item], now=now)
+            return False
         if engine.lease_expiry(item) - now < engine.lease_margin:
             # The lease is running out (it could not be renewed): let the queue have the
             # work back before another node may take it.
@@ -457,4 +488,5 @@ def make_record(
         owner=owner,
         suppress=suppress,
         suppress_until=suppress_until,
+        stream=item.message.stream,
     )

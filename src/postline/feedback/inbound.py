@@ -4,6 +4,8 @@ It accepts mail for exactly these recipients and refuses everything else:
 
 * ``b-<token>@<bounce domain>`` whose signature verifies (a signed VERP return path);
   a forged, mangled or unknown token gets ``550 5.1.1``;
+* ``u-<token>@<bounce domain>`` whose signature verifies (the mailto form of
+  ``List-Unsubscribe``, see :mod:`~postline.feedback.unsubscribe`), likewise;
 * the feedback-loop address (``[bounce] fbl_address``, default ``fbl@<bounce domain>``);
 * ``postmaster@`` the bounce domain (RFC 5321 §4.5.1).
 
@@ -25,6 +27,7 @@ from aiosmtpd.smtp import Envelope, Session
 
 from postline.bounce import verp
 from postline.errors import StoreError
+from postline.feedback import unsubscribe
 from postline.metrics import Metrics
 from postline.model.ids import new_id
 from postline.smtp.replies import (
@@ -80,6 +83,8 @@ class InboundHandler:
             if local.lower() == "postmaster":
                 return None
             if verp.decode(local, self.secrets) is not None:
+                return None
+            if unsubscribe.decode_address(local, self.secrets) is not None:
                 return None
         return S550_NO_SUCH_USER
 

@@ -10,6 +10,9 @@ For each report (see :func:`postline.bounce.analyze`):
   about the address itself suppresses it, a soft one counts towards the soft-bounce run;
 * an ARF complaint → a ``complained`` event and a ``complaint`` suppression;
 * an auto-reply → an ``auto_reply`` event: not a bounce, nothing suppressed;
+* mail to a signed ``u-<token>`` address (the mailto form of ``List-Unsubscribe``),
+  whatever it says → the recipient the token names is unsubscribed like a one-click
+  POST (:class:`~postline.feedback.unsubscribe.Unsubscriber`);
 * anything else is kept with its result (``unrecognised``) for an operator to look at.
 
 Several nodes may run processors on one store: reports are claimed for a while, and a
@@ -24,13 +27,14 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from postline.bounce import Report, analyze, verp
 from postline.bounce.parse import RecipientResult
 from postline.bounce.policy import counts_as_soft, suppresses
 from postline.config import SuppressionConfig
+from postline.feedback.unsubscribe import Unsubscriber, decode_address
 from postline.metrics import Metrics
 from postline.model import EventType, RecipientState
 from postline.store.base import (
@@ -81,9 +85,13 @@ class FeedbackProcessor:
         metrics: Metrics | None = None,
         poll_interval: float = 5.0,
         claim_for: float = 120.0,
+        unsubscriber: Unsubscriber | None = None,
     ) -> None:
         self.store = store
         self.secrets = list(secrets)
+        self.unsubscriber = unsubscriber or Unsubscriber(
+            store, secrets=self.secrets, node_id=node_id, metrics=metrics
+        )
         self.suppression = suppression
         self.node_id = node_id
         self.metrics = metrics
@@ -91,6 +99,10 @@ class FeedbackProcessor:
         self.claim_for = claim_for
         self._wake = asyncio.Event()
         self.processed = 0
+        # Observers (reputation counts): bounce outcomes once written, and each complaint
+        # as (tenant id, stream, time).
+        self.on_recorded: Callable[[Sequence[AttemptRecord]], None] | None = None
+        self.on_complaint: Callable[[str, str, float], None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -136,6 +148,9 @@ class FeedbackProcessor:
     # -- one report ---------------------------------------------------------------------
     async def process(self, message: InboundMessage) -> tuple[str, str]:
         """Apply one report; returns (kind, result) for the record."""
+        unsubscribes = self._unsubscribes(message)
+        if unsubscribes:
+            return "unsubscribe", await self._unsubscribe(message, unsubscribes)
         report = analyze(message.body)
         verp_ref = self._verp(message)
         if report.kind == "arf":
@@ -153,6 +168,30 @@ class FeedbackProcessor:
             if ref is not None:
                 return ref
         return None
+
+    def _unsubscribes(self, message: InboundMessage) -> list[tuple[str, int]]:
+        refs: list[tuple[str, int]] = []
+        for rcpt in message.rcpt_to:
+            ref = decode_address(rcpt, self.secrets)
+            if ref is not None and ref not in refs:
+                refs.append(ref)
+        return refs
+
+    async def _unsubscribe(self, message: InboundMessage, refs: list[tuple[str, int]]) -> str:
+        applied = 0
+        for mid, idx in refs:
+            done = await self.unsubscriber.apply(
+                mid,
+                idx,
+                source="mailto",
+                detail=f"List-Unsubscribe mailto from <{message.mail_from}>"[:1000],
+                data={"inbound_id": message.id},
+            )
+            if done is not None:
+                applied += 1
+        if not applied:
+            return "unmatched: unsubscribe for no known message"
+        return f"unsubscribed: {applied}"
 
     async def _message(
         self, report: Report, verp_ref: tuple[str, int] | None
@@ -247,6 +286,7 @@ class FeedbackProcessor:
                     domain=rcpt.domain,
                     suppress=suppress,
                     suppress_until=now + ttl if suppress and ttl else None,
+                    stream=target.message.stream,
                 )
             )
             if suppress and self.metrics is not None:
@@ -256,6 +296,8 @@ class FeedbackProcessor:
             applied += 1
         if records:
             await self.store.record(records, node_id=self.node_id)
+            if self.on_recorded is not None:
+                self.on_recorded(records)
         await self.note_soft(soft, now=now)
         if not applied:
             return "unmatched: no queued or delivered recipient found"
@@ -329,6 +371,9 @@ class FeedbackProcessor:
             )
         await self.store.add_suppressions(entries)
         await self.store.append_events(events, node_id=self.node_id)
+        if self.on_complaint is not None:
+            for t in targets:
+                self.on_complaint(t.message.tenant_id, t.message.stream, now)
         if self.metrics is not None:
             self.metrics.suppressions.labels("complaint").inc(len(entries))
         return f"complained: {len(events)}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from postline.metrics import Metrics
 from postline.model.ids import new_id
 from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage, NewRecipient, Store
 
-__all__ = ["Dispatcher", "IngestLimits", "Ingestor"]
+__all__ = ["Dispatcher", "IngestLimits", "Ingestor", "SendingGate"]
 
 
 class Dispatcher(Protocol):
@@ -50,6 +50,14 @@ class Dispatcher(Protocol):
     def schedule(self, domain: str, at: float) -> None: ...
 
 
+class SendingGate(Protocol):
+    """Whether a tenant may send now (implemented by ``postline.reputation.Reputation``)."""
+
+    async def check(self, tenant_id: str) -> None:
+        """Raise :class:`~postline.errors.SendingPaused` when the tenant is paused."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class IngestLimits:
     max_recipients: int = 1000
@@ -71,7 +79,9 @@ class Ingestor:
         dispatcher: Dispatcher | None = None,
         metrics: Metrics | None = None,
         lease_time: float = 300.0,
+        gate: SendingGate | None = None,
     ) -> None:
+        self.gate = gate
         self.metrics = metrics
         self.lease_time = lease_time
         self.store = store
@@ -79,6 +89,9 @@ class Ingestor:
         self.hostname = hostname
         self.limits = limits
         self._dispatcher = dispatcher
+        # Raises ValidationError when a tenant may not send from a domain (unverified
+        # sender domains; see postline.domains).
+        self.sender_check: Callable[[str, str], None] | None = None
         self.accepted_messages = 0
         self.accepted_recipients = 0
 
@@ -116,8 +129,11 @@ class Ingestor:
     def _message_id(self, msg_id: str, sender_domain: str) -> str:
         return f"<{msg_id}@{sender_domain or self.hostname}>"
 
-    def build_api_message(self, tenant_id: str, m: MessageIn, *, now: float) -> NewMessage:
-        """A queue entry from a validated API submission."""
+    def build_api_message(
+        self, tenant_id: str, m: MessageIn, *, now: float, check_sender: bool = True
+    ) -> NewMessage:
+        """A queue entry from a validated API submission. ``check_sender=False`` skips
+        :attr:`sender_check` (the pre-flight check reports it as a finding instead)."""
         msg_id = new_id()
         recipients = self._recipients(m.all_recipients(), "to")
         due, expires = self._times(m.send_at.timestamp() if m.send_at else None, now)
@@ -157,6 +173,8 @@ class Ingestor:
                 raise ValidationError(str(exc), field="headers", fix="remove line breaks") from exc
             body = rendered.body
             subject = m.subject or ""
+        if check_sender and self.sender_check is not None:
+            self.sender_check(tenant_id, mail_from.rpartition("@")[2])
         if len(body) > self.limits.max_message_size:
             raise ValidationError(
                 f"the message is {len(body)} bytes, more than the limit of "
@@ -269,6 +287,14 @@ class Ingestor:
             message_id_header=mid,
             subject="",
         )
+
+    # -- tenant pause ----------------------------------------------------------------
+    async def check_sending(self, tenant_id: str) -> None:
+        """Raise :class:`~postline.errors.SendingPaused` when the tenant may not send
+        (checked by the API and SMTP submission before they build anything; reports
+        postline sends itself are not refused, they are held with the tenant's queue)."""
+        if self.gate is not None:
+            await self.gate.check(tenant_id)
 
     # -- suppression -----------------------------------------------------------------
     async def apply_suppressions(

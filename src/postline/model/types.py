@@ -39,6 +39,16 @@ class EventType(StrEnum):
     SUPPRESSED = "suppressed"
     COMPLAINED = "complained"
     AUTO_REPLY = "auto_reply"
+    REPUTATION_WARNING = "reputation_warning"
+    """A tenant's bounce or complaint rate crossed a warning threshold."""
+    REPUTATION_RECOVERED = "reputation_recovered"
+    """A warned tenant's rates are back under the warning thresholds."""
+    TENANT_PAUSED = "tenant_paused"
+    """A tenant's sending was paused (a pause threshold, or an operator)."""
+    TENANT_RESUMED = "tenant_resumed"
+    """An operator resumed a paused (or warned) tenant."""
+    UNSUBSCRIBED = "unsubscribed"
+    """The recipient unsubscribed (List-Unsubscribe one-click POST or mailto)."""
 
 
 def split_address(address: str) -> tuple[str, str]:

@@ -10,7 +10,8 @@ Order of checks:
 
 - connection: tarpit, then the connection limit (banner or EHLO, by style);
 - MAIL FROM: the rate limit for styles that enforce it there;
-- RCPT TO: relay check (the host must serve the domain), blocklist, rate limit (RCPT
+- RCPT TO: relay check (the host must serve the domain), blocklist (every client or the
+  listed client IPs), rate limit (RCPT
   styles, first recipient of a transaction), transient failure roll (once per
   transaction), local-part behaviour, greylisting;
 - end of DATA: drop (``drop…@`` first attempt, or ``drop_rate``), rate limit (DATA
@@ -380,7 +381,7 @@ class _Handler:
         if domain not in host.domains:
             return self._refuse(server, f"554 5.7.1 <{address}>: Relay access denied", address)
         server.note_domain(domain)
-        if profile.block:
+        if profile.block or (profile.block_ips and ip in profile.block_ips):
             reply = (
                 f"550 5.7.1 Service unavailable; Client host [{ip}] blocked using "
                 f"zen.spamhaus.org; https://www.spamhaus.org/query/ip/{ip}"
@@ -488,6 +489,7 @@ class _Handler:
                 host.provider,
                 server.client_ip,
                 tls=tls,
+                helo=session.host_name or "",
             )
         if state.feedback is not None and profile.sends_feedback:
             state.feedback.accepted(

@@ -27,6 +27,8 @@ greylist       seconds; the first attempt of each (client IP, MAIL FROM, RCPT TO
 tarpit         seconds slept before the banner and before every reply
 block          every RCPT TO gets ``550 5.7.1 Service unavailable; Client host [ip]
                blocked using zen.spamhaus.org``
+block_ips      the same, for connections from these client IPs only (a blocklisted
+               sending IP next to clean ones)
 transient_rate fraction of transactions that get ``451 4.3.0`` or ``421 4.3.2`` at RCPT TO
                or at the end of DATA (decided by a seeded hash, so reproducible)
 drop_rate      fraction of messages whose connection is dropped during DATA, before the
@@ -99,6 +101,7 @@ real internet: ``.test``, ``.example``, ``.invalid``, ``.localhost`` or ``exampl
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -204,6 +207,14 @@ def check_name(name: str, what: str = "name") -> str:
     return host
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _number(value: object) -> bool:
     return (
         isinstance(value, int | float)
@@ -227,6 +238,7 @@ class Profile:
     greylist: float | None = None
     tarpit: float = 0.0
     block: bool = False
+    block_ips: tuple[str, ...] = ()
     transient_rate: float = 0.0
     drop_rate: float = 0.0
     tls: bool = True
@@ -299,6 +311,12 @@ class Profile:
                 f"{where}: throttle_style must be one of {', '.join(THROTTLE_STYLES)}, "
                 f"got {self.throttle_style!r}"
             )
+        ips: Any = self.block_ips  # from TOML: a list
+        if isinstance(ips, list):
+            ips = tuple(ips)
+            object.__setattr__(self, "block_ips", ips)
+        if not isinstance(ips, tuple) or not all(isinstance(ip, str) and _is_ip(ip) for ip in ips):
+            raise ConfigError(f"{where}: block_ips must be a list of IP addresses, got {ips!r}")
         for key in ("block", "tls", "pipelining", "dead", "complaint_redact"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{where}: {key} must be true or false")

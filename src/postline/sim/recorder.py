@@ -7,7 +7,8 @@ that travels as JSON (``to_json`` / ``from_json``) through the control API.
 
 Measures:
 
-- accepted (Message-ID, recipient) pairs with time, domain, MX host, provider, client IP;
+- accepted (Message-ID, recipient) pairs with time, domain, MX host, provider, client IP
+  and the client's EHLO name;
 - duplicates: pairs accepted more than once (messages without a Message-ID are not
   counted as duplicates of each other);
 - rejections with code, enhanced code, text and the command that drew them;
@@ -86,6 +87,8 @@ class AcceptedRecord:
     provider: str
     client_ip: str
     tls: bool = False
+    helo: str = ""
+    """The name the client gave in EHLO/HELO."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,11 +415,12 @@ class Recorder:
         *,
         tls: bool = False,
         at: float | None = None,
+        helo: str = "",
     ) -> None:
         """Record one accepted recipient of one message."""
         t = self._clock() if at is None else at
         self.records.append(
-            AcceptedRecord(t, message_id, recipient, domain, host, provider, client_ip, tls)
+            AcceptedRecord(t, message_id, recipient, domain, host, provider, client_ip, tls, helo)
         )
         if message_id:
             self._pairs[(message_id, recipient)] += 1

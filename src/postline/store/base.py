@@ -20,6 +20,7 @@ from postline.model import EventType, RecipientState
 __all__ = [
     "ApiKey",
     "AttemptRecord",
+    "DkimKeyRecord",
     "DomainDue",
     "Event",
     "EventQuery",
@@ -34,9 +35,13 @@ __all__ = [
     "NewRecipient",
     "QueueStat",
     "RecipientView",
+    "ReputationCount",
+    "ReputationTotals",
+    "SenderDomain",
     "Store",
     "Suppression",
     "Tenant",
+    "TenantStatus",
 ]
 
 
@@ -172,6 +177,9 @@ class AttemptRecord:
     """The node whose lease the attempt ran under. A deferral or release applies only
     while that node still holds the recipient's lease: once it expired and another node
     leased the recipient, the stale holder must not reset the new lease."""
+    stream: str = ""
+    """The message's stream (``transactional``...) when known; not stored with the
+    outcome, but read by observers of outcomes (reputation counts per stream)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +265,52 @@ class Suppression:
 
 
 @dataclass(frozen=True, slots=True)
+class DkimKeyRecord:
+    """A DKIM key of a sender domain; the private key only ever sealed (encrypted)."""
+
+    selector: str
+    algorithm: str
+    public_key: str
+    private_sealed: bytes
+    created_at: float
+    state: str = "active"
+    """``active`` (signs), ``pending`` (a rotation's key, signing once its record is
+    published) or ``retired``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SenderDomain:
+    """A domain a tenant sends from, its keys and the last DNS check of its records."""
+
+    tenant_id: str
+    domain: str
+    created_at: float
+    status: str = "pending"
+    """``pending`` (never verified), ``verified`` or ``failed`` (was, and no longer is)."""
+    verified_at: float | None = None
+    checked_at: float | None = None
+    check: str = "[]"
+    """The last check's per-record results, as JSON."""
+    keys: tuple[DkimKeyRecord, ...] = ()
+
+
+def assemble_domains(
+    domain_rows: Sequence[Sequence[Any]], key_rows: Sequence[Sequence[Any]]
+) -> list[SenderDomain]:
+    """SenderDomain records from rows of ``sender_domains`` and ``dkim_keys`` (both
+    backends select the same columns)."""
+    keys: dict[tuple[str, str], list[DkimKeyRecord]] = {}
+    for t, d, selector, algorithm, public, sealed, created, state in key_rows:
+        keys.setdefault((t, d), []).append(
+            DkimKeyRecord(selector, algorithm, public, bytes(sealed), created, state)
+        )
+    return [
+        SenderDomain(t, d, created, status, verified, checked, check, tuple(keys.get((t, d), ())))
+        for t, d, created, status, verified, checked, check in domain_rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event that changes no recipient row (a complaint, an auto-reply...)."""
 
@@ -280,6 +334,50 @@ class InboundMessage:
     peer: str
     body: bytes
     attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReputationCount:
+    """Outcomes of one tenant's stream within one time bucket. Stored counts are sums:
+    adding a count for an existing (tenant, stream, bucket) adds to it (several nodes
+    count the same tenant at once)."""
+
+    tenant_id: str
+    stream: str
+    bucket: float
+    """Start of the bucket (epoch seconds)."""
+    delivered: int = 0
+    bounced: int = 0
+    """Hard bounces (the address or domain does not exist)."""
+    complained: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReputationTotals:
+    """Sums of the counts of one tenant's stream over a window."""
+
+    tenant_id: str
+    stream: str
+    delivered: int
+    bounced: int
+    complained: int
+
+
+@dataclass(frozen=True, slots=True)
+class TenantStatus:
+    """Where a tenant stands with its sending reputation (no stored row: ``ok``)."""
+
+    tenant_id: str
+    status: str
+    """``ok``, ``warned`` (a rate crossed a warning threshold) or ``paused`` (no new
+    mail is accepted and queued mail is held until an operator resumes the tenant)."""
+    reason: str = ""
+    changed_at: float = 0.0
+    changed_by: str = ""
+    """``reputation`` (the automatic judgement) or ``operator``."""
+    judged_since: float = 0.0
+    """Only counts of buckets starting at or after this time are judged (set when an
+    operator resumes the tenant, so the outcomes that paused it are not judged again)."""
 
 
 class Store(Protocol):
@@ -343,8 +441,9 @@ class Store(Protocol):
     ) -> list[LeasedMessage]:
         """Lease up to ``limit`` due recipients of ``domain`` (oldest due first).
 
-        Recipients of paused (tenant, domain) queues are left alone. Recipients of one
-        message come back together in one :class:`LeasedMessage`.
+        Recipients of paused (tenant, domain) queues, and of tenants paused as a whole
+        (domain ``*``), are left alone. Recipients of one message come back together in
+        one :class:`LeasedMessage`.
         """
         ...
 
@@ -399,7 +498,8 @@ class Store(Protocol):
     ) -> None: ...
 
     async def paused_queues(self) -> set[tuple[str, str]]:
-        """Every paused (tenant id, domain); tenant id ``*`` pauses a domain for all."""
+        """Every paused (tenant id, domain); tenant id ``*`` pauses a domain for all,
+        domain ``*`` every domain of a tenant (see :meth:`set_tenant_status`)."""
         ...
 
     # -- suppression ------------------------------------------------------------------
@@ -463,6 +563,72 @@ class Store(Protocol):
         """Record a processing attempt: ``done``, ``failed`` (given up) or still
         ``pending`` (retried later; attempts counted)."""
         ...
+
+    # -- reputation -------------------------------------------------------------------
+    async def add_reputation_counts(self, counts: Sequence[ReputationCount]) -> None:
+        """Add counts to the stored ones of the same (tenant, stream, bucket)."""
+        ...
+
+    async def reputation_totals(
+        self, *, since: float, tenant_id: str | None = None
+    ) -> list[ReputationTotals]:
+        """Per (tenant, stream), the sums of the buckets starting at or after ``since``
+        and at or after the tenant's ``judged_since``; one tenant or all of them."""
+        ...
+
+    async def purge_reputation_counts(self, older_than: float) -> int:
+        """Drop buckets starting before ``older_than``; returns how many."""
+        ...
+
+    async def tenant_statuses(self, tenant_id: str | None = None) -> list[TenantStatus]:
+        """The stored statuses (of one tenant or of all); a tenant without one is ``ok``."""
+        ...
+
+    async def set_tenant_status(
+        self,
+        status: TenantStatus,
+        *,
+        expected: Collection[str] | None = None,
+        event: NewEvent | None = None,
+        node_id: str = "",
+    ) -> bool:
+        """Store a tenant's status, in one transaction with ``event`` and its queue hold.
+
+        With ``expected``, only when the current status (``ok`` without a row) is one of
+        them; returns whether it was stored. A ``paused`` status holds every queue of the
+        tenant (a pause of domain ``*`` in :meth:`paused_queues`, which :meth:`lease`
+        honours); any other status lifts that hold.
+        """
+        ...
+
+    # -- sender domains ---------------------------------------------------------------
+    async def add_sender_domain(self, domain: SenderDomain) -> bool:
+        """Add a domain with its keys; False when the tenant has it already."""
+        ...
+
+    async def get_sender_domain(self, tenant_id: str, domain: str) -> SenderDomain | None: ...
+
+    async def list_sender_domains(self, tenant_id: str | None = None) -> list[SenderDomain]:
+        """A tenant's domains in name order; None: every tenant's (the signing cache)."""
+        ...
+
+    async def update_sender_domain(
+        self,
+        tenant_id: str,
+        domain: str,
+        *,
+        status: str,
+        checked_at: float,
+        verified_at: float | None,
+        check: str,
+        key_states: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Record a check; ``key_states`` moves keys (by selector) between states."""
+        ...
+
+    async def add_dkim_key(self, tenant_id: str, domain: str, key: DkimKeyRecord) -> bool: ...
+
+    async def remove_sender_domain(self, tenant_id: str, domain: str) -> bool: ...
 
     async def listen_due(self, callback: Callable[[frozenset[str]], None]) -> None:
         """Call ``callback`` with domains other writers (nodes) announce work for.

@@ -11,13 +11,26 @@ Both backends pass ``tests/contract/test_throttle_contract.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from postline.throttle.adaptive import AdaptiveState
+from postline.throttle.adaptive import AdaptiveParams, AdaptiveState
 from postline.throttle.rules import Limits
 
-__all__ = ["ThrottleBackend", "ThrottleStatus"]
+__all__ = ["QuotaWindow", "ThrottleBackend", "ThrottleStatus"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaWindow:
+    """One fixed-window counter of a quota group (e.g. today's or this hour's sends)."""
+
+    name: str
+    """The window's name within the group, e.g. ``d=2026-11-01`` or ``h=2026-11-01T13``."""
+    limit: int
+    """Most units the window grants."""
+    ttl: float
+    """Seconds the counter must live from now: until its window is over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +91,33 @@ class ThrottleBackend(Protocol):
         """The number of live leases of ``key``."""
         ...
 
-    async def report_throttled(self, key: str, *, now: float | None = None) -> AdaptiveState:
-        """Record a throttling reply (``adaptive.on_throttled``); return the new state."""
+    async def report_throttled(
+        self, key: str, *, now: float | None = None, params: AdaptiveParams | None = None
+    ) -> AdaptiveState:
+        """Record a throttling reply (``adaptive.on_throttled``); return the new state.
+
+        ``params`` replaces the backend's own for this key (provider blocks count strikes
+        over a longer window and suspend for longer than throttling does); pass the same
+        ones on every call for one key.
+        """
+        ...
+
+    async def take_quota(
+        self, group: str, windows: Sequence[QuotaWindow], n: int, *, now: float | None = None
+    ) -> int:
+        """Count up to ``n`` units against every window of ``group`` at once.
+
+        Grants ``min(n, room)`` where room is the smallest ``limit - used`` over the
+        windows (never below 0) and adds the grant to every window; returns the grant. A
+        window's counter starts at 0 and is forgotten ``ttl`` seconds after its last
+        use. ``n < 1`` raises ``ValueError``.
+        """
+        ...
+
+    async def quota_used(
+        self, group: str, windows: Sequence[str], *, now: float | None = None
+    ) -> list[int]:
+        """What each named window of ``group`` has counted (0 when unknown or expired)."""
         ...
 
     async def state(self, key: str, *, now: float | None = None) -> ThrottleStatus:

@@ -8,6 +8,12 @@ source), the scope value and a short digest of the limits::
     default:site=mx1.example.net:41be90aa        scope "site": one bucket per MX site
     corp:domain=example.com:0d7e55c3             scope "domain": one bucket per recipient domain
 
+Two more kinds of record hang off an egress source and a destination (``provider``: a
+rule name for scope ``rule``, else ``rule:site=…`` / ``rule:domain=…``)::
+
+    block@ip-a|google                            provider-block strikes and suspension
+    warmup@ip-a|google                           warm-up counters (one per day and per hour)
+
 Because the digest covers every limit, changing a limit starts a fresh bucket (fresh rate,
 connection and adaptive state) instead of reinterpreting the old one. Free-form parts are
 percent-encoded, so a key never holds ``{``, ``}``, ``:`` inside a part, or whitespace;
@@ -18,6 +24,7 @@ bucket live in one slot and one Lua script can touch them atomically.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -25,7 +32,16 @@ from urllib.parse import quote
 if TYPE_CHECKING:
     from postline.throttle.rules import Limits
 
-__all__ = ["BackendKeys", "backend_keys", "destination_key", "limits_digest"]
+__all__ = [
+    "BackendKeys",
+    "backend_keys",
+    "block_key",
+    "destination_key",
+    "limits_digest",
+    "provider_id",
+    "quota_group",
+    "quota_keys",
+]
 
 _SAFE = "-._~()|[]!*+,;="
 
@@ -68,6 +84,31 @@ def destination_key(
     if scope == "rule":
         return f"{head}:{limits_digest(limits)}"
     return f"{head}:{scope}={_part(value)}:{limits_digest(limits)}"
+
+
+def provider_id(rule_name: str, scope: str, value: str) -> str:
+    """The destination a bucket key names, without source and limits digest: what
+    warm-up caps and provider blocks are counted against (``google``,
+    ``default:site=mx1.example.net``)."""
+    if scope == "rule":
+        return rule_name
+    return f"{rule_name}:{scope}={value}"
+
+
+def block_key(source: str, provider: str) -> str:
+    """The adaptive record counting block replies from ``provider`` to ``source``."""
+    return f"block@{_part(source)}|{_part(provider)}"
+
+
+def quota_group(source: str, provider: str) -> str:
+    """The group of warm-up counters of ``source`` towards ``provider``."""
+    return f"warmup@{_part(source)}|{_part(provider)}"
+
+
+def quota_keys(group: str, windows: Sequence[str], prefix: str = "postline:quota") -> list[str]:
+    """Name the counters of ``group``, one per window, all in one Redis Cluster slot."""
+    tag = f"{{{group}}}"
+    return [f"{prefix}:{tag}:{_part(w)}" for w in windows]
 
 
 @dataclass(frozen=True, slots=True)

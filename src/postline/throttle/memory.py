@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from postline.throttle.adaptive import (
@@ -24,7 +24,7 @@ from postline.throttle.adaptive import (
     is_idle,
     on_throttled,
 )
-from postline.throttle.base import ThrottleStatus
+from postline.throttle.base import QuotaWindow, ThrottleStatus
 from postline.throttle.gcra import effective_rate, gcra
 from postline.throttle.rules import Limits
 
@@ -45,6 +45,8 @@ class _Bucket:
     tat: float = -math.inf
     adaptive: AdaptiveState = _FRESH
     leases: dict[str, _Lease] = field(default_factory=dict)
+    params: AdaptiveParams | None = None
+    """The adaptive parameters a caller asked for (``report_throttled(params=...)``)."""
 
     def prune(self, now: float) -> None:
         expired = [lid for lid, lease in self.leases.items() if lease.expires <= now]
@@ -64,6 +66,8 @@ class MemoryThrottleBackend:
         self.params = params
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
+        # quota counters: (group, window) -> [count, expiry]
+        self._quotas: dict[tuple[str, str], list[float]] = {}
         self._calls = 0
         self._closed = False
 
@@ -94,14 +98,16 @@ class MemoryThrottleBackend:
 
     def _idle(self, bucket: _Bucket, now: float) -> bool:
         bucket.prune(now)
-        return (
-            bucket.tat <= now and not bucket.leases and is_idle(bucket.adaptive, now, self.params)
-        )
+        params = bucket.params or self.params
+        return bucket.tat <= now and not bucket.leases and is_idle(bucket.adaptive, now, params)
 
     def _sweep(self, now: float) -> None:
         idle = [key for key, bucket in self._buckets.items() if self._idle(bucket, now)]
         for key in idle:
             del self._buckets[key]
+        spent = [k for k, (_, expires) in self._quotas.items() if expires <= now]
+        for k in spent:
+            del self._quotas[k]
 
     # --- rate ------------------------------------------------------------------------------
 
@@ -177,10 +183,14 @@ class MemoryThrottleBackend:
 
     # --- adaptive --------------------------------------------------------------------------
 
-    async def report_throttled(self, key: str, *, now: float | None = None) -> AdaptiveState:
+    async def report_throttled(
+        self, key: str, *, now: float | None = None, params: AdaptiveParams | None = None
+    ) -> AdaptiveState:
         t = self._now(now)
         bucket = self._bucket(key)
-        bucket.adaptive = on_throttled(bucket.adaptive, t, self.params)
+        if params is not None:
+            bucket.params = params
+        bucket.adaptive = on_throttled(bucket.adaptive, t, bucket.params or self.params)
         return bucket.adaptive
 
     async def state(self, key: str, *, now: float | None = None) -> ThrottleStatus:
@@ -190,7 +200,7 @@ class MemoryThrottleBackend:
             return ThrottleStatus(key, 1.0, 0.0, 0.0, 0, 0)
         bucket.prune(t)
         adaptive = bucket.adaptive
-        window = self.params.strike_window
+        window = (bucket.params or self.params).strike_window
         return ThrottleStatus(
             key=key,
             factor=current_factor(adaptive, t, self.params),
@@ -200,6 +210,48 @@ class MemoryThrottleBackend:
             strikes=sum(1 for s in adaptive.strikes if t - s < window),
         )
 
+    # --- quotas ----------------------------------------------------------------------------
+
+    def _count(self, group: str, window: str, now: float) -> list[float] | None:
+        slot = self._quotas.get((group, window))
+        if slot is not None and slot[1] <= now:
+            del self._quotas[(group, window)]
+            return None
+        return slot
+
+    async def take_quota(
+        self, group: str, windows: Sequence[QuotaWindow], n: int, *, now: float | None = None
+    ) -> int:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n!r}")
+        t = self._now(now)
+        grant = n
+        for w in windows:
+            slot = self._count(group, w.name, t)
+            used = 0 if slot is None else int(slot[0])
+            grant = min(grant, w.limit - used)
+        grant = max(0, grant)
+        if grant:
+            for w in windows:
+                slot = self._count(group, w.name, t)
+                if slot is None:
+                    self._quotas[(group, w.name)] = [float(grant), t + w.ttl]
+                else:
+                    slot[0] += grant
+                    slot[1] = max(slot[1], t + w.ttl)
+        return grant
+
+    async def quota_used(
+        self, group: str, windows: Sequence[str], *, now: float | None = None
+    ) -> list[int]:
+        t = self._now(now)
+        out = []
+        for name in windows:
+            slot = self._count(group, name, t)
+            out.append(0 if slot is None else int(slot[0]))
+        return out
+
     async def close(self) -> None:
         self._buckets.clear()
+        self._quotas.clear()
         self._closed = True

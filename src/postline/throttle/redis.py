@@ -7,6 +7,10 @@ run atomically on the bucket's records, named by ``keys.backend_keys``:
 - ``…:{key}:adaptive``: factor, suspension end, last update and recent strikes (a hash);
 - ``…:{key}:leases``: connection leases, lease id → expiry time (a sorted set).
 
+Quota counters (warm-up caps) live apart, one plain integer per fixed window:
+``…quota:{group}:<window>`` (``keys.quota_keys``); Redis expires them when their window
+is over.
+
 The ``{key}`` hash tag puts the three records in one Redis Cluster slot, so every script
 touches a single slot. The scripts mirror ``gcra.py`` and ``adaptive.py`` operation for
 operation on IEEE doubles, and pass numbers as ``%.17g`` text, so both backends compute
@@ -58,8 +62,8 @@ from redis.backoff import NoBackoff
 
 from postline.errors import ThrottleError, ThrottleUnavailable
 from postline.throttle.adaptive import DEFAULT_PARAMS, AdaptiveParams, AdaptiveState
-from postline.throttle.base import ThrottleStatus
-from postline.throttle.keys import BackendKeys, backend_keys
+from postline.throttle.base import QuotaWindow, ThrottleStatus
+from postline.throttle.keys import BackendKeys, backend_keys, quota_keys
 from postline.throttle.rules import Limits
 
 __all__ = ["RedisThrottleBackend", "ThrottleError", "ThrottleUnavailable"]
@@ -72,6 +76,7 @@ _SCRIPTS = (
     "connections",
     "report_throttled",
     "state",
+    "take_quota",
 )
 
 # Failures that mean "not now" rather than "wrong": the server is down, unreachable,
@@ -133,6 +138,20 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
+def _on_throttled_args(p: AdaptiveParams) -> tuple[str, ...]:
+    """The ARGV of ``report_throttled.lua`` after the time."""
+    return (
+        _num(p.decrease),
+        _num(p.floor),
+        _num(p.recover_step),
+        _num(p.recover_interval),
+        _num(p.cut_cooldown),
+        str(p.strikes),
+        _num(p.strike_window),
+        _num(p.suspend_for),
+    )
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -172,16 +191,7 @@ class RedisThrottleBackend:
         self._scripts = _scripts()
         p = params
         self._recovery = (_num(p.recover_step), _num(p.recover_interval))
-        self._on_throttled = (
-            _num(p.decrease),
-            _num(p.floor),
-            _num(p.recover_step),
-            _num(p.recover_interval),
-            _num(p.cut_cooldown),
-            str(p.strikes),
-            _num(p.strike_window),
-            _num(p.suspend_for),
-        )
+        self._on_throttled = _on_throttled_args(p)
         self._closed = False
 
     @classmethod
@@ -303,11 +313,12 @@ class RedisThrottleBackend:
 
     # --- adaptive --------------------------------------------------------------------------
 
-    async def report_throttled(self, key: str, *, now: float | None = None) -> AdaptiveState:
+    async def report_throttled(
+        self, key: str, *, now: float | None = None, params: AdaptiveParams | None = None
+    ) -> AdaptiveState:
         t = self._now(now)
-        reply = await self._run(
-            "report_throttled", (self.keys(key).adaptive,), (t, *self._on_throttled)
-        )
+        args = self._on_throttled if params is None else _on_throttled_args(params)
+        reply = await self._run("report_throttled", (self.keys(key).adaptive,), (t, *args))
         factor, suspended_until, last_update, *strikes = (float(x) for x in reply)
         return AdaptiveState(
             factor=factor,
@@ -332,6 +343,35 @@ class RedisThrottleBackend:
             connections=int(connections),
             strikes=int(strikes),
         )
+
+    # --- quotas ----------------------------------------------------------------------------
+
+    async def take_quota(
+        self, group: str, windows: Sequence[QuotaWindow], n: int, *, now: float | None = None
+    ) -> int:
+        """See ``ThrottleBackend``. Counters expire on the server's clock (``ttl`` from
+        now), whatever ``now`` says."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n!r}")
+        self._now(now)
+        if not windows:
+            return n
+        keys = quota_keys(group, [w.name for w in windows], prefix=f"{self.key_prefix}quota")
+        args = [str(n)]
+        for w in windows:
+            args.extend((str(w.limit), _num(w.ttl)))
+        return int(await self._run("take_quota", keys, args))
+
+    async def quota_used(
+        self, group: str, windows: Sequence[str], *, now: float | None = None
+    ) -> list[int]:
+        self._now(now)
+        if not windows:
+            return []
+        keys = quota_keys(group, windows, prefix=f"{self.key_prefix}quota")
+        with _translated("MGET"):
+            values = await self._client.mget(keys)
+        return [int(v) if v is not None else 0 for v in values]
 
     async def close(self) -> None:
         """Close the connection pool; further calls raise ``RuntimeError``."""

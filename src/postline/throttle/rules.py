@@ -50,7 +50,7 @@ from postline.errors import ConfigError
 from postline.model.reply import Reply
 from postline.throttle import adaptive
 from postline.throttle._shipped import shipped_data
-from postline.throttle.keys import destination_key
+from postline.throttle.keys import destination_key, provider_id
 from postline.units import DURATION_HINT, parse_duration
 
 __all__ = [
@@ -178,6 +178,10 @@ class Destination:
     rule: ThrottleRule
     key: str
     limits: Limits
+    provider: str = ""
+    """The destination without source or limits (``keys.provider_id``): ``google`` for a
+    rule-wide bucket, ``default:site=mx1.example.net`` for one MX site. Warm-up caps and
+    provider blocks are counted per source against this."""
 
 
 def normalize_host(name: str) -> str:
@@ -351,7 +355,8 @@ class ThrottleRules:
             raise AssertionError("no catch-all throttle rule")
         value = host if rule.scope == "domain" else (normalize_host(site) or host)
         key = destination_key(rule.name, rule.scope, value, rule.limits, source=source)
-        return Destination(rule=rule, key=key, limits=rule.limits)
+        provider = provider_id(rule.name, rule.scope, value)
+        return Destination(rule=rule, key=key, limits=rule.limits, provider=provider)
 
     def is_throttling(self, destination: Destination, reply: Reply) -> bool:
         """Whether ``reply`` asks ``destination`` to slow down (see ``is_throttling_reply``)."""

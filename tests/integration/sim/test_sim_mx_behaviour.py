@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from postline.errors import ConfigError
 from postline.sim import DomainSpec, MXHostSpec, Profile
 
 MX = "mx.shop.test"
@@ -177,6 +178,28 @@ async def test_blocklisted_client_gets_550_for_every_recipient(start_sim, smtp) 
         assert reply.text.startswith(
             "5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
         )
+
+
+async def test_block_ips_refuses_only_the_listed_client_addresses(start_sim, smtp, msg) -> None:
+    sim = await start_sim(shop(block_ips=("127.0.0.3",)))
+    blocked = await smtp(sim, MX, source="127.0.0.3")
+    await blocked.ehlo("bad.sender.test")
+    await blocked.cmd("MAIL FROM:<a@sender.test>")
+    reply = await blocked.cmd("RCPT TO:<ann@shop.test>")
+    assert (reply.code, reply.enhanced) == (550, "5.7.1")
+    assert "Client host [127.0.0.3] blocked using zen.spamhaus.org" in reply.text
+    clean = await smtp(sim, MX, source="127.0.0.4")
+    await clean.ehlo("good.sender.test")
+    out = await clean.send("a@sender.test", ["ann@shop.test"], msg("<ok@x>"))
+    assert out["data"].code == 250
+    records = sim.report().records
+    assert [(r.client_ip, r.helo) for r in records] == [("127.0.0.4", "good.sender.test")]
+
+
+def test_block_ips_must_be_addresses() -> None:
+    with pytest.raises(ConfigError, match="block_ips"):
+        Profile(block_ips=("not-an-ip",))
+    assert Profile.from_mapping({"block_ips": ["127.0.0.3"]}).block_ips == ("127.0.0.3",)
 
 
 async def test_size_is_advertised_and_enforced(start_sim, smtp, msg) -> None:

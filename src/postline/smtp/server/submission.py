@@ -3,7 +3,8 @@
 No open relay: a client that neither authenticated nor connects from
 ``[submission] trusted_networks`` gets ``530 5.7.0 Authentication required`` at MAIL.
 AUTH is offered only after STARTTLS. The 250 after DATA is sent only once the message
-is durably enqueued through the same ingest path as the HTTP API.
+is durably enqueued through the same ingest path as the HTTP API. A tenant whose
+sending is paused (reputation) gets ``550 5.7.1`` with the reason at MAIL.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from aiosmtpd.smtp import Envelope, Session
 
 from postline.config import SubmissionConfig
-from postline.errors import StoreError, ValidationError
+from postline.errors import SendingPaused, StoreError, ValidationError
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.ingest.service import Ingestor
 from postline.metrics import Metrics
@@ -33,6 +34,7 @@ from postline.smtp.replies import (
     S530_AUTH_REQUIRED,
     S550_RECIPIENT_SUPPRESSED,
     S550_RELAY_DENIED,
+    S550_SENDER_DENIED,
     S553_BAD_ADDRESS,
     S553_BAD_SENDER,
     S554_TRANSACTION_FAILED,
@@ -106,14 +108,26 @@ class SubmissionHandler:
     async def handle_MAIL(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if self._tenant(session) is None:
+        tenant = self._tenant(session)
+        if tenant is None:
             return S530_AUTH_REQUIRED
+        try:
+            await self.ingestor.check_sending(tenant.id)
+        except SendingPaused as exc:
+            return exc.smtp
+        except StoreError:
+            return S451_LOCAL_ERROR
         if not address:
             return S553_BAD_SENDER + ": a null sender cannot submit mail"
         try:
             sender = parse_address(address)
         except InvalidAddress:
             return S553_BAD_SENDER
+        if self.ingestor.sender_check is not None:
+            try:
+                self.ingestor.sender_check(tenant.id, sender.domain)
+            except ValidationError as exc:
+                return f"{S550_SENDER_DENIED}: {exc}"
         envelope.mail_from = sender.address
         envelope.mail_options.extend(options)
         return S250_SENDER_OK

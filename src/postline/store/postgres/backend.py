@@ -48,9 +48,11 @@ import asyncpg
 from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
 from postline.model import EventType, RecipientState
 from postline.model.ids import new_id
+from postline.store._counts import merge_counts
 from postline.store.base import (
     ApiKey,
     AttemptRecord,
+    DkimKeyRecord,
     DomainDue,
     Event,
     EventQuery,
@@ -64,8 +66,13 @@ from postline.store.base import (
     NewMessage,
     QueueStat,
     RecipientView,
+    ReputationCount,
+    ReputationTotals,
+    SenderDomain,
     Suppression,
     Tenant,
+    TenantStatus,
+    assemble_domains,
 )
 from postline.store.queries import load_queries
 
@@ -781,6 +788,101 @@ class PostgresStore:
         finally:
             self._flusher = None  # synchronously after the last look at the pending sets
 
+    # -- sender domains ---------------------------------------------------------------
+    async def add_sender_domain(self, domain: SenderDomain) -> bool:
+        async def op(conn: Conn) -> bool:
+            async with conn.transaction():
+                status = await conn.execute(
+                    _Q["add_sender_domain"],
+                    domain.tenant_id,
+                    domain.domain,
+                    domain.created_at,
+                    domain.status,
+                    domain.verified_at,
+                    domain.checked_at,
+                    domain.check,
+                )
+                if status.endswith(" 0"):
+                    return False
+                for k in domain.keys:
+                    await self._add_key(conn, domain.tenant_id, domain.domain, k)
+                return True
+
+        return await self._call(op)
+
+    @staticmethod
+    async def _add_key(conn: Conn, tenant_id: str, domain: str, k: DkimKeyRecord) -> bool:
+        status = await conn.execute(
+            _Q["add_dkim_key"],
+            tenant_id,
+            domain,
+            k.selector,
+            k.algorithm,
+            k.public_key,
+            k.private_sealed,
+            k.created_at,
+            k.state,
+        )
+        return not status.endswith(" 0")
+
+    async def _domains(self, tenant_id: str | None, domain: str | None) -> list[SenderDomain]:
+        async def op(conn: Conn) -> list[SenderDomain]:
+            rows = await conn.fetch(_Q["get_sender_domains"], tenant_id, domain)
+            keys = await conn.fetch(_Q["get_dkim_keys"], tenant_id, domain)
+            return assemble_domains([tuple(r) for r in rows], [tuple(k) for k in keys])
+
+        return await self._call(op)
+
+    async def get_sender_domain(self, tenant_id: str, domain: str) -> SenderDomain | None:
+        found = await self._domains(tenant_id, domain)
+        return found[0] if found else None
+
+    async def list_sender_domains(self, tenant_id: str | None = None) -> list[SenderDomain]:
+        return await self._domains(tenant_id, None)
+
+    async def update_sender_domain(
+        self,
+        tenant_id: str,
+        domain: str,
+        *,
+        status: str,
+        checked_at: float,
+        verified_at: float | None,
+        check: str,
+        key_states: Mapping[str, str] | None = None,
+    ) -> bool:
+        async def op(conn: Conn) -> bool:
+            async with conn.transaction():
+                result = await conn.execute(
+                    _Q["update_sender_domain"],
+                    tenant_id,
+                    domain,
+                    status,
+                    checked_at,
+                    verified_at,
+                    check,
+                )
+                for selector, state in (key_states or {}).items():
+                    await conn.execute(_Q["set_dkim_key_state"], tenant_id, domain, selector, state)
+                return not result.endswith(" 0")
+
+        return await self._call(op)
+
+    async def add_dkim_key(self, tenant_id: str, domain: str, key: DkimKeyRecord) -> bool:
+        async def op(conn: Conn) -> bool:
+            return await self._add_key(conn, tenant_id, domain, key)
+
+        return await self._call(op)
+
+    async def remove_sender_domain(self, tenant_id: str, domain: str) -> bool:
+        async def op(conn: Conn) -> bool:
+            async with conn.transaction():
+                await conn.execute(_Q["remove_dkim_keys"], tenant_id, domain)
+                status = await conn.execute(_Q["remove_sender_domain"], tenant_id, domain)
+                return not status.endswith(" 0")
+
+        return await self._call(op)
+
     async def listen_due(self, callback: DueCallback, *, include_own: bool = False) -> None:
         """Call ``callback`` whenever another node announces domains with work.
 
@@ -1307,6 +1409,97 @@ class PostgresStore:
             await conn.execute(_Q["finish_inbound"], inbound_id, state, now, result)
 
         await self._call(op)
+
+    # -- reputation -------------------------------------------------------------------
+    async def add_reputation_counts(self, counts: Sequence[ReputationCount]) -> None:
+        merged = sorted(merge_counts(counts).items())
+        if not merged:
+            return
+        cols: list[list[Any]] = [[] for _ in range(6)]
+        for (tenant_id, stream, bucket), (delivered, bounced, complained) in merged:
+            for col, value in zip(
+                cols, (tenant_id, stream, bucket, delivered, bounced, complained), strict=True
+            ):
+                col.append(value)
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(_Q["add_reputation_counts"], *cols)
+
+        await self._call(op)
+
+    async def reputation_totals(
+        self, *, since: float, tenant_id: str | None = None
+    ) -> list[ReputationTotals]:
+        async def op(conn: Conn) -> list[ReputationTotals]:
+            return [
+                ReputationTotals(t, s, int(d or 0), int(b or 0), int(c or 0))
+                for t, s, d, b, c in await conn.fetch(_Q["reputation_totals"], since, tenant_id)
+            ]
+
+        return await self._call(op)
+
+    async def purge_reputation_counts(self, older_than: float) -> int:
+        async def op(conn: Conn) -> int:
+            return _rowcount(await conn.execute(_Q["purge_reputation_counts"], older_than))
+
+        return await self._call(op)
+
+    async def tenant_statuses(self, tenant_id: str | None = None) -> list[TenantStatus]:
+        async def op(conn: Conn) -> list[TenantStatus]:
+            return [
+                TenantStatus(*row) for row in await conn.fetch(_Q["tenant_statuses"], tenant_id)
+            ]
+
+        return await self._call(op)
+
+    async def set_tenant_status(
+        self,
+        status: TenantStatus,
+        *,
+        expected: Collection[str] | None = None,
+        event: NewEvent | None = None,
+        node_id: str = "",
+    ) -> bool:
+        wanted = None if expected is None else set(expected)
+        t = status
+
+        async def op(conn: Conn) -> bool:
+            async with conn.transaction():
+                if wanted is not None:
+                    # Lock the tenant's row (made first when missing): of several nodes
+                    # judging the same tenant at once, one makes the change.
+                    await conn.execute(_Q["tenant_status_row"], t.tenant_id)
+                    current = await conn.fetchval(_Q["tenant_status_lock"], t.tenant_id)
+                    if current not in wanted:
+                        return False
+                await conn.execute(
+                    _Q["set_tenant_status"],
+                    t.tenant_id,
+                    t.status,
+                    t.reason,
+                    t.changed_at,
+                    t.changed_by,
+                    t.judged_since,
+                )
+                if t.status == "paused":
+                    await conn.execute(_Q["hold_tenant"], t.tenant_id, t.changed_at, t.reason)
+                else:
+                    await conn.execute(_Q["release_tenant"], t.tenant_id)
+                if event is not None:
+                    await conn.execute(
+                        _Q["append_events"],
+                        [event.at],
+                        [event.tenant_id],
+                        [event.type.value],
+                        [event.message_id],
+                        [event.recipient_idx],
+                        [event.recipient],
+                        [json.dumps(event.data)],
+                        node_id,
+                    )
+            return True
+
+        return await self._call(op)
 
     async def set_paused(
         self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""

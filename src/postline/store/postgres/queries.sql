@@ -154,7 +154,7 @@ WITH due AS (
     SELECT r.message_id, r.idx FROM recipients r
     WHERE r.domain = $1 AND r.state = 'queued' AND r.next_attempt_at <= $2
       AND NOT EXISTS (SELECT 1 FROM queue_pauses p
-                      WHERE p.domain = $1 AND p.tenant_id IN (r.tenant_id, '*'))
+                      WHERE p.domain IN ($1, '*') AND p.tenant_id IN (r.tenant_id, '*'))
     ORDER BY r.next_attempt_at
     LIMIT $3
     FOR UPDATE OF r SKIP LOCKED
@@ -258,11 +258,13 @@ SELECT idx, address, domain, state, attempts, next_attempt_at, expires_at, updat
 FROM recipients WHERE message_id = $1 ORDER BY idx;
 
 -- name: queue_stats
--- A domain counts as paused when any tenant with rows in it is paused there, or all are.
+-- A domain counts as paused when any tenant with rows in it is paused there (or paused as
+-- a whole), or all are.
 SELECT r.domain, count(*), count(*) FILTER (WHERE r.attempts > 0), min(r.created_at),
        min(r.next_attempt_at),
        bool_or((r.tenant_id, r.domain) IN (SELECT tenant_id, domain FROM queue_pauses)
-               OR r.domain IN (SELECT domain FROM queue_pauses WHERE tenant_id = '*'))
+               OR r.domain IN (SELECT domain FROM queue_pauses WHERE tenant_id = '*')
+               OR r.tenant_id IN (SELECT tenant_id FROM queue_pauses WHERE domain = '*'))
 FROM recipients r
 WHERE r.state = 'queued'
 GROUP BY r.domain
@@ -272,7 +274,7 @@ ORDER BY count(*) DESC;
 SELECT r.domain, count(*), count(*) FILTER (WHERE r.attempts > 0), min(r.created_at),
        min(r.next_attempt_at),
        EXISTS (SELECT 1 FROM queue_pauses p
-               WHERE p.domain = r.domain AND p.tenant_id IN ($1, '*'))
+               WHERE p.domain IN (r.domain, '*') AND p.tenant_id IN ($1, '*'))
 FROM recipients r
 WHERE r.state = 'queued' AND r.tenant_id = $1
 GROUP BY r.domain
@@ -407,3 +409,92 @@ RETURNING id, received_at, mail_from, rcpt_to, peer, body, attempts;
 UPDATE inbound SET state = $2, processed_at = $3, result = $4, attempts = attempts + 1,
                    claimed_until = NULL
 WHERE id = $1;
+
+-- name: add_reputation_counts
+-- One row per key (the caller merges duplicates), in key order (no deadlock between nodes).
+INSERT INTO reputation_counts AS c (tenant_id, stream, bucket, delivered, bounced, complained)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::int[], $5::int[], $6::int[])
+ON CONFLICT (tenant_id, stream, bucket) DO UPDATE
+SET delivered = c.delivered + excluded.delivered, bounced = c.bounced + excluded.bounced,
+    complained = c.complained + excluded.complained;
+
+-- name: reputation_totals
+-- Buckets from $1 on, and none before the tenant's judged_since (set at a resume); $2 one
+-- tenant or NULL for all.
+SELECT c.tenant_id, c.stream, sum(c.delivered), sum(c.bounced), sum(c.complained)
+FROM reputation_counts c LEFT JOIN tenant_status s ON s.tenant_id = c.tenant_id
+WHERE c.bucket >= $1 AND ($2::text IS NULL OR c.tenant_id = $2)
+  AND c.bucket >= coalesce(s.judged_since, 0)
+GROUP BY c.tenant_id, c.stream
+ORDER BY c.tenant_id, c.stream;
+
+-- name: purge_reputation_counts
+DELETE FROM reputation_counts WHERE bucket < $1;
+
+-- name: tenant_statuses
+SELECT tenant_id, status, reason, changed_at, changed_by, judged_since FROM tenant_status
+WHERE $1::text IS NULL OR tenant_id = $1
+ORDER BY tenant_id;
+
+-- name: tenant_status_row
+-- A row to lock for a compare-and-set ('ok' with no judgement window is the same as none).
+INSERT INTO tenant_status (tenant_id, status, reason, changed_at, changed_by, judged_since)
+VALUES ($1, 'ok', '', 0, '', 0)
+ON CONFLICT (tenant_id) DO NOTHING;
+
+-- name: tenant_status_lock
+SELECT status FROM tenant_status WHERE tenant_id = $1 FOR UPDATE;
+
+-- name: set_tenant_status
+INSERT INTO tenant_status (tenant_id, status, reason, changed_at, changed_by, judged_since)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (tenant_id) DO UPDATE
+SET status = excluded.status, reason = excluded.reason, changed_at = excluded.changed_at,
+    changed_by = excluded.changed_by, judged_since = excluded.judged_since;
+
+-- name: hold_tenant
+-- A paused tenant: every one of its queues is held (domain '*').
+INSERT INTO queue_pauses (tenant_id, domain, paused_at, reason) VALUES ($1, '*', $2, $3)
+ON CONFLICT (tenant_id, domain) DO UPDATE SET reason = excluded.reason;
+
+-- name: release_tenant
+DELETE FROM queue_pauses WHERE tenant_id = $1 AND domain = '*';
+
+-- name: add_sender_domain
+INSERT INTO sender_domains (tenant_id, domain, created_at, status, verified_at, checked_at,
+                            check_result)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (tenant_id, domain) DO NOTHING;
+
+-- name: add_dkim_key
+INSERT INTO dkim_keys (tenant_id, domain, selector, algorithm, public_key, private_sealed,
+                       created_at, state)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (tenant_id, domain, selector) DO NOTHING;
+
+-- name: get_sender_domains
+SELECT tenant_id, domain, created_at, status, verified_at, checked_at, check_result
+FROM sender_domains
+WHERE ($1::text IS NULL OR tenant_id = $1) AND ($2::text IS NULL OR domain = $2)
+ORDER BY tenant_id, domain;
+
+-- name: get_dkim_keys
+SELECT tenant_id, domain, selector, algorithm, public_key, private_sealed, created_at, state
+FROM dkim_keys
+WHERE ($1::text IS NULL OR tenant_id = $1) AND ($2::text IS NULL OR domain = $2)
+ORDER BY tenant_id, domain, created_at, selector;
+
+-- name: update_sender_domain
+UPDATE sender_domains
+SET status = $3, checked_at = $4, verified_at = $5, check_result = $6
+WHERE tenant_id = $1 AND domain = $2;
+
+-- name: set_dkim_key_state
+UPDATE dkim_keys SET state = $4
+WHERE tenant_id = $1 AND domain = $2 AND selector = $3;
+
+-- name: remove_sender_domain
+DELETE FROM sender_domains WHERE tenant_id = $1 AND domain = $2;
+
+-- name: remove_dkim_keys
+DELETE FROM dkim_keys WHERE tenant_id = $1 AND domain = $2;

@@ -15,7 +15,9 @@
 --                  be colocated with them; a lease reads bodies by id = ANY(...) in a second
 --                  statement (pruned to the shards holding those ids), never in a join.
 --   events, idempotency  distributed by 'tenant_id', colocated with each other.
---   tenants, api_keys, queue_pauses, postline_schema  reference tables (small, replicated).
+--   tenants, api_keys, queue_pauses, tenant_status, postline_schema  reference tables
+--                  (small, replicated).
+--   reputation_counts  distributed by 'tenant_id'.
 -- An enqueue then writes several shards in one distributed transaction (2PC). An outcome
 -- (record) does not carry the domain, so it probes every recipients shard by message_id;
 -- with the domain in the outcome it would be a router query too.
@@ -24,7 +26,7 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (4);
+INSERT INTO postline_schema (version) VALUES (6);
 
 CREATE TABLE tenants (
     id          text PRIMARY KEY,
@@ -124,7 +126,8 @@ CREATE TABLE idempotency (
 );
 CREATE INDEX idempotency_age ON idempotency (created_at);
 
--- Paused (tenant, domain) queues; tenant_id '*' pauses a domain for every tenant.
+-- Paused (tenant, domain) queues; tenant_id '*' pauses a domain for every tenant,
+-- domain '*' every domain of a tenant (a reputation pause, see tenant_status).
 CREATE TABLE queue_pauses (
     tenant_id  text NOT NULL,
     domain     text NOT NULL,
@@ -180,3 +183,53 @@ CREATE TABLE inbound (
     result         text
 );
 CREATE INDEX inbound_pending ON inbound (received_at) WHERE state = 'pending';
+
+-- Outcomes per tenant, stream and time bucket: sums, added to by every node. On Citus:
+-- distributed on tenant_id.
+CREATE TABLE reputation_counts (
+    tenant_id   text NOT NULL,
+    stream      text NOT NULL,
+    bucket      double precision NOT NULL,
+    delivered   integer NOT NULL DEFAULT 0,
+    bounced     integer NOT NULL DEFAULT 0,
+    complained  integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, stream, bucket)
+);
+CREATE INDEX reputation_counts_bucket ON reputation_counts (bucket);
+
+-- A tenant's reputation status (no row: 'ok'). A paused tenant's queues are held by a
+-- queue_pauses row with domain '*', written in the same transaction. On Citus: a reference
+-- table.
+CREATE TABLE tenant_status (
+    tenant_id     text PRIMARY KEY,
+    status        text NOT NULL CHECK (status IN ('ok', 'warned', 'paused')),
+    reason        text NOT NULL,
+    changed_at    double precision NOT NULL,
+    changed_by    text NOT NULL,
+    judged_since  double precision NOT NULL
+);
+
+-- Domains a tenant sends from, with the last check of their DNS records.
+CREATE TABLE sender_domains (
+    tenant_id    text NOT NULL,
+    domain       text NOT NULL,
+    created_at   double precision NOT NULL,
+    status       text NOT NULL,
+    verified_at  double precision,
+    checked_at   double precision,
+    check_result text NOT NULL,
+    PRIMARY KEY (tenant_id, domain)
+);
+
+-- DKIM keys of sender domains; private keys sealed (AES-256-GCM) with the node's secret.
+CREATE TABLE dkim_keys (
+    tenant_id      text NOT NULL,
+    domain         text NOT NULL,
+    selector       text NOT NULL,
+    algorithm      text NOT NULL,
+    public_key     text NOT NULL,
+    private_sealed bytea NOT NULL,
+    created_at     double precision NOT NULL,
+    state          text NOT NULL,
+    PRIMARY KEY (tenant_id, domain, selector)
+);

@@ -29,9 +29,11 @@ from typing import Any, TypeVar
 from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
 from postline.model import EventType, RecipientState
 from postline.model.ids import new_id
+from postline.store._counts import merge_counts
 from postline.store.base import (
     ApiKey,
     AttemptRecord,
+    DkimKeyRecord,
     DomainDue,
     Event,
     EventQuery,
@@ -45,8 +47,13 @@ from postline.store.base import (
     NewMessage,
     QueueStat,
     RecipientView,
+    ReputationCount,
+    ReputationTotals,
+    SenderDomain,
     Suppression,
     Tenant,
+    TenantStatus,
+    assemble_domains,
 )
 from postline.store.queries import load_queries
 
@@ -324,6 +331,17 @@ class SQLiteStore:
                 raise _translate(exc) from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    def _read_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A point lookup on this thread's own read connection, without the hop to the
+        reader pool: WAL readers never wait for the writer, and a primary-key lookup
+        takes microseconds, less than the hop itself (used on the per-RCPT path)."""
+        if self._pool is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            return fn(self._reader())
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
 
     # -- tenants and keys ------------------------------------------------------------
     async def create_tenant(self, name: str) -> Tenant:
@@ -796,21 +814,26 @@ class SQLiteStore:
     ) -> dict[str, Suppression]:
         if not addresses:
             return {}
-        params = {
-            "tenant_id": tenant_id,
-            "addresses": json.dumps(sorted({a.lower() for a in addresses})),
-            "now": now,
-        }
+        wanted = sorted({a.lower() for a in addresses})
+        params: dict[str, Any]
+        if len(wanted) == 1:
+            query = _Q["suppressed_one"]
+            params = {"tenant_id": tenant_id, "address": wanted[0], "now": now}
+        else:
+            query = _Q["suppressed"]
+            params = {"tenant_id": tenant_id, "addresses": json.dumps(wanted), "now": now}
 
         def op(conn: sqlite3.Connection) -> dict[str, Suppression]:
             out: dict[str, Suppression] = {}
-            for row in conn.execute(_Q["suppressed"], params):
+            for row in conn.execute(query, params):
                 entry = Suppression(*row)
                 # The tenant's own entry wins over a global one.
                 if entry.address not in out or entry.tenant_id != "*":
                     out[entry.address] = entry
             return out
 
+        if len(addresses) <= 16:
+            return self._read_inline(op)
         return await self._read(op)
 
     async def add_suppressions(self, entries: Sequence[Suppression]) -> int:
@@ -967,6 +990,195 @@ class SQLiteStore:
             conn.execute(_Q["finish_inbound"], params)
 
         await self._write(op)
+
+    # -- reputation -------------------------------------------------------------------
+    async def add_reputation_counts(self, counts: Sequence[ReputationCount]) -> None:
+        rows = [
+            (key[0], key[1], key[2], c[0], c[1], c[2])
+            for key, c in sorted(merge_counts(counts).items())
+        ]
+        if not rows:
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(_Q["add_reputation_count"], rows)
+
+        await self._write(op)
+
+    async def reputation_totals(
+        self, *, since: float, tenant_id: str | None = None
+    ) -> list[ReputationTotals]:
+        params = {"since": since, "tenant_id": tenant_id}
+        return await self._read(
+            lambda conn: [
+                ReputationTotals(t, s, int(d or 0), int(b or 0), int(c or 0))
+                for t, s, d, b, c in conn.execute(_Q["reputation_totals"], params)
+            ]
+        )
+
+    async def purge_reputation_counts(self, older_than: float) -> int:
+        params = {"older_than": older_than}
+        return await self._write(
+            lambda conn: conn.execute(_Q["purge_reputation_counts"], params).rowcount
+        )
+
+    async def tenant_statuses(self, tenant_id: str | None = None) -> list[TenantStatus]:
+        params = {"tenant_id": tenant_id}
+        return await self._read(
+            lambda conn: [TenantStatus(*row) for row in conn.execute(_Q["tenant_statuses"], params)]
+        )
+
+    async def set_tenant_status(
+        self,
+        status: TenantStatus,
+        *,
+        expected: Collection[str] | None = None,
+        event: NewEvent | None = None,
+        node_id: str = "",
+    ) -> bool:
+        params = {
+            "tenant_id": status.tenant_id,
+            "status": status.status,
+            "reason": status.reason,
+            "changed_at": status.changed_at,
+            "changed_by": status.changed_by,
+            "judged_since": status.judged_since,
+        }
+        wanted = None if expected is None else set(expected)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            if wanted is not None:
+                row = conn.execute(
+                    _Q["tenant_status_of"], {"tenant_id": status.tenant_id}
+                ).fetchone()
+                if (row[0] if row else "ok") not in wanted:
+                    return False
+            conn.execute(_Q["set_tenant_status"], params)
+            hold = "hold_tenant" if status.status == "paused" else "release_tenant"
+            conn.execute(_Q[hold], params)
+            if event is not None:
+                conn.execute(
+                    _Q["insert_event"],
+                    (
+                        event.at,
+                        event.tenant_id,
+                        event.type.value,
+                        event.message_id,
+                        event.recipient_idx,
+                        event.recipient,
+                        node_id,
+                        json.dumps(event.data),
+                    ),
+                )
+            return True
+
+        return await self._write(op)
+
+    # -- sender domains ---------------------------------------------------------------
+    async def add_sender_domain(self, domain: SenderDomain) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            added = conn.execute(
+                _Q["add_sender_domain"],
+                (
+                    domain.tenant_id,
+                    domain.domain,
+                    domain.created_at,
+                    domain.status,
+                    domain.verified_at,
+                    domain.checked_at,
+                    domain.check,
+                ),
+            ).rowcount
+            if not added:
+                return False
+            for k in domain.keys:
+                self._add_key(conn, domain.tenant_id, domain.domain, k)
+            return True
+
+        return await self._write(op)
+
+    @staticmethod
+    def _add_key(conn: sqlite3.Connection, tenant_id: str, domain: str, k: DkimKeyRecord) -> int:
+        return conn.execute(
+            _Q["add_dkim_key"],
+            (
+                tenant_id,
+                domain,
+                k.selector,
+                k.algorithm,
+                k.public_key,
+                k.private_sealed,
+                k.created_at,
+                k.state,
+            ),
+        ).rowcount
+
+    async def _domains(self, tenant_id: str | None, domain: str | None) -> list[SenderDomain]:
+        params = {"tenant_id": tenant_id, "domain": domain}
+
+        def op(conn: sqlite3.Connection) -> list[SenderDomain]:
+            return assemble_domains(
+                conn.execute(_Q["get_sender_domains"], params).fetchall(),
+                conn.execute(_Q["get_dkim_keys"], params).fetchall(),
+            )
+
+        return await self._read(op)
+
+    async def get_sender_domain(self, tenant_id: str, domain: str) -> SenderDomain | None:
+        found = await self._domains(tenant_id, domain)
+        return found[0] if found else None
+
+    async def list_sender_domains(self, tenant_id: str | None = None) -> list[SenderDomain]:
+        return await self._domains(tenant_id, None)
+
+    async def update_sender_domain(
+        self,
+        tenant_id: str,
+        domain: str,
+        *,
+        status: str,
+        checked_at: float,
+        verified_at: float | None,
+        check: str,
+        key_states: Mapping[str, str] | None = None,
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            updated = conn.execute(
+                _Q["update_sender_domain"],
+                {
+                    "tenant_id": tenant_id,
+                    "domain": domain,
+                    "status": status,
+                    "checked_at": checked_at,
+                    "verified_at": verified_at,
+                    "check": check,
+                },
+            ).rowcount
+            for selector, state in (key_states or {}).items():
+                conn.execute(
+                    _Q["set_dkim_key_state"],
+                    {
+                        "tenant_id": tenant_id,
+                        "domain": domain,
+                        "selector": selector,
+                        "state": state,
+                    },
+                )
+            return updated > 0
+
+        return await self._write(op)
+
+    async def add_dkim_key(self, tenant_id: str, domain: str, key: DkimKeyRecord) -> bool:
+        return await self._write(lambda conn: self._add_key(conn, tenant_id, domain, key) > 0)
+
+    async def remove_sender_domain(self, tenant_id: str, domain: str) -> bool:
+        params = {"tenant_id": tenant_id, "domain": domain}
+
+        def op(conn: sqlite3.Connection) -> bool:
+            conn.execute(_Q["remove_dkim_keys"], params)
+            return conn.execute(_Q["remove_sender_domain"], params).rowcount > 0
+
+        return await self._write(op)
 
     async def listen_due(self, callback: Callable[[frozenset[str]], None]) -> None:
         """One node per SQLite file: ingest wakes the engine in-process, nothing to hear."""

@@ -75,7 +75,7 @@ WHERE (message_id, idx) IN (
     SELECT r.message_id, r.idx FROM recipients r
     WHERE r.domain = :domain AND r.state = 'queued' AND r.next_attempt_at <= :now
       AND NOT EXISTS (SELECT 1 FROM queue_pauses p
-                      WHERE p.domain = :domain AND p.tenant_id IN (r.tenant_id, '*'))
+                      WHERE p.domain IN (:domain, '*') AND p.tenant_id IN (r.tenant_id, '*'))
     ORDER BY r.next_attempt_at
     LIMIT :limit
 )
@@ -133,7 +133,7 @@ FROM recipients WHERE message_id = :id ORDER BY idx;
 -- name: queue_stats
 SELECT r.domain, count(*), sum(r.attempts > 0), min(r.created_at), min(r.next_attempt_at),
        EXISTS (SELECT 1 FROM queue_pauses p
-               WHERE p.domain = r.domain AND p.tenant_id IN (r.tenant_id, '*'))
+               WHERE p.domain IN (r.domain, '*') AND p.tenant_id IN (r.tenant_id, '*'))
 FROM recipients r
 WHERE r.state = 'queued'
 GROUP BY r.domain
@@ -142,7 +142,7 @@ ORDER BY count(*) DESC;
 -- name: queue_stats_tenant
 SELECT r.domain, count(*), sum(r.attempts > 0), min(r.created_at), min(r.next_attempt_at),
        EXISTS (SELECT 1 FROM queue_pauses p
-               WHERE p.domain = r.domain AND p.tenant_id IN (:tenant_id, '*'))
+               WHERE p.domain IN (r.domain, '*') AND p.tenant_id IN (:tenant_id, '*'))
 FROM recipients r
 WHERE r.state = 'queued' AND r.tenant_id = :tenant_id
 GROUP BY r.domain
@@ -244,3 +244,94 @@ RETURNING id, received_at, mail_from, rcpt_to, peer, body, attempts;
 UPDATE inbound SET state = :state, processed_at = :now, result = :result,
                    attempts = attempts + 1, claimed_until = NULL
 WHERE id = :id;
+
+-- name: add_reputation_count
+INSERT INTO reputation_counts (tenant_id, stream, bucket, delivered, bounced, complained)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant_id, stream, bucket) DO UPDATE
+SET delivered = delivered + excluded.delivered, bounced = bounced + excluded.bounced,
+    complained = complained + excluded.complained;
+
+-- name: reputation_totals
+-- Buckets from :since on, and none before the tenant's judged_since (set at a resume).
+SELECT c.tenant_id, c.stream, sum(c.delivered), sum(c.bounced), sum(c.complained)
+FROM reputation_counts c LEFT JOIN tenant_status s ON s.tenant_id = c.tenant_id
+WHERE c.bucket >= :since AND (:tenant_id IS NULL OR c.tenant_id = :tenant_id)
+  AND c.bucket >= coalesce(s.judged_since, 0)
+GROUP BY c.tenant_id, c.stream
+ORDER BY c.tenant_id, c.stream;
+
+-- name: purge_reputation_counts
+DELETE FROM reputation_counts WHERE bucket < :older_than;
+
+-- name: tenant_statuses
+SELECT tenant_id, status, reason, changed_at, changed_by, judged_since FROM tenant_status
+WHERE :tenant_id IS NULL OR tenant_id = :tenant_id
+ORDER BY tenant_id;
+
+-- name: tenant_status_of
+SELECT status FROM tenant_status WHERE tenant_id = :tenant_id;
+
+-- name: set_tenant_status
+INSERT INTO tenant_status (tenant_id, status, reason, changed_at, changed_by, judged_since)
+VALUES (:tenant_id, :status, :reason, :changed_at, :changed_by, :judged_since)
+ON CONFLICT (tenant_id) DO UPDATE
+SET status = excluded.status, reason = excluded.reason, changed_at = excluded.changed_at,
+    changed_by = excluded.changed_by, judged_since = excluded.judged_since;
+
+-- name: hold_tenant
+-- A paused tenant: every one of its queues is held (domain '*').
+INSERT INTO queue_pauses (tenant_id, domain, paused_at, reason)
+VALUES (:tenant_id, '*', :changed_at, :reason)
+ON CONFLICT (tenant_id, domain) DO UPDATE SET reason = excluded.reason;
+
+-- name: release_tenant
+DELETE FROM queue_pauses WHERE tenant_id = :tenant_id AND domain = '*';
+
+-- name: add_sender_domain
+INSERT INTO sender_domains (tenant_id, domain, created_at, status, verified_at, checked_at,
+                            check_result)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant_id, domain) DO NOTHING;
+
+-- name: add_dkim_key
+INSERT INTO dkim_keys (tenant_id, domain, selector, algorithm, public_key, private_sealed,
+                       created_at, state)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant_id, domain, selector) DO NOTHING;
+
+-- name: get_sender_domains
+SELECT tenant_id, domain, created_at, status, verified_at, checked_at, check_result
+FROM sender_domains
+WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+  AND (:domain IS NULL OR domain = :domain)
+ORDER BY tenant_id, domain;
+
+-- name: get_dkim_keys
+SELECT tenant_id, domain, selector, algorithm, public_key, private_sealed, created_at, state
+FROM dkim_keys
+WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+  AND (:domain IS NULL OR domain = :domain)
+ORDER BY tenant_id, domain, created_at, selector;
+
+-- name: update_sender_domain
+UPDATE sender_domains
+SET status = :status, checked_at = :checked_at, verified_at = :verified_at,
+    check_result = :check
+WHERE tenant_id = :tenant_id AND domain = :domain;
+
+-- name: set_dkim_key_state
+UPDATE dkim_keys SET state = :state
+WHERE tenant_id = :tenant_id AND domain = :domain AND selector = :selector;
+
+-- name: remove_sender_domain
+DELETE FROM sender_domains WHERE tenant_id = :tenant_id AND domain = :domain;
+
+-- name: remove_dkim_keys
+DELETE FROM dkim_keys WHERE tenant_id = :tenant_id AND domain = :domain;
+
+-- name: suppressed_one
+SELECT tenant_id, address, reason, created_at, expires_at, source, detail, message_id
+FROM suppressions
+WHERE tenant_id IN (:tenant_id, '*') AND address = :address
+  AND (expires_at IS NULL OR expires_at > :now);

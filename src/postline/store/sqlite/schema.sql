@@ -1,5 +1,5 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 3;
+PRAGMA user_version = 5;
 
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
@@ -85,7 +85,8 @@ CREATE TABLE idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_age ON idempotency (created_at);
 
--- Paused (tenant, domain) queues; tenant_id '*' pauses a domain for every tenant.
+-- Paused (tenant, domain) queues; tenant_id '*' pauses a domain for every tenant,
+-- domain '*' every domain of a tenant (a reputation pause, see tenant_status).
 CREATE TABLE queue_pauses (
     tenant_id  TEXT NOT NULL,
     domain     TEXT NOT NULL,
@@ -133,3 +134,51 @@ CREATE TABLE inbound (
     result        TEXT
 );
 CREATE INDEX inbound_pending ON inbound (received_at) WHERE state = 'pending';
+
+-- Outcomes per tenant, stream and time bucket: sums, added to by every writer.
+CREATE TABLE reputation_counts (
+    tenant_id   TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    bucket      REAL NOT NULL,
+    delivered   INTEGER NOT NULL DEFAULT 0,
+    bounced     INTEGER NOT NULL DEFAULT 0,
+    complained  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, stream, bucket)
+) WITHOUT ROWID;
+CREATE INDEX reputation_counts_bucket ON reputation_counts (bucket);
+
+-- A tenant's reputation status (no row: 'ok'). A paused tenant's queues are held by a
+-- queue_pauses row with domain '*', written in the same transaction.
+CREATE TABLE tenant_status (
+    tenant_id     TEXT PRIMARY KEY,
+    status        TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    changed_at    REAL NOT NULL,
+    changed_by    TEXT NOT NULL,
+    judged_since  REAL NOT NULL
+) WITHOUT ROWID;
+
+-- Domains a tenant sends from, with the last check of their DNS records.
+CREATE TABLE sender_domains (
+    tenant_id    TEXT NOT NULL,
+    domain       TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    status       TEXT NOT NULL,
+    verified_at  REAL,
+    checked_at   REAL,
+    check_result TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, domain)
+) WITHOUT ROWID;
+
+-- DKIM keys of sender domains; private keys sealed (AES-256-GCM) with the node's secret.
+CREATE TABLE dkim_keys (
+    tenant_id      TEXT NOT NULL,
+    domain         TEXT NOT NULL,
+    selector       TEXT NOT NULL,
+    algorithm      TEXT NOT NULL,
+    public_key     TEXT NOT NULL,
+    private_sealed BLOB NOT NULL,
+    created_at     REAL NOT NULL,
+    state          TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, domain, selector)
+) WITHOUT ROWID;

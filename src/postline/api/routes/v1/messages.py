@@ -1,4 +1,4 @@
-"""/v1/messages: submit (single and batch), inspect, cancel."""
+"""/v1/messages: submit (single and batch), check before sending, inspect, cancel."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ import hashlib
 import json
 import re
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from postline.api.app import ApiContext, current_tenant
 from postline.api.problems import Problem, validation_problem
 from postline.api.schemas import BatchOut, CancelOut, MessageAccepted, MessageOut, ProblemOut, iso
-from postline.errors import ValidationError
+from postline.domains.check import Finding, preflight, spamd_client
+from postline.domains.service import DomainService
+from postline.errors import SendingPaused, ValidationError
 from postline.ingest.schema import BatchIn, MessageIn
 from postline.model import RecipientState
 from postline.model.ids import recipient_id
@@ -29,6 +32,11 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ProblemOut, "description": "Malformed JSON"},
     401: {"model": ProblemOut, "description": "Missing or invalid API key"},
+    403: {
+        "model": ProblemOut,
+        "description": "Sending is paused for this tenant (bounce or complaint rate); "
+        "'detail' says which rate crossed which threshold, 'fix' how to get resumed",
+    },
     409: {"model": ProblemOut, "description": "Idempotency-Key reused with a different body"},
     413: {"model": ProblemOut, "description": "Body too large"},
     422: {"model": ProblemOut, "description": "Invalid message"},
@@ -157,6 +165,7 @@ async def send_message(
     replay = await _check_key(ctx, tenant, idempotency_key, request_hash)
     if replay is not None:
         return replay
+    await ctx.ingestor.check_sending(tenant.id)
     now = time.time()
     message = ctx.ingestor.build_api_message(tenant.id, payload, now=now)
     (message,) = await ctx.ingestor.apply_suppressions(tenant.id, [message], now=now)
@@ -211,6 +220,7 @@ async def send_batch(
     replay = await _check_key(ctx, tenant, idempotency_key, request_hash)
     if replay is not None:
         return replay
+    await ctx.ingestor.check_sending(tenant.id)
     now = time.time()
     results: list[dict[str, Any]] = []
     accepted: list[NewMessage] = []
@@ -244,6 +254,100 @@ async def send_batch(
             media_type="application/problem+json",
         )
     return await _enqueue(ctx, tenant, accepted, status, body, idempotency_key, request_hash, now)
+
+
+class FindingOut(BaseModel):
+    check: str = Field(
+        description="What was checked: from, date, message_id, mime_version, "
+        "recipients_header, subject, duplicate_headers, header_syntax, mime, "
+        "text_alternative, html_size, line_length, size, dkim, spf, dmarc, dmarc_alignment, "
+        "return_path, unsubscribe, sender_domain, spamassassin, sending, suppressions."
+    )
+    status: Literal["ok", "warning", "error"] = Field(
+        description="error: receivers reject it, spam-file it or it fails authentication; "
+        "warning: receivers may count it against the message."
+    )
+    message: str = Field(description="What was found.")
+    fix: str = Field(description="How to fix it ('' when ok).")
+
+
+class SpamRuleOut(BaseModel):
+    name: str
+    score: float | None
+    description: str
+
+
+class SpamOut(BaseModel):
+    score: float
+    threshold: float = Field(description="spamd's required score: at or above it is spam.")
+    spam: bool
+    rules: list[SpamRuleOut] = Field(description="The SpamAssassin rules that hit.")
+
+
+class CheckOut(BaseModel):
+    ok: bool = Field(description="No finding is an error.")
+    errors: int
+    warnings: int
+    from_domain: str
+    stream: str
+    size: int = Field(description="Size of the message as it would be stored, in bytes.")
+    findings: list[FindingOut]
+    spam: SpamOut | None = Field(
+        description="SpamAssassin's verdict when [check] spamd is configured and answered."
+    )
+
+
+@router.post(
+    "/messages/check",
+    response_model=CheckOut,
+    responses={k: v for k, v in _ERRORS.items() if k not in (403, 409)},
+    summary="Check a message before sending it",
+)
+async def check_message(
+    payload: MessageIn, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+) -> Response:
+    """Report what receivers (Gmail, Yahoo and Microsoft's sender rules, SpamAssassin)
+    would object to in this message, without queueing anything: the same body as
+    ``POST /v1/messages``, built into the same bytes, then checked — headers, MIME, line
+    lengths, size, DKIM, SPF, DMARC, return path, one-click unsubscribe, suppressed
+    recipients and, with ``[check] spamd``, the SpamAssassin score. A body that
+    ``POST /v1/messages`` would refuse is the same 422 problem here."""
+    ctx: ApiContext = request.app.state.ctx
+    now = time.time()
+    built = ctx.ingestor.build_api_message(tenant.id, payload, now=now, check_sender=False)
+    domains = ctx.extra.get("domains")
+    report = await preflight(
+        built.body,
+        tenant_id=tenant.id,
+        stream=built.stream,
+        domains=domains if isinstance(domains, DomainService) else None,
+        config=ctx.config,
+        spamd=spamd_client(ctx.config),
+        mail_from=built.mail_from,
+        public_url=ctx.config.api.public_url or str(request.base_url).rstrip("/"),
+    )
+    try:
+        await ctx.ingestor.check_sending(tenant.id)
+    except SendingPaused as exc:
+        report.findings.append(Finding("sending", "error", str(exc), exc.fix))
+    (marked,) = await ctx.ingestor.apply_suppressions(tenant.id, [built], now=now)
+    suppressed = [f"{r.address} ({r.suppressed})" for r in marked.recipients if r.suppressed]
+    if suppressed:
+        report.findings.append(
+            Finding(
+                "suppressions",
+                "warning",
+                f"{len(suppressed)} of {len(marked.recipients)} recipient(s) are on the "
+                f"suppression list and would not be sent to: {', '.join(suppressed[:20])}",
+                "leave them out; an address that bounced or complained stays suppressed "
+                "(DELETE /v1/suppressions/{address} removes an entry made by mistake)",
+            )
+        )
+    else:
+        report.findings.append(
+            Finding("suppressions", "ok", "no recipient is on the suppression list")
+        )
+    return _json(200, report.as_dict())
 
 
 def _count_recipients(item: Any) -> int:

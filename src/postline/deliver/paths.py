@@ -1,0 +1,553 @@
+"""Paths: one egress source towards one destination, with several sources configured.
+
+With ``[[delivery.sources]]`` a domain's route is a :class:`Target` (hosts, throttle
+rule) and every source gets its own :class:`~postline.deliver.site.Site` towards it on
+demand, with its own throttle bucket: receivers judge and limit each sending IP apart,
+so each source gets the destination's connection and rate limits.
+
+:class:`SourcePaths` leases a domain's due mail and gives each work item a source:
+
+1. the message's pool (:meth:`Egress.pool_for <postline.deliver.egress.Egress.pool_for>`:
+   dedicated tenant pool, else by stream);
+2. among the pool's sources, the usable ones — not held (MX unreachable from it, throttle
+   bucket suspended), not blocked by that destination, not at a warm-up cap whose
+   overflow goes elsewhere, not the one a recipient was just blocked from — preferring
+   those whose site has room, drawn by weight;
+3. a warming source counts the recipients against its caps (day and hour, through the
+   throttle backend, so a fleet on Redis shares one count); what does not fit goes to
+   the pool's other sources (``overflow = "warmed"``) or waits for the next window
+   (``"wait"``), deferred without counting an attempt. Nothing is dropped.
+
+Provider blocks: a reply of bounce category ``spam_block`` (blocklist, IP reputation)
+is a strike against (source, destination), counted in the throttle backend with the
+``[delivery.blocks]`` window; ``suspend_after`` strikes stop that path for
+``suspend_for``: its buffered work goes back to the queue and is given to the pool's
+other sources. A recipient refused that way is deferred, not bounced, when its pool has
+another source not blocked there, and its retry avoids the source that was refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from postline.deliver.egress import Egress, Pool, Source, pick
+from postline.deliver.site import Host, Site, WorkItem, buffer_limit, make_record
+from postline.deliver.warmup import Caps, windows
+from postline.errors import ThrottleError
+from postline.model import EventType, RecipientState, Reply
+from postline.store.base import LeasedMessage, LeasedRecipient
+from postline.throttle.adaptive import AdaptiveParams
+from postline.throttle.base import QuotaWindow
+from postline.throttle.keys import block_key, quota_group
+from postline.throttle.rules import Destination
+
+if TYPE_CHECKING:
+    from postline.deliver.engine import DeliveryEngine
+
+__all__ = ["SourcePaths", "Target"]
+
+log = logging.getLogger(__name__)
+
+# Counters outlive their window by this much (clocks of a fleet differ a little).
+_WINDOW_SLACK = 120.0
+_MAX_AVOID = 100_000
+_TOP_PROVIDERS = 50
+
+
+@dataclass(slots=True)
+class Target:
+    """Where one domain's mail goes: built per route, a site per source on demand."""
+
+    domain: str
+    mx: tuple[str, ...]
+    site_name: str
+    hosts: list[Host]
+    base: Destination
+    """The destination matched without a source: rule, limits, provider."""
+    sites: dict[str, Site] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    item: WorkItem
+    until: float
+    reason: str
+    source: Source | None
+
+
+class SourcePaths:
+    """Source choice, warm-up caps and provider blocks for one engine (see module)."""
+
+    def __init__(self, engine: DeliveryEngine, egress: Egress) -> None:
+        self.engine = engine
+        self.egress = egress
+        b = engine.config.delivery.blocks
+        self.block_params = AdaptiveParams(
+            cut_cooldown=0.0,
+            strikes=b.suspend_after,
+            strike_window=b.suspend_window,
+            suspend_for=b.suspend_for,
+        )
+        # (source, provider) -> epoch seconds until which the path is blocked / capped
+        self.blocked: dict[tuple[str, str], float] = {}
+        self.capped: dict[tuple[str, str], float] = {}
+        # recipient -> the source that was just refused for it
+        self.avoid: dict[tuple[str, int], str] = {}
+        self.tenant_names: dict[str, str] = {}
+        # source -> provider -> throttle rule, for the warm-up counters touched today
+        self._warm_seen: dict[str, dict[str, str]] = {}
+        self._warm_day = ""
+        self._tasks: set[asyncio.Task[None]] = set()
+        # The calendar of warm-up plans (day of the plan, day and hour windows); every
+        # other time is the system's. Tests move it to an hour's end.
+        self.clock: Callable[[], float] = time.time
+
+    # -- sites -----------------------------------------------------------------------
+    def site_for(self, target: Target, source: Source) -> Site:
+        site = target.sites.get(source.name)
+        if site is None:
+            e = self.engine
+            dest = e.rules.match(target.domain, target.mx, target.site_name, source=source.name)
+            site = e.site_of(dest, target.site_name, target.hosts, source)
+            target.sites[source.name] = site
+        return site
+
+    def hold_until(self, source: Source, target: Target, now: float) -> float:
+        """When ``source`` may send to ``target`` again; 0.0 when it may now."""
+        until = self.blocked.get((source.name, target.base.provider), 0.0)
+        site = target.sites.get(source.name)
+        if site is not None:
+            until = max(until, site.down_until, self.engine.suspended_until(site.bucket))
+        return until if until > now else 0.0
+
+    def is_blocked(self, site: Site, now: float) -> bool:
+        return self.blocked.get((site.source.name, site.destination.provider), 0.0) > now
+
+    def _overflows(self, source: Source, provider: str, now: float) -> bool:
+        """True while ``source`` is at a warm-up cap whose excess goes to other sources."""
+        plan = source.plan
+        return (
+            plan is not None
+            and plan.overflow == "warmed"
+            and self.capped.get((source.name, provider), 0.0) > now
+        )
+
+    # -- choice ----------------------------------------------------------------------
+    def pool_of(self, tenant_id: str, stream: str) -> Pool:
+        return self.egress.pool_for(tenant_id, stream, self.tenant_names.get(tenant_id, ""))
+
+    def choose(
+        self,
+        pool: Pool,
+        target: Target,
+        now: float,
+        *,
+        excluded: Iterable[str] = (),
+        avoid: str | None = None,
+        room: dict[str, bool] | None = None,
+    ) -> Source | None:
+        provider = target.base.provider
+        skip = set(excluded)
+        usable = [
+            s
+            for s in pool.sources
+            if s.name not in skip
+            and not self.hold_until(s, target, now)
+            and not self._overflows(s, provider, now)
+        ]
+        if avoid is not None and len(usable) > 1:
+            usable = [s for s in usable if s.name != avoid]
+        return pick(usable, _always, self.engine.rng, room=room)
+
+    def pool_wake(self, pool: Pool, target: Target, now: float) -> float:
+        """The earliest time one of ``pool``'s sources may send to ``target`` again."""
+        provider = target.base.provider
+        times = [
+            max(self.hold_until(s, target, now), self.capped.get((s.name, provider), 0.0))
+            for s in pool.sources
+        ]
+        later = [t for t in times if t > now]
+        return min(later) if later else now + self.engine.site_retry
+
+    # -- leasing ---------------------------------------------------------------------
+    def fresh_room(self, target: Target) -> int:
+        e = self.engine
+        return buffer_limit(target.base.limits, 0, e.default_connections, e.buffer_window)
+
+    async def lease_round(self, domain: str, target: Target) -> bool:
+        """Lease once for ``domain`` and share the work among sources; True when there
+        may be more due right now."""
+        e = self.engine
+        now = time.time()
+        room = 0
+        usable = False
+        wake = math.inf
+        for source in self.egress.used:
+            until = self.hold_until(source, target, now)
+            if until:
+                wake = min(wake, until)
+                continue
+            usable = True
+            site = target.sites.get(source.name)
+            room += site.capacity() if site is not None else self.fresh_room(target)
+        if not usable:
+            e.schedule(domain, wake)
+            return False
+        if room <= 0:
+            # Every usable source has a site (a new one has room): wait for one to drain.
+            sites = [s for s in target.sites.values() if s.buffer] or list(target.sites.values())
+            await sites[0].wait_space(1.0)
+            return True
+        want = min(room, e.max_lease)
+        leased = await e.store.lease(
+            domain, now=now, limit=want, lease_time=e.lease_time, owner=e.node_id
+        )
+        if not leased:
+            return False
+        if self.egress.needs_tenant_names:
+            await self.learn_tenants(m.tenant_id for m in leased)
+        per_txn = e.per_transaction_of(target.base.limits)
+        until = now + e.lease_time
+        items = []
+        count = 0
+        for m in leased:
+            count += len(m.recipients)
+            for i in range(0, len(m.recipients), per_txn):
+                items.append(WorkItem(m, m.recipients[i : i + per_txn], domain, until))
+        e.hold_items(items)
+        await self.dispatch(target, items)
+        return count >= want
+
+    async def learn_tenants(self, tenant_ids: Iterable[str]) -> None:
+        """Remember the names of tenants (pools may be dedicated by name)."""
+        for tid in set(tenant_ids) - self.tenant_names.keys():
+            try:
+                tenant = await self.engine.store.get_tenant(id=tid)
+            except Exception:
+                log.exception("tenant lookup failed", extra={"action": "deliver.tenant_lookup"})
+                continue
+            self.tenant_names[tid] = tenant.name if tenant is not None else ""
+
+    async def dispatch(self, target: Target, items: Sequence[WorkItem]) -> None:
+        """Give every item a source and put it on that source's site, or defer it."""
+        now = time.time()
+        calendar = self.clock()
+        rule = target.base.rule.name
+        excluded: set[str] = set()
+        waiting: list[_Waiting] = []
+        pending = list(items)
+        while pending:
+            room = {name: site.capacity() > 0 for name, site in target.sites.items()}
+            groups: dict[Source, list[WorkItem]] = {}
+            for item in pending:
+                pool = self.pool_of(item.message.tenant_id, item.message.stream)
+                avoid = None
+                if self.avoid:
+                    first = item.recipients[0]
+                    avoid = self.avoid.pop((first.message_id, first.idx), None)
+                source = self.choose(pool, target, now, excluded=excluded, avoid=avoid, room=room)
+                if source is None:
+                    until = self.pool_wake(pool, target, now)
+                    waiting.append(_Waiting(item, until, "no_source", None))
+                    continue
+                groups.setdefault(source, []).append(item)
+            pending = []
+            for source, group in groups.items():
+                day = source.warmup_day(calendar)
+                caps = None
+                if day is not None and source.plan is not None:
+                    caps = source.plan.caps(day, rule)
+                if caps is None:
+                    self.site_for(target, source).put(group)
+                    continue
+                granted, rest = await self._take(source, target, caps, group, now, calendar)
+                if granted:
+                    self.site_for(target, source).put(granted)
+                if not rest:
+                    continue
+                assert source.plan is not None
+                if source.plan.overflow == "warmed":
+                    excluded.add(source.name)
+                    pending.extend(rest)
+                else:
+                    until = self.capped.get((source.name, target.base.provider), now + 60.0)
+                    waiting.extend(_Waiting(it, until, "warmup_cap", source) for it in rest)
+        if waiting:
+            self._defer(target, waiting, now)
+
+    async def _take(
+        self,
+        source: Source,
+        target: Target,
+        caps: Caps,
+        group: list[WorkItem],
+        now: float,
+        calendar: float,
+    ) -> tuple[list[WorkItem], list[WorkItem]]:
+        """Count ``group`` against ``source``'s caps: (what fits, the rest). ``now`` is
+        the system's time, ``calendar`` the plan's (``clock``)."""
+        provider = target.base.provider
+        key = (source.name, provider)
+        w = windows(calendar)
+        shift = now - calendar  # window ends as system time
+        if self.capped.get(key, 0.0) > now:
+            return [], group
+        if caps.day == 0:  # the plan starts on a later day
+            self.capped[key] = w.day_ends + shift
+            return [], group
+        quota = [QuotaWindow(w.day, caps.day, w.day_ends - calendar + _WINDOW_SLACK)]
+        if caps.hour is not None:
+            quota.append(QuotaWindow(w.hour, caps.hour, w.hour_ends - calendar + _WINDOW_SLACK))
+        n = sum(len(it.recipients) for it in group)
+        group_key = quota_group(source.name, provider)
+        throttle = self.engine.throttle
+        try:
+            granted = await throttle.take_quota(group_key, quota, n)
+            full_day = False
+            if granted < n:
+                (used,) = await throttle.quota_used(group_key, [w.day])
+                full_day = caps.hour is None or used >= caps.day
+        except ThrottleError as exc:
+            self.engine.throttle_failed(exc)
+            self.capped[key] = now + 5.0
+            return [], group
+        self._note_warm(source, provider, target.base.rule.name, w.day)
+        if granted < n:
+            self.capped[key] = (w.day_ends if full_day else w.hour_ends) + shift
+            log.info(
+                "source %s reached its warm-up cap for %s (day %d: %d/day%s)",
+                source.name,
+                provider,
+                source.warmup_day(calendar) or 0,
+                caps.day,
+                f", {caps.hour}/hour" if caps.hour is not None else "",
+                extra={"action": "deliver.warmup_capped"},
+            )
+        return _split(group, granted)
+
+    def _note_warm(self, source: Source, provider: str, rule: str, day: str) -> None:
+        if day != self._warm_day:
+            self._warm_day = day
+            self._warm_seen = {}
+            now = time.time()
+            for stale in [k for k, until in self.capped.items() if until <= now]:
+                del self.capped[stale]
+        self._warm_seen.setdefault(source.name, {})[provider] = rule
+
+    def _defer(self, target: Target, waiting: Sequence[_Waiting], now: float) -> None:
+        """Back to the queue until a source can take it, without counting an attempt."""
+        e = self.engine
+        records = []
+        for w in waiting:
+            if w.source is not None:
+                when = datetime.fromtimestamp(w.until, UTC).strftime("%H:%M UTC")
+                text = (
+                    f"source {w.source.name} is at its warm-up cap for "
+                    f"{target.base.provider}; held until {when}"
+                )
+                data: dict[str, object] = {"reason": w.reason, "source": w.source.name}
+            else:
+                text = f"no source of the pool can send to {target.base.provider} now"
+                data = {"reason": w.reason}
+            reply = Reply(451, text, "4.7.0", "EGRESS", True)
+            for r in w.item.recipients:
+                records.append(
+                    make_record(
+                        w.item,
+                        r,
+                        state=RecipientState.QUEUED,
+                        event=EventType.DEFERRED,
+                        at=now,
+                        reply=reply,
+                        next_attempt_at=max(w.until, now + 1.0),
+                        counted=False,
+                        data=data,
+                        owner=e.node_id,
+                    )
+                )
+        e.recorder.add(records)
+
+    # -- direct hand-off -------------------------------------------------------------
+    def claim_site(self, target: Target, tenant_id: str, stream: str, now: float) -> Site | None:
+        """A site for a recipient handed over by ingest, or None to let it go through
+        the queue (a warming source counts its caps there)."""
+        if self.egress.needs_tenant_names and tenant_id not in self.tenant_names:
+            return None
+        pool = self.pool_of(tenant_id, stream)
+        room = {n: s.capacity() - s.reserved > 0 for n, s in target.sites.items()}
+        source = self.choose(pool, target, now, room=room)
+        if source is None:
+            return None
+        day = source.warmup_day(self.clock())
+        plan = source.plan
+        if day is not None and plan is not None and plan.caps(day, target.base.rule.name):
+            return None
+        return self.site_for(target, source)
+
+    # -- provider blocks -------------------------------------------------------------
+    def retry_elsewhere(self, site: Site, message: LeasedMessage, r: LeasedRecipient) -> bool:
+        """After a block reply for ``r`` from ``site``: True (and the retry told to avoid
+        that source) when its pool has another source not blocked there."""
+        now = time.time()
+        provider = site.destination.provider
+        pool = self.pool_of(message.tenant_id, message.stream)
+        if not any(
+            s is not site.source and self.blocked.get((s.name, provider), 0.0) <= now
+            for s in pool.sources
+        ):
+            return False
+        if len(self.avoid) >= _MAX_AVOID:
+            self.avoid.clear()
+        self.avoid[(r.message_id, r.idx)] = site.source.name
+        return True
+
+    def cancel(self) -> None:
+        """Stop strikes still being counted (the node is stopping)."""
+        for task in self._tasks:
+            task.cancel()
+
+    def strike(self, site: Site) -> None:
+        """Count a block reply against the site's (source, destination) path."""
+        task = self.engine.loop.create_task(
+            self._strike(site.source, site.destination.provider), name="deliver:block"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _strike(self, source: Source, provider: str) -> None:
+        key = block_key(source.name, provider)
+        throttle = self.engine.throttle
+        try:
+            await throttle.report_throttled(key, params=self.block_params)
+            status = await throttle.state(key)
+        except ThrottleError as exc:
+            self.engine.throttle_failed(exc)
+            return
+        if status.suspended_for > 0:
+            self.block(source, provider, status.suspended_for)
+
+    def block(self, source: Source, provider: str, seconds: float) -> None:
+        """Stop ``source`` sending to ``provider`` for ``seconds``; its buffered work goes
+        back to the queue, to be given to the pool's other sources."""
+        now = time.time()
+        key = (source.name, provider)
+        if self.blocked.get(key, 0.0) <= now:
+            log.warning(
+                "source %s blocked by %s: not used there for %.0fs",
+                source.name,
+                provider,
+                seconds,
+                extra={"action": "deliver.source_blocked"},
+            )
+        self.blocked[key] = now + seconds
+        for stale in [k for k, until in self.blocked.items() if until <= now]:
+            del self.blocked[stale]
+        items: list[WorkItem] = []
+        for site in list(self.engine.sites.values()):
+            if site.source is source and site.destination.provider == provider:
+                items.extend(site.drain())
+        if items:
+            self.engine.release(items, now=now)
+
+    # -- state -----------------------------------------------------------------------
+    async def state(self) -> list[dict[str, Any]]:
+        """Every source: address, pools, warm-up progress (day, today's and this hour's
+        count against the caps per destination this node sent to today) and blocks."""
+        now = time.time()
+        calendar = self.clock()
+        w = windows(calendar)
+        out = []
+        seen = self._warm_seen if self._warm_day == w.day else {}
+        for source in self.egress.sources:
+            entry: dict[str, Any] = {
+                "name": source.name,
+                "address": source.address,
+                "ehlo": source.ehlo,
+                "weight": source.weight,
+                "pools": list(source.pools),
+                "warmup": None,
+                "blocked": sorted(
+                    (
+                        {"provider": p, "for_seconds": round(until - now, 1)}
+                        for (s, p), until in self.blocked.items()
+                        if s == source.name and until > now
+                    ),
+                    key=lambda b: str(b["provider"]),
+                ),
+            }
+            plan = source.plan
+            if plan is not None and source.warmup_start is not None:
+                day = source.warmup_day(calendar)
+                providers: list[tuple[int, dict[str, Any]]] = []
+                for provider, rule in seen.get(source.name, {}).items():
+                    caps = plan.caps(day, rule) if day is not None else None
+                    try:
+                        sent_day, sent_hour = await self.engine.throttle.quota_used(
+                            quota_group(source.name, provider), [w.day, w.hour]
+                        )
+                    except ThrottleError:
+                        continue
+                    capped = self.capped.get((source.name, provider), 0.0)
+                    providers.append(
+                        (
+                            sent_day,
+                            {
+                                "provider": provider,
+                                "rule": rule,
+                                "sent_today": sent_day,
+                                "day_cap": caps.day if caps else None,
+                                "sent_this_hour": sent_hour,
+                                "hour_cap": caps.hour if caps else None,
+                                "capped_for": round(capped - now, 1) if capped > now else 0.0,
+                            },
+                        )
+                    )
+                providers.sort(key=lambda p: -p[0])
+                entry["warmup"] = {
+                    "schedule": plan.name,
+                    "start": source.warmup_start.isoformat(),
+                    "day": day,
+                    "days": plan.days,
+                    "warmed": day is None,
+                    "overflow": plan.overflow,
+                    "providers": [p for _, p in providers[:_TOP_PROVIDERS]],
+                }
+            out.append(entry)
+        return out
+
+
+def _always(source: Source) -> bool:
+    return True
+
+
+def _split(group: list[WorkItem], granted: int) -> tuple[list[WorkItem], list[WorkItem]]:
+    """The first ``granted`` recipients of ``group`` and the rest, splitting one item
+    when the grant ends inside it."""
+    fits: list[WorkItem] = []
+    rest: list[WorkItem] = []
+    left = granted
+    for item in group:
+        k = len(item.recipients)
+        if left >= k:
+            fits.append(item)
+            left -= k
+        elif left > 0:
+            head = WorkItem(
+                item.message, item.recipients[:left], item.domain, item.lease_until, item.queued_at
+            )
+            tail = WorkItem(
+                item.message, item.recipients[left:], item.domain, item.lease_until, item.queued_at
+            )
+            fits.append(head)
+            rest.append(tail)
+            left = 0
+        else:
+            rest.append(item)
+    return fits, rest
