@@ -656,7 +656,8 @@ class DomainsConfig(_Section):
     spf: str = Field(
         "",
         description="SPF mechanism senders must include, e.g. 'include:_spf.mail.example'; "
-        "empty = 'ip4:'/'ip6:' of the delivery source addresses (or a:<hostname>).",
+        "empty = 'ip4:'/'ip6:' of [[delivery.sources]] (or [delivery] source_address, or "
+        "a:<hostname>).",
     )
     dmarc_rua: str = Field("", description="Aggregate-report address put in the DMARC suggestion.")
     recheck_interval: Duration = Field(

@@ -213,12 +213,12 @@ class SourcePaths:
             return False
         if self.egress.needs_tenant_names:
             await self.learn_tenants(m.tenant_id for m in leased)
-        per_txn = e.per_transaction_of(target.base.limits)
         until = now + e.lease_time
         items = []
         count = 0
         for m in leased:
             count += len(m.recipients)
+            per_txn = e.per_transaction_of(target.base.limits, m.stream)
             for i in range(0, len(m.recipients), per_txn):
                 items.append(WorkItem(m, m.recipients[i : i + per_txn], domain, until))
         e.hold_items(items)

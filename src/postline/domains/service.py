@@ -114,9 +114,11 @@ class DomainService:
 
     @staticmethod
     def _default_spf(config: Config) -> str:
-        source = config.delivery.source_address
-        if source:
-            return f"ip6:{source}" if ":" in source else f"ip4:{source}"
+        addresses = [s.address for s in config.delivery.sources] or (
+            [config.delivery.source_address] if config.delivery.source_address else []
+        )
+        if addresses:
+            return " ".join(f"ip6:{a}" if ":" in a else f"ip4:{a}" for a in addresses)
         host = config.hostname.rstrip(".")
         return f"a:{host}" if "." in host else "a"
 

@@ -13,8 +13,9 @@ import binascii
 import os
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from email.header import Header
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr
 
 __all__ = [
     "HeaderInjection",
@@ -43,6 +44,12 @@ class RenderedMessage:
         self.message_id = message_id
         self.eight_bit = eight_bit
         self.smtputf8 = smtputf8
+
+
+def _rfc5322_date(ts: float) -> str:
+    """``Fri, 27 Nov 2026 10:00:00 +0000``: UTC with a numeric zone (not ``-0000``, which
+    says the zone is unknown, nor the obsolete ``GMT``)."""
+    return format_datetime(datetime.fromtimestamp(ts, UTC))
 
 
 def _ascii(value: str) -> bool:
@@ -155,7 +162,7 @@ def render_message(
     addresses("Reply-To", reply_to)
     if subject:
         lines.append(header_line("Subject", subject, utf8=smtputf8))
-    lines.append(f"Date: {formatdate(date)}")
+    lines.append(f"Date: {_rfc5322_date(date)}")
     lines.append(f"Message-ID: {message_id}")
     lines.append("MIME-Version: 1.0")
     if postline_id:
@@ -241,5 +248,5 @@ def fix_raw(
         mid = message_id
         head += f"Message-ID: {message_id}\r\n".encode()
     if _header_value(head, b"date") is None:
-        head += f"Date: {formatdate(date)}\r\n".encode()
+        head += f"Date: {_rfc5322_date(date)}\r\n".encode()
     return b"".join(extra) + head + b"\r\n" + body, mid

@@ -15,7 +15,8 @@ import logging
 import re
 import ssl
 import time
-from email.utils import formatdate
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
@@ -172,7 +173,7 @@ class SubmissionHandler:
             proto += "A"
         received = (
             f"Received: from {_helo_name(session)} ([{_peer_ip(session)}]) "
-            f"by {self.hostname} (postline) with {proto}; {formatdate()}"
+            f"by {self.hostname} (postline) with {proto}; {format_datetime(datetime.now(UTC))}"
         )
         try:
             message = self.ingestor.build_smtp_message(
