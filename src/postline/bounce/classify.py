@@ -1,11 +1,12 @@
-"""Bounce classification: (reply code, enhanced status, text, remote host) → category.
+"""Bounce classification: (reply code, enhanced status, text, hosts, command) → category.
 
 Pure and synchronous. The rules are data (``postline/bounce/rules/*.toml``, read in file
 name order, rules in file order); the first rule whose conditions all hold wins, and a
 failure no rule matches is ``unknown``. The same rules serve a synchronous SMTP reply
 (:func:`classify_reply`) and one recipient of a delivery status notification
 (:func:`classify`, called by the DSN parser with the ``Status``, ``Diagnostic-Code``,
-``Remote-MTA`` and ``Action`` fields).
+``Remote-MTA``, ``Reporting-MTA`` and ``Action`` fields and the SMTP command the
+refusal answered).
 
 A rule file is a list of ``[[rule]]`` tables::
 
@@ -21,6 +22,12 @@ A rule file is a list of ``[[rule]]`` tables::
     actions = ["failed"]                  # optional: DSN actions (a synchronous reply
                                           #   has none, so such a rule never matches it)
     remote = 'google\\.com$'              # optional: regex searched in the remote host
+                                          #   (the Remote-MTA, else the host the text
+                                          #   names, else the recipient's domain)
+    reporting = 'messagelabs\\.com$'      # optional: regex searched in the reporting host
+    commands = ["DATA"]                   # optional: the SMTP command the refusal
+                                          #   answered: CONNECT, EHLO, STARTTLS, AUTH,
+                                          #   MAIL FROM, RCPT TO or DATA (end of data too)
     text = ['user unknown', 'no such user']   # optional: regexes searched in the text
     description = "why"                   # optional
 
@@ -29,7 +36,8 @@ searched case-insensitively anywhere in the reply text, whose runs of white spac
 been folded to one space.
 
 All rules compile into ONE regular expression, an alternation in priority order over a
-canonical subject line ``code NUL status NUL action NUL remote NUL text``, so matching a
+canonical subject line ``code NUL status NUL action NUL remote NUL reporting NUL command
+NUL text``, so matching a
 reply costs one call into the regex engine, however many rules there are.
 """
 
@@ -102,7 +110,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _CODE = re.compile(r"^[245x][0-9x]{2}$")
 _STATUS = re.compile(r"^([245x])\.([0-9x]{1,3})\.([0-9x]{1,3})$")
 _KEYS = {"name", "category", "hard", "codes", "statuses", "actions", "remote", "text"}
-_KEYS |= {"description"}
+_KEYS |= {"description", "reporting", "commands"}
+COMMANDS = ("CONNECT", "EHLO", "STARTTLS", "AUTH", "MAIL FROM", "RCPT TO", "DATA")
 _MAX_TEXT = 4000
 _FLAGS = re.IGNORECASE | re.DOTALL
 
@@ -137,6 +146,8 @@ class Rule:
     remote: str | None = None
     text: tuple[str, ...] = ()
     description: str = ""
+    reporting: str | None = None
+    commands: tuple[str, ...] = ()
     source: str = ""
     weak: bool = False
     hard_needs_rcpt: bool = False
@@ -144,20 +155,34 @@ class Rule:
     @property
     def has_conditions(self) -> bool:
         """Whether the rule looks at anything besides the text."""
-        return bool(self.codes or self.statuses or self.actions or self.remote)
+        return bool(
+            self.codes
+            or self.statuses
+            or self.actions
+            or self.remote
+            or self.reporting
+            or self.commands
+        )
 
     def condition_pattern(self) -> str:
-        """A regex for ``code NUL status NUL action NUL remote`` (the non-text conditions)."""
+        """A regex for ``code NUL status NUL action NUL remote NUL reporting NUL command``
+        (the non-text conditions)."""
         code = _alternatives(_code_regex(c) for c in self.codes) if self.codes else r"\d*"
         status = (
             _alternatives(_status_regex(s) for s in self.statuses) if self.statuses else r"[\d.]*"
         )
         action = _alternatives(re.escape(a) for a in self.actions) if self.actions else r"[a-z]*"
         remote = rf"[^\x00]*?(?:{self.remote})[^\x00]*" if self.remote else r"[^\x00]*"
-        return rf"{code}\x00{status}\x00{action}\x00{remote}"
+        reporting = rf"[^\x00]*?(?:{self.reporting})[^\x00]*" if self.reporting else r"[^\x00]*"
+        command = (
+            _alternatives(re.escape(c.lower()) for c in self.commands)
+            if self.commands
+            else r"[a-z ]*"
+        )
+        return rf"{code}\x00{status}\x00{action}\x00{remote}\x00{reporting}\x00{command}"
 
     def pattern(self) -> str:
-        """This rule as one regex over ``code NUL status NUL action NUL remote NUL text``."""
+        """This rule as one regex over the whole subject line (conditions NUL text)."""
         text = ".*?" + _alternatives(self.text) if self.text else ""
         return rf"{self.condition_pattern()}\x00{text}"
 
@@ -225,7 +250,7 @@ class RuleSet:
                 )
             names[rule.name] = rule
         conditions = tuple(
-            re.compile(r.condition_pattern(), _FLAGS) if r.has_conditions else None
+            re.compile(r.condition_pattern(), _FLAGS | re.MULTILINE) if r.has_conditions else None
             for r in self.rules
         )
         patterns: dict[tuple[int, int], re.Pattern[str]] = {}
@@ -261,13 +286,24 @@ class RuleSet:
         object.__setattr__(self, "_always", frozenset(always))
 
     @staticmethod
-    def _head(code: int | None, status: str | None, action: str | None, remote: str | None) -> str:
+    def _head(
+        code: int | None,
+        status: str | None,
+        action: str | None,
+        remote: str | None,
+        reporting: str | None = None,
+        command: str | None = None,
+    ) -> str:
         return "\x00".join(
             (
                 str(code) if code is not None else "",
                 status or "",
                 action or "",
-                (remote or "").lower().replace("\x00", ""),
+                # A host ends in a line break so that a pattern's ``$`` (matched in
+                # MULTILINE mode) means the end of the host name.
+                (remote or "").lower().replace("\x00", "").replace("\n", " ") + "\n",
+                (reporting or "").lower().replace("\x00", "").replace("\n", " ") + "\n",
+                (command or "").lower() if command in COMMANDS else "",
             )
         )
 
@@ -279,9 +315,12 @@ class RuleSet:
         action: str | None,
         remote: str | None,
         text: str,
+        reporting: str | None = None,
+        command: str | None = None,
     ) -> Rule | None:
-        """The first rule whose conditions hold, or None. ``text`` must be normalised."""
-        head = self._head(code, status, action, remote)
+        """The first rule whose conditions hold, or None. ``text`` must be normalised;
+        ``command`` is one of :data:`COMMANDS` (anything else counts as unknown)."""
+        head = self._head(code, status, action, remote, reporting, command)
         candidates = set(self._always)
         for gram in self._trigrams.intersection(_trigrams(text)):
             for literal, keys in self._by_trigram[gram]:
@@ -302,7 +341,7 @@ class RuleSet:
     @functools.cached_property
     def _reference(self) -> re.Pattern[str]:
         body = "|".join(f"(?P<r{i}>{r.pattern()})" for i, r in enumerate(self.rules))
-        return re.compile(body or "(?!)", _FLAGS)
+        return re.compile(body or "(?!)", _FLAGS | re.MULTILINE)
 
     def match_reference(
         self,
@@ -312,9 +351,12 @@ class RuleSet:
         action: str | None,
         remote: str | None,
         text: str,
+        reporting: str | None = None,
+        command: str | None = None,
     ) -> Rule | None:
         """:meth:`match` as one alternation of every rule (slower; the specification)."""
-        m = self._reference.match(self._head(code, status, action, remote) + "\x00" + text)
+        head = self._head(code, status, action, remote, reporting, command)
+        m = self._reference.match(head + "\x00" + text)
         if m is None or m.lastgroup is None:
             return None
         return self.rules[int(m.lastgroup[1:])]
@@ -430,13 +472,32 @@ def _rule_from_table(table: Any, source: str, index: int, weak: bool) -> Rule:
         if not isinstance(remote, str) or not remote:
             raise RuleError("'remote' must be a non-empty regex string", source=source, rule=name)
         _check_regex(remote, "remote", source, name)
+    reporting = table.get("reporting")
+    if reporting is not None:
+        if not isinstance(reporting, str) or not reporting:
+            raise RuleError(
+                "'reporting' must be a non-empty regex string", source=source, rule=name
+            )
+        _check_regex(reporting, "reporting", source, name)
+    commands: tuple[str, ...] = ()
+    if "commands" in table:
+        commands = tuple(
+            " ".join(c.upper().split())
+            for c in _string_list(table["commands"], "commands", source, name)
+        )
+        for c in commands:
+            if c not in COMMANDS:
+                raise RuleError(
+                    f"command {c!r} is not one of {', '.join(COMMANDS)}", source=source, rule=name
+                )
     if "text" in table:
         text = _string_list(table["text"], "text", source, name)
         for pattern in text:
             _check_regex(pattern, "text", source, name)
-    if not (codes or statuses or actions or remote or text):
+    if not (codes or statuses or actions or remote or reporting or commands or text):
         raise RuleError(
-            "a rule needs at least one condition (codes, statuses, actions, remote or text)",
+            "a rule needs at least one condition (codes, statuses, actions, remote, "
+            "reporting, commands or text)",
             source=source,
             rule=name,
         )
@@ -453,6 +514,8 @@ def _rule_from_table(table: Any, source: str, index: int, weak: bool) -> Rule:
         remote=remote,
         text=text,
         description=description,
+        reporting=reporting,
+        commands=commands,
         source=source,
         weak=weak,
         hard_needs_rcpt=needs_rcpt,
@@ -590,8 +653,10 @@ def extract_command(text: str) -> str | None:
 def _command_name(command: str | None) -> str | None:
     if not command:
         return None
-    upper = command.strip().upper()
-    return "DATA" if upper.startswith("DATA") else upper
+    upper = " ".join(command.replace("_", " ").upper().split())
+    if upper.startswith("DATA") or upper in ("END OF DATA", "BDAT"):
+        return "DATA"
+    return {"RCPT": "RCPT TO", "MAIL": "MAIL FROM", "HELO": "EHLO"}.get(upper, upper)
 
 
 def _generic(status: str | None) -> bool:
@@ -633,13 +698,15 @@ def classify(
     command: str | None = None,
     permanent: bool | None = None,
     rules: RuleSet | None = None,
+    reporting: str | None = None,
 ) -> Classification:
     """Classify one failure.
 
     ``text`` is the reply text or DSN diagnostic; a reply code and enhanced status
     code found in it fill in ``code`` and ``status`` when those are missing (or when
     ``status`` is a generic ``X.0.0``). ``action`` is the DSN action (``failed``,
-    ``delayed``...). ``command`` is the SMTP command that drew the reply (found in
+    ``delayed``...). ``remote`` is the host that refused, ``reporting`` the host that
+    wrote the report. ``command`` is the SMTP command that drew the reply (found in
     the text when not given). ``permanent`` defaults to what the codes and action say.
     """
     rules = rules if rules is not None else shipped_rules()
@@ -658,7 +725,16 @@ def classify(
         else:
             permanent = code is None or code >= 500
     norm = normalise(text)
-    rule = rules.match(code=code, status=status, action=action, remote=remote, text=norm)
+    command = _command_name(command) or extract_command(text)
+    rule = rules.match(
+        code=code,
+        status=status,
+        action=action,
+        remote=remote,
+        text=norm,
+        reporting=reporting,
+        command=command,
+    )
     if rule is None:
         return Classification(Category.UNKNOWN, False, "default", status, text.strip())
     # Hard needs a permanent failure, and a permanent code when the report gives one: a
@@ -666,7 +742,6 @@ def classify(
     temporary_code = (status or str(code or ""))[:1] == "4"
     hard = rule.hard and permanent and not temporary_code
     if hard and rule.hard_needs_rcpt:
-        command = _command_name(command) or extract_command(text)
         hard = command == "RCPT TO" or bool(status and _ADDRESS_STATUS.match(status))
     return Classification(rule.category, hard, rule.name, status, text.strip())
 

@@ -226,16 +226,26 @@ def _decide(
     action: str | None,
     remote: str | None,
     rules: RuleSet,
+    reporting: str | None = None,
 ) -> Classification:
     """Classify with the first text a specific rule recognises; failing that, the best
-    weak match (earliest rule) among all texts; failing that, the codes alone."""
+    weak match (earliest rule) among all texts; failing that, the codes alone.
+
+    The SMTP command the refusal answered is the first one any of the texts names.
+    """
     texts = [t for t in texts if t and t.strip()]
     command = next((c for c in map(extract_command, texts) if c), None)
     best: Classification | None = None
     best_rank = len(rules) + 1
     for text in texts:
         c = classify(
-            text, status=status, action=action, remote=remote, command=command, rules=rules
+            text,
+            status=status,
+            action=action,
+            remote=remote,
+            command=command,
+            rules=rules,
+            reporting=reporting,
         )
         rule = rules.by_name.get(c.rule)
         if rule is not None and not rule.weak:
@@ -244,8 +254,18 @@ def _decide(
         if best is None or rank < best_rank:
             best, best_rank = c, rank
     if best is None:
-        best = classify("", status=status, action=action, remote=remote, rules=rules)
+        best = classify(
+            "", status=status, action=action, remote=remote, rules=rules, reporting=reporting
+        )
     return best
+
+
+def _domain(address: str | None) -> str | None:
+    """The domain of ``address`` (the host a provider rule may recognise when the report
+    names no remote server: a provider's domain is usually its mail exchanger's)."""
+    if not address or "@" not in address:
+        return None
+    return address.rpartition("@")[2].strip("[]<> ").lower() or None
 
 
 def _block_for(address: str, text: str, others: set[str]) -> str:
@@ -301,6 +321,7 @@ def _dsn_results(
         diag = rec.diagnostic
         if rec.diagnostic_type not in ("", "smtp", "x-postfix") and diag:
             diag = f"{rec.diagnostic_type}; {diag}"
+        remote = rec.remote_mta or next((h for h in map(remote_host, blocks) if h), None)
         if rec.action in ("delivered", "relayed", "expanded"):
             c = _not_a_failure(rec.status, rec.diagnostic)
         else:
@@ -309,10 +330,10 @@ def _dsn_results(
                 (diag, *blocks, whole),
                 status=rec.status,
                 action=rec.action,
-                remote=rec.remote_mta,
+                remote=remote or _domain(rec.recipient),
                 rules=rules,
+                reporting=rec.reporting_mta,
             )
-        remote = rec.remote_mta or next((h for h in map(remote_host, blocks) if h), None)
         out.append(
             _result(rec.recipient, c, action=rec.action, remote=remote, alias=rec.other_recipient)
         )
@@ -328,14 +349,17 @@ def _plain_results(parts: _Parts, body: str, rules: RuleSet) -> list[RecipientRe
     failed_header = _mime.header_addresses(_mime.header(parts.msg, "X-Failed-Recipients"))
     found = plain_recipients(body, exclude=exclude, hints=hints, strong_hints=failed_header)
     action = "delayed" if delay_warning(parts.subject, body) else "failed"
+    # The host that wrote the bounce: the domain of its sender (MAILER-DAEMON@host).
+    reporting = next((_domain(a) for a in _mime.header_addresses(parts.sender)), None)
     out = []
     for rcpt in found:
         c = _decide(
             (rcpt.diagnostic, rcpt.context + "\n" + rcpt.diagnostic, body, parts.subject),
             status=None,
             action=action,
-            remote=rcpt.remote_mta,
+            remote=rcpt.remote_mta or _domain(rcpt.address),
             rules=rules,
+            reporting=reporting,
         )
         out.append(_result(rcpt.address, c, action=action, remote=rcpt.remote_mta))
     if not out and len(parts.original.to) == 1:

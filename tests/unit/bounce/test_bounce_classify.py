@@ -229,6 +229,11 @@ def test_multi_line_replies_read_as_one_sentence() -> None:
                 "spam",
                 "reputation",
                 "ptr",
+                "unknown user",
+                "no such user",
+                "aup#cxbl",
+                "ofr_416",
+                "host network not allowed",
                 "x",
                 "\n",
             ]
@@ -238,14 +243,37 @@ def test_multi_line_replies_read_as_one_sentence() -> None:
     st.sampled_from([None, "5.1.1", "4.4.1", "5.7.1", "5.0.0", "4.2.2"]),
     st.sampled_from([None, "failed", "delayed"]),
     st.sampled_from([None, 550, 421, 552]),
+    st.sampled_from([None, "mfsmax.docomo.ne.jp", "mx.cox.net", "us-smtp-1.mimecast.com"]),
+    st.sampled_from([None, "server-1.messagelabs.com", "mta.example.org"]),
+    st.sampled_from([None, "DATA", "RCPT TO", "MAIL FROM"]),
 )
 def test_prefiltered_matching_agrees_with_the_single_alternation(
-    words: list[str], status: str | None, action: str | None, code: int | None
+    words: list[str],
+    status: str | None,
+    action: str | None,
+    code: int | None,
+    remote: str | None,
+    reporting: str | None,
+    command: str | None,
 ) -> None:
     rules = shipped_rules()
     text = normalise(" ".join(words))
-    fast = rules.match(code=code, status=status, action=action, remote=None, text=text)
+    fast = rules.match(
+        code=code,
+        status=status,
+        action=action,
+        remote=remote,
+        text=text,
+        reporting=reporting,
+        command=command,
+    )
     reference = rules.match_reference(
-        code=code, status=status, action=action, remote=None, text=text
+        code=code,
+        status=status,
+        action=action,
+        remote=remote,
+        text=text,
+        reporting=reporting,
+        command=command,
     )
     assert fast == reference

@@ -211,3 +211,45 @@ def test_damaged_reports_never_raise(name: str, edits: list[tuple[int, int]], cu
     report = analyze(bytes(data))
     assert report.kind in ("dsn", "arf", "autoreply", "other")
     assert all(r.hard is False or r.action == "failed" for r in report.results)
+
+
+# --- who wrote the bounce, and which command it answered ---------------------------------
+
+
+def test_the_same_unknown_user_is_a_filter_after_data_and_a_bad_address_at_rcpt() -> None:
+    # NTT docomo refuses at DATA when the recipient's reception settings block the sender.
+    report = load("postfix_docomo_data.eml")
+    assert by_recipient(report) == {
+        "taro@docomo.ne.jp": ("failed", "policy", False, "5.0.0"),
+        "hana@docomo.ne.jp": ("failed", "invalid_recipient", True, "5.0.0"),
+    }
+    assert report.results[0].rule == "docomo-reception-filter"
+
+
+def test_the_reporting_mta_is_passed_to_the_rules() -> None:
+    # Email Security.cloud checks recipients against the customer's list: "No such user"
+    # with a generic 5.0.0 and no command is still a hard unknown user there.
+    report = load("messagelabs_dsn.eml")
+    assert report.reporting_mta == "server-7.tower-9.messagelabs.com"
+    assert by_recipient(report) == {
+        "lena@customer.example": ("failed", "invalid_recipient", True, "5.0.0")
+    }
+    assert report.results[0].rule == "messagelabs-recipient"
+
+
+def test_a_provider_code_says_more_than_the_words_around_it() -> None:
+    report = load("ses_cox_aup.eml")
+    assert by_recipient(report) == {"sam@cox.net": ("failed", "spam_block", False, "5.1.0")}
+    assert report.results[0].rule == "cox-blocked"
+
+
+def test_without_a_remote_mta_the_recipient_domain_identifies_the_provider() -> None:
+    raw = (SAMPLES / "ses_cox_aup.eml").read_bytes()
+    raw = raw.replace(b"<bounce@sender.example> sender rejected", b"recipient rejected")
+    raw = raw.replace(b" AUP#CXBL", b"")
+    result = analyze(raw).results[0]
+    assert (result.category, result.rule, result.remote_mta) == (
+        Category.INVALID_RECIPIENT,
+        "cox-recipient",
+        None,
+    )

@@ -89,3 +89,43 @@ def test_hard_rcpt_and_weak_files_are_understood() -> None:
     )
     (rule,) = rules
     assert rule.weak and rule.hard and rule.hard_needs_rcpt
+
+
+def test_rules_may_name_the_reporting_host_and_the_smtp_command() -> None:
+    rules = parse_rules(
+        '[[rule]]\nname = "late-unknown"\ncategory = "policy"\ncommands = ["data"]\n'
+        'text = ["unknown user"]\n'
+        '[[rule]]\nname = "gateway"\ncategory = "spam_block"\n'
+        'reporting = "gw\\\\.example$"\ntext = ["unknown user"]\n',
+        "custom.toml",
+    )
+    assert rules[0].commands == ("DATA",)
+    ruleset = load_rules([], shipped=False)
+    assert len(ruleset) == 0
+    from postline.bounce.classify import RuleSet
+
+    ours = RuleSet(tuple(rules))
+    late = classify("550 unknown user (in reply to end of DATA command)", rules=ours)
+    assert late.rule == "late-unknown"
+    early = classify("550 unknown user (in reply to RCPT TO command)", rules=ours)
+    assert early.rule == "default"
+    gateway = classify("550 unknown user", reporting="mx.gw.example", rules=ours)
+    assert gateway.rule == "gateway"
+    elsewhere = classify("550 unknown user", reporting="gw.example.org", rules=ours)
+    assert elsewhere.rule == "default"
+    given = classify("550 unknown user", command="DATA", rules=ours)
+    assert given.rule == "late-unknown"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[[rule]]\nname = "a"\ncategory = "policy"\ncommands = ["QUIT"]\n', "command 'QUIT'"),
+        ('[[rule]]\nname = "a"\ncategory = "policy"\nreporting = "("\n', "not a valid regular"),
+        ('[[rule]]\nname = "a"\ncategory = "policy"\nreporting = ""\n', "'reporting' must"),
+    ],
+)
+def test_invalid_reporting_and_commands_are_refused(toml: str, message: str) -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rules(toml, "custom.toml")
+    assert message in str(info.value)
