@@ -603,6 +603,15 @@ class BounceConfig(_Section):
         description="Send an RFC 3464 DSN to the envelope sender of mail that came in over "
         "SMTP submission when it bounces or expires.",
     )
+    notify_senders_except: list[str] = Field(
+        default_factory=list,
+        description="Tenants (names or ids) whose SMTP senders get no DSNs although "
+        "notify_senders is on (e.g. an application that reads events instead).",
+    )
+    notify_senders_only: list[str] = Field(
+        default_factory=list,
+        description="When not empty: the only tenants (names or ids) whose SMTP senders get DSNs.",
+    )
 
     @field_validator("domain")
     @classmethod

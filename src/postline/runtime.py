@@ -221,6 +221,8 @@ class Node:
             suppression=cfg.suppression,
             reporting_mta=cfg.hostname,
             notify_senders=cfg.bounce.notify_senders,
+            notify_except=cfg.bounce.notify_senders_except,
+            notify_only=cfg.bounce.notify_senders_only,
             metrics=self.metrics,
         )
         if cfg.delivery.enabled:

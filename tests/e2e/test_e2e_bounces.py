@@ -457,3 +457,34 @@ async def feedback_round_trip(tmp_path: Path, store: str | None) -> None:
         hard = {r.recipient for r in records if r.kind == "dsn" and r.status.startswith("5.1.")}
         assert {a for a, s in listed.items() if s.reason == "hard_bounce"} == hard
         assert {a for a, s in listed.items() if s.reason == "complaint"} == kinds["arf"]
+
+
+async def test_no_dsn_for_a_tenant_that_opted_out(tmp_path: Path) -> None:
+    node = NODE + 'notify_senders_except = ["acme"]\n'
+    async with internet(
+        tmp_path, [domain("inbox.test"), domain("shop.test")], node_extra=node
+    ) as net:
+        seen = capture(net.sim)
+        key = net.api.headers["Authorization"].removeprefix("Bearer ")
+        assert net.node.submission_address is not None
+        host, port = net.node.submission_address
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        message = b"From: orders@shop.test\r\nTo: unknown-3@inbox.test\r\nSubject: x\r\n\r\nHi\r\n"
+
+        def submit() -> None:
+            with smtplib.SMTP(host, port, timeout=10) as s:
+                s.ehlo("client.test")
+                s.starttls(context=ctx)
+                s.ehlo("client.test")
+                s.login("acme", key)
+                s.sendmail("orders@shop.test", ["unknown-3@inbox.test"], message)
+
+        await asyncio.to_thread(submit)
+        await net.settle(1)
+        assert (await net.counts()).get("bounced") == 1
+        await asyncio.sleep(2.0)
+        await net.settle(1)
+        assert (await net.counts()) == {"bounced": 1}  # no DSN was queued
+        assert [s for s in seen if s.mail_from in ("", "<>")] == []

@@ -44,6 +44,8 @@ class FailureHandler:
         suppression: SuppressionConfig,
         reporting_mta: str,
         notify_senders: bool,
+        notify_except: Sequence[str] = (),
+        notify_only: Sequence[str] = (),
         metrics: Metrics | None = None,
         batch_delay: float = 0.5,
     ) -> None:
@@ -52,6 +54,9 @@ class FailureHandler:
         self.suppression = suppression
         self.reporting_mta = reporting_mta
         self.notify_senders = notify_senders
+        self.notify_except = set(notify_except)
+        self.notify_only = set(notify_only)
+        self._names: dict[str, str] = {}
         self.metrics = metrics
         self.batch_delay = batch_delay
         self._queue: asyncio.Queue[tuple[LeasedMessage, AttemptRecord]] = asyncio.Queue()
@@ -112,11 +117,27 @@ class FailureHandler:
             for message, records in by_message.values():
                 await self._notify(message, records, now)
 
+    async def _tenant_wants(self, tenant_id: str) -> bool:
+        """Whether the tenant's senders get DSNs (``[bounce] notify_senders_except`` /
+        ``notify_senders_only`` name tenants by name or id)."""
+        if not self.notify_except and not self.notify_only:
+            return True
+        name = self._names.get(tenant_id)
+        if name is None:
+            tenant = await self.store.get_tenant(id=tenant_id)
+            name = self._names[tenant_id] = tenant.name if tenant else ""
+        keys = {tenant_id, name}
+        if keys & self.notify_except:
+            return False
+        return not self.notify_only or bool(keys & self.notify_only)
+
     async def _notify(
         self, message: LeasedMessage, records: list[AttemptRecord], now: float
     ) -> None:
         head = _head(message.body)
         if not should_notify(message.mail_from, source=message.source, headers=head):
+            return
+        if not await self._tenant_wants(message.tenant_id):
             return
         assert self.ingestor is not None
         rcpts = [
