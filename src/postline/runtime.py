@@ -331,7 +331,10 @@ class Node:
             on_cancel=engine.cancelled if engine else None,
             ready=self._is_ready,
             unsubscribe=self.unsubscriber,
-            extra={"domains": self.domains},
+            extra={
+                "domains": self.domains,
+                "pools_of": engine.pools_of if engine else None,
+            },
         )
         app = create_app(ctx)
         sock = _bind(self.config.api.listen)

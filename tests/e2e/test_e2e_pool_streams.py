@@ -85,3 +85,14 @@ async def test_streams_pools_and_a_dedicated_tenant_pool(tmp_path: Path) -> None
         state = {s["name"]: s for s in await engine.sources_state()}
         assert state["ip-own"]["pools"] == ["globex"]
         assert state["ip-tx"]["warmup"] is None
+
+        # Each tenant sees the shared pools and only its own dedicated one.
+        acme = {p["name"]: p for p in (await net.api.get("/v1/ip-pools")).json()["pools"]}
+        assert acme.keys() == {"tx", "bulk"}
+        assert acme["bulk"]["streams"] == ["marketing"]
+        assert acme["tx"]["streams"] == ["*", "transactional"]
+        async with api_client(net.node, key) as globex:
+            theirs = {p["name"]: p for p in (await globex.get("/v1/ip-pools")).json()["pools"]}
+        assert theirs.keys() == {"tx", "bulk", "globex"}
+        assert theirs["globex"]["dedicated"] is True
+        assert [s["address"] for s in theirs["globex"]["sources"]] == ["127.0.0.4"]

@@ -91,3 +91,13 @@ async def test_warmup_cap_overflows_to_the_warmed_source(
         assert f'postline_warmup_day{{schedule="tiny",source="{new}"}} 1.0' in metrics
         assert f'postline_warmup_sent{{provider="warm",source="{new}",window="day"}} 5.0' in metrics
         assert f'postline_warmup_cap{{provider="warm",source="{new}",window="day"}} 5.0' in metrics
+
+        # The tenant sees the same through the API.
+        pools = (await net.api.get("/v1/ip-pools")).json()["pools"]
+        (pool,) = pools
+        assert pool["name"] == "default" and pool["dedicated"] is False
+        sources = {s["name"]: s for s in pool["sources"]}
+        assert sources.keys() == {new, "ip-old"}
+        assert sources[new]["address"] == "127.0.0.2"
+        api_warm = sources[new]["warmup"]["providers"][0]
+        assert (api_warm["sent_today"], api_warm["day_cap"]) == (5, 5)

@@ -143,6 +143,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         domains,
         events,
         messages,
+        pools,
         queues,
         reputation,
         suppressions,
@@ -164,6 +165,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(suppressions.router)
     app.include_router(domains.router)
+    app.include_router(pools.router)
     app.include_router(reputation.router)
     app.include_router(system.router)
     app.include_router(unsubscribe.router)

@@ -898,6 +898,27 @@ class DeliveryEngine:
             return {"rule": target.base.rule.name, "sources": sources}
         return await self._site_state(route.site)
 
+    async def pools_of(self, tenant_id: str, tenant_name: str = "") -> list[dict[str, Any]]:
+        """The IP pools a tenant's mail can leave from (shared ones and its dedicated
+        ones), each with its sources' state (see :meth:`sources_state`)."""
+        states = {s["name"]: s for s in await self.sources_state()}
+        streams: dict[str, list[str]] = {}
+        for stream, pool_name in self.config.delivery.streams.items():
+            streams.setdefault(pool_name, []).append(stream)
+        out = []
+        for pool in self.egress.pools.values():
+            if pool.tenant and pool.tenant not in (tenant_id, tenant_name):
+                continue
+            out.append(
+                {
+                    "name": pool.name,
+                    "dedicated": bool(pool.tenant),
+                    "streams": sorted(streams.get(pool.name, [])),
+                    "sources": [states[s.name] for s in pool.sources if s.name in states],
+                }
+            )
+        return out
+
     async def sources_state(self) -> list[dict[str, Any]]:
         """Every egress source: name, address, EHLO name, weight, pools, warm-up progress
         (schedule, day of the plan, today's and this hour's count against the caps per
