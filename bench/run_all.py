@@ -7,6 +7,8 @@
   (needs root, Debian's postfix and ../shared/bench; skipped without them);
 * ``bench/bounce_accuracy.py`` — the bounce classifier on ../shared/corpus/bounces
   (skipped without it);
+* ``bench/dkim.py`` — DKIM signatures/s, RSA-2048 and Ed25519, against dkimpy's own
+  signing
 * ``bench/fleet.py`` — 1, 2, 3 nodes on PostgreSQL + Redis beside one node on SQLite,
   with the CPU cost per message of each tier (skipped without PostgreSQL / Redis).
 """
@@ -26,6 +28,7 @@ def main() -> None:
         ("ingest.py", []),
         ("relay.py", ["--rounds", "3"]),
         ("bounce_accuracy.py", []),
+        ("dkim.py", []),
         ("fleet.py", []),
     ):
         print(f"== {script} {' '.join(args)}", flush=True)
