@@ -18,7 +18,7 @@ from the returned message or headers, wherever the report put them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Literal
@@ -41,8 +41,10 @@ from postline.bounce.dsn import (
     recipient_statuses,
 )
 from postline.bounce.plain import (
+    bare_recipients,
     cut_returned,
     delay_warning,
+    list_notice_recipient,
     looks_like_bounce,
     plain_recipients,
     remote_host,
@@ -117,6 +119,7 @@ _PLAIN_TYPES = ("text/plain", "text/html", "text/enriched", "text/x-aol")
 _HEADERS_TYPES = ("text/rfc822-headers", "message/rfc822-headers", "text/rfc822-header")
 _RETURNED_TYPES = ("message/rfc822", "message/global", "message/partial")
 _POSTLINE_ID = re.compile(r"^[ \t>]*X-Postline-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
+_LIST_MANAGER_HEADERS = ("X-MLServer", "X-ML-Name", "X-Mailman-Version", "Mailing-List")
 _MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -340,7 +343,12 @@ def _dsn_results(
     return out
 
 
-def _plain_results(parts: _Parts, body: str, rules: RuleSet) -> list[RecipientResult]:
+def _plain_results(
+    parts: _Parts,
+    body: str,
+    rules: RuleSet,
+    nested: Callable[[Message], Report | None] | None = None,
+) -> list[RecipientResult]:
     exclude = {a.lower() for a in _mime.header_addresses(parts.sender)}
     exclude |= {a.lower() for a in _mime.header_addresses(_mime.header(parts.msg, "To"))}
     exclude |= {a.lower() for a in parts.original.sender}
@@ -362,6 +370,22 @@ def _plain_results(parts: _Parts, body: str, rules: RuleSet) -> list[RecipientRe
             reporting=reporting,
         )
         out.append(_result(rcpt.address, c, action=action, remote=rcpt.remote_mta))
+    if not out and reporting:
+        # Some MTAs (AOL) name a local recipient by its bare screen name.
+        for name, block in bare_recipients(body):
+            address = f"{name}@{reporting}"
+            if address.lower() in exclude:
+                continue
+            c = _decide(
+                (block, body, parts.subject), status=None, action=action, remote=None, rules=rules
+            )
+            out.append(_result(address, c, action=action, remote=remote_host(block)))
+    if not out and nested is not None:
+        # The bounce names nobody but returns another report that does.
+        for inner in parts.inner:
+            inner_report = nested(inner)
+            if inner_report is not None:
+                return list(inner_report.results)
     if not out and len(parts.original.to) == 1:
         # The bounce names nobody, but the returned message had exactly one recipient.
         c = _decide((body, parts.subject), status=None, action=action, remote=None, rules=rules)
@@ -495,13 +519,29 @@ def _analyze(raw: bytes, rules: RuleSet, depth: int) -> Report:
     bounce_like = bool(parts.status_texts) or looks_like_bounce(parts.sender, parts.subject, body)
     daemon_or_subject = looks_like_bounce(parts.sender, parts.subject, "")
 
-    # 4. auto-replies announced by their headers or subject
+    # 4. a list manager's notice that it refused a posting (the list is the recipient)
+    if any(_mime.header(parts.msg, h) for h in _LIST_MANAGER_HEADERS):
+        listed = list_notice_recipient(
+            body, {a.lower() for a in _mime.header_addresses(parts.sender)}
+        )
+        if listed is not None:
+            c = _decide(
+                (body, parts.subject), status=None, action="failed", remote=None, rules=rules
+            )
+            return report("dsn", [_result(listed, c, action="failed", remote=None)])
+
+    # 5. auto-replies announced by their headers or subject
     if score == 2 and not daemon_or_subject:
         return _autoreply(parts)
 
-    # 5. bounces without a report part
+    # 6. bounces without a report part
     if bounce_like:
-        results = _plain_results(parts, body, rules)
+        results = _plain_results(
+            parts,
+            body,
+            rules,
+            (lambda inner: _nested(inner, rules, depth)) if depth < _MAX_DEPTH else None,
+        )
         if not results and score >= 1 and not daemon_or_subject:
             return _autoreply(parts)
         if not any(r.recipient for r in results) and depth < _MAX_DEPTH:
@@ -512,7 +552,7 @@ def _analyze(raw: bytes, rules: RuleSet, depth: int) -> Report:
                     return nested
         return report("dsn", results)
 
-    # 6. auto-replies known only by their wording
+    # 7. auto-replies known only by their wording
     if score >= 1:
         return _autoreply(parts)
     return report("other", ())

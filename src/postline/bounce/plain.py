@@ -17,8 +17,10 @@ from postline.bounce._mime import ADDRESS, clean_address
 __all__ = [
     "BOUNCE_SUBJECT",
     "PlainRecipient",
+    "bare_recipients",
     "cut_returned",
     "delay_warning",
+    "list_notice_recipient",
     "looks_like_bounce",
     "plain_recipients",
     "remote_host",
@@ -291,3 +293,53 @@ def plain_recipients(
             )
         )
     return out
+
+
+# "...could not be delivered to the following recipients:" followed by indented names
+# without a domain: AOL and other closed systems name a local mailbox by its screen name.
+_FOLLOWING = re.compile(
+    r"(?:following|these) (?:recipients?|address(?:es)?|users?)\b[^\n]*(?:\n[^\n:]+)?:[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_BARE_NAME = re.compile(r"[ \t]+([A-Za-z][A-Za-z0-9._-]{1,63})[ \t]*")
+
+
+def bare_recipients(body: str) -> list[tuple[str, str]]:
+    """Bare local names (no ``@``) listed, indented, under a "following recipients:" line,
+    each with the text of its block; the caller adds the reporting domain."""
+    m = _FOLLOWING.search(body)
+    if m is None:
+        return []
+    lines = body[m.end() :].lstrip("\n").split("\n")
+    out: list[tuple[str, str]] = []
+    for line in lines:
+        name = _BARE_NAME.fullmatch(line)
+        if name is None:
+            break
+        out.append((name.group(1), body[: m.end()] + "\n" + line))
+    return out
+
+
+# A mailing-list manager's notice about a posting it refused or dropped (fml, Mailman,
+# Majordomo, ezmlm): the list address is the failed recipient.
+_LIST_NOTICE = re.compile(
+    r"not (?:a )?member of (?:this|the) (?:mailing )?list|"
+    r"(?:posting|post|message|mail) (?:to [^\n]{0,80})?(?:was |has been |is )?"
+    r"(?:rejected|refused|held|denied)|"
+    r"non-?member (?:posting|submission)|members only|duplicated? message-id|"
+    r"loop (?:alert|detected)|requires? approval",
+    re.IGNORECASE,
+)
+_ANGLED = re.compile(r"<([^<>@\s]+@[^<>\s]+)>")
+
+
+def list_notice_recipient(body: str, exclude: set[str]) -> str | None:
+    """The list address a list manager's refusal names in its first lines, if any."""
+    head = "\n".join(body.strip().split("\n")[:6])
+    if not _LIST_NOTICE.search(head):
+        return None
+    for m in _ANGLED.finditer(head):
+        addr = clean_address(m.group(1))
+        if addr is not None and addr.lower() not in exclude:
+            return addr
+    return None

@@ -253,3 +253,34 @@ def test_without_a_remote_mta_the_recipient_domain_identifies_the_provider() -> 
         "cox-recipient",
         None,
     )
+
+
+def test_bare_screen_names_get_the_reporting_domain() -> None:
+    report = load("screenname_notice.eml")
+    assert [r.recipient for r in report.results] == [
+        "lunarmoth@members.example",
+        "Quiet.Fox@members.example",
+    ]
+    assert all(r.action == "failed" for r in report.results)
+
+
+def test_a_list_manager_refusal_names_the_list_as_recipient() -> None:
+    report = load("list_nonmember.eml")
+    assert report.kind == "dsn"
+    assert [(r.recipient, r.category, r.rule) for r in report.results] == [
+        ("cats@lists.example", Category.POLICY, "list-members-only")
+    ]
+
+
+def test_a_list_loop_alert_is_transient() -> None:
+    report = load("list_duplicate.eml")
+    assert [(r.recipient, r.category) for r in report.results] == [
+        ("dogs@lists.example", Category.TRANSIENT)
+    ]
+
+
+def test_an_empty_bounce_of_a_report_uses_the_inner_report() -> None:
+    report = load("bounce_of_report.eml")
+    assert by_recipient(report) == {
+        "gone@far.example": ("failed", "invalid_recipient", True, "5.1.1")
+    }
