@@ -22,6 +22,7 @@ import asyncio
 import heapq
 import ipaddress
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -58,6 +59,7 @@ __all__ = ["DeliveryEngine"]
 log = logging.getLogger(__name__)
 
 _FAILED = frozenset({RecipientState.BOUNCED, RecipientState.EXPIRED})
+_TICK = 0.25  # wake-up times of a domain closer than this share one timer
 
 
 def _bounce_fields(data: dict[str, object], reply: Reply, remote: str | None) -> None:
@@ -243,6 +245,8 @@ class DeliveryEngine:
         self._timer_wake = asyncio.Event()
         self._timers: list[tuple[float, str]] = []
         self._wake_at: dict[str, float] = {}
+        # Later wake-up times per domain (rounded to _TICK), behind the one in _timers.
+        self._later: dict[str, set[float]] = {}
         self.egress = Egress(config)
         self._source = self.egress.sources[0]
         # Source choice, warm-up and provider blocks: only with [[delivery.sources]].
@@ -618,9 +622,16 @@ class DeliveryEngine:
         if at <= time.time():
             self.activate(domain)
             return
+        at = math.ceil(at / _TICK) * _TICK
         current = self._wake_at.get(domain)
         if current is not None and current <= at:
+            if at > current:
+                # Kept for when the earlier wake-up has fired: each due time wakes the
+                # domain, not only the first one known.
+                self._later.setdefault(domain, set()).add(at)
             return
+        if current is not None:
+            self._later.setdefault(domain, set()).add(current)
         self._wake_at[domain] = at
         heapq.heappush(self._timers, (at, domain))
         if self._timers[0][1] == domain:
@@ -636,6 +647,19 @@ class DeliveryEngine:
                 if self._wake_at.get(domain) == at:
                     del self._wake_at[domain]
                     self.activate(domain)
+                    later = self._later.get(domain)
+                    if later:
+                        later = {t for t in later if t > now}
+                        if later:
+                            nxt = min(later)
+                            later.discard(nxt)
+                            self._later[domain] = later
+                            self._wake_at[domain] = nxt
+                            heapq.heappush(self._timers, (nxt, domain))
+                        else:
+                            del self._later[domain]
+                    elif later is not None:
+                        del self._later[domain]
             timeout = min(60.0, self._timers[0][0] - now) if self._timers else 60.0
             self._timer_wake.clear()
             try:
