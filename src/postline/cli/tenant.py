@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import typer
 
 from postline.cli._common import ConfigOption, fail, load, run
+from postline.config import Config
 from postline.errors import IntegrityViolation
 from postline.reputation.rates import OK, Counts, percent
 from postline.reputation.service import pause_tenant, resume_tenant, tenant_counts
-from postline.store import create_store
+from postline.store import Store, create_store
+from postline.store.base import Tenant
 from postline.tenants import generate_key, hash_key, key_prefix
 
 __all__ = ["app"]
 
+T = TypeVar("T")
+
 app = typer.Typer(help="Tenants, API keys, pauses.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Argument(help="Tenant name (letters, digits, '.', '_', '-').")]
+
+
+async def _with_tenant(cfg: Config, name: str, fn: Callable[[Store, Tenant], Awaitable[T]]) -> T:
+    """Open the configured store, find the tenant ``name`` (or fail), run ``fn``, close."""
+    store = create_store(cfg)
+    await store.open()
+    try:
+        tenant = await store.get_tenant(name=name)
+        if tenant is None:
+            raise fail(f"no tenant named {name!r}; create it with 'postline tenant create'")
+        return await fn(store, tenant)
+    finally:
+        await store.close()
 
 
 def _check_name(name: str) -> None:
@@ -63,20 +81,12 @@ def new_key(name: Name, config: ConfigOption) -> None:
     """Create another API key for a tenant (printed alone on the last line)."""
     cfg = load(config)
 
-    async def main() -> str:
-        store = create_store(cfg)
-        await store.open()
-        try:
-            tenant = await store.get_tenant(name=name)
-            if tenant is None:
-                raise fail(f"no tenant named {name!r}; create it with 'postline tenant create'")
-            key = generate_key()
-            await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
-            return key
-        finally:
-            await store.close()
+    async def add_key(store: Store, tenant: Tenant) -> str:
+        key = generate_key()
+        await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
+        return key
 
-    key = run(main())
+    key = run(_with_tenant(cfg, name, add_key))
     typer.echo(f"new API key for {name!r}:")
     typer.echo(key)
 
@@ -90,18 +100,10 @@ def revoke(
     """Revoke an API key by its prefix."""
     cfg = load(config)
 
-    async def main() -> bool:
-        store = create_store(cfg)
-        await store.open()
-        try:
-            tenant = await store.get_tenant(name=name)
-            if tenant is None:
-                raise fail(f"no tenant named {name!r}")
-            return await store.revoke_api_key(tenant.id, prefix)
-        finally:
-            await store.close()
+    async def revoke(store: Store, tenant: Tenant) -> bool:
+        return await store.revoke_api_key(tenant.id, prefix)
 
-    if not run(main()):
+    if not run(_with_tenant(cfg, name, revoke)):
         raise fail(f"no active key of {name!r} starts with {prefix!r}")
     typer.echo(f"revoked {prefix}… of {name!r} (running nodes forget it within 10 seconds)")
 
@@ -135,18 +137,10 @@ def pause(
     dropped, still ageing) until 'postline tenant resume'."""
     cfg = load(config)
 
-    async def main() -> bool:
-        store = create_store(cfg)
-        await store.open()
-        try:
-            tenant = await store.get_tenant(name=name)
-            if tenant is None:
-                raise fail(f"no tenant named {name!r}")
-            return await pause_tenant(store, tenant, reason=reason, node_id="cli") is not None
-        finally:
-            await store.close()
+    async def do_pause(store: Store, tenant: Tenant) -> bool:
+        return await pause_tenant(store, tenant, reason=reason, node_id="cli") is not None
 
-    if not run(main()):
+    if not run(_with_tenant(cfg, name, do_pause)):
         raise fail(f"{name!r} is paused already", code=1)
     typer.echo(
         f"paused {name!r}: new mail is refused, queued mail is held (running nodes follow "
@@ -160,18 +154,10 @@ def resume(name: Name, config: ConfigOption) -> None:
     and the tenant is judged only on outcomes from now on (the minimum volume again)."""
     cfg = load(config)
 
-    async def main() -> bool:
-        store = create_store(cfg)
-        await store.open()
-        try:
-            tenant = await store.get_tenant(name=name)
-            if tenant is None:
-                raise fail(f"no tenant named {name!r}")
-            return await resume_tenant(store, tenant, node_id="cli") is not None
-        finally:
-            await store.close()
+    async def do_resume(store: Store, tenant: Tenant) -> bool:
+        return await resume_tenant(store, tenant, node_id="cli") is not None
 
-    if not run(main()):
+    if not run(_with_tenant(cfg, name, do_resume)):
         raise fail(f"{name!r} is neither paused nor warned", code=1)
     typer.echo(
         f"resumed {name!r}: its mail is accepted and sent again (running nodes follow within "
