@@ -5,77 +5,22 @@ SMTP, and the API shows the events and refuses to send to suppressed addresses."
 from __future__ import annotations
 
 import asyncio
-import smtplib
-import ssl
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import Envelope, Session
-
 from postline.bounce import analyze, verp
 from postline.sim.profiles import Profile
-from postline.sim.runner import Simulator
 from support import pgserver
 from support.e2e import E2E, FAST_RETRY, domain, internet
 from support.node import wait_for
+from support.smtp import Seen, capture, smtp_send, submit
 
 pg_server = pgserver.pg_server
 pg_dsn = pgserver.pg_dsn
 
 BOUNCE_DOMAIN = "bounce.postline.test"
 NODE = FAST_RETRY + f'[bounce]\ndomain = "{BOUNCE_DOMAIN}"\nsecret = "e2e-verp-secret"\n'
-
-DataHook = Callable[[Any, Session, Envelope], Awaitable[str]]
-
-
-@dataclass
-class Seen:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-
-
-def capture(sim: Simulator) -> list[Seen]:
-    """Every transaction the sim's hosts accept after DATA, with its envelope."""
-    seen: list[Seen] = []
-    for host in sim.hosts.values():
-        original: DataHook = host.handler.handle_DATA
-
-        async def handle_data(
-            server: Any, session: Session, envelope: Envelope, original: DataHook = original
-        ) -> str:
-            item = Seen(
-                str(envelope.mail_from or ""),
-                list(envelope.rcpt_tos),
-                envelope.original_content or b"",
-            )
-            reply = await original(server, session, envelope)
-            if reply.startswith("2"):
-                seen.append(item)
-            return reply
-
-        host.handler.handle_DATA = handle_data  # type: ignore[method-assign]
-    return seen
-
-
-def smtp_send(
-    address: tuple[str, int], mail_from: str, rcpts: list[str], data: bytes
-) -> dict[str, tuple[int, bytes]]:
-    """One transaction; returns the reply to each RCPT (and "DATA" when it got that far)."""
-    out: dict[str, tuple[int, bytes]] = {}
-    with smtplib.SMTP(address[0], address[1], timeout=10) as s:
-        s.ehlo("reporter.test")
-        s.mail(mail_from)
-        for r in rcpts:
-            out[r] = s.rcpt(r)
-        if any(code == 250 for code, _ in out.values()):
-            out["DATA"] = s.data(data)
-        else:
-            s.rset()
-    return out
 
 
 async def deliver_one(net: E2E, to: str, seen: list[Seen]) -> tuple[str, Seen]:
@@ -351,25 +296,11 @@ async def test_dsn_goes_back_to_the_smtp_sender_and_parses(tmp_path: Path) -> No
     ) as net:
         seen = capture(net.sim)
         key = net.api.headers["Authorization"].removeprefix("Bearer ")
-        assert net.node.submission_address is not None
-        host, port = net.node.submission_address
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
         message = (
             b"From: Shop <orders@shop.test>\r\nTo: unknown-9@inbox.test\r\n"
             b"Subject: Your order\r\nMessage-ID: <order-1@shop.test>\r\n\r\nHi\r\n"
         )
-
-        def submit() -> None:
-            with smtplib.SMTP(host, port, timeout=10) as s:
-                s.ehlo("client.test")
-                s.starttls(context=ctx)
-                s.ehlo("client.test")
-                s.login("acme", key)
-                s.sendmail("orders@shop.test", ["unknown-9@inbox.test"], message)
-
-        await asyncio.to_thread(submit)
+        await submit(net.node, key, "orders@shop.test", ["unknown-9@inbox.test"], message)
 
         def dsn() -> Seen | None:
             return next((s for s in seen if "orders@shop.test" in s.rcpt_tos), None)
@@ -466,22 +397,8 @@ async def test_no_dsn_for_a_tenant_that_opted_out(tmp_path: Path) -> None:
     ) as net:
         seen = capture(net.sim)
         key = net.api.headers["Authorization"].removeprefix("Bearer ")
-        assert net.node.submission_address is not None
-        host, port = net.node.submission_address
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
         message = b"From: orders@shop.test\r\nTo: unknown-3@inbox.test\r\nSubject: x\r\n\r\nHi\r\n"
-
-        def submit() -> None:
-            with smtplib.SMTP(host, port, timeout=10) as s:
-                s.ehlo("client.test")
-                s.starttls(context=ctx)
-                s.ehlo("client.test")
-                s.login("acme", key)
-                s.sendmail("orders@shop.test", ["unknown-3@inbox.test"], message)
-
-        await asyncio.to_thread(submit)
+        await submit(net.node, key, "orders@shop.test", ["unknown-3@inbox.test"], message)
         await net.settle(1)
         assert (await net.counts()).get("bounced") == 1
         await asyncio.sleep(2.0)

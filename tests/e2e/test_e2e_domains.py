@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 
-from e2e.test_e2e_bounces import capture
 from postline.sim.runner import Simulator
 from support.e2e import E2E, FAST_RETRY, domain, internet
 from support.mail_dkim import mail_dkim, require_mail_dkim
+from support.smtp import capture
 
 NODE = FAST_RETRY + '[bounce]\ndomain = "bounce.postline.test"\n'
 

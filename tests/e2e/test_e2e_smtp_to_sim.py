@@ -6,14 +6,10 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from aiosmtpd.smtp import Envelope, Session
-
-from postline.sim.runner import Simulator
 from support.e2e import domain, internet
+from support.smtp import capture
 
 ORIGINAL_ID = "<order-4711.shipped@shop.test>"
 MESSAGE = (
@@ -25,32 +21,6 @@ MESSAGE = (
     "\r\n"
     "It is on its way.\r\n"
 ).encode()
-
-DataHook = Callable[[Any, Session, Envelope], Awaitable[str]]
-
-
-def capture_data(sim: Simulator) -> list[bytes]:
-    """Keep the content of every message the sim's hosts accept with a 2xx after DATA.
-
-    The sim records Message-IDs only; this wraps each host's DATA hook (before any
-    connection is made, as a connection binds the hooks when it starts) and leaves its
-    replies unchanged.
-    """
-    seen: list[bytes] = []
-    for host in sim.hosts.values():
-        original: DataHook = host.handler.handle_DATA
-
-        async def handle_data(
-            server: Any, session: Session, envelope: Envelope, original: DataHook = original
-        ) -> str:
-            content = envelope.original_content or b""
-            reply = await original(server, session, envelope)
-            if reply.startswith("2"):
-                seen.append(content)
-            return reply
-
-        host.handler.handle_DATA = handle_data  # type: ignore[method-assign]
-    return seen
 
 
 def _tls() -> ssl.SSLContext:
@@ -64,7 +34,7 @@ async def test_submitted_message_is_delivered_unchanged_but_for_received(
     tmp_path: Path,
 ) -> None:
     async with internet(tmp_path, [domain("inbox.test")]) as net:
-        contents = capture_data(net.sim)
+        seen = capture(net.sim)
         key = net.api.headers["Authorization"].removeprefix("Bearer ")
         assert net.node.submission_address is not None
         host, port = net.node.submission_address
@@ -101,8 +71,8 @@ async def test_submitted_message_is_delivered_unchanged_but_for_received(
         assert report.duplicate_count == 0
 
         # Both recipients went in one transaction: one copy of the content.
-        assert len(contents) == 1
-        content = contents[0]
+        assert len(seen) == 1
+        content = seen[0].content
         head, _, body = content.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         assert lines[0].startswith(b"Received: from client.test ([127.0.0.1]) by ")

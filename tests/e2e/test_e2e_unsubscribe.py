@@ -6,7 +6,6 @@ mailto address over real SMTP to the inbound server, and the API shows the
 from __future__ import annotations
 
 import asyncio
-import smtplib
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from postline.feedback import unsubscribe
 from postline.runtime import Node
 from support.e2e import E2E, FAST_RETRY, domain, internet
 from support.node import add_tenant, api_client, wait_for
+from support.smtp import smtp_send
 
 BOUNCE_DOMAIN = "bounce.postline.test"
 SECRET = b"e2e-unsubscribe-secret"
@@ -26,23 +26,6 @@ NODE = (
     + 'previous_secrets = ["e2e-old-secret"]\n'
 )
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-def smtp_send(
-    address: tuple[str, int], mail_from: str, rcpts: list[str], data: bytes
-) -> dict[str, tuple[int, bytes]]:
-    """One transaction; the reply to each RCPT (and "DATA" when it got that far)."""
-    out: dict[str, tuple[int, bytes]] = {}
-    with smtplib.SMTP(address[0], address[1], timeout=10) as s:
-        s.ehlo("mail.inbox.test")
-        s.mail(mail_from)
-        for r in rcpts:
-            out[r] = s.rcpt(r)
-        if any(code == 250 for code, _ in out.values()):
-            out["DATA"] = s.data(data)
-        else:
-            s.rset()
-    return out
 
 
 def unsubscribe_mail(sender: str, to: str) -> bytes:

@@ -191,9 +191,7 @@ def with_feedback(config: SimConfig) -> SimConfig:
 def _node_config(tmp: Path, sim: Simulator, api_port: int, inbound_port: int) -> Path:
     path = tmp / "node.toml"
     # A fully qualified host name: the bounce domain's MX names it.
-    node_snippet = sim.node_config().replace(
-        "[delivery]", '[delivery]\nhelo_hostname = "mta.demo.test"', 1
-    )
+    node_snippet = sim.node_config(helo_hostname="mta.demo.test")
     path.write_text(
         f"""# written by `postline demo`
 data_dir = "{tmp / "data"}"

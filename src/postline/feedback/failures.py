@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from postline.bounce.notify import DsnRecipient, build_dsn, should_notify
 from postline.bounce.policy import counts_as_soft
 from postline.config import SuppressionConfig
+from postline.feedback.soft import note_soft_bounces
 from postline.ingest.service import Ingestor
 from postline.metrics import Metrics
 from postline.model import RecipientState
@@ -101,18 +102,9 @@ class FailureHandler:
             if counts_as_soft(category, hard):
                 soft.setdefault(r.tenant_id, []).append(r.address)
             by_message.setdefault(message.id, (message, []))[1].append(r)
-        s = self.suppression
-        for tenant_id, addresses in soft.items():
-            added = await self.store.note_soft_bounces(
-                tenant_id,
-                addresses,
-                now=now,
-                window=s.soft_bounce_window,
-                limit=s.soft_bounce_limit,
-                expires_at=now + s.soft_bounce_ttl if s.soft_bounce_ttl else None,
-            )
-            if added and self.metrics is not None:
-                self.metrics.suppressions.labels("soft_bounce").inc(len(added))
+        await note_soft_bounces(
+            self.store, soft, suppression=self.suppression, now=now, metrics=self.metrics
+        )
         if self.notify_senders and self.ingestor is not None:
             for message, records in by_message.values():
                 await self._notify(message, records, now)

@@ -38,7 +38,7 @@ from postline.smtp.replies import (
     S550_NO_SUCH_USER,
     S550_RELAY_DENIED,
 )
-from postline.smtp.server.base import PostlineSMTP
+from postline.smtp.server.base import EhloExtensions, PostlineSMTP
 from postline.store.base import InboundMessage, Store
 
 __all__ = ["InboundHandler", "start_inbound"]
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 MAX_RECIPIENTS = 100
 
 
-class InboundHandler:
+class InboundHandler(EhloExtensions):
     """aiosmtpd hooks of the inbound server."""
 
     def __init__(
@@ -87,12 +87,6 @@ class InboundHandler:
             if unsubscribe.decode_address(local, self.secrets) is not None:
                 return None
         return S550_NO_SUCH_USER
-
-    async def handle_EHLO(
-        self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_MAIL(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -34,6 +34,7 @@ from postline.bounce import Report, analyze, verp
 from postline.bounce.parse import RecipientResult
 from postline.bounce.policy import counts_as_soft, suppresses
 from postline.config import SuppressionConfig
+from postline.feedback.soft import note_soft_bounces
 from postline.feedback.unsubscribe import Unsubscriber, decode_address
 from postline.metrics import Metrics
 from postline.model import EventType, RecipientState
@@ -298,7 +299,9 @@ class FeedbackProcessor:
             await self.store.record(records, node_id=self.node_id)
             if self.on_recorded is not None:
                 self.on_recorded(records)
-        await self.note_soft(soft, now=now)
+        await note_soft_bounces(
+            self.store, soft, suppression=self.suppression, now=now, metrics=self.metrics
+        )
         if not applied:
             return "unmatched: no queued or delivered recipient found"
         return f"bounced: {applied}"
@@ -310,20 +313,6 @@ class FeedbackProcessor:
             if (r.recipient or "").lower() == low or (r.alias or "").lower() == low:
                 return r
         return failed[0]  # a signed return path names the recipient; the report has one
-
-    async def note_soft(self, soft: dict[str, list[str]], *, now: float) -> None:
-        s = self.suppression
-        for tenant_id, addresses in soft.items():
-            added = await self.store.note_soft_bounces(
-                tenant_id,
-                addresses,
-                now=now,
-                window=s.soft_bounce_window,
-                limit=s.soft_bounce_limit,
-                expires_at=now + s.soft_bounce_ttl if s.soft_bounce_ttl else None,
-            )
-            if added and self.metrics is not None:
-                self.metrics.suppressions.labels("soft_bounce").inc(len(added))
 
     # -- complaints and auto-replies ----------------------------------------------------
     async def _complaint(

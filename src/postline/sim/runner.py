@@ -115,10 +115,14 @@ class Simulator:
         """The node throttle rules meant for this configuration (see SimConfig)."""
         return self.config.throttle_hints()
 
-    def node_config(self, *, hints: bool = True) -> str:
-        """The node configuration snippet that points a node at this simulator."""
+    def node_config(self, *, hints: bool = True, helo_hostname: str = "") -> str:
+        """The node configuration snippet that points a node at this simulator (and, with
+        ``helo_hostname``, names the node in EHLO)."""
         return toml_snippet(
-            self.dns_address, self.smtp_port, self.throttle_hints() if hints else []
+            self.dns_address,
+            self.smtp_port,
+            self.throttle_hints() if hints else [],
+            helo_hostname=helo_hostname,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -277,7 +281,13 @@ def _toml_value(value: object) -> str:
     return f'"{text}"'
 
 
-def toml_snippet(dns_address: str, smtp_port: int, hints: Iterable[dict[str, Any]] = ()) -> str:
+def toml_snippet(
+    dns_address: str,
+    smtp_port: int,
+    hints: Iterable[dict[str, Any]] = (),
+    *,
+    helo_hostname: str = "",
+) -> str:
     """The node configuration that points at a simulator, with optional throttle rules."""
     lines = [
         "[dns]",
@@ -286,6 +296,8 @@ def toml_snippet(dns_address: str, smtp_port: int, hints: Iterable[dict[str, Any
         "[delivery]",
         f"smtp_port = {smtp_port}",
     ]
+    if helo_hostname:
+        lines.append(f"helo_hostname = {_toml_value(helo_hostname)}")
     for hint in hints:
         lines += ["", "[[throttle.rules]]"]
         lines += [f"{key} = {_toml_value(value)}" for key, value in hint.items()]

@@ -21,11 +21,11 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from postline.smtp.replies import S501_SYNTAX
 
-__all__ = ["CredentialCheck", "PostlineSMTP", "with_enhanced"]
+__all__ = ["CredentialCheck", "EhloExtensions", "PostlineSMTP", "with_enhanced"]
 
 CredentialCheck = Callable[[str, str], Awaitable[Any | None]]
 """(user name, password) → the identity to keep in the session, or None."""
@@ -76,6 +76,17 @@ def with_enhanced(reply: bytes) -> bytes:
     if rest.startswith(b"Error: "):
         rest = rest[7:]
     return m.group(1) + m.group(2) + enhanced + b" " + rest
+
+
+class EhloExtensions:
+    """Handler mix-in: remembers the client's EHLO name and adds the extensions postline's
+    servers implement on top of aiosmtpd's (PIPELINING, ENHANCEDSTATUSCODES)."""
+
+    async def handle_EHLO(
+        self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
 
 class PostlineSMTP(SMTP):

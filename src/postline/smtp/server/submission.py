@@ -40,7 +40,7 @@ from postline.smtp.replies import (
     S553_BAD_SENDER,
     S554_TRANSACTION_FAILED,
 )
-from postline.smtp.server.base import PostlineSMTP
+from postline.smtp.server.base import EhloExtensions, PostlineSMTP
 from postline.store.base import Tenant
 from postline.tenants import KeyAuthenticator
 
@@ -64,7 +64,7 @@ def _peer_ip(session: Session) -> str:
     return str(peer[0]) if peer else ""
 
 
-class SubmissionHandler:
+class SubmissionHandler(EhloExtensions):
     """aiosmtpd hooks: policy only; protocol lives in aiosmtpd."""
 
     def __init__(
@@ -99,12 +99,6 @@ class SubmissionHandler:
         if self.trusted_tenant is not None and self._trusted(session):
             return self.trusted_tenant
         return None
-
-    async def handle_EHLO(
-        self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_MAIL(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]

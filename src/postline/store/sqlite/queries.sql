@@ -335,3 +335,6 @@ SELECT tenant_id, address, reason, created_at, expires_at, source, detail, messa
 FROM suppressions
 WHERE tenant_id IN (:tenant_id, '*') AND address = :address
   AND (expires_at IS NULL OR expires_at > :now);
+
+-- name: any_soft_bounces
+SELECT EXISTS (SELECT 1 FROM soft_bounces);
