@@ -174,6 +174,14 @@ def leaves(msg: Message, *, returned: bool = False) -> Iterator[Leaf]:
     ):
         yield Leaf(msg, ctype, returned)
         return
+    if ctype.startswith("multipart/") and isinstance(payload, str):
+        repaired = _repair_multipart(ctype, payload)
+        if repaired is not None:
+            msg, payload = repaired, repaired.get_payload()
+        else:
+            # No boundary to split on: its text is still the body of the report.
+            yield Leaf(msg, "text/plain", returned)
+            return
     if isinstance(payload, list):
         inner = returned or ctype in _RETURNED_TYPES
         if ctype in _RETURNED_TYPES:
@@ -183,6 +191,22 @@ def leaves(msg: Message, *, returned: bool = False) -> Iterator[Leaf]:
                 yield from leaves(sub, returned=inner)
         return
     yield Leaf(msg, ctype, returned)
+
+
+_BROKEN_BOUNDARY = re.compile(r'\A\s*boundary\s*=\s*"?([^"\s;]+)"?[^\n]*\n', re.IGNORECASE)
+
+
+def _repair_multipart(ctype: str, payload: str) -> Message | None:
+    """A multipart part whose ``boundary`` parameter sat on an unindented line of its own
+    (a broken header fold, so the parser took it for the body): parse it again with the
+    parameter where it belongs."""
+    m = _BROKEN_BOUNDARY.match(payload)
+    if m is None:
+        return None
+    rest = payload[m.end() :]
+    head = f'Content-Type: {ctype}; boundary="{m.group(1)}"\n\n'
+    fixed = message_from_string(head + rest.lstrip("\n"), policy=compat32)
+    return fixed if isinstance(fixed.get_payload(), list) else None
 
 
 def report_part_text(part: Message) -> str:

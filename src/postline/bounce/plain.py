@@ -81,8 +81,9 @@ BOUNCE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _DAEMON = re.compile(
-    r"mailer[-_ ]?daemon|postmaster|mail[-_ ]?daemon|mail delivery (?:system|subsystem|service)|"
-    r"mail ?administrator|mail system|delivery subsystem|\bmailadmin\b|\bmail[-_]?robot\b|"
+    r"mailer[-_ ]?daemon|post[-_]?master|mail[-_ ]?daemon|"
+    r"mail delivery (?:system|subsystem|service)|mail ?administrator|mail system|"
+    r"delivery subsystem|\bmailadmin\b|\bmail[-_]?robot\b|"
     r"double-bounce|\bdaemon\b|bounce|\bmdaemon\b",
     re.IGNORECASE,
 )
@@ -173,7 +174,7 @@ _SENDERISH_CUE = re.compile(
     re.IGNORECASE,
 )
 _SYSTEM_LOCAL = re.compile(
-    r"^(?:postmaster|mailer[-_]?daemon|mail[-_]?daemon|double-bounce|mailerdaemon|"
+    r"^(?:post[-_]?master|mailer[-_]?daemon|mail[-_]?daemon|double-bounce|mailerdaemon|"
     r"maildelivery|noreply-dmarc-support)$",
     re.IGNORECASE,
 )

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = ["SesNotification", "SesRecipient", "parse_ses"]
 
+_FOLD = re.compile(r"!\n ")
 _TYPE = re.compile(r'"(?:notificationType|eventType)"\s*:\s*"(Bounce|Complaint|Delivery)"')
 
 
@@ -65,7 +66,9 @@ def parse_ses(body: str) -> SesNotification | None:
     """The SES notification in ``body``, or None when there is none."""
     if not _TYPE.search(body):
         return None
-    data = _load(body.replace("\r\n", "\n"))
+    # A mail server that folds lines over 990 octets (sendmail) inserts "!", a line break
+    # and a space; JSON never holds a raw line break inside a string, so undo the fold.
+    data = _load(_FOLD.sub("", body.replace("\r\n", "\n")))
     if data is None:
         return None
     kind = _text(data.get("notificationType") or data.get("eventType")).lower()

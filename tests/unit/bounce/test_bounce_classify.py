@@ -131,13 +131,17 @@ def test_a_transient_reply_is_never_hard() -> None:
 
 
 def test_giving_up_after_temporary_errors_proves_nothing() -> None:
+    # A resolver error the reporting server itself called temporary (4.0.0) is DNS
+    # trouble, not proof that the domain is gone.
     c = classify(
-        "DNS type 'mx' lookup of example.invalid responded with code NXDOMAIN",
+        "DNS Error: 1234 DNS type 'mx' lookup of example.invalid responded with code NXDOMAIN",
         status="4.0.0",
         action="failed",
     )
-    assert c.category == Category.BAD_DOMAIN
+    assert c.category == Category.ROUTING
     assert c.hard is False
+    gone = classify("Domain example.invalid does not exist (NXDOMAIN)", status="5.1.2")
+    assert (gone.category, gone.hard) == (Category.BAD_DOMAIN, True)
     assert classify("Host or domain name not found", status="5.1.2", action="failed").hard
 
 
@@ -277,3 +281,54 @@ def test_prefiltered_matching_agrees_with_the_single_alternation(
         command=command,
     )
     assert fast == reference
+
+
+def test_an_unknown_mailbox_refused_on_every_try_is_hard_once_the_sender_gives_up() -> None:
+    text = (
+        "450 4.1.1 <ann@example.org>: Recipient address rejected:"
+        " User unknown in virtual alias table"
+    )
+    gave_up = classify(text, status="4.1.1", action="failed", command="RCPT TO")
+    assert (gave_up.category, gave_up.hard) == (Category.INVALID_RECIPIENT, True)
+    still_trying = classify(text, status="4.1.1", action="delayed", command="RCPT TO")
+    assert still_trying.hard is False
+    # Another temporary status proves nothing about the address.
+    other = classify("451 4.3.0 Mailbox busy", status="4.3.0", action="failed")
+    assert other.hard is False
+
+
+def test_an_account_check_without_the_phase_is_soft_but_a_provider_verdict_is_hard() -> None:
+    no_phase = classify("This user doesn't have a example.com account (ann@example.com) [-9]")
+    assert (no_phase.category, no_phase.hard) == (Category.INVALID_RECIPIENT, False)
+    at_rcpt = classify(
+        "This user doesn't have a example.com account (ann@example.com)", command="RCPT TO"
+    )
+    assert at_rcpt.hard is True
+    provider = classify(
+        "554 delivery error: dd This user doesn't have a example.com account"
+        " (ann@example.com) [0] - mta1.mail.example.com"
+    )
+    assert (provider.category, provider.hard) == (Category.INVALID_RECIPIENT, True)
+
+
+def test_kddi_says_unknown_user_two_ways() -> None:
+    # With the address: the mailbox does not exist. Without it: the recipient's reception
+    # filter refused the sender, and the address may well exist.
+    unknown = classify(
+        "550 <ann@ezweb.ne.jp>: User unknown", status="5.0.0", remote="lsean.ezweb.ne.jp"
+    )
+    assert (unknown.category, unknown.hard, unknown.rule) == (
+        Category.INVALID_RECIPIENT,
+        True,
+        "kddi-unknown-user",
+    )
+    filtered = classify("550 : User unknown", status="5.0.0", remote="lsean.ezweb.ne.jp")
+    assert (filtered.category, filtered.hard, filtered.rule) == (
+        Category.INVALID_RECIPIENT,
+        False,
+        "kddi-reception-filter",
+    )
+    elsewhere = classify(
+        "550 <ann@example.com>: User unknown", status="5.0.0", remote="mx.example.com"
+    )
+    assert elsewhere.rule == "recipient-unknown"

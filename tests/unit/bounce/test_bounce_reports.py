@@ -104,6 +104,21 @@ def test_a_success_notification_is_not_a_failure() -> None:
         ("exim_delay.eml", {"heidi@example.com": ("delayed", "expired", False, "4.7.1")}),
         ("daemon_intended.eml", {"uma@old.example.net": ("failed", "mailbox_full", False, None)}),
         ("ses_bounce.eml", {"quentin@example.com": ("failed", "invalid_recipient", True, "5.1.1")}),
+        (
+            # "refused to talk to me" is a refusal of the sending host, whatever the
+            # temporary status; "no route to host" is why the sender gave up.
+            "postfix_refused_to_talk.eml",
+            {
+                "xavier@example.com": ("failed", "spam_block", False, "4.0.0"),
+                "yvonne@example.net": ("failed", "routing", False, "4.4.1"),
+            },
+        ),
+        (
+            # The boundary parameter sits on an unindented line of its own, and the
+            # bounce comes from "post_master" with a "Re:" subject.
+            "mms_gateway_broken_fold.eml",
+            {"5550100@mms.example.net": ("failed", "invalid_recipient", False, None)},
+        ),
     ],
 )
 def test_bounces_in_many_formats(
@@ -284,3 +299,13 @@ def test_an_empty_bounce_of_a_report_uses_the_inner_report() -> None:
     assert by_recipient(report) == {
         "gone@far.example": ("failed", "invalid_recipient", True, "5.1.1")
     }
+
+
+def test_an_ses_complaint_folded_by_a_relay_is_still_read() -> None:
+    # A relay folded the long JSON line ("!", line break, space) inside an address.
+    report = load("ses_complaint_folded.eml")
+    assert report.kind == "arf"
+    assert [(r.recipient, str(r.category)) for r in report.results] == [
+        ("wendy@example.org", "complaint")
+    ]
+    assert report.message_id == "<ses-2@shop.example>"

@@ -18,6 +18,69 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 
 # (reply text, DSN action or None for a synchronous reply, expected category, rule)
 WORDINGS = [
+    # the network, not the recipient
+    (
+        "lost connection with mx.example.com[192.0.2.1] while receiving the initial greeting",
+        "failed",
+        "routing",
+        "network-unreachable",
+    ),
+    (
+        "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1) I'm not going to try"
+        " again; this message has been in the queue too long.",
+        "failed",
+        "routing",
+        "network-unreachable",
+    ),
+    ("connect to mx.example.net[192.0.2.4]:25: No route to host", "delayed", "routing", None),
+    ("Deferred: Connection refused by mx.example.jp.", "failed", "spam_block", "ip-blocked"),
+    ("550 5.4.312 Message expired, DNS query failed", "failed", "routing", "dns-failure"),
+    ("Delivery failed 12 attempts: ann@example.com", "failed", "expired", "expired"),
+    # null MX (RFC 7505) in Exim's words
+    ("an MX or SRV record indicated no SMTP service", "failed", "bad_domain", "bad-domain"),
+    # header and content verdicts that mention authentication in passing
+    (
+        "554 Transaction failed: Duplicate header 'DKIM-Signature'.",
+        "failed",
+        "protocol",
+        "duplicate-header",
+    ),
+    (
+        "Your email to group list@example.com was rejected due to spam classification. To"
+        " address this issue: * Set up SPF records for your sending domain.",
+        "failed",
+        "spam_content",
+        "spam-classification",
+    ),
+    ("500 Remote server does not support TLS (state 6).", "failed", "auth_failure", None),
+    # discussion groups, relay services and mailbox servers
+    (
+        "Il se peut que le groupe que vous avez essayé de contacter (ventes) n'existe pas ou"
+        " que vous ne soyez pas autorisé à lui envoyer des messages.",
+        "failed",
+        "policy",
+        "group-posting-refused",
+    ),
+    (
+        "554 Message rejected: Email address is not verified. The following identities failed"
+        " the check in region EU-WEST-1: orders@shop.example",
+        "failed",
+        "relay_denied",
+        "relay-denied",
+    ),
+    (
+        "Invalid final delivery userid: ann@example.com",
+        "failed",
+        "invalid_recipient",
+        "recipient-unknown-directory",
+    ),
+    (
+        "Unable to deliver message to <ann@example.com> (and other recipients in the same"
+        " domain). Please check if address is correct.",
+        "failed",
+        "invalid_recipient",
+        "recipient-unknown-directory",
+    ),
     # the receiving system reports a fault of its own
     ("550 5.4.6 mail for example.org loops back to myself", "failed", "transient", None),
     ("451 4.3.0 Temporary local problem - please try later", "failed", "transient", None),
