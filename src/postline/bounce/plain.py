@@ -114,7 +114,7 @@ def looks_like_bounce(sender: str, subject: str, body: str) -> bool:
 
 
 _DELAY = re.compile(
-    r"has not (?:yet )?been delivered|not yet been delivered|not been delivered yet|"
+    r"has not yet been delivered|not yet been delivered|not been delivered yet|"
     r"will (?:continue to |keep )?(?:retry|try again|keep trying)|"
     r"delivery attempts? will continue|attempts will continue|"
     r"will continue to (?:try|attempt|be made)|"

@@ -309,3 +309,17 @@ def test_an_ses_complaint_folded_by_a_relay_is_still_read() -> None:
         ("wendy@example.org", "complaint")
     ]
     assert report.message_id == "<ses-2@shop.example>"
+
+
+def test_has_not_been_delivered_is_a_failure_not_a_delay() -> None:
+    raw = (
+        b"From: postmaster@campus.example\r\nTo: orders@shop.example\r\n"
+        b"Subject: Undeliverable message\r\n\r\n"
+        b"Your message to zoe@campus.example has reached our local address\r\n"
+        b"zoe@campus.example, but this email address is wrong or no longer valid.\r\n\r\n"
+        b"Your message has NOT been delivered.\r\n"
+    )
+    (result,) = analyze(raw).results
+    assert (result.recipient, result.action) == ("zoe@campus.example", "failed")
+    warning = raw.replace(b"has NOT been delivered.", b"has not yet been delivered.")
+    assert analyze(warning).results[0].action == "delayed"
