@@ -18,6 +18,27 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 
 # (reply text, DSN action or None for a synchronous reply, expected category, rule)
 WORDINGS = [
+    # assorted MTA and provider wordings
+    ("550 5.2.1 Account not active", "failed", "inactive_mailbox", "inactive-mailbox"),
+    ("451 Temporary failure in MX lookup", "delayed", "routing", "dns-temporary"),
+    ("554 5.4.0 Maximum hop count exceeded", "failed", "routing", "mail-loop"),
+    ("500 Line limit exceeded", "failed", "message_too_large", "message-too-large"),
+    ("501 5.1.7 Fully qualified email address required", "failed", "policy", "sender-rejected"),
+    ("450 4.7.1 No matches to nameserver query", "delayed", "spam_block", "ptr-rdns"),
+    (
+        "554 User arn:aws:iam::123:user/app is not authorized to perform ses:SendRawEmail",
+        "failed",
+        "auth_failure",
+        "sender-auth-smtp-tls",
+    ),
+    ("550 Nessun utente simile in questo indirizzo", "failed", "invalid_recipient", None),
+    (
+        "552-5.7.0 This message was blocked because its content presents a potential security"
+        " issue.",
+        "failed",
+        "spam_content",
+        "spam-content",
+    ),
     # the network, not the recipient
     (
         "lost connection with mx.example.com[192.0.2.1] while receiving the initial greeting",
