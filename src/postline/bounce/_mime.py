@@ -124,16 +124,32 @@ def header_addresses(value: str) -> list[str]:
     return out
 
 
+def payload(part: Message) -> list[Message] | str:
+    """``part.get_payload()``, but never raising: a damaged charset parameter (a NUL, an
+    unknown codec) makes the stdlib fail while decoding a body it keeps as bytes."""
+    try:
+        value = part.get_payload()
+    except (ValueError, LookupError, TypeError, AssertionError):
+        try:
+            raw = part.get_payload(decode=True)
+        except (ValueError, LookupError, TypeError, AssertionError):
+            return ""
+        return raw.decode("latin-1") if isinstance(raw, bytes) else ""
+    if isinstance(value, list):
+        return [m for m in value if isinstance(m, Message)]
+    return value if isinstance(value, str) else ""
+
+
 def part_text(part: Message) -> str:
     """The decoded text of a non-multipart part (HTML turned into plain text)."""
     try:
-        payload = part.get_payload(decode=True)
-    except (ValueError, TypeError, AssertionError):
-        payload = None
-    if isinstance(payload, bytes):
-        text = decode_bytes(payload, part.get_content_charset())
+        data = part.get_payload(decode=True)
+    except (ValueError, LookupError, TypeError, AssertionError):
+        data = None
+    if isinstance(data, bytes):
+        text = decode_bytes(data, part.get_content_charset())
     else:
-        raw = part.get_payload()
+        raw = payload(part)
         text = raw if isinstance(raw, str) else ""
     if part.get_content_type() == "text/html":
         text = html_to_text(text)
@@ -166,7 +182,7 @@ def leaves(msg: Message, *, returned: bool = False) -> Iterator[Leaf]:
     """Every leaf part in document order; ``message/delivery-status`` and
     ``message/feedback-report`` count as leaves."""
     ctype = msg.get_content_type()
-    payload = msg.get_payload()
+    body = payload(msg)
     if ctype in (
         "message/delivery-status",
         "message/feedback-report",
@@ -174,19 +190,19 @@ def leaves(msg: Message, *, returned: bool = False) -> Iterator[Leaf]:
     ):
         yield Leaf(msg, ctype, returned)
         return
-    if ctype.startswith("multipart/") and isinstance(payload, str):
-        repaired = _repair_multipart(ctype, payload)
+    if ctype.startswith("multipart/") and isinstance(body, str):
+        repaired = _repair_multipart(ctype, body)
         if repaired is not None:
-            msg, payload = repaired, repaired.get_payload()
+            msg, body = repaired, payload(repaired)
         else:
             # No boundary to split on: its text is still the body of the report.
             yield Leaf(msg, "text/plain", returned)
             return
-    if isinstance(payload, list):
+    if isinstance(body, list):
         inner = returned or ctype in _RETURNED_TYPES
         if ctype in _RETURNED_TYPES:
             yield Leaf(msg, ctype, returned)
-        for sub in payload:
+        for sub in body:
             if isinstance(sub, Message):
                 yield from leaves(sub, returned=inner)
         return
@@ -196,17 +212,17 @@ def leaves(msg: Message, *, returned: bool = False) -> Iterator[Leaf]:
 _BROKEN_BOUNDARY = re.compile(r'\A\s*boundary\s*=\s*"?([^"\s;]+)"?[^\n]*\n', re.IGNORECASE)
 
 
-def _repair_multipart(ctype: str, payload: str) -> Message | None:
+def _repair_multipart(ctype: str, text: str) -> Message | None:
     """A multipart part whose ``boundary`` parameter sat on an unindented line of its own
     (a broken header fold, so the parser took it for the body): parse it again with the
     parameter where it belongs."""
-    m = _BROKEN_BOUNDARY.match(payload)
+    m = _BROKEN_BOUNDARY.match(text)
     if m is None:
         return None
-    rest = payload[m.end() :]
+    rest = text[m.end() :]
     head = f'Content-Type: {ctype}; boundary="{m.group(1)}"\n\n'
     fixed = message_from_string(head + rest.lstrip("\n"), policy=compat32)
-    return fixed if isinstance(fixed.get_payload(), list) else None
+    return fixed if isinstance(payload(fixed), list) else None
 
 
 def report_part_text(part: Message) -> str:
@@ -215,20 +231,18 @@ def report_part_text(part: Message) -> str:
     The lenient parser splits such a part into header blocks; they are joined back, and
     a part some software encoded in base64 or quoted-printable is decoded.
     """
-    payload = part.get_payload()
-    if isinstance(payload, list):
+    body = payload(part)
+    if isinstance(body, list):
         blocks = []
-        for sub in payload:
-            if not isinstance(sub, Message):
-                continue
+        for sub in body:
             lines = [f"{k}: {v}" for k, v in sub.items()]
-            body = sub.get_payload()
-            if isinstance(body, str) and body.strip():
-                lines.append(body)
+            inner = payload(sub)
+            if isinstance(inner, str) and inner.strip():
+                lines.append(inner)
             blocks.append("\n".join(lines))
         text = "\n\n".join(blocks)
     else:
-        text = payload if isinstance(payload, str) else ""
+        text = body
     cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     if cte == "base64":
         try:

@@ -159,7 +159,7 @@ def _gather(raw: bytes) -> _Parts:
                 feedback_texts.append(_mime.report_part_text(leaf.part))
             continue
         if ctype in _RETURNED_TYPES:
-            payload = leaf.part.get_payload()
+            payload = _mime.payload(leaf.part)
             if not leaf.returned and isinstance(payload, list) and payload:
                 first = payload[0]
                 if isinstance(first, Message):
@@ -356,6 +356,12 @@ def _plain_results(
     exclude -= hints
     failed_header = _mime.header_addresses(_mime.header(parts.msg, "X-Failed-Recipients"))
     found = plain_recipients(body, exclude=exclude, hints=hints, strong_hints=failed_header)
+    if not found:
+        # A bounce sent back to the failed address itself (a forwarder, or mail to self):
+        # its address may still lead a recipient paragraph of its own ("<addr>:").
+        own = {a for a in exclude if re.search(rf"^<{re.escape(a)}>:\s*$", body, re.I | re.M)}
+        if own:
+            found = plain_recipients(body, exclude=exclude - own, hints=hints | own)
     action = "delayed" if delay_warning(parts.subject, body) else "failed"
     # The host that wrote the bounce: the domain of its sender (MAILER-DAEMON@host).
     reporting = next((_domain(a) for a in _mime.header_addresses(parts.sender)), None)

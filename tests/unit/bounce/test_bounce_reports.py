@@ -101,7 +101,8 @@ def test_a_success_notification_is_not_a_failure() -> None:
             {"trent@unknown-host.example.edu": ("failed", "bad_domain", True, None)},
         ),
         ("courier_dsn.eml", {"victor@example.info": ("failed", "relay_denied", False, "5.7.1")}),
-        ("exim_delay.eml", {"heidi@example.com": ("delayed", "expired", False, "4.7.1")}),
+        # Greylisting says why the message is late: transient, not a give-up.
+        ("exim_delay.eml", {"heidi@example.com": ("delayed", "transient", False, "4.7.1")}),
         ("daemon_intended.eml", {"uma@old.example.net": ("failed", "mailbox_full", False, None)}),
         ("ses_bounce.eml", {"quentin@example.com": ("failed", "invalid_recipient", True, "5.1.1")}),
         (
@@ -323,3 +324,36 @@ def test_has_not_been_delivered_is_a_failure_not_a_delay() -> None:
     assert (result.recipient, result.action) == ("zoe@campus.example", "failed")
     warning = raw.replace(b"has NOT been delivered.", b"has not yet been delivered.")
     assert analyze(warning).results[0].action == "delayed"
+
+
+def test_a_qmail_bounce_sent_to_the_failed_address_itself_still_names_it() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@relay.example.org\nTo: fwd@example.org\n"
+        b"Subject: failure notice\n\n"
+        b"Hi. This is the qmail-send program at relay.example.org.\n"
+        b"I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        b"This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        b"<fwd@example.org>:\n192.0.2.1 does not like recipient.\n"
+        b"Remote host said: 552 Error: disk quota exceeded\nGiving up on 192.0.2.1.\n\n"
+        b"--- Below this line is a copy of the message.\n\nFrom: orders@shop.example\n"
+    )
+    (result,) = analyze(raw).results
+    assert (result.recipient, str(result.category)) == ("fwd@example.org", "mailbox_full")
+    # The bounce's own addressee is never a recipient otherwise.
+    other = raw.replace(b"<fwd@example.org>:", b"<ann@example.org>:")
+    assert [r.recipient for r in analyze(other).results] == ["ann@example.org"]
+
+
+def test_a_damaged_charset_parameter_does_not_raise() -> None:
+    # A NUL inside the charset makes the stdlib's codec lookup fail while decoding.
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.org\nTo: orders@shop.example\n"
+        b"Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+        b"Content-Type: text/plain; charset=utf\x00-8\nContent-Transfer-Encoding: 8bit\n\n"
+        b"<ann@example.org>: host mx.example.org said: 550 5.1.1 User unknown\n"
+        b"Gr\xc3\xbc\xc3\x9fe\n"
+    )
+    report = analyze(raw)
+    assert [(r.recipient, str(r.category)) for r in report.results] == [
+        ("ann@example.org", "invalid_recipient")
+    ]

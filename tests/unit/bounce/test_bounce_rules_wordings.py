@@ -54,7 +54,7 @@ WORDINGS = [
         "network-unreachable",
     ),
     ("connect to mx.example.net[192.0.2.4]:25: No route to host", "delayed", "routing", None),
-    ("Deferred: Connection refused by mx.example.jp.", "failed", "spam_block", "ip-blocked"),
+    ("Deferred: Connection refused by mx.example.jp.", "failed", "routing", "network-unreachable"),
     ("550 5.4.312 Message expired, DNS query failed", "failed", "routing", "dns-failure"),
     ("Delivery failed 12 attempts: ann@example.com", "failed", "expired", "expired"),
     # null MX (RFC 7505) in Exim's words
