@@ -168,8 +168,11 @@ def _status(value: str) -> str | None:
 
 def _host(value: str) -> str | None:
     _, host = _typed(value)
-    host = host.strip().strip("[]").rstrip(".")
-    return host.split()[0].lower() if host else None
+    words = host.split()
+    # "mx.example.com. (192.0.2.1, the server for the domain example.com.)": the host
+    # is the first word, without the root's trailing dot.
+    host = words[0].strip("[]").rstrip(".").lower() if words else ""
+    return host or None
 
 
 def recipient_statuses(blocks: list[dict[str, str]]) -> list[DeliveryStatus]:

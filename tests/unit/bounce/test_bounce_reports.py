@@ -357,3 +357,21 @@ def test_a_damaged_charset_parameter_does_not_raise() -> None:
     assert [(r.recipient, str(r.category)) for r in report.results] == [
         ("ann@example.org", "invalid_recipient")
     ]
+
+
+def test_a_remote_mta_with_a_trailing_dot_and_a_comment_names_the_host() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.shop.example\nTo: b-1@bounce.shop.example\n"
+        b"Subject: Delivery Status Notification (Failure)\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nDelivery failed.\n\n"
+        b"--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.shop.example\n\n"
+        b"Final-Recipient: rfc822; ann@ezweb.ne.jp\nAction: failed\nStatus: 5.0.0\n"
+        b"Remote-MTA: dns; lsean.ezweb.ne.jp. (192.0.2.7, the server for the domain"
+        b" ezweb.ne.jp.)\n"
+        b"Diagnostic-Code: smtp; 550 <ann@ezweb.ne.jp>: User unknown\n\n--b--\n"
+    )
+    (result,) = analyze(raw).results
+    assert result.remote_mta == "lsean.ezweb.ne.jp"
+    # ...so the provider's own meaning of its reply applies.
+    assert (result.rule, result.hard) == ("kddi-unknown-user", True)
