@@ -636,7 +636,6 @@ _COMMAND_NAMES = {
 }
 # X.1.x address statuses other than X.1.0 (other), X.1.7 and X.1.8 (the sender).
 _ADDRESS_STATUS = re.compile(r"^[45]\.1\.(?!0$|7$|8$)\d{1,3}$")
-_UNKNOWN_MAILBOX = re.compile(r"^4\.1\.1$")
 
 
 def extract_command(text: str) -> str | None:
@@ -741,7 +740,7 @@ def classify(
     # Hard needs a permanent failure, and a permanent code when the report gives one: a
     # sender that gave up after temporary errors (failed, 4.x.x) proved nothing.
     temporary_code = (status or str(code or ""))[:1] == "4"
-    if temporary_code and action == "failed" and status and _UNKNOWN_MAILBOX.match(status):
+    if temporary_code and action == "failed" and status == "4.1.1":
         # Except "bad destination mailbox" (4.1.1) on every try until the sender gave up:
         # the address was refused as unknown each time, not for a passing condition.
         temporary_code = rule.category is not Category.INVALID_RECIPIENT
