@@ -252,6 +252,13 @@ def report_part_text(part: Message) -> str:
         text = decode_bytes(raw, part.get_content_charset())
     elif cte == "quoted-printable":
         text = decode_bytes(quopri.decodestring(text.encode("latin-1", "replace")), None)
+    elif "\x1b$" in text:
+        # Fields written in ISO-2022-JP (Japanese Domino and Notes servers): the escape
+        # sequences are 7-bit, so they survive as text; decode them.
+        try:
+            text = text.encode("ascii").decode("iso-2022-jp")
+        except (UnicodeError, ValueError):
+            pass
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

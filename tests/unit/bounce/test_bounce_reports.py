@@ -375,3 +375,15 @@ def test_a_remote_mta_with_a_trailing_dot_and_a_comment_names_the_host() -> None
     assert result.remote_mta == "lsean.ezweb.ne.jp"
     # ...so the provider's own meaning of its reply applies.
     assert (result.rule, result.hard) == ("kddi-unknown-user", True)
+
+
+def test_iso_2022_jp_status_fields_are_decoded() -> None:
+    # Japanese Domino writes its Diagnostic-Code in ISO-2022-JP ("not found in the Domino
+    # directory"): decoded, it reads like its English wording.
+    (result,) = load("domino_iso2022jp.eml").results
+    assert "ディレクトリには見つかりません" in result.diagnostic
+    assert (result.recipient, str(result.category), result.hard) == (
+        "taro@example.co.jp",
+        "invalid_recipient",
+        True,
+    )
