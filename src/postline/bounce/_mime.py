@@ -225,6 +225,14 @@ def _repair_multipart(ctype: str, text: str) -> Message | None:
     return fixed if isinstance(payload(fixed), list) else None
 
 
+def _unescape(value: str) -> str:
+    """A header value parsed from bytes: 8-bit octets (UTF-8 in a
+    message/global-delivery-status, RFC 6533) arrive as surrogate escapes."""
+    if value.isascii():
+        return value
+    return decode_bytes(value.encode("utf-8", "surrogateescape"), None)
+
+
 def report_part_text(part: Message) -> str:
     """The text of a ``message/delivery-status`` (or feedback-report) part.
 
@@ -235,9 +243,13 @@ def report_part_text(part: Message) -> str:
     if isinstance(body, list):
         blocks = []
         for sub in body:
-            lines = [f"{k}: {v}" for k, v in sub.items()]
-            inner = payload(sub)
-            if isinstance(inner, str) and inner.strip():
+            lines = [f"{k}: {_unescape(v)}" for k, v in sub.raw_items()]
+            try:
+                data = sub.get_payload(decode=True)
+            except (ValueError, LookupError, TypeError, AssertionError):
+                data = None
+            inner = decode_bytes(data, None) if isinstance(data, bytes) else ""
+            if inner.strip():
                 lines.append(inner)
             blocks.append("\n".join(lines))
         text = "\n\n".join(blocks)
@@ -253,12 +265,8 @@ def report_part_text(part: Message) -> str:
     elif cte == "quoted-printable":
         text = decode_bytes(quopri.decodestring(text.encode("latin-1", "replace")), None)
     elif "\x1b$" in text:
-        # Fields written in ISO-2022-JP (Japanese Domino and Notes servers): the escape
-        # sequences are 7-bit, so they survive as text; decode them.
-        try:
-            text = text.encode("ascii").decode("iso-2022-jp")
-        except (UnicodeError, ValueError):
-            pass
+        # Fields written in ISO-2022-JP (Japanese Domino): 7-bit escape sequences.
+        text = decode_bytes(text.encode("utf-8", "surrogateescape"), part.get_content_charset())
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

@@ -387,3 +387,21 @@ def test_iso_2022_jp_status_fields_are_decoded() -> None:
         "invalid_recipient",
         True,
     )
+
+
+def test_a_global_dsn_keeps_its_utf8_fields() -> None:
+    # RFC 6533: message/global-delivery-status fields are UTF-8.
+    raw = (
+        "From: MAILER-DAEMON@mx.example.org\nTo: b-1@bounce.shop.example\n"
+        "Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=global-delivery-status; boundary="g"\n\n'
+        "--g\nContent-Type: text/plain; charset=utf-8\n\nDelivery failed.\n\n"
+        "--g\nContent-Type: message/global-delivery-status\n\n"
+        "Reporting-MTA: dns; mx.example.org\n\n"
+        "Final-Recipient: utf-8; jörg@exämple.org\nAction: failed\nStatus: 5.1.1\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 <jörg@exämple.org>: User unknown\n\n--g--\n"
+    ).encode()
+    (result,) = analyze(raw).results
+    assert result.recipient == "jörg@exämple.org"
+    assert "<jörg@exämple.org>" in result.diagnostic
+    assert (str(result.category), result.hard) == ("invalid_recipient", True)
