@@ -405,3 +405,75 @@ async def test_no_dsn_for_a_tenant_that_opted_out(tmp_path: Path) -> None:
         await net.settle(1)
         assert (await net.counts()) == {"bounced": 1}  # no DSN was queued
         assert [s for s in seen if s.mail_from in ("", "<>")] == []
+
+
+async def _processed(net: E2E, count: int) -> None:
+    feedback = net.node.feedback
+    assert feedback is not None
+    await wait_for(lambda: feedback.processed >= count, timeout=15)
+
+
+async def test_reports_without_a_token_cannot_speak_for_a_co_recipient(tmp_path: Path) -> None:
+    """Every recipient of a message sees its ids and the other addresses in To, so a
+    report that carries no signed token is only believed about a one-recipient message."""
+    async with internet(tmp_path, [domain("inbox.test")], node_extra=NODE) as net:
+        seen = capture(net.sim)
+        body = await net.send(["ok-mallory@inbox.test", "ok-victim@inbox.test"])
+        mid = body["id"]
+        await net.settle(await _total(net))
+        item = next(i for i in seen if "ok-mallory@inbox.test" in i.rcpt_tos)
+        assert net.node.inbound_address is not None
+        # Mallory forges a complaint and a bounce about Victim to the fixed addresses.
+        for mail_from, rcpt, report in (
+            ("x@evil.test", f"fbl@{BOUNCE_DOMAIN}", arf("ok-victim@inbox.test", item.content)),
+            (
+                "",
+                f"postmaster@{BOUNCE_DOMAIN}",
+                postfix_dsn("ok-victim@inbox.test", item.content, "5.1.1", "550 5.1.1 gone"),
+            ),
+        ):
+            replies = await asyncio.to_thread(
+                smtp_send, net.node.inbound_address, mail_from, [rcpt], report
+            )
+            assert replies["DATA"][0] == 250
+        await _processed(net, 2)
+        assert await net.events(type="complained") == []
+        assert await net.events(type="bounced") == []
+        assert await suppressions(net, "ok-victim@inbox.test") == {}
+        statuses = {r["address"]: r["status"] for r in (await net.message(mid))["recipients"]}
+        assert statuses == {
+            "ok-mallory@inbox.test": "delivered",
+            "ok-victim@inbox.test": "delivered",
+        }
+
+
+async def test_a_feedback_loop_report_maps_by_the_returned_return_path_and_counts_once(
+    tmp_path: Path,
+) -> None:
+    async with internet(tmp_path, [domain("inbox.test")], node_extra=NODE) as net:
+        seen = capture(net.sim)
+        body = await net.send(["ok-one@inbox.test", "ok-two@inbox.test"])
+        mid = body["id"]
+        await net.settle(await _total(net))
+        item = next(i for i in seen if "ok-two@inbox.test" in i.rcpt_tos)
+        # The receiving MTA adds Return-Path (our signed VERP address for this recipient);
+        # feedback loops return those headers to one fixed address, naming nobody.
+        returned = f"Return-Path: <{item.mail_from}>\r\n".encode() + item.content
+        report = arf("redacted@inbox.test", returned).replace(
+            b"Original-Rcpt-To: redacted@inbox.test\r\n", b""
+        )
+        assert net.node.inbound_address is not None
+        for _ in range(2):  # the provider sends it twice
+            replies = await asyncio.to_thread(
+                smtp_send,
+                net.node.inbound_address,
+                "feedback@fbl.inbox.test",
+                [f"fbl@{BOUNCE_DOMAIN}"],
+                report,
+            )
+            assert replies["DATA"][0] == 250
+        await _processed(net, 2)
+        (event,) = await net.events(type="complained")
+        assert event["message_id"] == mid and event["recipient"] == "ok-two@inbox.test"
+        assert await suppressions(net, "ok-two@inbox.test") == {"ok-two@inbox.test": "complaint"}
+        assert await suppressions(net, "ok-one@inbox.test") == {}

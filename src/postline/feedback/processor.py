@@ -2,13 +2,21 @@
 
 For each report (see :func:`postline.bounce.analyze`):
 
-* the recipient it is about is found by the signed VERP address it was sent to (exact),
-  or else by the ``X-Postline-ID`` (or our ``Message-ID``) of the returned headers plus
-  the recipient address the report names — for receivers that answer the From address;
+* the recipient it is about is found by a signed VERP token: the address the report was
+  sent to, or else the return path in the returned message's headers (feedback loops
+  send to one fixed address but return the original headers). A token names one
+  recipient and cannot be forged, so anything else is a claim by whoever wrote the report:
+  without one, the ``X-Postline-ID`` (or our ``Message-ID``) of the returned headers is
+  accepted only for a message with a single recipient (which the report, if it names
+  anyone, must name) — for receivers that answer the From address. A report about a
+  message with several recipients and no token is kept unmatched: every recipient saw the
+  message's ids and each other's addresses, so any of them could otherwise bounce or
+  complain on another's behalf;
 * a DSN with ``Action: failed`` → the recipient becomes ``bounced`` with a ``bounced``
   event (``async: true``, category, hard, status, diagnostic, remote MTA); a hard bounce
   about the address itself suppresses it, a soft one counts towards the soft-bounce run;
-* an ARF complaint → a ``complained`` event and a ``complaint`` suppression;
+* an ARF complaint → a ``complained`` event and a ``complaint`` suppression, once per
+  recipient of a message: a repeated report is recorded but counts nothing again;
 * an auto-reply → an ``auto_reply`` event: not a bounce, nothing suppressed;
 * mail to a signed ``u-<token>`` address (the mailto form of ``List-Unsubscribe``),
   whatever it says → the recipient the token names is unsubscribed like a one-click
@@ -33,6 +41,7 @@ from dataclasses import dataclass
 from postline.bounce import Report, analyze, verp
 from postline.bounce.parse import RecipientResult
 from postline.bounce.policy import counts_as_soft, suppresses
+from postline.bounce.tokens import MAX_TOKEN, MIN_TOKEN
 from postline.config import SuppressionConfig
 from postline.feedback.soft import note_soft_bounces
 from postline.feedback.unsubscribe import Unsubscriber, decode_address
@@ -54,6 +63,14 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 _ULID = re.compile(r"^<?([0-7][0-9A-HJKMNP-TV-Z]{25})@", re.IGNORECASE)
+# A VERP address anywhere in a report (the returned message's Return-Path, or an ARF
+# report's Original-Mail-From); only the token before "@" is decoded.
+_VERP_IN_TEXT = re.compile(
+    rb"(?<![A-Za-z0-9._%+=-])"
+    + re.escape(verp.PREFIX.encode())
+    + rb"([0-9A-Za-z]{%d,%d})@" % (MIN_TOKEN, MAX_TOKEN)
+)
+_SCAN_BYTES = 256 * 1024
 _FINAL = {
     RecipientState.BOUNCED,
     RecipientState.EXPIRED,
@@ -153,7 +170,7 @@ class FeedbackProcessor:
         if unsubscribes:
             return "unsubscribe", await self._unsubscribe(message, unsubscribes)
         report = analyze(message.body)
-        verp_ref = self._verp(message)
+        verp_ref = self._verp(message) or self._verp_in_report(message)
         if report.kind == "arf":
             return "arf", await self._complaint(message, report, verp_ref)
         if report.kind == "autoreply":
@@ -169,6 +186,16 @@ class FeedbackProcessor:
             if ref is not None:
                 return ref
         return None
+
+    def _verp_in_report(self, message: InboundMessage) -> tuple[str, int] | None:
+        """The recipient named by the signed return path(s) inside the report, when they
+        all name the same one."""
+        refs = set()
+        for m in _VERP_IN_TEXT.finditer(message.body[:_SCAN_BYTES]):
+            ref = verp.decode(verp.PREFIX + m.group(1).decode("ascii"), self.secrets)
+            if ref is not None:
+                refs.add(ref)
+        return refs.pop() if len(refs) == 1 else None
 
     def _unsubscribes(self, message: InboundMessage) -> list[tuple[str, int]]:
         refs: list[tuple[str, int]] = []
@@ -227,10 +254,13 @@ class FeedbackProcessor:
             return []
         if verp_ref is not None:
             rcpts = [r for r in view.recipients if r.idx == verp_ref[1]]
+        elif len(view.recipients) != 1:
+            # No signed token: ids and co-recipients' addresses are visible to every
+            # recipient, so the report could be anyone's claim about anyone.
+            return []
         else:
-            rcpts = self._by_address(view, addresses)
-            if not rcpts and len(view.recipients) == 1:
-                rcpts = list(view.recipients)
+            named = {a.strip().strip("<>").lower() for a in addresses if a}
+            rcpts = self._by_address(view, addresses) if named else list(view.recipients)
         return [_Target(view, r) for r in rcpts]
 
     # -- bounces ------------------------------------------------------------------------
@@ -321,11 +351,13 @@ class FeedbackProcessor:
         fb = report.feedback
         addresses: list[str | None] = list(fb.recipients) if fb else []
         addresses += [r.recipient for r in report.results]
-        addresses += list(report.original_to)
         targets = await self._targets(report, verp_ref, addresses)
         if not targets:
-            return "unmatched: complaint about no known message"
+            return "unmatched: complaint about no known message or recipient"
         now = time.time()
+        targets = await self._new_complaints(targets, now)
+        if not targets:
+            return "repeated: complaint already recorded"
         events = []
         entries = []
         for t in targets:
@@ -366,6 +398,22 @@ class FeedbackProcessor:
         if self.metrics is not None:
             self.metrics.suppressions.labels("complaint").inc(len(entries))
         return f"complained: {len(events)}"
+
+    async def _new_complaints(self, targets: list[_Target], now: float) -> list[_Target]:
+        """``targets`` without the recipients a complaint about the same message was
+        already recorded for (a report sent twice counts once)."""
+        fresh = []
+        for t in targets:
+            known = await self.store.suppressed(t.message.tenant_id, [t.recipient.address], now=now)
+            entry = known.get(t.recipient.address.lower())
+            if (
+                entry is not None
+                and entry.reason == "complaint"
+                and (entry.message_id == t.message.id)
+            ):
+                continue
+            fresh.append(t)
+        return fresh
 
     async def _auto_reply(
         self, message: InboundMessage, report: Report, verp_ref: tuple[str, int] | None
