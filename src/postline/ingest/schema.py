@@ -17,6 +17,7 @@ __all__ = ["RESERVED_HEADERS", "AddressIn", "BatchIn", "MessageIn"]
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
 _UNSAFE = re.compile(r"[\r\n\x00]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TAG = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,64}$")
 
 RESERVED_HEADERS = frozenset(
@@ -83,6 +84,27 @@ AddressField = Annotated[
 ]
 
 
+def _unpaired_surrogate(value: Any, path: tuple[str, ...]) -> str | None:
+    """The dotted path of the first string (or key) in ``value`` that holds an unpaired
+    surrogate (JSON allows ``"\\ud800"``; no encoding can write it), else None."""
+    if isinstance(value, str):
+        return ".".join(path) if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key)
+            if _SURROGATE.search(name):
+                return ".".join((*path, "<key>"))
+            found = _unpaired_surrogate(item, (*path, name))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _unpaired_surrogate(item, (*path, str(i)))
+            if found is not None:
+                return found
+    return None
+
+
 class MessageIn(BaseModel):
     """One message: either structured fields (from, subject, text/html...) or ``raw``."""
 
@@ -123,6 +145,17 @@ class MessageIn(BaseModel):
         description="A complete RFC 5322 message, base64-encoded. Recipients still come from "
         "to/cc/bcc.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        where = _unpaired_surrogate(data, ())
+        if where is not None:
+            raise ValueError(
+                f"{where or 'the message'} contains an unpaired UTF-16 surrogate (such as "
+                "\\ud800), which is not a character: send valid Unicode text"
+            )
+        return data
 
     @field_validator("from_", mode="before")
     @classmethod
@@ -207,9 +240,11 @@ class MessageIn(BaseModel):
         if value is None:
             return None
         try:
-            base64.b64decode(value, validate=True)
+            decoded = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("raw must be the message encoded in standard base64") from None
+        if b"\x00" in decoded:
+            raise ValueError("raw contains a NUL byte, which mail may not carry; remove it")
         return value
 
     @model_validator(mode="after")

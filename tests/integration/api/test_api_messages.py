@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -107,12 +108,22 @@ async def test_unicode_and_smtputf8(client: httpx.AsyncClient, node: Node) -> No
         ({**MSG, "send_at": "2026-12-01T10:00:00"}, "send_at"),
         ({**MSG, "tags": ["has space"]}, "tags"),
         ({"raw": "!!notbase64", "to": ["b@example.test"]}, "raw"),
+        (
+            {"raw": base64.b64encode(b"Subject: x\r\n\r\na\x00b").decode(), "to": ["b@e.test"]},
+            "raw",
+        ),
+        # An unpaired surrogate is valid JSON but no text: refused, never a crash.
+        ({**MSG, "text": "a\ud800b"}, "body"),
+        ({**MSG, "headers": {"X-A": "\udfff"}}, "body"),
     ],
 )
 async def test_invalid_input_is_explained(
     client: httpx.AsyncClient, node: Node, payload: dict[str, object], field: str
 ) -> None:
-    r = await client.post("/v1/messages", json=payload)
+    # json.dumps escapes an unpaired surrogate as "\\ud800" (httpx's json= cannot send it).
+    body = json.dumps(payload).encode()
+    headers = {"content-type": "application/json"}
+    r = await client.post("/v1/messages", content=body, headers=headers)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
