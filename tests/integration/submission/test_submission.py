@@ -129,6 +129,8 @@ async def test_every_error_has_an_enhanced_code(node: Node) -> None:
                 s.docmd("DATA"),
                 s.docmd("BOGUS"),
                 s.docmd("MAIL FROM:<bad address>"),
+                s.docmd("EHLO"),
+                s.docmd("HELO"),
             ]
 
     for code, text in await asyncio.to_thread(talk):
@@ -181,3 +183,17 @@ async def test_data_transparency_and_pipelined_commands(node: Node) -> None:
     assert b"\r\nSubject: b\r\n" in got["r1@example.test"]
     assert got["r1@example.test"].endswith(b"\r\n\r\n")  # headers only, empty body
     assert got["r2@example.test"].endswith(b"last line ends with dot.\r\n")
+
+
+async def test_a_second_starttls_is_refused_and_the_session_goes_on(node: Node) -> None:
+    def talk() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+        with _client(node) as s:
+            s.ehlo("client.test")
+            s.starttls(context=_tls())
+            s.ehlo("client.test")
+            again = s.docmd("STARTTLS")
+            return again, s.noop()
+
+    again, noop = await asyncio.to_thread(talk)
+    assert again == (503, b"5.5.1 TLS already active")
+    assert noop[0] == 250

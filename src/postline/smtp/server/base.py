@@ -21,7 +21,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from postline.smtp.replies import S501_SYNTAX
 
@@ -192,19 +192,35 @@ class PostlineSMTP(SMTP):
             reader._limit = saved
         return None if too_big else b"".join(parts)
 
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: EHLO hostname")
+            return
         self._in_hello = True
         try:
             await super().smtp_EHLO(hostname)
         finally:
             self._in_hello = False
 
+    @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
+        if not hostname:
+            await self.push("501 5.5.4 Syntax: HELO hostname")
+            return
         self._in_hello = True
         try:
             await super().smtp_HELO(hostname)
         finally:
             self._in_hello = False
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self._tls_protocol is not None:
+            # RFC 3207: no second TLS session inside the first.
+            await self.push("503 5.5.1 TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)
 
     async def _verify(self, mechanism: str, login: bytes, password: bytes) -> AuthResult:
         if self._check_credentials is None:
