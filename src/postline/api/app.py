@@ -157,6 +157,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # No redirect to the slash-less path: it would be built from the client's Host
+        # header. An unknown path is a 404 problem.
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
     install_problem_handlers(app)

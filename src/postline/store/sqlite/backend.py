@@ -14,8 +14,10 @@ This module is the only place that imports ``sqlite3``; driver errors become
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -97,6 +99,11 @@ def schema_version() -> int:
 
 
 def _connect(path: Path, synchronous: str, *, readonly: bool = False) -> sqlite3.Connection:
+    if not readonly and not path.exists():
+        # Messages, keys' hashes and addresses: readable by the node's user only. SQLite
+        # gives the -wal and -shm files the permissions of the database file.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     conn = sqlite3.connect(
         str(path), isolation_level=None, check_same_thread=False, cached_statements=256
     )
