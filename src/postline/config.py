@@ -675,7 +675,8 @@ class DomainsConfig(_Section):
     list_unsubscribe_streams: list[str] = Field(
         default_factory=lambda: ["marketing"],
         description="Streams whose mail gets RFC 8058 one-click List-Unsubscribe headers "
-        "naming each recipient (sent one recipient per transaction).",
+        "naming each recipient (sent one recipient per transaction); a message with a "
+        "List-Unsubscribe of its own keeps it instead.",
     )
 
 

@@ -5,7 +5,9 @@ recipient per transaction when the headers are per recipient) the engine calls t
 :class:`Finalizer`, which prepends
 
 * ``List-Unsubscribe`` / ``List-Unsubscribe-Post`` (RFC 8058) naming this recipient, for
-  messages of the configured streams (``marketing`` by default);
+  messages of the configured streams (``marketing`` by default) that do not carry a
+  ``List-Unsubscribe`` of their own (a sender that runs its own unsubscribe keeps it,
+  and a message never has two);
 * a ``DKIM-Signature`` by the tenant's verified domain the From address aligns with,
   covering those headers too (RFC 8058 §4 asks for it).
 
@@ -26,6 +28,7 @@ from postline.dkim import body_hash, split_message
 __all__ = ["Finalizer"]
 
 _FROM = re.compile(rb"^From:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*", re.IGNORECASE | re.MULTILINE)
+_OWN_UNSUBSCRIBE = re.compile(rb"^List-Unsubscribe:", re.IGNORECASE | re.MULTILINE)
 _DOMAIN = re.compile(rb"@([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)\s*>?\s*(?:,|$|\()")
 
 
@@ -102,11 +105,20 @@ class Finalizer:
         self.unsubscribe_streams = frozenset(unsubscribe_streams)
         self._body_hashes = _Lru(cache_size)
         self._from = _Lru(cache_size)
+        self._own_unsubscribe = _Lru(cache_size)
 
     def per_recipient(self, stream: str) -> bool:
         """Whether mail of ``stream`` gets headers naming its recipient (so one recipient
         per transaction)."""
         return self.unsubscribe is not None and stream in self.unsubscribe_streams
+
+    def _has_own_unsubscribe(self, message_id: str, body: bytes) -> bool:
+        known = self._own_unsubscribe.get(message_id)
+        if known is None:
+            head, _ = split_message(body)
+            known = "1" if _OWN_UNSUBSCRIBE.search(head) else ""
+            self._own_unsubscribe.put(message_id, known)
+        return known == "1"
 
     def __call__(self, item: _Item) -> bytes:
         m = item.message
@@ -117,7 +129,8 @@ class Finalizer:
             and m.source != "dsn"
             and len(item.recipients) == 1
         ):
-            extra = self.unsubscribe(m.id, item.recipients[0].idx)
+            own = self._has_own_unsubscribe(m.id, m.body)
+            extra = None if own else self.unsubscribe(m.id, item.recipients[0].idx)
             if extra:
                 head = "".join(f"{name}: {value}\r\n" for name, value in extra)
                 message = head.encode("ascii") + message
