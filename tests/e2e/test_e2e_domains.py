@@ -15,6 +15,7 @@ import httpx
 from postline.sim.runner import Simulator
 from support.e2e import E2E, FAST_RETRY, domain, internet
 from support.mail_dkim import mail_dkim, require_mail_dkim
+from support.node import add_tenant, api_client
 from support.smtp import capture
 
 NODE = FAST_RETRY + '[bounce]\ndomain = "bounce.postline.test"\n'
@@ -156,3 +157,22 @@ async def test_marketing_mail_has_signed_one_click_unsubscribe(tmp_path: Path) -
         assert [(e["message_id"], e["recipient"]) for e in events] == [
             (sent["id"], "ann@inbox.test")
         ]
+
+
+async def test_two_tenants_can_both_verify_one_domain(tmp_path: Path) -> None:
+    """Two tenants that send for one domain (two teams of one company) get two selectors,
+    so both keys can be published and both tenants verify."""
+    async with internet(tmp_path, [domain("inbox.test")], node_extra=NODE) as net:
+        other_key = await add_tenant(net.node, "globex")
+        async with api_client(net.node, other_key) as other:
+            first = await add_and_verify(net, "shop.test")
+            r = await other.post("/v1/domains", json={"domain": "shop.test"})
+            assert r.status_code == 201, r.text
+            second = r.json()
+            selectors = {k["selector"] for k in first["keys"]}
+            assert {k["selector"] for k in second["keys"]}.isdisjoint(selectors)
+            publish(net.sim, [x for x in second["records"] if x["purpose"] == "dkim"])
+            checked = (await other.post("/v1/domains/shop.test/verify")).json()
+            assert checked["status"] == "verified", checked["records"]
+            still = (await net.api.post("/v1/domains/shop.test/verify")).json()
+            assert still["status"] == "verified", still["records"]

@@ -146,6 +146,16 @@ class DomainService:
             state=state,
         )
 
+    async def _selectors(self, domain: str) -> set[str]:
+        """Every selector any tenant has for ``domain``: two tenants that send for one
+        domain publish two keys, so they need two names."""
+        return {
+            k.selector
+            for d in await self.store.list_sender_domains(None)
+            if d.domain == domain
+            for k in d.keys
+        }
+
     # -- management -------------------------------------------------------------------
     async def create(
         self, tenant_id: str, domain: str, algorithm: str | None = None
@@ -153,6 +163,7 @@ class DomainService:
         """A new domain with its first key; None when the tenant has it already."""
         name = normalize_domain(domain)
         key = self._new_key(tenant_id, name, algorithm or self.default_algorithm, "active")
+        key = _unique(key, await self._selectors(name))
         record = SenderDomain(tenant_id, name, time.time(), keys=(key,))
         if not await self.store.add_sender_domain(record):
             return None
@@ -183,8 +194,7 @@ class DomainService:
             self.default_algorithm,
         )
         key = self._new_key(tenant_id, current.domain, algorithm, "pending")
-        if key.selector in {k.selector for k in current.keys}:
-            key = dataclasses.replace(key, selector=key.selector + "b")
+        key = _unique(key, await self._selectors(current.domain))
         stale = {k.selector: "retired" for k in current.keys if k.state == "pending"}
         if stale:
             await self.store.update_sender_domain(
@@ -375,3 +385,19 @@ def statuses(domain: SenderDomain) -> Sequence[dict[str, Any]]:
     except ValueError:
         return []
     return data if isinstance(data, list) else []
+
+
+def _unique(key: DkimKeyRecord, taken: set[str]) -> DkimKeyRecord:
+    """``key`` under a selector none of ``taken`` uses: its own, else with a letter
+    added (``pl202611r`` → ``pl202611rb``, ``pl202611rc``...)."""
+    if key.selector not in taken:
+        return key
+    for letter in "bcdefghijklmnopqrstuvwxyz":
+        candidate = key.selector + letter
+        if candidate not in taken:
+            return dataclasses.replace(key, selector=candidate)
+    raise ValidationError(
+        "too many keys for this domain this month",
+        field="domain",
+        fix="retire or delete keys of this domain, or try again next month",
+    )
