@@ -41,7 +41,6 @@ THROTTLING = [
     (450, None, "Too many messages in this session"),
     (451, "4.3.0", "Too many connections from your IP address"),
     (421, "4.4.5", "Server busy, try again later"),
-    (451, None, "Please try again later"),
 ]
 
 NOT_THROTTLING = [
@@ -57,6 +56,10 @@ NOT_THROTTLING = [
     (452, "4.5.3", "Too many recipients"),
     (450, "4.1.8", "Sender address rejected: Domain not found"),
     (451, None, "Temporary failure"),
+    # Every temporary failure says "try again later": not a request to slow down.
+    (451, None, "Please try again later"),
+    (451, "4.3.0", "Temporary failure, please try again later"),
+    (450, None, "Requested action not taken: try again later"),
     (550, "5.7.1", "Service unavailable; rate limit exceeded"),
     (554, None, "Too many connections"),
     (250, "2.0.0", "OK"),
