@@ -128,6 +128,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.store_refusals = Counter(
+            "postline_store_refused_writes",
+            "Messages the store could not take (disk full, database down): the request was "
+            "refused (HTTP 503 / SMTP 451) and nothing was stored.",
+            registry=r,
+        )
         self.feedback = Counter(
             "postline_feedback_reports",
             "Processed inbound reports by kind (dsn, arf, autoreply, unsubscribe, other) and "

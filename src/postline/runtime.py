@@ -193,7 +193,11 @@ class Node:
         return headers
 
     def _is_ready(self) -> bool:
-        return self._ready and (self.engine is None or self.engine.throttle_healthy)
+        return (
+            self._ready
+            and (self.engine is None or self.engine.throttle_healthy)
+            and (self.ingestor is None or self.ingestor.writes_healthy(time.time()))
+        )
 
     async def start(self) -> None:
         cfg = self.config

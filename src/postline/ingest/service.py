@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from postline.errors import ValidationError
+from postline.errors import StoreUnavailable, ValidationError
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.ingest.render import HeaderInjection, fix_raw, render_message
 from postline.ingest.schema import MessageIn
@@ -94,6 +94,10 @@ class Ingestor:
         self.sender_check: Callable[[str, str], None] | None = None
         self.accepted_messages = 0
         self.accepted_recipients = 0
+        # When the store last refused to take mail (disk full, database down); cleared
+        # by the next write that succeeds (see writes_healthy).
+        self.store_refused_at: float | None = None
+        self.refused_writes = 0
 
     # -- building --------------------------------------------------------------------
     def _times(self, send_at: float | None, now: float) -> tuple[float, float]:
@@ -324,6 +328,13 @@ class Ingestor:
             out.append(m)
         return out
 
+    def writes_healthy(self, now: float, *, retry_after: float = 10.0) -> bool:
+        """False while the store refuses mail: until ``retry_after`` seconds after its last
+        refusal, when the node offers itself again (a load balancer then sends a request
+        that either succeeds, which clears this, or is refused and starts the wait over)."""
+        last = self.store_refused_at
+        return last is None or now - last >= retry_after
+
     # -- enqueueing ------------------------------------------------------------------
     async def enqueue(
         self,
@@ -360,10 +371,16 @@ class Ingestor:
                 leased=claims,
                 lease_until=lease_until,
             )
-        except BaseException:
+        except BaseException as exc:
             if dispatcher is not None:
                 dispatcher.unclaim(claims)
+            if isinstance(exc, StoreUnavailable):
+                self.refused_writes += 1
+                self.store_refused_at = time.time()
+                if self.metrics is not None:
+                    self.metrics.store_refusals.inc()
             raise
+        self.store_refused_at = None
         if replay is not None:
             if dispatcher is not None:
                 dispatcher.unclaim(claims)
