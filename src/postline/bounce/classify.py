@@ -187,8 +187,10 @@ class Rule:
         return rf"{self.condition_pattern()}\x00{text}"
 
 
-def _trigrams(text: str) -> set[str]:
-    return {text[i : i + 3] for i in range(len(text) - 2)}
+@functools.lru_cache(maxsize=256)
+def _trigrams(text: str) -> frozenset[str]:
+    # Cached: a bounce that lists many recipients classifies its whole text for each.
+    return frozenset(text[i : i + 3] for i in range(len(text) - 2))
 
 
 def _compile_text(pattern: str) -> re.Pattern[str]:
@@ -596,6 +598,7 @@ _CODE_ONLY = re.compile(
 
 # The code (and enhanced code) that starts each line of a multi-line reply, once the
 # reply has been folded onto one line: "550-5.7.1 a 550-5.7.1 b 550 5.7.1 c".
+@functools.lru_cache(maxsize=256)
 def extract_codes(text: str) -> tuple[int | None, str | None]:
     """The first SMTP reply code and enhanced status code found in ``text``.
 
@@ -638,6 +641,7 @@ _COMMAND_NAMES = {
 _ADDRESS_STATUS = re.compile(r"^[45]\.1\.(?!0$|7$|8$)\d{1,3}$")
 
 
+@functools.lru_cache(maxsize=256)
 def extract_command(text: str) -> str | None:
     """The SMTP command a bounce text says drew the failure (``RCPT TO``, ``DATA``...).
 

@@ -271,20 +271,37 @@ def _domain(address: str | None) -> str | None:
     return address.rpartition("@")[2].strip("[]<> ").lower() or None
 
 
-def _block_for(address: str, text: str, others: set[str]) -> str:
-    """The lines of ``text`` about ``address``: from its first mention to another's."""
-    lines = text.split("\n")
-    low = address.lower()
-    start = next((i for i, ln in enumerate(lines) if low in ln.lower()), None)
-    if start is None:
-        return ""
-    out = [lines[start]]
-    for ln in lines[start + 1 : start + 25]:
-        lower = ln.lower()
-        if any(o in lower for o in others if o != low):
-            break
-        out.append(ln)
-    return "\n".join(out).strip()
+_EMAILISH = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+
+
+class _Mentions:
+    """Which of a report's recipient addresses each line of its text names, found once
+    (a report may list thousands of recipients)."""
+
+    def __init__(self, text: str, addresses: set[str]) -> None:
+        self.lines = text.split("\n")
+        self.by_line: list[set[str]] = []
+        self.first: dict[str, int] = {}
+        for i, line in enumerate(self.lines):
+            found = {m.rstrip(".").lower() for m in _EMAILISH.findall(line)} & addresses
+            self.by_line.append(found)
+            for a in found:
+                self.first.setdefault(a, i)
+
+    def block(self, address: str) -> str:
+        """The lines about ``address``: from its first mention to another's."""
+        low = address.lower()
+        start = self.first.get(low)
+        if start is None:  # named in a form the tokens missed (inside a longer word...)
+            start = next((i for i, ln in enumerate(self.lines) if low in ln.lower()), None)
+            if start is None:
+                return ""
+        out = [self.lines[start]]
+        for j in range(start + 1, min(start + 25, len(self.lines))):
+            if self.by_line[j] - {low}:
+                break
+            out.append(self.lines[j])
+        return "\n".join(out).strip()
 
 
 def _result(
@@ -316,11 +333,10 @@ def _dsn_results(
     records: list[DeliveryStatus], human: str, rules: RuleSet
 ) -> list[RecipientResult]:
     addresses = {a.lower() for r in records for a in (r.recipient, r.other_recipient) if a}
+    mentions = _Mentions(human, addresses)
     out = []
     for rec in records:
-        blocks = [
-            _block_for(a, human, addresses) for a in (rec.recipient, rec.other_recipient) if a
-        ]
+        blocks = [mentions.block(a) for a in (rec.recipient, rec.other_recipient) if a]
         diag = rec.diagnostic
         if rec.diagnostic_type not in ("", "smtp", "x-postfix") and diag:
             diag = f"{rec.diagnostic_type}; {diag}"

@@ -9,6 +9,7 @@ This module works on that shape rather than on a list of products.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -278,19 +279,24 @@ def plain_recipients(
         seen.add(addr.lower())
         ordered.append((addr, n))
     keys = {a.lower() for a, _ in ordered}
+    # Every line that mentions a chosen recipient, in order, with whose it is.
+    marks = sorted((ln, k) for k in keys for ln in mentions.get(k, []))
+    mark_lines = [ln for ln, _ in marks]
+    first = ordered[0][1] if ordered else 0
+    context = "\n".join(lines[:first]).strip()
     out = []
     for addr, n in ordered:
         # The block runs to the next line that mentions another chosen recipient.
-        others = sorted(ln for k in keys - {addr.lower()} for ln in mentions.get(k, []) if ln > n)
-        end = others[0] if others else len(lines)
+        low = addr.lower()
+        end = len(lines)
+        for i in range(bisect.bisect_right(mark_lines, n), len(marks)):
+            if marks[i][1] != low:
+                end = marks[i][0]
+                break
         block = "\n".join(lines[n:end]).strip() if n < len(lines) else ""
-        first = min(n for _, n in ordered)
         out.append(
             PlainRecipient(
-                address=addr,
-                diagnostic=block,
-                context="\n".join(lines[:first]).strip(),
-                remote_mta=remote_host(block),
+                address=addr, diagnostic=block, context=context, remote_mta=remote_host(block)
             )
         )
     return out
