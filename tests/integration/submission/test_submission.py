@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import smtplib
 import ssl
 from collections.abc import AsyncIterator
@@ -197,3 +198,60 @@ async def test_a_second_starttls_is_refused_and_the_session_goes_on(node: Node) 
     again, noop = await asyncio.to_thread(talk)
     assert again == (503, b"5.5.1 TLS already active")
     assert noop[0] == 250
+
+
+async def test_password_guessing_is_slowed_and_cut_off(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postline.smtp.server import base
+
+    monkeypatch.setattr(base, "AUTH_FAILURES", base.AuthFailures(limit=4))
+    monkeypatch.setattr(base, "AUTH_FAILURE_DELAY", 0.05)
+    key = await add_tenant(node)
+
+    def guess(times: int) -> list[tuple[int, bytes]]:
+        out = []
+        with _client(node) as s:
+            s.starttls(context=_tls())
+            s.ehlo("client.test")
+            for i in range(times):
+                blob = base64.b64encode(f"\0acme\0pl_wrong{i}".encode()).decode()
+                try:
+                    out.append(s.docmd("AUTH PLAIN", blob))
+                except smtplib.SMTPServerDisconnected:
+                    out.append((0, b"disconnected"))
+                    break
+        return out
+
+    # Three failures end the session.
+    first = await asyncio.to_thread(guess, 4)
+    assert [c for c, _ in first[:2]] == [535, 535]
+    assert first[2][0] == 421 and first[2][1].startswith(b"4.7.0")
+    # One more failure from this address reaches the limit (4): then even the right
+    # password is refused for a while, with a temporary code.
+    assert (await asyncio.to_thread(guess, 1))[0][0] == 535
+
+    def login_right() -> tuple[int, bytes]:
+        with _client(node) as s:
+            s.starttls(context=_tls())
+            s.ehlo("client.test")
+            blob = base64.b64encode(f"\0acme\0{key}".encode()).decode()
+            return s.docmd("AUTH PLAIN", blob)
+
+    code, text = await asyncio.to_thread(login_right)
+    assert code == 454 and text.startswith(b"4.7.0")
+
+
+async def test_acting_for_another_identity_is_refused(node: Node) -> None:
+    key = await add_tenant(node)
+
+    def auth(authzid: str) -> tuple[int, bytes]:
+        with _client(node) as s:
+            s.starttls(context=_tls())
+            s.ehlo("client.test")
+            blob = base64.b64encode(f"{authzid}\0acme\0{key}".encode()).decode()
+            return s.docmd("AUTH PLAIN", blob)
+
+    assert (await asyncio.to_thread(auth, "other"))[0] == 535
+    assert (await asyncio.to_thread(auth, "acme"))[0] == 235
+    assert (await asyncio.to_thread(auth, ""))[0] == 235

@@ -8,7 +8,10 @@
   is read in large chunks instead of line by line: a relay answers thousands of
   commands a second.
 * AUTH PLAIN and LOGIN call an *async* credential check (aiosmtpd's authenticator is
-  synchronous), and are offered only after STARTTLS.
+  synchronous), and are offered only after STARTTLS. Password guessing is slowed down:
+  each failure is answered after a pause, a session ends after three failures, and an
+  address with too many recent failures gets ``454 4.7.0`` for a while
+  (:class:`AuthFailures`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import base64
 import binascii
 import functools
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -89,6 +93,38 @@ class EhloExtensions:
         return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
 
+class AuthFailures:
+    """Recent AUTH failures per client address (one process; a fleet's nodes count apart)."""
+
+    def __init__(self, limit: int = 10, window: float = 600.0, max_peers: int = 10000) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_peers = max_peers
+        self._seen: dict[str, list[float]] = {}
+
+    def _recent(self, peer: str, now: float) -> list[float]:
+        times = [t for t in self._seen.get(peer, ()) if now - t < self.window]
+        if times:
+            self._seen[peer] = times
+        else:
+            self._seen.pop(peer, None)
+        return times
+
+    def blocked(self, peer: str, now: float) -> bool:
+        return len(self._recent(peer, now)) >= self.limit
+
+    def add(self, peer: str, now: float) -> None:
+        if len(self._seen) >= self.max_peers and peer not in self._seen:
+            oldest = min(self._seen, key=lambda p: self._seen[p][-1])
+            del self._seen[oldest]
+        self._seen.setdefault(peer, []).append(now)
+
+
+AUTH_FAILURES = AuthFailures()
+AUTH_FAILURE_DELAY = 1.0
+AUTH_FAILURES_PER_SESSION = 3
+
+
 class PostlineSMTP(SMTP):
     """aiosmtpd's SMTP with enhanced codes everywhere, fast replies and async AUTH."""
 
@@ -97,6 +133,7 @@ class PostlineSMTP(SMTP):
     ) -> None:
         self._check_credentials = check_credentials
         self._in_hello = False
+        self._auth_failures = 0
         super().__init__(handler, **kwargs)
 
     async def push(self, status: str | bytes) -> None:
@@ -230,10 +267,29 @@ class PostlineSMTP(SMTP):
             secret = password.decode("utf-8")
         except UnicodeDecodeError:
             return AuthResult(success=False, handled=False)
+        peer = self._peer_host()
+        if AUTH_FAILURES.blocked(peer, time.monotonic()):
+            await self.push("454 4.7.0 Too many failed logins from your address; try later")
+            return AuthResult(success=False, handled=True)
         identity = await self._check_credentials(user, secret)
         if identity is None:
+            AUTH_FAILURES.add(peer, time.monotonic())
+            self._auth_failures += 1
+            await asyncio.sleep(AUTH_FAILURE_DELAY)
+            if self._auth_failures >= AUTH_FAILURES_PER_SESSION:
+                await self.push("421 4.7.0 Too many failed logins; closing the connection")
+                if self.transport is not None:
+                    self.transport.close()
+                return AuthResult(success=False, handled=True)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, handled=False, auth_data=identity)
+
+    def _peer_host(self) -> str:
+        # aiosmtpd types it as str; it is the socket's peer name, a tuple for TCP.
+        peer: Any = self.session.peer if self.session is not None else None
+        if isinstance(peer, tuple) and peer:
+            return str(peer[0])
+        return str(peer or "")
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -249,6 +305,10 @@ class PostlineSMTP(SMTP):
         parts = blob.split(b"\x00")
         if len(parts) != 3:
             await self.push(S501_SYNTAX + ": expected authzid NUL authcid NUL password")
+            return AuthResult(success=False, handled=True)
+        if parts[0] and parts[0] != parts[1]:
+            # Acting for another identity is not supported: say so rather than ignore it.
+            await self.push("535 5.7.8 The authorization identity must be empty or the user")
             return AuthResult(success=False, handled=True)
         return await self._verify("PLAIN", parts[1], parts[2])
 
