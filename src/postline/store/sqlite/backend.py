@@ -288,7 +288,14 @@ class SQLiteStore:
         writer.start()
         await asyncio.to_thread(writer.ready.wait)
         if writer.open_error is not None:
-            raise writer.open_error
+            err = writer.open_error
+            if isinstance(err, StoreError):
+                # Say which file, and what usually causes it.
+                raise type(err)(
+                    f"{err} (store {self.path}: is the disk full, or the file or its "
+                    "directory not writable by this user?)"
+                ) from err
+            raise err
         self._writer = writer
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="postline-sqlite-read")
 
