@@ -489,4 +489,5 @@ def make_record(
         suppress=suppress,
         suppress_until=suppress_until,
         stream=item.message.stream,
+        source=item.message.source,
     )

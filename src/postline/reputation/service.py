@@ -243,10 +243,13 @@ class Reputation:
         counts[slot] += 1
 
     def observe(self, records: Sequence[AttemptRecord]) -> None:
-        """Count the written outcomes that make the rates: delivered and hard-bounced."""
+        """Count the written outcomes that make the rates: delivered and hard-bounced (not
+        those of the DSNs postline sends back to SMTP senders)."""
         if not self.config.enabled:
             return
         for r in records:
+            if r.source == "dsn":
+                continue  # a report postline sent back for the tenant, not its mail
             if r.state is RecipientState.DELIVERED:
                 self._add(r.tenant_id, r.stream, r.at, 0)
             elif r.state is RecipientState.BOUNCED and r.data.get("hard") is True:

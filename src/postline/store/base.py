@@ -180,6 +180,9 @@ class AttemptRecord:
     stream: str = ""
     """The message's stream (``transactional``...) when known; not stored with the
     outcome, but read by observers of outcomes (reputation counts per stream)."""
+    source: str = ""
+    """Where the message came from (``api``, ``smtp``, ``dsn``) when known; read by
+    observers only: a DSN postline sends for a tenant is not the tenant's own mail."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -78,6 +79,9 @@ async def test_counts_what_makes_the_rates(store: SQLiteStore) -> None:
     rep.observe(outcomes(acme.id, delivered=7, hard=2, soft=5))
     rep.observe(outcomes(acme.id, delivered=3, stream="bulk"))
     rep.complained(acme.id, "bulk", time.time())
+    # DSNs postline sends back to SMTP senders are not the tenant's mail.
+    dsns = [dataclasses.replace(r, source="dsn") for r in outcomes(acme.id, delivered=4, hard=4)]
+    rep.observe(dsns)
     await rep.flush()
     totals = await store.reputation_totals(since=0.0)
     assert [(t.stream, t.delivered, t.bounced, t.complained) for t in totals] == [
