@@ -477,3 +477,24 @@ async def test_a_feedback_loop_report_maps_by_the_returned_return_path_and_count
         assert event["message_id"] == mid and event["recipient"] == "ok-two@inbox.test"
         assert await suppressions(net, "ok-two@inbox.test") == {"ok-two@inbox.test": "complaint"}
         assert await suppressions(net, "ok-one@inbox.test") == {}
+
+
+async def test_a_redacted_complaint_about_a_one_recipient_message_still_counts(
+    tmp_path: Path,
+) -> None:
+    async with internet(tmp_path, [domain("inbox.test")], node_extra=NODE) as net:
+        seen = capture(net.sim)
+        mid, item = await deliver_one(net, "ok-private@inbox.test", seen)
+        assert net.node.inbound_address is not None
+        report = arf("redacted@inbox.test", item.content)  # the loop hides the address
+        replies = await asyncio.to_thread(
+            smtp_send,
+            net.node.inbound_address,
+            "feedback@fbl.inbox.test",
+            [f"fbl@{BOUNCE_DOMAIN}"],
+            report,
+        )
+        assert replies["DATA"][0] == 250
+        await _processed(net, 1)
+        (event,) = await net.events(type="complained")
+        assert event["message_id"] == mid and event["recipient"] == "ok-private@inbox.test"

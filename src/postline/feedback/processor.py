@@ -7,8 +7,8 @@ For each report (see :func:`postline.bounce.analyze`):
   send to one fixed address but return the original headers). A token names one
   recipient and cannot be forged, so anything else is a claim by whoever wrote the report:
   without one, the ``X-Postline-ID`` (or our ``Message-ID``) of the returned headers is
-  accepted only for a message with a single recipient (which the report, if it names
-  anyone, must name) — for receivers that answer the From address. A report about a
+  accepted only for a message with a single recipient — for receivers that answer the
+  From address, and feedback loops that strip the return path. A report about a
   message with several recipients and no token is kept unmatched: every recipient saw the
   message's ids and each other's addresses, so any of them could otherwise bounce or
   complain on another's behalf;
@@ -247,8 +247,10 @@ class FeedbackProcessor:
         self,
         report: Report,
         verp_ref: tuple[str, int] | None,
-        addresses: Sequence[str | None],
+        addresses: Sequence[str | None] = (),
     ) -> list[_Target]:
+        """The recipients a report is about. ``addresses`` (the ones it names) are used
+        only for what changes nothing but an event (auto-replies)."""
         view = await self._message(report, verp_ref)
         if view is None:
             return []
@@ -257,10 +259,11 @@ class FeedbackProcessor:
         elif len(view.recipients) != 1:
             # No signed token: ids and co-recipients' addresses are visible to every
             # recipient, so the report could be anyone's claim about anyone.
-            return []
+            rcpts = self._by_address(view, addresses)
         else:
-            named = {a.strip().strip("<>").lower() for a in addresses if a}
-            rcpts = self._by_address(view, addresses) if named else list(view.recipients)
+            # Only its recipient saw this message's ids: the report is about them, whatever
+            # address it names (feedback loops redact it).
+            rcpts = list(view.recipients)
         return [_Target(view, r) for r in rcpts]
 
     # -- bounces ------------------------------------------------------------------------
@@ -278,9 +281,7 @@ class FeedbackProcessor:
         records: list[AttemptRecord] = []
         soft: dict[str, list[str]] = {}
         seen: set[tuple[str, int]] = set()
-        for target in await self._targets(
-            report, verp_ref, [a for r in failed for a in (r.recipient, r.alias)]
-        ):
+        for target in await self._targets(report, verp_ref):
             rcpt = target.recipient
             if (target.message.id, rcpt.idx) in seen or rcpt.state in _FINAL:
                 continue
@@ -349,9 +350,7 @@ class FeedbackProcessor:
         self, message: InboundMessage, report: Report, verp_ref: tuple[str, int] | None
     ) -> str:
         fb = report.feedback
-        addresses: list[str | None] = list(fb.recipients) if fb else []
-        addresses += [r.recipient for r in report.results]
-        targets = await self._targets(report, verp_ref, addresses)
+        targets = await self._targets(report, verp_ref)
         if not targets:
             return "unmatched: complaint about no known message or recipient"
         now = time.time()
