@@ -39,6 +39,16 @@ async def _total(net: E2E) -> int:
     return sum(counts.values())
 
 
+async def report_in(
+    net: E2E, mail_from: str, rcpt: str, body: bytes
+) -> dict[str, tuple[int, bytes]]:
+    """Send one report to the node's inbound server over SMTP; it must be accepted."""
+    assert net.node.inbound_address is not None
+    replies = await asyncio.to_thread(smtp_send, net.node.inbound_address, mail_from, [rcpt], body)
+    assert replies[rcpt][0] == 250 and replies["DATA"][0] == 250, replies
+    return replies
+
+
 async def recipient(net: E2E, mid: str) -> dict[str, Any]:
     return dict((await net.message(mid))["recipients"][0])
 
@@ -174,14 +184,10 @@ async def test_async_dsn_marks_the_right_recipient_bounced_and_suppresses(
         keep, _ = await deliver_one(net, "ok-keep@inbox.test", seen)
         mid, item = await deliver_one(net, "ok-gone@inbox.test", seen)
         assert (await recipient(net, mid))["status"] == "delivered"
-        assert net.node.inbound_address is not None
         dsn = postfix_dsn(
             "ok-gone@inbox.test", item.content, "5.1.1", "550 5.1.1 <ok-gone@inbox.test>: gone"
         )
-        replies = await asyncio.to_thread(
-            smtp_send, net.node.inbound_address, "", [item.mail_from], dsn
-        )
-        assert replies[item.mail_from][0] == 250 and replies["DATA"][0] == 250
+        await report_in(net, "", item.mail_from, dsn)
 
         async def bounced() -> bool:
             return (await recipient(net, mid))["status"] == "bounced"
@@ -206,15 +212,8 @@ async def test_report_to_the_from_address_maps_by_header_and_arf_complains(
     async with internet(tmp_path, [domain("inbox.test")], node_extra=NODE) as net:
         seen = capture(net.sim)
         mid, item = await deliver_one(net, "ok-reporter@inbox.test", seen)
-        assert net.node.inbound_address is not None
-        replies = await asyncio.to_thread(
-            smtp_send,
-            net.node.inbound_address,
-            "feedback@fbl.inbox.test",
-            [f"fbl@{BOUNCE_DOMAIN}"],
-            arf("ok-reporter@inbox.test", item.content),
-        )
-        assert replies["DATA"][0] == 250
+        report = arf("ok-reporter@inbox.test", item.content)
+        await report_in(net, "feedback@fbl.inbox.test", f"fbl@{BOUNCE_DOMAIN}", report)
 
         async def complained() -> list[dict[str, Any]]:
             return await net.events(type="complained")
@@ -236,11 +235,7 @@ async def test_auto_reply_is_recorded_but_not_a_bounce(tmp_path: Path) -> None:
     async with internet(tmp_path, [domain("inbox.test")], node_extra=NODE) as net:
         seen = capture(net.sim)
         mid, item = await deliver_one(net, "ok-ann@inbox.test", seen)
-        assert net.node.inbound_address is not None
-        replies = await asyncio.to_thread(
-            smtp_send, net.node.inbound_address, "", [item.mail_from], vacation(item.mail_from)
-        )
-        assert replies["DATA"][0] == 250
+        await report_in(net, "", item.mail_from, vacation(item.mail_from))
 
         async def auto() -> list[dict[str, Any]]:
             return await net.events(type="auto_reply")
@@ -422,7 +417,6 @@ async def test_reports_without_a_token_cannot_speak_for_a_co_recipient(tmp_path:
         mid = body["id"]
         await net.settle(await _total(net))
         item = next(i for i in seen if "ok-mallory@inbox.test" in i.rcpt_tos)
-        assert net.node.inbound_address is not None
         # Mallory forges a complaint and a bounce about Victim to the fixed addresses.
         for mail_from, rcpt, report in (
             ("x@evil.test", f"fbl@{BOUNCE_DOMAIN}", arf("ok-victim@inbox.test", item.content)),
@@ -432,10 +426,7 @@ async def test_reports_without_a_token_cannot_speak_for_a_co_recipient(tmp_path:
                 postfix_dsn("ok-victim@inbox.test", item.content, "5.1.1", "550 5.1.1 gone"),
             ),
         ):
-            replies = await asyncio.to_thread(
-                smtp_send, net.node.inbound_address, mail_from, [rcpt], report
-            )
-            assert replies["DATA"][0] == 250
+            await report_in(net, mail_from, rcpt, report)
         await _processed(net, 2)
         assert await net.events(type="complained") == []
         assert await net.events(type="bounced") == []
@@ -462,16 +453,8 @@ async def test_a_feedback_loop_report_maps_by_the_returned_return_path_and_count
         report = arf("redacted@inbox.test", returned).replace(
             b"Original-Rcpt-To: redacted@inbox.test\r\n", b""
         )
-        assert net.node.inbound_address is not None
         for _ in range(2):  # the provider sends it twice
-            replies = await asyncio.to_thread(
-                smtp_send,
-                net.node.inbound_address,
-                "feedback@fbl.inbox.test",
-                [f"fbl@{BOUNCE_DOMAIN}"],
-                report,
-            )
-            assert replies["DATA"][0] == 250
+            await report_in(net, "feedback@fbl.inbox.test", f"fbl@{BOUNCE_DOMAIN}", report)
         await _processed(net, 2)
         (event,) = await net.events(type="complained")
         assert event["message_id"] == mid and event["recipient"] == "ok-two@inbox.test"
@@ -485,16 +468,8 @@ async def test_a_redacted_complaint_about_a_one_recipient_message_still_counts(
     async with internet(tmp_path, [domain("inbox.test")], node_extra=NODE) as net:
         seen = capture(net.sim)
         mid, item = await deliver_one(net, "ok-private@inbox.test", seen)
-        assert net.node.inbound_address is not None
         report = arf("redacted@inbox.test", item.content)  # the loop hides the address
-        replies = await asyncio.to_thread(
-            smtp_send,
-            net.node.inbound_address,
-            "feedback@fbl.inbox.test",
-            [f"fbl@{BOUNCE_DOMAIN}"],
-            report,
-        )
-        assert replies["DATA"][0] == 250
+        await report_in(net, "feedback@fbl.inbox.test", f"fbl@{BOUNCE_DOMAIN}", report)
         await _processed(net, 1)
         (event,) = await net.events(type="complained")
         assert event["message_id"] == mid and event["recipient"] == "ok-private@inbox.test"

@@ -21,11 +21,13 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from postline.dkim import body_hash, split_message
 
 __all__ = ["Finalizer"]
+
+V = TypeVar("V")
 
 _FROM = re.compile(rb"^From:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*", re.IGNORECASE | re.MULTILINE)
 _OWN_UNSUBSCRIBE = re.compile(rb"^List-Unsubscribe:", re.IGNORECASE | re.MULTILINE)
@@ -61,18 +63,18 @@ class _Signer(Protocol):
     def sign(self, message: bytes, *, body_hash: str | None = None) -> bytes: ...
 
 
-class _Lru:
+class _Lru(Generic[V]):
     def __init__(self, size: int) -> None:
         self.size = size
-        self.data: OrderedDict[str, str] = OrderedDict()
+        self.data: OrderedDict[str, V] = OrderedDict()
 
-    def get(self, key: str) -> str | None:
+    def get(self, key: str) -> V | None:
         value = self.data.get(key)
         if value is not None:
             self.data.move_to_end(key)
         return value
 
-    def put(self, key: str, value: str) -> None:
+    def put(self, key: str, value: V) -> None:
         self.data[key] = value
         if len(self.data) > self.size:
             self.data.popitem(last=False)
@@ -103,9 +105,9 @@ class Finalizer:
         self.signs_for = signs_for
         self.unsubscribe = unsubscribe
         self.unsubscribe_streams = frozenset(unsubscribe_streams)
-        self._body_hashes = _Lru(cache_size)
-        self._from = _Lru(cache_size)
-        self._own_unsubscribe = _Lru(cache_size)
+        self._body_hashes: _Lru[str] = _Lru(cache_size)
+        self._from: _Lru[str] = _Lru(cache_size)
+        self._own_unsubscribe: _Lru[bool] = _Lru(cache_size)
 
     def per_recipient(self, stream: str) -> bool:
         """Whether mail of ``stream`` gets headers naming its recipient (so one recipient
@@ -116,9 +118,9 @@ class Finalizer:
         known = self._own_unsubscribe.get(message_id)
         if known is None:
             head, _ = split_message(body)
-            known = "1" if _OWN_UNSUBSCRIBE.search(head) else ""
+            known = _OWN_UNSUBSCRIBE.search(head) is not None
             self._own_unsubscribe.put(message_id, known)
-        return known == "1"
+        return known
 
     def __call__(self, item: _Item) -> bytes:
         m = item.message

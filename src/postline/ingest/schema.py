@@ -88,17 +88,24 @@ def _unpaired_surrogate(value: Any, path: tuple[str, ...]) -> str | None:
     """The dotted path of the first string (or key) in ``value`` that holds an unpaired
     surrogate (JSON allows ``"\\ud800"``; no encoding can write it), else None."""
     if isinstance(value, str):
-        return ".".join(path) if _SURROGATE.search(value) else None
+        # Almost every string is ASCII, which no surrogate is: one C-level check.
+        if value.isascii() or _SURROGATE.search(value) is None:
+            return None
+        return ".".join(path)
     if isinstance(value, dict):
         for key, item in value.items():
             name = str(key)
-            if _SURROGATE.search(name):
+            if not name.isascii() and _SURROGATE.search(name):
                 return ".".join((*path, "<key>"))
+            if isinstance(item, str) and item.isascii():
+                continue
             found = _unpaired_surrogate(item, (*path, name))
             if found is not None:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
+            if isinstance(item, str) and item.isascii():
+                continue
             found = _unpaired_surrogate(item, (*path, str(i)))
             if found is not None:
                 return found

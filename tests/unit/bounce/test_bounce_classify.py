@@ -261,26 +261,16 @@ def test_prefiltered_matching_agrees_with_the_single_alternation(
     command: str | None,
 ) -> None:
     rules = shipped_rules()
-    text = normalise(" ".join(words))
-    fast = rules.match(
-        code=code,
-        status=status,
-        action=action,
-        remote=remote,
-        text=text,
-        reporting=reporting,
-        command=command,
-    )
-    reference = rules.match_reference(
-        code=code,
-        status=status,
-        action=action,
-        remote=remote,
-        text=text,
-        reporting=reporting,
-        command=command,
-    )
-    assert fast == reference
+    subject = {
+        "code": code,
+        "status": status,
+        "action": action,
+        "remote": remote,
+        "text": normalise(" ".join(words)),
+        "reporting": reporting,
+        "command": command,
+    }
+    assert rules.match(**subject) == rules.match_reference(**subject)
 
 
 def test_an_unknown_mailbox_refused_on_every_try_is_hard_once_the_sender_gives_up() -> None:
