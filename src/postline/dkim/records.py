@@ -49,6 +49,7 @@ import dns.resolver
 
 from postline.dkim._names import domain_name, selector_name
 from postline.dkim.keys import Algorithm, key_type
+from postline.dns.resolver import parse_nameserver
 from postline.errors import ConfigError
 
 __all__ = [
@@ -188,32 +189,11 @@ def make_resolver(
     resolver = dns.asyncresolver.Resolver(configure=not nameservers)
     if nameservers:
         resolver.nameservers = [
-            dns.nameserver.Do53Nameserver(*_nameserver(spec)) for spec in nameservers
+            dns.nameserver.Do53Nameserver(*parse_nameserver(spec)) for spec in nameservers
         ]
     resolver.timeout = timeout
     resolver.lifetime = timeout
     return resolver
-
-
-def _nameserver(text: str) -> tuple[str, int]:
-    spec = text.strip()
-    host, port = spec, ""
-    if spec.startswith("["):
-        host, _, rest = spec[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            raise ConfigError(f"bad nameserver {text!r}: expected [address]:port")
-        port = rest[1:]
-    elif spec.count(":") == 1:
-        host, port = spec.split(":")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(f"bad nameserver {text!r}: not an IP address") from None
-    if not port:
-        return host, 53
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"bad nameserver {text!r}: bad port")
-    return host, int(port)
 
 
 class _LookupFailed(Exception):

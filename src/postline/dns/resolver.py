@@ -65,7 +65,7 @@ import dns.resolver
 
 from postline.errors import ConfigError, PostlineError
 
-__all__ = ["DNSTemporaryError", "MXHost", "MXResult", "MXStatus", "Resolver"]
+__all__ = ["DNSTemporaryError", "MXHost", "MXResult", "MXStatus", "Resolver", "parse_nameserver"]
 
 MXStatus = Literal["ok", "null_mx", "nxdomain", "no_mail", "temp_fail"]
 
@@ -205,7 +205,7 @@ class _Memo(Generic[_T]):
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _parse_nameserver(text: str) -> tuple[str, int]:
+def parse_nameserver(text: str) -> tuple[str, int]:
     """``"ip"``, ``"ip:port"``, ``"[v6]:port"`` or a bare IPv6 address → (ip, port)."""
     spec = text.strip()
     host, port_text = spec, ""
@@ -298,7 +298,7 @@ class Resolver:
         resolver = dns.asyncresolver.Resolver(configure=False)
         if nameservers:
             resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(*_parse_nameserver(ns)) for ns in nameservers
+                dns.nameserver.Do53Nameserver(*parse_nameserver(ns)) for ns in nameservers
             ]
         else:
             try:

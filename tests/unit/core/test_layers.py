@@ -52,7 +52,7 @@ ALLOWED: dict[str, set[str]] = {
     "postline.tenants": {"store"},
     "postline.bounce": {"model", "errors"},
     "postline.keyfile": set(),
-    "postline.dkim": {"errors"},
+    "postline.dkim": {"errors", "dns"},
     "postline.domains": {"config", "dkim", "errors", "keyfile", "model", "store"},
     "postline.feedback": {
         "bounce",

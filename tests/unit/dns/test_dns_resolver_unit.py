@@ -8,7 +8,7 @@ import pytest
 
 import postline.dns
 from postline.dns import MXHost, MXResult, Resolver
-from postline.dns.resolver import _Memo, _parse_nameserver, _to_name
+from postline.dns.resolver import _Memo, _to_name, parse_nameserver
 from postline.errors import ConfigError
 
 
@@ -31,16 +31,16 @@ def test_exports() -> None:
         ("::1", ("::1", 53)),
     ],
 )
-def test_parse_nameserver(spec: str, expected: tuple[str, int]) -> None:
-    assert _parse_nameserver(spec) == expected
+def testparse_nameserver(spec: str, expected: tuple[str, int]) -> None:
+    assert parse_nameserver(spec) == expected
 
 
 @pytest.mark.parametrize(
     "spec", ["dns.example", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:x", "[::1]x", ""]
 )
-def test_parse_nameserver_rejects(spec: str) -> None:
+def testparse_nameserver_rejects(spec: str) -> None:
     with pytest.raises(ConfigError):
-        _parse_nameserver(spec)
+        parse_nameserver(spec)
 
 
 def test_resolver_reports_its_nameservers() -> None:
