@@ -563,8 +563,29 @@ class QueueConfig(_Section):
         "queued or deferred itself is woken on time without it.",
     )
     max_lease: int = Field(200, ge=1, description="Most recipients leased in one call.")
+    max_leased: int = Field(
+        20_000,
+        ge=100,
+        description="Most recipients this node holds at once (leased: buffered, on the wire "
+        "or waiting for their outcome to be written). Bounds the node's memory and what a "
+        "crash hands back; the sites' buffers (a few seconds of sending each) usually "
+        "hold far less.",
+    )
     max_scheduled_ahead: Duration = Field(
         30 * 86400.0, description="Furthest send_at accepted in the future."
+    )
+
+
+class NodeConfig(_Section):
+    shutdown_timeout: Duration = Field(
+        30.0,
+        description="On SIGTERM: how long transactions on the wire may take to finish; then "
+        "every outcome is written and every unsent lease handed back, and the node exits.",
+    )
+    ready_ack_budget: Duration = Field(
+        5.0,
+        description="/readyz answers 503 while accepting a message (the fsync'd write behind "
+        "a 2xx or 250) takes longer than this.",
     )
 
 
@@ -792,6 +813,7 @@ class Config(_Section):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)  # type: ignore[arg-type]
     retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]
     throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)  # type: ignore[arg-type]
+    node: NodeConfig = Field(default_factory=NodeConfig)  # type: ignore[arg-type]
     queue: QueueConfig = Field(default_factory=QueueConfig)  # type: ignore[arg-type]
     sqlite: SqliteConfig = Field(default_factory=SqliteConfig)  # type: ignore[arg-type]
     bounce: BounceConfig = Field(default_factory=BounceConfig)  # type: ignore[arg-type]

@@ -24,16 +24,19 @@ class _QueueCollector(Collector):
             "Queued recipients per domain (top 50 by depth; the rest as 'other').",
             labels=["domain"],
         )
-        ranked = sorted(self._m.queue_depths.items(), key=lambda kv: -kv[1])
-        other = 0
-        for i, (domain, n) in enumerate(ranked):
-            if i < TOP_DOMAINS:
-                depth.add_metric([domain], n)
-            else:
-                other += n
-        if other:
+        top = self._m.queue_top
+        for domain, n in top:
+            depth.add_metric([domain], n)
+        other = self._m.queue_total - sum(n for _, n in top)
+        if other > 0:
             depth.add_metric(["other"], other)
         yield depth
+        yield GaugeMetricFamily(
+            "postline_leased_recipients",
+            "Recipients this node holds: leased, and not yet recorded (bounded by [queue] "
+            "max_leased).",
+            value=self._m.leased,
+        )
         states = GaugeMetricFamily(
             "postline_recipients", "Recipients in the store by state.", labels=["state"]
         )
@@ -165,7 +168,10 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
-        self.queue_depths: dict[str, int] = {}
+        # Queued recipients in all and in the deepest domains (refreshed before a scrape).
+        self.queue_total = 0
+        self.queue_top: list[tuple[str, int]] = []
+        self.leased = 0
         self.state_counts: dict[str, int] = {}
         r.register(_QueueCollector(self))
         # The delivery engine's sources_state(), refreshed before each scrape.

@@ -39,7 +39,7 @@ from postline.feedback.processor import FeedbackProcessor
 from postline.feedback.unsubscribe import Unsubscriber
 from postline.feedback.unsubscribe import headers as unsubscribe_headers
 from postline.ingest.service import IngestLimits, Ingestor
-from postline.metrics import Metrics
+from postline.metrics import TOP_DOMAINS, Metrics
 from postline.reputation import Reputation
 from postline.smtp.server.submission import start_submission
 from postline.store import Store, create_store
@@ -193,10 +193,12 @@ class Node:
         return headers
 
     def _is_ready(self) -> bool:
+        ingestor = self.ingestor
         return (
             self._ready
             and (self.engine is None or self.engine.throttle_healthy)
-            and (self.ingestor is None or self.ingestor.writes_healthy(time.time()))
+            and (ingestor is None or ingestor.writes_healthy(time.time()))
+            and (ingestor is None or ingestor.acks_healthy(time.monotonic()))
         )
 
     async def start(self) -> None:
@@ -277,6 +279,7 @@ class Node:
             metrics=self.metrics,
             lease_time=cfg.queue.lease_time,
             gate=reputation,
+            ack_budget=cfg.node.ready_ack_budget,
         )
         self.ingestor.sender_check = self.domains.check_sender
         self._background.append(asyncio.create_task(self.domains.run(), name="domains"))
@@ -426,21 +429,32 @@ class Node:
         self.inbound_address = self._inbound.sockets[0].getsockname()[:2]
 
     async def _refresh_metrics(self) -> None:
-        stats = await self.store.queue_stats()
-        self.metrics.queue_depths = {s.domain: s.depth for s in stats}
+        """Counters only: a scrape costs the same at any queue depth."""
+        depths = await self.store.queue_depths(TOP_DOMAINS)
+        self.metrics.queue_total, self.metrics.queue_top = depths.total, depths.top
         self.metrics.state_counts = await self.store.state_counts()
         if self.engine is not None:
             self.metrics.sources = await self.engine.sources_state()
+            self.metrics.leased = self.engine.held_count
 
     async def _housekeeping(self) -> None:
         while True:
             try:
                 await self.store.purge_idempotency(time.time() - self.config.api.idempotency_ttl)
+                await self.store.drop_empty_queues()
             except Exception:
                 log.exception("housekeeping failed", extra={"action": "node.housekeeping"})
             await asyncio.sleep(600)
 
     async def stop(self) -> None:
+        """Stop within ``[node] shutdown_timeout``: listeners first (nothing new is
+        accepted), then the engine flushes (outcomes written, leases handed back)."""
+        started = time.monotonic()
+        deadline = started + self.config.node.shutdown_timeout
+
+        def left(share: float = 1.0, at_most: float = 1e9) -> float:
+            return max(0.1, min(at_most, (deadline - time.monotonic()) * share))
+
         self._ready = False
         if self._submission is not None:
             self._submission.close()
@@ -450,17 +464,17 @@ class Node:
             self._api.should_exit = True
         if self._api_task is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._api_task, 10)
+                await asyncio.wait_for(self._api_task, left(0.2, 5.0))
         if self._submission is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._submission.wait_closed(), 5)
+                await asyncio.wait_for(self._submission.wait_closed(), left(0.2, 3.0))
         for task in self._background:
             task.cancel()
         if self.engine is not None:
-            await self.engine.stop()
+            await self.engine.stop(timeout=left(0.9))
         if self.failures is not None:
             try:
-                await self.failures.drain()
+                await asyncio.wait_for(self.failures.drain(), left(0.5, 5.0))
             except Exception:
                 log.exception("final failures not handled", extra={"action": "node.stop"})
         if self.reputation is not None:
@@ -470,6 +484,12 @@ class Node:
         if self.throttle is not None:
             await self.throttle.close()
         await self.store.close()
+        log.info(
+            "node %s stopped in %.1fs",
+            self.node_id,
+            time.monotonic() - started,
+            extra={"action": "node.stopped"},
+        )
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

@@ -18,6 +18,7 @@ from postline.store.base import (
     IdempotencyClaim,
     InboundMessage,
     LeasedMessage,
+    LeaseRequest,
     NewEvent,
     NewMessage,
     NewRecipient,
@@ -172,13 +173,13 @@ async def test_purge_idempotency(store: Store) -> None:
     assert await store.get_idempotency(tid, "old") is None
 
 
-async def test_due_domains_and_lease_per_domain(store: Store) -> None:
+async def test_due_queues_and_lease_per_domain(store: Store) -> None:
     tid = await tenant(store)
     await store.enqueue(
         [message(tid, f"u{i}@one.test", created=NOW - 10 + i) for i in range(5)]
         + [message(tid, "x@two.test", due=NOW + 60)]
     )
-    due = {d.domain: d.next_attempt_at for d in await store.due_domains()}
+    due = {d.domain: d.next_attempt_at for d in await store.due_queues(owner="n1")}
     assert set(due) == {"one.test", "two.test"}
     assert due["one.test"] == pytest.approx(NOW - 10)
     assert due["two.test"] == pytest.approx(NOW + 60)
@@ -423,7 +424,7 @@ async def test_many_concurrent_writers(store: Store) -> None:
         *(store.enqueue([message(tid, f"u{i}@d{i % 7}.test")]) for i in range(300))
     )
     assert (await store.state_counts()) == {"queued": 300}
-    assert len(await store.due_domains()) == 7
+    assert len(await store.due_queues(owner="n1")) == 7
 
 
 async def test_a_stale_lease_holder_cannot_reset_a_newer_lease(store: Store) -> None:
@@ -476,18 +477,142 @@ async def test_renew_and_release_leases(store: Store) -> None:
     )
 
 
-async def test_due_domains_pages_through_every_domain(store: Store) -> None:
-    tid = await tenant(store)
-    await store.enqueue([message(tid, f"u@d{i:03d}.test", due=NOW + i) for i in range(25)])
-    seen: list[str] = []
-    after = ""
+async def test_due_queues_pages_through_every_queue(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    await store.enqueue([message(a, f"u@d{i:03d}.test", due=NOW + i) for i in range(25)])
+    await store.enqueue([message(b, "u@d000.test", due=NOW + 100)])
+    seen: list[tuple[str, str]] = []
+    after = ("", "")
     while True:
-        page = await store.due_domains(limit=10, after=after)
-        seen.extend(d.domain for d in page)
+        page = await store.due_queues(owner="n1", limit=10, after=after)
+        seen.extend((q.tenant_id, q.domain) for q in page)
         if len(page) < 10:
             break
+        after = (page[-1].tenant_id, page[-1].domain)
+    expected = sorted([(a, f"d{i:03d}.test") for i in range(25)] + [(b, "d000.test")])
+    assert seen == expected
+
+
+async def test_due_queues_skip_paused_and_own_leases(store: Store) -> None:
+    a = await tenant(store, "a")
+    await store.enqueue([message(a, "x@one.test"), message(a, "y@two.test", due=NOW + 50)])
+    await store.enqueue([message(a, "z@two.test", due=NOW + 80)])
+    await store.lease_many([LeaseRequest(a, "one.test", 10)], now=NOW, lease_time=30, owner="n1")
+    # n1 holds every recipient of one.test: nothing of it is due for n1; for n2 the lease
+    # expiry is (n1 may die).
+    mine = {q.domain: q.next_attempt_at for q in await store.due_queues(owner="n1")}
+    assert mine["one.test"] is None
+    assert mine["two.test"] == pytest.approx(NOW + 50)
+    theirs = {q.domain: q.next_attempt_at for q in await store.due_queues(owner="n2")}
+    assert theirs["one.test"] == pytest.approx(NOW + 30)
+    await store.set_paused(a, "two.test", True, now=NOW)
+    assert {q.domain for q in await store.due_queues(owner="n2")} == {"one.test"}
+
+
+async def test_lease_many_per_queue_fair_and_drained(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    await store.enqueue([message(a, f"a{i}@one.test", created=NOW - 100 + i) for i in range(5)])
+    await store.enqueue([message(b, f"b{i}@one.test", created=NOW - 50 + i) for i in range(3)])
+    await store.enqueue([message(a, "later@one.test", due=NOW + 40)])
+    got = await store.lease_many(
+        [LeaseRequest(a, "one.test", 2), LeaseRequest(b, "one.test", 10)],
+        now=NOW,
+        lease_time=30,
+        owner="n1",
+    )
+    assert [(q.tenant_id, q.count, q.drained) for q in got] == [(a, 2, False), (b, 3, True)]
+    # Oldest due first within a queue, and one tenant's queue never gives another's mail.
+    assert sorted(m.recipients[0].address for m in got[0].messages) == [
+        "a0@one.test",
+        "a1@one.test",
+    ]
+    assert {m.tenant_id for m in got[1].messages} == {b}
+    assert got[1].next_due is None  # everything b has queued is held by n1
+    rest = await store.lease_many(
+        [LeaseRequest(a, "one.test", 10)], now=NOW, lease_time=30, owner="n1"
+    )
+    assert rest[0].count == 3 and rest[0].drained
+    assert rest[0].next_due == pytest.approx(NOW + 40)
+    # Another node sees n1's leases come due when they end.
+    other = await store.lease_many(
+        [LeaseRequest(a, "one.test", 10)], now=NOW, lease_time=30, owner="n2"
+    )
+    assert other[0].count == 0 and other[0].drained
+    assert other[0].next_due == pytest.approx(NOW + 30)
+    # A paused queue gives nothing and has nothing due.
+    await store.set_paused(b, "one.test", True, now=NOW)
+    paused = await store.lease_many(
+        [LeaseRequest(b, "one.test", 10)], now=NOW + 100, lease_time=30, owner="n2"
+    )
+    assert paused[0].count == 0 and paused[0].drained and paused[0].next_due is None
+
+
+async def test_counters_follow_every_change(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    m1 = message(a, "x@one.test", "y@one.test", "z@two.test", created=NOW - 30)
+    m2 = message(b, "w@one.test")
+    await store.enqueue([m1, m2])
+    assert await store.state_counts() == {"queued": 4}
+    depths = await store.queue_depths()
+    assert depths.total == 4 and depths.top == [("one.test", 3), ("two.test", 1)]
+    [leased] = await store.lease_many(
+        [LeaseRequest(a, "one.test", 10)], now=NOW, lease_time=30, owner="n1"
+    )
+    x, y = leased.messages[0].recipients
+    await store.record(
+        [
+            AttemptRecord(m1.id, x.idx, a, x.address, RecipientState.DELIVERED,
+                          EventType.DELIVERED, NOW, code=250),
+            AttemptRecord(m1.id, y.idx, a, y.address, RecipientState.QUEUED,
+                          EventType.DEFERRED, NOW, next_attempt_at=NOW + 60, code=451),
+        ]
+    )  # fmt: skip
+    assert await store.state_counts() == {"queued": 3, "delivered": 1}
+    [one] = await store.queue_stats(a, domain="one.test")
+    assert (one.depth, one.deferred) == (1, 1)
+    assert one.oldest_at == pytest.approx(NOW - 30)
+    assert one.next_attempt_at == pytest.approx(NOW + 60)
+    # A second deferral of the same recipient is not counted twice.
+    [again] = await store.lease_many(
+        [LeaseRequest(a, "one.test", 10)], now=NOW + 61, lease_time=30, owner="n1"
+    )
+    r = again.messages[0].recipients[0]
+    await store.record(
+        [AttemptRecord(m1.id, r.idx, a, r.address, RecipientState.QUEUED, EventType.DEFERRED,
+                       NOW, next_attempt_at=NOW + 120, code=451)]
+    )  # fmt: skip
+    [one] = await store.queue_stats(a, domain="one.test")
+    assert (one.depth, one.deferred) == (1, 1)
+    assert await store.cancel(a, m1.id, now=NOW) == 2
+    assert await store.state_counts() == {"queued": 1, "delivered": 1, "cancelled": 2}
+    assert await store.queue_stats(a) == []
+    [all_one] = await store.queue_stats(None)
+    assert (all_one.domain, all_one.depth) == ("one.test", 1)
+    depths = await store.queue_depths()
+    assert depths.total == 1 and depths.top == [("one.test", 1)]
+    await store.drop_empty_queues()  # (counters of empty queues; none of the views change)
+    assert (await store.queue_depths()).total == 1
+    assert [(s.domain, s.depth) for s in await store.queue_stats(b)] == [("one.test", 1)]
+
+
+async def test_queue_stats_pages_in_domain_order(store: Store) -> None:
+    a = await tenant(store, "a")
+    await store.enqueue([message(a, f"u{i}@d{i:02d}.test") for i in range(12)])
+    await store.set_paused(a, "d05x.test", True, now=NOW)
+    pages: list[list[str]] = []
+    after = ""
+    while True:
+        page = await store.queue_stats(a, after=after, limit=5)
+        pages.append([s.domain for s in page])
+        if len(page) < 5:
+            break
         after = page[-1].domain
-    assert seen == [f"d{i:03d}.test" for i in range(25)]
+    flat = [d for p in pages for d in p]
+    assert flat == sorted([f"d{i:02d}.test" for i in range(12)] + ["d05x.test"])
+    assert all(len(p) <= 5 for p in pages)
 
 
 async def test_suppressions(store: Store) -> None:

@@ -116,7 +116,8 @@ async def test_fresh_schema_equals_migrated(pg_server: PgServer) -> None:
 
 
 async def test_upgrade_keeps_queued_mail_due(pg_dsn: str) -> None:
-    """Mail queued under version 1 is found by due_domains once upgraded (0002's backfill)."""
+    """Mail queued under version 1 is found by due_queues once upgraded, and counted
+    (0007's backfill)."""
     await install_version(pg_dsn, 1)
     now = time.time()
     conn = await asyncpg.connect(pg_dsn)
@@ -134,9 +135,11 @@ async def test_upgrade_keeps_queued_mail_due(pg_dsn: str) -> None:
     store = PostgresStore(pg_dsn)
     await store.open()
     try:
-        [due] = await store.due_domains()
-        assert due.domain == "old.test"
+        [due] = await store.due_queues(owner="n")
+        assert (due.tenant_id, due.domain) == ("t", "old.test")
         assert due.next_attempt_at == pytest.approx(now)
+        assert await store.state_counts() == {"queued": 1, "delivered": 1}
+        assert [(s.domain, s.depth) for s in await store.queue_stats("t")] == [("old.test", 1)]
     finally:
         await store.close()
 

@@ -1,31 +1,39 @@
-"""The delivery engine: per-domain leasing into per-site ready queues, and outcomes.
+"""The delivery engine: queues admitted into per-lane ready buffers, sent, and recorded.
 
-    scanner ──(due domains)──▶ domain loop ──(lease, sized by the site's room)──▶ Site
-    ingest ───(notify)────────▶                                                   │
-                                     recorder ◀──(outcomes, batched)──────────────┘
+    scanner ─┐                               ┌─▶ lane: Site (one source) ─▶ SMTP
+    timers ──┼─▶ due queues ─▶ admission ────┼─▶ lane: sources (several) ─▶ Sites ─▶ SMTP
+    ingest ──┘   (per lane)   (fair rounds,  └─▶ lane: no route ─▶ bounce / defer
+                              bounded lease)        │
+                     recorder ◀──(outcomes, batched, written first)┘
 
-* The **scanner** asks the store which domains have due recipients every
-  ``[queue] scan_interval``; ingest also wakes a domain at once when it enqueues.
-* A **domain loop** resolves the domain's route (static route or MX), finds the
-  :class:`~postline.deliver.site.Site` for it and leases only as many recipients as the
-  site has room for. Mail for a domain whose MX lookup failed permanently bounces here;
-  a temporary DNS failure defers it.
-* **Sites** send (see :mod:`postline.deliver.site`). With ``[[delivery.sources]]`` each
-  source has its own sites and buckets, and :mod:`postline.deliver.paths` picks the source
-  of every item (pool by stream or tenant, weight, warm-up caps, provider blocks).
-* The **recorder** writes outcomes in batches (group commit) right after the replies.
+* A **queue** is one tenant's mail to one domain. It is *due* when the store says so:
+  ``[queue] scan_interval`` scans (:meth:`Store.due_queues`), wake-ups at the retry and
+  ``send_at`` times this node knows of (:mod:`postline.schedule.wakeups`), and ingest.
+* A due queue joins the ring of its **lane**: the :class:`~postline.deliver.site.Site`
+  of its route (static route or MX), the source group of its route with several
+  ``[[delivery.sources]]`` (:mod:`postline.deliver.paths`), or the lane that fails mail
+  whose route lookup failed (a permanent DNS failure bounces, a temporary one defers).
+* **Admission** (:mod:`postline.schedule.admission`) leases for the lanes in rounds: each
+  lane gets what its buffer can take now, split fairly over its queues, and the node
+  never holds more than ``[queue] max_leased`` recipients (buffered, on the wire, or
+  waiting to be recorded). Many queues go in one :meth:`Store.lease_many` call, and at
+  most two such calls run at once: the store's writer never fills with leases.
+* The **recorder** writes outcomes in batches (group commit) right after the replies; the
+  store writes them before anything else. Leases of everything held are renewed in the
+  background, so none lapses while its recipient is on the wire.
+* **Stop** means flushed: no more leasing, buffered work handed back at once, transactions
+  on the wire finish (until ``[node] shutdown_timeout``), every outcome is written, and
+  whatever the node still holds is handed back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import ipaddress
 import logging
-import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,31 +43,41 @@ from postline.bounce.policy import suppresses
 from postline.config import Config
 from postline.deliver.egress import Egress, Source
 from postline.deliver.outcome import Decision, decide, dns_reply
-from postline.deliver.paths import SourcePaths, Target
+from postline.deliver.paths import SourceLane, SourcePaths, Target
 from postline.deliver.site import Host, Site, WorkItem, make_record
 from postline.dns.resolver import Resolver
 from postline.errors import ThrottleError
 from postline.metrics import Metrics
 from postline.model import EventType, RecipientState, Reply
+from postline.schedule.admission import Admission, Grant, Lane
 from postline.schedule.backoff import RetryPolicy, next_attempt
+from postline.schedule.wakeups import Wakeups
 from postline.smtp.client import Timeouts
 from postline.store.base import (
     AttemptRecord,
     LeasedMessage,
     LeasedRecipient,
+    LeaseRequest,
     NewMessage,
+    QueueKey,
+    QueueLease,
     Store,
 )
 from postline.throttle.base import ThrottleBackend
 from postline.throttle.rules import Destination, Limits, ThrottleRules
 from postline.units import format_duration
 
-__all__ = ["DeliveryEngine"]
+__all__ = ["DeliveryEngine", "Recorder"]
 
 log = logging.getLogger(__name__)
 
 _FAILED = frozenset({RecipientState.BOUNCED, RecipientState.EXPIRED})
-_TICK = 0.25  # wake-up times of a domain closer than this share one timer
+_LEASE_CALLS = 2  # lease_many calls running at once
+_LEASE_ROWS = 5000  # recipients asked for in one lease_many call
+_LEASE_QUEUES = 1000  # queues in one lease_many call
+_ROUND_GAP = 0.01  # seconds between admission rounds (lets room and ready queues gather)
+_RESOLVERS = 64  # route lookups running at once
+_RECORD_BATCH = 5000  # outcomes per store write
 
 
 def _bounce_fields(data: dict[str, object], reply: Reply, remote: str | None) -> None:
@@ -91,12 +109,27 @@ class _Route:
     """With several sources: where the mail goes; a site per source on demand."""
 
 
-class _DomainState:
-    __slots__ = ("again", "task")
+class _NoRoute:
+    """The lane of queues whose domain has no usable route: their leased recipients fail
+    at once with the lookup's reply (bounced when permanent, deferred when temporary)."""
 
-    def __init__(self) -> None:
-        self.again = False
-        self.task: asyncio.Task[None] | None = None
+    lane_key = "no-route"
+
+    def __init__(self, engine: DeliveryEngine) -> None:
+        self.engine = engine
+        self.reserved = 0
+
+    def room(self) -> int:
+        return 1000
+
+    def put(self, items: Sequence[WorkItem]) -> None:
+        routes = self.engine.routes
+        for item in items:
+            route = routes.get(item.domain)
+            reply = route.failure if route is not None else None
+            if reply is None:
+                reply = dns_reply("temp_fail", item.domain, "the route changed; retried")
+            self.engine.finish_without_site(item, reply)
 
 
 class Recorder:
@@ -118,7 +151,13 @@ class Recorder:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stop = False
+        self._writing = 0
         self.written = 0
+
+    @property
+    def pending(self) -> int:
+        """Outcomes not yet written (waiting, or being written now)."""
+        return len(self._pending) + self._writing
 
     def add(self, records: Iterable[AttemptRecord]) -> None:
         recs = list(records)
@@ -136,8 +175,13 @@ class Recorder:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch, self._pending = self._pending, []
-                await self._write(batch)
+                batch = self._pending[:_RECORD_BATCH]
+                del self._pending[:_RECORD_BATCH]
+                self._writing = len(batch)
+                try:
+                    await self._write(batch)
+                finally:
+                    self._writing = 0
             self._idle.set()
             if self._stop and not self._pending:
                 return
@@ -172,7 +216,7 @@ class Recorder:
 
 
 class DeliveryEngine:
-    """Runs the scanner, the domain loops, the sites and the recorder of one node."""
+    """Runs the scanner, the timers, admission, the sites and the recorder of one node."""
 
     def __init__(
         self,
@@ -207,6 +251,7 @@ class DeliveryEngine:
         # Seconds of sending a site buffers (see site.buffer_limit).
         self.buffer_window = min(5.0, (self.lease_time - self.lease_margin) / 2)
         self.max_lease = config.queue.max_lease
+        self.max_leased = config.queue.max_leased
         self.connection_ttl = config.throttle.connection_lease
         self.site_retry = max(1.0, min(self.policy.first, 60.0))
         self.default_connections = 10
@@ -214,8 +259,10 @@ class DeliveryEngine:
         self.stopping = False
         self.loop = asyncio.get_event_loop_policy().get_event_loop()
         self.sites: dict[str, Site] = {}
-        self._routes: dict[str, _Route] = {}
-        self._domains: dict[str, _DomainState] = {}
+        self.routes: dict[str, _Route] = {}
+        self._resolving: dict[str, set[QueueKey]] = {}
+        self._to_resolve: deque[str] = deque()
+        self._resolver_tasks: set[asyncio.Task[None]] = set()
         self._open = 0
         self.bucket_workers: Counter[str] = Counter()
         self.bucket_sites: dict[str, set[Site]] = {}
@@ -241,18 +288,22 @@ class DeliveryEngine:
         # Every recipient leased by this node and not yet settled in the store, with its
         # domain and current lease expiry: renewed while held, forgotten once written.
         self._held: dict[tuple[str, int], tuple[str, float]] = {}
+        # Due queues: woken at their due times, admitted to their lanes' rings.
+        self.wakeups: Wakeups[QueueKey] = Wakeups()
+        self.admission: Admission[QueueKey] = Admission(max_quantum=self.max_lease)
+        self._asked = 0  # recipients asked for by lease calls now running
+        self._leases: set[asyncio.Task[None]] = set()
+        self._admit_wake = asyncio.Event()
         self._scan_wake = asyncio.Event()
         self._timer_wake = asyncio.Event()
-        self._timers: list[tuple[float, str]] = []
-        self._wake_at: dict[str, float] = {}
-        # Later wake-up times per domain (rounded to _TICK), behind the one in _timers.
-        self._later: dict[str, set[float]] = {}
+        self.no_route = _NoRoute(self)
         self.egress = Egress(config)
         self._source = self.egress.sources[0]
         # Source choice, warm-up and provider blocks: only with [[delivery.sources]].
         self.paths: SourcePaths | None = (
             SourcePaths(self, self.egress) if self.egress.explicit else None
         )
+        self._source_lanes: dict[str, SourceLane] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -267,34 +318,52 @@ class DeliveryEngine:
             )
         self._tasks = [
             self.loop.create_task(self.recorder.run(), name="deliver:recorder"),
-            self.loop.create_task(self._scan_loop(), name="deliver:scanner"),
             self.loop.create_task(self._renew_loop(), name="deliver:renew"),
+            self.loop.create_task(self._scan_loop(), name="deliver:scanner"),
             self.loop.create_task(self._timer_loop(), name="deliver:timers"),
+            self.loop.create_task(self._admit_loop(), name="deliver:admission"),
         ]
         await self.store.listen_due(self._announced)
 
-    def _announced(self, domains: frozenset[str]) -> None:
-        """Another node queued mail (or a scheduled time came): wake those domains."""
-        if not domains:
+    def _announced(self, queues: frozenset[QueueKey]) -> None:
+        """Another node queued mail (or a scheduled time came): wake those queues."""
+        if not queues:
             self._scan_wake.set()
             return
-        self.notify(domains)
+        self.notify(queues)
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop leasing, let transactions in progress finish, hand back the rest."""
+    @property
+    def held_count(self) -> int:
+        """Recipients this node holds: leased and not yet settled in the store."""
+        return len(self._held)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop leasing, hand back what waits, let transactions on the wire finish, write
+        every outcome and hand back whatever is still held — all within ``timeout``."""
+        deadline = time.monotonic() + timeout
         self.stopping = True
-        self._scan_wake.set()
-        for task in self._tasks[1:]:
+        # Leasing, scanning and waking stop; the recorder and the renewals go on. Lease
+        # calls already in the store finish (what they bring is handed back at once).
+        for task in self._tasks[2:]:
             task.cancel()
+        for task in list(self._resolver_tasks):
+            task.cancel()
+        if self._leases:
+            await asyncio.wait(self._leases, timeout=max(0.1, min(5.0, timeout / 6)))
         if self.paths is not None:
             self.paths.cancel()
+        now = time.time()
         for site in self.sites.values():
+            self.release(site.drain(), now=now)
             site.wake()
-        pending = [s.task for s in self._domains.values() if s.task is not None]
-        for site in self.sites.values():
-            pending.extend(site.workers)
-        if pending:
-            _, not_done = await asyncio.wait(pending, timeout=timeout)
+        # Transactions on the wire finish; what is left when time runs short is cut off
+        # (its recipients are handed back below: at worst sent once more).
+        workers = [t for site in self.sites.values() for t in site.workers]
+        flush_time = min(10.0, timeout / 3)
+        if workers:
+            _, not_done = await asyncio.wait(
+                workers, timeout=max(0.0, deadline - flush_time - time.monotonic())
+            )
             for task in not_done:
                 task.cancel()
             if not_done:
@@ -303,11 +372,40 @@ class DeliveryEngine:
         for site in self.sites.values():
             self.release(site.drain(), now=now)
         self.recorder.stop()
-        if self._tasks:
-            await asyncio.wait([self._tasks[0]], timeout=timeout)
+        recorder = self._tasks[0] if self._tasks else None
+        if recorder is not None:
+            await asyncio.wait([recorder], timeout=max(0.5, deadline - time.monotonic()))
+        if self.recorder.pending:
+            log.error(
+                "%d outcomes could not be written before stopping; their recipients are "
+                "handed back and may be sent again",
+                self.recorder.pending,
+                extra={"action": "deliver.stop_unrecorded"},
+            )
+        # Whatever is still leased to this node (cut-off transactions, outcomes that
+        # could not be written) is due again at once, not when its lease ends.
+        try:
+            released = await asyncio.wait_for(
+                self.store.release_leases(self.node_id, now=time.time()),
+                max(0.5, deadline - time.monotonic()),
+            )
+        except Exception:
+            log.exception(
+                "could not hand back this node's leases; they come back when they expire",
+                extra={"action": "deliver.stop_release"},
+            )
+        else:
+            if released:
+                log.info(
+                    "handed back %d recipients on stop",
+                    released,
+                    extra={"action": "deliver.release_on_stop"},
+                )
         for task in self._tasks:
             if not task.done():
                 task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=1.0)
         self._tasks = []
 
     # -- leases held in memory --------------------------------------------------------
@@ -329,11 +427,12 @@ class DeliveryEngine:
         for r in records:
             self._held.pop((r.message_id, r.idx), None)
             if r.state is RecipientState.QUEUED and r.domain is not None:
-                self.schedule(r.domain, r.next_attempt_at)
+                self.schedule((r.tenant_id, r.domain), r.next_attempt_at)
             elif failed:
                 message = failed.pop((r.message_id, r.idx), None)
                 if message is not None and self.on_failed is not None:
                     self.on_failed(message, r)
+        self._admit_wake.set()
 
     # -- return path -----------------------------------------------------------------
     def per_transaction(self, site: Site, stream: str = "") -> int:
@@ -460,24 +559,36 @@ class DeliveryEngine:
         return self._suspended.get(bucket, 0.0)
 
     # -- direct hand-off from ingest -------------------------------------------------
+    def budget(self) -> int:
+        """Recipients this node may still lease: ``[queue] max_leased`` less what it holds
+        and what running lease calls asked for."""
+        return self.max_leased - len(self._held) - self._asked
+
     def claim(self, messages: Sequence[NewMessage], *, now: float) -> dict[str, dict[int, Any]]:
         """Recipients this engine can start on at once (see ``ingest.Dispatcher``).
 
-        Only for domains whose route is known, whose site has room, that are neither
-        held nor paused, and with no lease round running: a domain with a backlog keeps
-        its order through the queue.
+        Only for queues with nothing waiting (a queue with a backlog keeps its order
+        through the store), whose route is known, whose site has room, that are neither
+        held nor paused, and within the node's lease budget.
         """
         claims: dict[str, dict[int, Any]] = {}
         if self.stopping:
             return claims
+        budget = self.budget()
+        if budget <= 0:
+            return claims
         mono = time.monotonic()
+        admission = self.admission
         for m in messages:
             if m.next_attempt_at > now or (m.tenant_id, "*") in self._paused:
                 continue
             for r in m.recipients:
-                if r.domain in self._domains or r.suppressed is not None:
+                if r.suppressed is not None:
                     continue
-                route = self._routes.get(r.domain)
+                key = (m.tenant_id, r.domain)
+                if key in admission or admission.leasing(key):
+                    continue
+                route = self.routes.get(r.domain)
                 if route is None or route.expires < mono:
                     continue
                 site = route.site
@@ -493,6 +604,9 @@ class DeliveryEngine:
                     continue
                 site.reserved += 1
                 claims.setdefault(m.id, {})[r.idx] = site
+                budget -= 1
+                if budget <= 0:
+                    return claims
         return claims
 
     def unclaim(self, claims: Mapping[str, Mapping[int, Any]]) -> None:
@@ -577,9 +691,13 @@ class DeliveryEngine:
             return
         if paused:
             self._paused.add((tenant_id, domain))
+            self.admission.discard((tenant_id, domain))
         else:
             self._paused.discard((tenant_id, domain))
-            self.activate(domain)
+            if tenant_id == "*":
+                self._scan_wake.set()
+            else:
+                self.activate((tenant_id, domain))
 
     def hold_tenant(self, tenant_id: str, held: bool) -> None:
         """Hold (or release) every queue of a tenant: its work buffered here goes back to
@@ -587,6 +705,9 @@ class DeliveryEngine:
         store leases none of it until released; a release rescans the queue."""
         if held:
             self._paused.add((tenant_id, "*"))
+            for key in self.admission.queues():
+                if key[0] == tenant_id:
+                    self.admission.discard(key)
             now = time.time()
             for site in self.sites.values():
                 self.release(site.drain_tenant(tenant_id), now=now)
@@ -598,69 +719,48 @@ class DeliveryEngine:
         """True while every queue of the tenant is held (a reputation pause)."""
         return (tenant_id, "*") in self._paused
 
-    # -- waking domains --------------------------------------------------------------
-    def notify(self, domains: Iterable[str]) -> None:
-        """Work became due now for these domains (called by ingest)."""
-        for domain in domains:
-            self.activate(domain)
+    # -- waking queues ---------------------------------------------------------------
+    def notify(self, queues: Iterable[QueueKey]) -> None:
+        """Work became due now in these queues (called by ingest)."""
+        for key in queues:
+            self.activate(key)
 
-    def activate(self, domain: str) -> None:
+    def activate(self, key: QueueKey) -> None:
+        """``key`` has due work: into its lane's ring (its route looked up first when not
+        known)."""
         if self.stopping:
             return
-        state = self._domains.get(domain)
-        if state is not None:
-            state.again = True
-            return
-        state = _DomainState()
-        self._domains[domain] = state
-        state.task = self.loop.create_task(
-            self._domain_loop(domain, state), name=f"domain:{domain}"
-        )
+        self.wakeups.cancel(key)
+        domain = key[1]
+        route = self.routes.get(domain)
+        if route is None or route.expires < time.monotonic():
+            self._look_up(domain, key)
+            if route is None:
+                return
+        lane = self._lane_of(route)
+        if lane is not None:
+            self.admission.ready(key, lane)
+            self._admit_wake.set()
 
-    def schedule(self, domain: str, at: float) -> None:
-        """Wake ``domain`` at ``at`` (now when it has passed)."""
+    def schedule(self, key: QueueKey, at: float) -> None:
+        """Wake ``key`` at ``at`` (now when it has passed)."""
         if at <= time.time():
-            self.activate(domain)
+            self.activate(key)
             return
-        at = math.ceil(at / _TICK) * _TICK
-        current = self._wake_at.get(domain)
-        if current is not None and current <= at:
-            if at > current:
-                # Kept for when the earlier wake-up has fired: each due time wakes the
-                # domain, not only the first one known.
-                self._later.setdefault(domain, set()).add(at)
-            return
-        if current is not None:
-            self._later.setdefault(domain, set()).add(current)
-        self._wake_at[domain] = at
-        heapq.heappush(self._timers, (at, domain))
-        if self._timers[0][1] == domain:
+        if key in self.admission and not self.admission.leasing(key):
+            return  # waiting in a ring already: it is leased as soon as its lane has room
+        if self.wakeups.schedule(key, at):
             self._timer_wake.set()
 
     async def _timer_loop(self) -> None:
-        """Activate domains when the retries and scheduled sends this node knows of fall
+        """Activate queues when the retries and scheduled sends this node knows of fall
         due: nothing is polled between full scans."""
         while not self.stopping:
             now = time.time()
-            while self._timers and self._timers[0][0] <= now:
-                at, domain = heapq.heappop(self._timers)
-                if self._wake_at.get(domain) == at:
-                    del self._wake_at[domain]
-                    self.activate(domain)
-                    later = self._later.get(domain)
-                    if later:
-                        later = {t for t in later if t > now}
-                        if later:
-                            nxt = min(later)
-                            later.discard(nxt)
-                            self._later[domain] = later
-                            self._wake_at[domain] = nxt
-                            heapq.heappush(self._timers, (nxt, domain))
-                        else:
-                            del self._later[domain]
-                    elif later is not None:
-                        del self._later[domain]
-            timeout = min(60.0, self._timers[0][0] - now) if self._timers else 60.0
+            for key in self.wakeups.pop_due(now):
+                self.activate(key)
+            nxt = self.wakeups.next_at()
+            timeout = min(60.0, nxt - now) if nxt is not None else 60.0
             self._timer_wake.clear()
             try:
                 await asyncio.wait_for(self._timer_wake.wait(), max(0.0, timeout))
@@ -668,21 +768,22 @@ class DeliveryEngine:
                 pass
 
     async def _scan_loop(self) -> None:
-        """Full scans of the queue, paged by domain: at start, every ``[queue]
+        """Full scans of the queue, paged by queue: at start, every ``[queue]
         scan_interval`` and when told to. They find what no wake-up announced — leases
         of a node that died, mail other nodes deferred — and re-arm the timers."""
         interval = self.config.queue.scan_interval
         while not self.stopping:
             try:
-                after = ""
+                self._paused = await self.store.paused_queues()
+                after: QueueKey = ("", "")
                 while True:
-                    page = await self.store.due_domains(limit=5000, after=after)
-                    for d in page:
-                        self.schedule(d.domain, d.next_attempt_at)
+                    page = await self.store.due_queues(owner=self.node_id, limit=5000, after=after)
+                    for q in page:
+                        if q.next_attempt_at is not None:
+                            self.schedule((q.tenant_id, q.domain), q.next_attempt_at)
                     if len(page) < 5000:
                         break
-                    after = page[-1].domain
-                self._paused = await self.store.paused_queues()
+                    after = (page[-1].tenant_id, page[-1].domain)
             except Exception:
                 log.exception("queue scan failed", extra={"action": "deliver.scan_failed"})
             self._expire_routes()
@@ -694,83 +795,166 @@ class DeliveryEngine:
 
     def _expire_routes(self) -> None:
         now = time.monotonic()
-        for domain in [d for d, r in self._routes.items() if r.expires < now]:
-            del self._routes[domain]
+        for domain in [d for d, r in self.routes.items() if r.expires < now - ROUTE_TTL]:
+            del self.routes[domain]
         idle = [
             k
             for k, s in self.sites.items()
-            if not s.workers and not s.buffer and now - s.last_used > 300
+            if not s.workers and not s.buffer and not s.reserved and now - s.last_used > 300
         ]
         for key in idle:
             site = self.sites.pop(key)
             self.bucket_sites.get(site.bucket, set()).discard(site)
 
-    async def _domain_loop(self, domain: str, state: _DomainState) -> None:
-        try:
-            while not self.stopping:
-                state.again = False
-                more = await self._lease_round(domain)
-                if not more and not state.again:
-                    return
-        except Exception:
-            log.exception(
-                "domain loop for %s failed", domain, extra={"action": "deliver.domain_failed"}
-            )
-        finally:
-            self._domains.pop(domain, None)
+    # -- admission -------------------------------------------------------------------
+    def wake_admission(self) -> None:
+        """A lane has room again (called by sites as their buffers drain)."""
+        self._admit_wake.set()
 
-    async def _lease_round(self, domain: str) -> bool:
-        """Lease once for ``domain``; True when there may be more due right now."""
-        route = await self.route(domain)
-        now = time.time()
-        if route.failure is not None:
-            leased = await self.store.lease(
-                domain,
-                now=now,
-                limit=self.max_lease,
-                lease_time=self.lease_time,
-                owner=self.node_id,
+    async def _admit_loop(self) -> None:
+        """Rounds of admission (see :mod:`postline.schedule.admission`): lease what the
+        lanes can take now, at most ``_LEASE_CALLS`` store calls at once."""
+        while not self.stopping:
+            self._admit_wake.clear()
+            grants: list[Grant[QueueKey]] = []
+            if len(self._leases) < _LEASE_CALLS:
+                budget = self.budget()
+                if budget > 0 and len(self.admission):
+                    grants = self.admission.plan(
+                        budget, max_rows=_LEASE_ROWS, max_queues=_LEASE_QUEUES
+                    )
+            if grants:
+                self._asked += sum(g.limit for g in grants)
+                task = self.loop.create_task(self._lease(grants), name="deliver:lease")
+                self._leases.add(task)
+                task.add_done_callback(self._lease_done)
+                await asyncio.sleep(_ROUND_GAP)
+                continue
+            try:
+                await asyncio.wait_for(self._admit_wake.wait(), 0.5)
+            except TimeoutError:
+                pass
+            await asyncio.sleep(_ROUND_GAP)
+
+    def _lease_done(self, task: asyncio.Task[None]) -> None:
+        self._leases.discard(task)
+        self._admit_wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "lease round failed",
+                exc_info=task.exception(),
+                extra={"action": "deliver.lease_failed"},
             )
-            self._fail_without_site(leased, route.failure, domain)
-            return len(leased) > 0
-        site = route.site
-        if site is None:
-            assert route.target is not None
-            assert self.paths is not None
-            return await self.paths.lease_round(domain, route.target)
-        if self.held(site):
-            self.schedule(domain, max(site.down_until, self._suspended.get(site.bucket, 0.0)))
-            return False
-        room = site.capacity()
-        if room <= 0:
-            await site.wait_space(1.0)
-            return True
-        want = min(room, self.max_lease)
-        leased = await self.store.lease(
-            domain, now=now, limit=want, lease_time=self.lease_time, owner=self.node_id
-        )
-        if not leased:
-            return False
-        items = []
-        count = 0
+
+    async def _lease(self, grants: list[Grant[QueueKey]]) -> None:
+        """One lease call for a round's grants; its work goes to the grants' lanes."""
+        asked = sum(g.limit for g in grants)
+        now = time.time()
+        requests = [LeaseRequest(g.key[0], g.key[1], g.limit) for g in grants]
+        try:
+            results = await self.store.lease_many(
+                requests, now=now, lease_time=self.lease_time, owner=self.node_id
+            )
+        except Exception:
+            self._asked -= asked
+            for g in grants:
+                self.admission.done(g, drained=False)
+            log.exception("lease failed", extra={"action": "deliver.lease_failed"})
+            await asyncio.sleep(1.0)
+            return
+        self._asked -= asked
         until = now + self.lease_time
-        for m in leased:
-            count += len(m.recipients)
-            per_txn = self.per_transaction(site, m.stream)
+        for grant, got in zip(grants, results, strict=True):
+            self.admission.done(grant, drained=got.drained)
+            if got.drained and got.next_due is not None:
+                self.schedule(grant.key, got.next_due)
+            if got.count:
+                self._hand_over(grant, got, until)
+
+    def _hand_over(self, grant: Grant[QueueKey], got: QueueLease, until: float) -> None:
+        """Give leased work to the lane of its domain's route now (where it was granted,
+        unless the route changed meanwhile)."""
+        domain = grant.key[1]
+        items = []
+        route = self.routes.get(domain)
+        lane: Lane | None = self._lane_of(route) if route is not None else None
+        for m in got.messages:
+            if route is not None and route.site is not None:
+                per_txn = self.per_transaction(route.site, m.stream)
+            elif route is not None and route.target is not None:
+                per_txn = self.per_transaction_of(route.target.base.limits, m.stream)
+            else:
+                per_txn = len(m.recipients)
             for i in range(0, len(m.recipients), per_txn):
                 items.append(WorkItem(m, m.recipients[i : i + per_txn], domain, until))
         self._hold(items)
-        site.put(items)
-        return count >= want
+        if self.stopping or lane is None:
+            self.release(items, now=time.time())
+            return
+        if lane is not grant.lane and grant.key in self.admission:
+            self.admission.ready(grant.key, lane)
+        if isinstance(lane, Site | SourceLane | _NoRoute):
+            lane.put(items)
+
+    def _lane_of(self, route: _Route) -> Lane | None:
+        if route.failure is not None:
+            return self.no_route
+        if route.site is not None:
+            return route.site
+        if route.target is None or self.paths is None:
+            return None
+        target = route.target
+        key = f"{target.base.key}|{target.site_name}"
+        lane = self._source_lanes.get(key)
+        if lane is None:
+            lane = SourceLane(self.paths, key, target)
+            self._source_lanes[key] = lane
+        else:
+            lane.target = target
+        return lane
 
     # -- routing ---------------------------------------------------------------------
     async def route(self, domain: str) -> _Route:
-        cached = self._routes.get(domain)
+        cached = self.routes.get(domain)
         if cached is not None and cached.expires > time.monotonic():
             return cached
         route = await self._resolve(domain)
-        self._routes[domain] = route
+        self.routes[domain] = route
         return route
+
+    def _look_up(self, domain: str, key: QueueKey) -> None:
+        """Find ``domain``'s route in the background; ``key`` joins its lane then."""
+        waiting = self._resolving.get(domain)
+        if waiting is not None:
+            waiting.add(key)
+            return
+        self._resolving[domain] = {key}
+        self._to_resolve.append(domain)
+        if len(self._resolver_tasks) < _RESOLVERS:
+            task = self.loop.create_task(self._resolver(), name="deliver:routes")
+            self._resolver_tasks.add(task)
+            task.add_done_callback(self._resolver_tasks.discard)
+
+    async def _resolver(self) -> None:
+        """Look up routes of due domains, a few at a time, and admit their queues."""
+        while self._to_resolve and not self.stopping:
+            domain = self._to_resolve.popleft()
+            try:
+                route = await self._resolve(domain)
+            except Exception:
+                log.exception(
+                    "route lookup for %s failed", domain, extra={"action": "deliver.route_failed"}
+                )
+                reply = dns_reply("temp_fail", domain, "route lookup failed")
+                route = _Route(None, reply, time.monotonic() + 5.0)
+            self.routes[domain] = route
+            keys = self._resolving.pop(domain, set())
+            lane = self._lane_of(route)
+            if lane is None:
+                continue
+            for key in keys:
+                self.admission.ready(key, lane)
+            self._admit_wake.set()
 
     async def _resolve(self, domain: str) -> _Route:
         expires = time.monotonic() + ROUTE_TTL
@@ -909,7 +1093,7 @@ class DeliveryEngine:
 
     async def throttle_state(self, domain: str) -> dict[str, Any] | None:
         # Only what is known already: an operator's listing must not wait for DNS.
-        route = self._routes.get(domain)
+        route = self.routes.get(domain)
         if route is None:
             return None
         if route.site is None:
@@ -1080,15 +1264,6 @@ class DeliveryEngine:
             return
         data["category"] = verdict.category.value
         data["hard"] = verdict.hard
-
-    def _fail_without_site(
-        self, leased: Sequence[LeasedMessage], reply: Reply, domain: str
-    ) -> None:
-        until = time.time() + self.lease_time
-        for m in leased:
-            item = WorkItem(m, m.recipients, domain, until)
-            self._hold([item])
-            self.finish_without_site(item, reply)
 
     def finish_without_site(self, item: WorkItem, reply: Reply) -> None:
         now = time.time()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from postline.throttle.rules import Destination
 if TYPE_CHECKING:
     from postline.deliver.engine import DeliveryEngine
 
-__all__ = ["SourcePaths", "Target"]
+__all__ = ["SourceLane", "SourcePaths", "Target"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,43 @@ class _Waiting:
     source: Source | None
 
 
+class SourceLane:
+    """The admission lane of the domains that share one destination and MX site: the
+    sites of every source towards it (see :mod:`postline.schedule.admission`)."""
+
+    def __init__(self, paths: SourcePaths, key: str, target: Target) -> None:
+        self.paths = paths
+        self.lane_key = key
+        self.target = target
+        """A target of the lane (all of them share its sites)."""
+        self.reserved = 0
+
+    def room(self) -> int:
+        """The room of the sites of the usable sources (a source's site not yet made
+        counts as empty); nothing while no source may send there."""
+        paths = self.paths
+        target = self.target
+        now = time.time()
+        room = 0
+        usable = False
+        for source in paths.egress.used:
+            if paths.hold_until(source, target, now):
+                continue
+            usable = True
+            site = target.sites.get(source.name)
+            room += site.capacity() if site is not None else paths.fresh_room(target)
+        return room if usable else 0
+
+    def put(self, items: Sequence[WorkItem]) -> None:
+        """Give each item a source (per domain, by its current route) and queue it."""
+        by_domain: dict[str, list[WorkItem]] = {}
+        for item in items:
+            by_domain.setdefault(item.domain, []).append(item)
+        for domain, group in by_domain.items():
+            target = self.paths.target_of(domain) or self.target
+            self.paths.start(self.paths.dispatch_leased(target, group), "deliver:dispatch")
+
+
 class SourcePaths:
     """Source choice, warm-up caps and provider blocks for one engine (see module)."""
 
@@ -104,7 +140,7 @@ class SourcePaths:
         # source -> provider -> throttle rule, for the warm-up counters touched today
         self._warm_seen: dict[str, dict[str, str]] = {}
         self._warm_day = ""
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         # The calendar of warm-up plans (day of the plan, day and hour windows); every
         # other time is the system's. Tests move it to an hour's end.
         self.clock: Callable[[], float] = time.time
@@ -181,49 +217,23 @@ class SourcePaths:
         e = self.engine
         return buffer_limit(target.base.limits, 0, e.default_connections, e.buffer_window)
 
-    async def lease_round(self, domain: str, target: Target) -> bool:
-        """Lease once for ``domain`` and share the work among sources; True when there
-        may be more due right now."""
-        e = self.engine
-        now = time.time()
-        room = 0
-        usable = False
-        wake = math.inf
-        for source in self.egress.used:
-            until = self.hold_until(source, target, now)
-            if until:
-                wake = min(wake, until)
-                continue
-            usable = True
-            site = target.sites.get(source.name)
-            room += site.capacity() if site is not None else self.fresh_room(target)
-        if not usable:
-            e.schedule(domain, wake)
-            return False
-        if room <= 0:
-            # Every usable source has a site (a new one has room): wait for one to drain.
-            sites = [s for s in target.sites.values() if s.buffer] or list(target.sites.values())
-            await sites[0].wait_space(1.0)
-            return True
-        want = min(room, e.max_lease)
-        leased = await e.store.lease(
-            domain, now=now, limit=want, lease_time=e.lease_time, owner=e.node_id
-        )
-        if not leased:
-            return False
+    def target_of(self, domain: str) -> Target | None:
+        """The target of ``domain``'s current route, if it has one."""
+        route = self.engine.routes.get(domain)
+        return route.target if route is not None else None
+
+    def start(self, coro: Any, name: str) -> None:
+        """Run ``coro`` as a task cancelled when the engine stops."""
+        task = self.engine.loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def dispatch_leased(self, target: Target, items: Sequence[WorkItem]) -> None:
+        """Leased work of one domain: tenant names learnt (dedicated pools), then
+        dispatched."""
         if self.egress.needs_tenant_names:
-            await self.learn_tenants(m.tenant_id for m in leased)
-        until = now + e.lease_time
-        items = []
-        count = 0
-        for m in leased:
-            count += len(m.recipients)
-            per_txn = e.per_transaction_of(target.base.limits, m.stream)
-            for i in range(0, len(m.recipients), per_txn):
-                items.append(WorkItem(m, m.recipients[i : i + per_txn], domain, until))
-        e.hold_items(items)
+            await self.learn_tenants(it.message.tenant_id for it in items)
         await self.dispatch(target, items)
-        return count >= want
 
     async def learn_tenants(self, tenant_ids: Iterable[str]) -> None:
         """Remember the names of tenants (pools may be dedicated by name)."""
@@ -409,17 +419,13 @@ class SourcePaths:
         return True
 
     def cancel(self) -> None:
-        """Stop strikes still being counted (the node is stopping)."""
+        """Stop strikes and dispatches still running (the node is stopping)."""
         for task in self._tasks:
             task.cancel()
 
     def strike(self, site: Site) -> None:
         """Count a block reply against the site's (source, destination) path."""
-        task = self.engine.loop.create_task(
-            self._strike(site.source, site.destination.provider), name="deliver:block"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.start(self._strike(site.source, site.destination.provider), "deliver:block")
 
     async def _strike(self, source: Source, provider: str) -> None:
         key = block_key(source.name, provider)

@@ -120,6 +120,22 @@ class Site:
             return 0
         return self.max_buffer() - len(self.buffer)
 
+    # -- as a lane of admission (postline.schedule.admission) ------------------------
+    @property
+    def lane_key(self) -> str:
+        return self.key
+
+    def room(self) -> int:
+        """What admission may lease for this site now: nothing while it is held (down,
+        suspended, blocked) or could not get a connection; otherwise its buffer room,
+        once at least a quarter of the buffer is free (leases come in useful sizes)."""
+        engine = self.engine
+        if engine.held(self) or (not self.workers and engine.connection_budget() <= 0):
+            return 0
+        cap = self.max_buffer()
+        free = self.capacity()
+        return free if free >= max(1, min(cap // 4, 50)) else 0
+
     async def wait_space(self, timeout: float) -> None:
         self._space.clear()
         if self.capacity() > 0:
@@ -141,6 +157,7 @@ class Site:
         item = self.buffer.popleft()
         if self.capacity() > 0:
             self._space.set()
+            self.engine.wake_admission()
         return item
 
     def spawn(self) -> None:
@@ -200,6 +217,7 @@ class Site:
         items = list(self.buffer)
         self.buffer.clear()
         self._space.set()
+        self.engine.wake_admission()
         return items
 
     def drain_tenant(self, tenant_id: str) -> list[WorkItem]:

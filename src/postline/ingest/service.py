@@ -19,7 +19,14 @@ from postline.ingest.render import HeaderInjection, fix_raw, render_message
 from postline.ingest.schema import MessageIn
 from postline.metrics import Metrics
 from postline.model.ids import new_id
-from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage, NewRecipient, Store
+from postline.store.base import (
+    IdempotencyClaim,
+    IdempotencyRecord,
+    NewMessage,
+    NewRecipient,
+    QueueKey,
+    Store,
+)
 
 __all__ = ["Dispatcher", "IngestLimits", "Ingestor", "SendingGate"]
 
@@ -29,8 +36,8 @@ class Dispatcher(Protocol):
 
     ``claim`` picks recipients the engine can start on at once; they are stored leased
     to this node, and ``take`` hands them over after the commit (``unclaim`` when the
-    commit failed or replayed). ``notify`` wakes the queue for the other due domains,
-    ``schedule`` for a domain whose mail is due later (``send_at``).
+    commit failed or replayed). ``notify`` wakes the other queues (tenant, domain) with
+    due mail, ``schedule`` a queue whose mail is due later (``send_at``).
     """
 
     def claim(self, messages: Sequence[NewMessage], *, now: float) -> dict[str, dict[int, Any]]: ...
@@ -45,9 +52,9 @@ class Dispatcher(Protocol):
 
     def unclaim(self, claims: Mapping[str, Mapping[int, Any]]) -> None: ...
 
-    def notify(self, domains: Iterable[str]) -> None: ...
+    def notify(self, queues: Iterable[QueueKey]) -> None: ...
 
-    def schedule(self, domain: str, at: float) -> None: ...
+    def schedule(self, queue: QueueKey, at: float) -> None: ...
 
 
 class SendingGate(Protocol):
@@ -80,6 +87,7 @@ class Ingestor:
         metrics: Metrics | None = None,
         lease_time: float = 300.0,
         gate: SendingGate | None = None,
+        ack_budget: float = 5.0,
     ) -> None:
         self.gate = gate
         self.metrics = metrics
@@ -98,6 +106,12 @@ class Ingestor:
         # by the next write that succeeds (see writes_healthy).
         self.store_refused_at: float | None = None
         self.refused_writes = 0
+        # Acknowledgement latency (monotonic times): writes in progress by start, and
+        # when the last write that took longer than ack_budget finished.
+        self.ack_budget = ack_budget
+        self._writing: dict[int, float] = {}
+        self._writes = 0
+        self._slow_at: float | None = None
 
     # -- building --------------------------------------------------------------------
     def _times(self, send_at: float | None, now: float) -> tuple[float, float]:
@@ -335,6 +349,15 @@ class Ingestor:
         last = self.store_refused_at
         return last is None or now - last >= retry_after
 
+    def acks_healthy(self, now: float, *, hold: float = 10.0) -> bool:
+        """False while accepting mail is slow: a write in progress for longer than the
+        ack budget, or one that took longer finished less than ``hold`` seconds ago
+        (``now``: monotonic)."""
+        budget = self.ack_budget
+        if any(now - started > budget for started in self._writing.values()):
+            return False
+        return self._slow_at is None or now - self._slow_at >= hold
+
     # -- enqueueing ------------------------------------------------------------------
     async def enqueue(
         self,
@@ -362,6 +385,10 @@ class Ingestor:
         dispatcher = self._dispatcher
         claims = dispatcher.claim(messages, now=now) if dispatcher is not None else {}
         lease_until = now + self.lease_time
+        started = time.monotonic()
+        self._writes += 1
+        token = self._writes
+        self._writing[token] = started
         try:
             replay = await self.store.enqueue(
                 messages,
@@ -380,6 +407,11 @@ class Ingestor:
                 if self.metrics is not None:
                     self.metrics.store_refusals.inc()
             raise
+        finally:
+            self._writing.pop(token, None)
+            finished = time.monotonic()
+            if finished - started > self.ack_budget:
+                self._slow_at = finished
         self.store_refused_at = None
         if replay is not None:
             if dispatcher is not None:
@@ -396,7 +428,7 @@ class Ingestor:
             dispatcher.take(messages, claims, lease_until=lease_until)
             dispatcher.notify(
                 {
-                    r.domain
+                    (m.tenant_id, r.domain)
                     for m in messages
                     if m.next_attempt_at <= now
                     for r in m.recipients
@@ -406,5 +438,5 @@ class Ingestor:
             for m in messages:
                 if m.next_attempt_at > now:
                     for domain in {r.domain for r in m.recipients if r.suppressed is None}:
-                        dispatcher.schedule(domain, m.next_attempt_at)
+                        dispatcher.schedule((m.tenant_id, domain), m.next_attempt_at)
         return None

@@ -1,9 +1,11 @@
 """The ``Store`` interface every backend implements, and the records it exchanges.
 
-The queue is a table of recipients partitioned by recipient domain. A node leases due
-recipients one domain at a time; a lease moves ``next_attempt_at`` to the lease's expiry,
-so rows of a node that died become due again by themselves. Every write that is
-acknowledged to a client is durable (fsync'd) when the call returns.
+The queue is a table of recipients partitioned by recipient domain. A *queue* is one
+tenant's recipients in one domain; a node leases due recipients queue by queue (many
+queues in one call), and a lease moves ``next_attempt_at`` to the lease's expiry, so rows
+of a node that died become due again by themselves. Queue sizes and recipients per state
+are counters kept in the transactions that change them, so views never count rows. Every
+write that is acknowledged to a client is durable (fsync'd) when the call returns.
 
 Backends: ``postline.store.sqlite`` (embedded default). Every backend passes the contract
 suite in ``tests/contract/test_store_contract.py``.
@@ -21,18 +23,22 @@ __all__ = [
     "ApiKey",
     "AttemptRecord",
     "DkimKeyRecord",
-    "DomainDue",
     "Event",
     "EventQuery",
     "IdempotencyClaim",
     "IdempotencyRecord",
     "InboundMessage",
+    "LeaseRequest",
     "LeasedMessage",
     "LeasedRecipient",
     "MessageView",
     "NewEvent",
     "NewMessage",
     "NewRecipient",
+    "QueueDepths",
+    "QueueDue",
+    "QueueKey",
+    "QueueLease",
     "QueueStat",
     "RecipientView",
     "ReputationCount",
@@ -110,10 +116,27 @@ class IdempotencyRecord:
     response: str
 
 
+QueueKey = tuple[str, str]
+"""A queue: (tenant id, recipient domain)."""
+
+
 @dataclass(frozen=True, slots=True)
-class DomainDue:
+class QueueDue:
+    """A queue with queued recipients and when the first of them falls due."""
+
+    tenant_id: str
     domain: str
-    next_attempt_at: float
+    next_attempt_at: float | None
+    """None: every queued recipient is held by the caller (it knows their times)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRequest:
+    """Lease up to ``limit`` due recipients of one queue."""
+
+    tenant_id: str
+    domain: str
+    limit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +163,22 @@ class LeasedMessage:
     recipients: list[LeasedRecipient]
     source: str = "api"
     stream: str = "transactional"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLease:
+    """What one :class:`LeaseRequest` got."""
+
+    tenant_id: str
+    domain: str
+    messages: list[LeasedMessage]
+    count: int
+    """Recipients leased (over all ``messages``)."""
+    drained: bool = False
+    """Fewer than asked were due: the queue has nothing more to lease now."""
+    next_due: float | None = None
+    """When drained: when its next recipient the caller does not hold falls due (None:
+    it has none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +290,14 @@ class QueueStat:
     oldest_at: float
     next_attempt_at: float
     paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepths:
+    """Queued recipients in the whole store and in its deepest domains (every tenant)."""
+
+    total: int
+    top: list[tuple[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,22 +478,38 @@ class Store(Protocol):
     async def purge_idempotency(self, older_than: float) -> int: ...
 
     # -- queue -----------------------------------------------------------------------
-    async def due_domains(self, limit: int = 10_000, after: str = "") -> list[DomainDue]:
-        """Domains with queued recipients and the earliest ``next_attempt_at`` of each.
+    async def due_queues(
+        self, *, owner: str, limit: int = 5000, after: QueueKey = ("", "")
+    ) -> list[QueueDue]:
+        """Queues with queued recipients, not paused, and when the first recipient of each
+        that ``owner`` does not hold falls due (leases of other nodes count: a dead node's
+        work is due when its lease ends; None when ``owner`` holds them all).
 
-        One page, in domain name order, of the domains after ``after``: call again with
-        the last domain of a full page to get the next one.
+        One page, in (tenant, domain) order, of the queues after ``after``: call again
+        with the last queue of a full page to get the next one. The cost is one index
+        probe per queue, never a scan of the recipients.
+        """
+        ...
+
+    async def lease_many(
+        self, requests: Sequence[LeaseRequest], *, now: float, lease_time: float, owner: str
+    ) -> list[QueueLease]:
+        """Lease due recipients of several queues at once, one :class:`QueueLease` per
+        request in order (oldest due first within each queue).
+
+        Paused queues (tenant, domain), domains paused for every tenant (tenant ``*``)
+        and tenants paused as a whole (domain ``*``) give nothing. Recipients of one
+        message come back together in one :class:`LeasedMessage`.
         """
         ...
 
     async def lease(
         self, domain: str, *, now: float, limit: int, lease_time: float, owner: str
     ) -> list[LeasedMessage]:
-        """Lease up to ``limit`` due recipients of ``domain`` (oldest due first).
+        """Lease up to ``limit`` due recipients of ``domain``, every tenant's (oldest due
+        first). For tools and tests: the delivery engine leases with :meth:`lease_many`.
 
-        Recipients of paused (tenant, domain) queues, and of tenants paused as a whole
-        (domain ``*``), are left alone. Recipients of one message come back together in
-        one :class:`LeasedMessage`.
+        Pauses are honoured as in :meth:`lease_many`.
         """
         ...
 
@@ -490,10 +553,27 @@ class Store(Protocol):
 
     async def events(self, query: EventQuery) -> list[Event]: ...
 
-    async def queue_stats(self, tenant_id: str | None = None) -> list[QueueStat]: ...
+    async def queue_stats(
+        self,
+        tenant_id: str | None = None,
+        *,
+        after: str = "",
+        limit: int = 1000,
+        domain: str | None = None,
+    ) -> list[QueueStat]:
+        """Queues in domain order, one page of up to ``limit`` after ``after`` (or only
+        ``domain``): a tenant's, with the domains paused for it that have nothing queued;
+        ``tenant_id`` None sums every tenant's queue of each domain. Read from counters
+        and one index probe per value shown: the cost follows the page, not the queue."""
+        ...
+
+    async def queue_depths(self, top: int = 50) -> QueueDepths:
+        """Queued recipients in all, and the ``top`` deepest domains (for metrics)."""
+        ...
 
     async def state_counts(self) -> dict[str, int]:
-        """Recipients per state over the whole store (for metrics and the demo)."""
+        """Recipients per state over the whole store (for metrics and the demo), from
+        counters kept as recipients change state."""
         ...
 
     async def set_paused(
@@ -633,11 +713,15 @@ class Store(Protocol):
 
     async def remove_sender_domain(self, tenant_id: str, domain: str) -> bool: ...
 
-    async def listen_due(self, callback: Callable[[frozenset[str]], None]) -> None:
-        """Call ``callback`` with domains other writers (nodes) announce work for.
+    async def listen_due(self, callback: Callable[[frozenset[QueueKey]], None]) -> None:
+        """Call ``callback`` with queues other writers (nodes) announce work for.
 
         An empty set means "rescan everything" (after a lost connection). A hint only:
-        callers keep polling :meth:`due_domains`, since nobody announces expiring leases.
+        callers keep polling :meth:`due_queues`, since nobody announces expiring leases.
         A single-node store may never call back.
         """
+        ...
+
+    async def drop_empty_queues(self) -> int:
+        """Forget the counters of queues with nothing queued (housekeeping)."""
         ...

@@ -1,5 +1,5 @@
 """PostgreSQL-specific behaviour of the store: several nodes on one database, partitioning,
-LISTEN/NOTIFY, error translation and the queue_domains summary."""
+LISTEN/NOTIFY, error translation and the counters folded from deltas."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from postline.store.base import (
     AttemptRecord,
     EventQuery,
     IdempotencyClaim,
+    LeaseRequest,
     NewMessage,
     NewRecipient,
 )
@@ -173,7 +174,7 @@ async def test_a_batch_of_1000_messages_is_one_durable_transaction(pg_dsn: str) 
         assert await store.state_counts() == {}
         await store.enqueue(batch[:-1])
         assert await store.state_counts() == {"queued": 1000}
-        assert len(await store.due_domains()) == 10
+        assert len(await store.due_queues(owner="n0")) == 10
 
 
 async def test_unreachable_server_is_store_unavailable(pg_dsn: str) -> None:
@@ -186,7 +187,7 @@ async def test_unreachable_server_is_store_unavailable(pg_dsn: str) -> None:
     with pytest.raises(StoreUnavailable):
         await store.open()
     with pytest.raises(StoreUnavailable):
-        await store.due_domains()
+        await store.due_queues(owner="n0")
 
 
 async def test_a_killed_connection_is_store_unavailable_then_recovers(pg_dsn: str) -> None:
@@ -218,22 +219,23 @@ async def test_a_killed_connection_is_store_unavailable_then_recovers(pg_dsn: st
 async def test_listen_due_wakes_other_nodes(pg_dsn: str) -> None:
     async with nodes(pg_dsn, 2) as (a, b):
         tid = (await a.create_tenant("acme")).id
-        woken: asyncio.Queue[frozenset[str]] = asyncio.Queue()
-        own: list[frozenset[str]] = []
+        woken: asyncio.Queue[frozenset[tuple[str, str]]] = asyncio.Queue()
+        own: list[frozenset[tuple[str, str]]] = []
         await b.listen_due(woken.put_nowait)
         await a.listen_due(own.append)
         await a.enqueue(
             [message(tid, "x@now.test", "y@now.test"), message(tid, "z@later.test", due=0)]
         )
+        want = {(tid, "now.test"), (tid, "later.test")}
         got = await asyncio.wait_for(woken.get(), 5)
-        while got != {"now.test", "later.test"} and len(got) < 2:
+        while got != want and len(got) < 2:
             got |= await asyncio.wait_for(woken.get(), 5)
-        assert got == {"now.test", "later.test"}
+        assert got == want
 
         # Mail scheduled for later wakes the listener when it becomes due.
         started = time.monotonic()
         await a.enqueue([message(tid, "s@sched.test", due=time.time() + 0.6)])
-        assert await asyncio.wait_for(woken.get(), 5) == {"sched.test"}
+        assert await asyncio.wait_for(woken.get(), 5) == {(tid, "sched.test")}
         assert time.monotonic() - started >= 0.5
         # Mail handed over already leased is the enqueuing node's business only.
         m = message(tid, "h@handed.test")
@@ -246,7 +248,7 @@ async def test_listen_due_wakes_other_nodes(pg_dsn: str) -> None:
 async def test_listen_due_survives_a_lost_connection(pg_dsn: str) -> None:
     async with nodes(pg_dsn, 2) as (a, b):
         tid = (await a.create_tenant("acme")).id
-        woken: asyncio.Queue[frozenset[str]] = asyncio.Queue()
+        woken: asyncio.Queue[frozenset[tuple[str, str]]] = asyncio.Queue()
         await b.listen_due(woken.put_nowait)
         killed = await a._call(
             lambda c: c.fetchval(
@@ -257,52 +259,50 @@ async def test_listen_due_survives_a_lost_connection(pg_dsn: str) -> None:
         assert killed == 1
         assert await asyncio.wait_for(woken.get(), 5) == frozenset()  # rescan: we were away
         await a.enqueue([message(tid, "x@back.test")])
-        assert await asyncio.wait_for(woken.get(), 5) == {"back.test"}
+        assert await asyncio.wait_for(woken.get(), 5) == {(tid, "back.test")}
 
 
 async def test_resuming_a_pause_wakes_other_nodes(pg_dsn: str) -> None:
     async with nodes(pg_dsn, 2) as (a, b):
-        woken: asyncio.Queue[frozenset[str]] = asyncio.Queue()
+        woken: asyncio.Queue[frozenset[tuple[str, str]]] = asyncio.Queue()
         await b.listen_due(woken.put_nowait)
+        await a.set_paused("t1", "held.test", True, now=NOW)
+        await a.set_paused("t1", "held.test", False, now=NOW)
+        assert await asyncio.wait_for(woken.get(), 5) == {("t1", "held.test")}
+        # A domain resumed for every tenant: every node rescans its queues.
         await a.set_paused("*", "held.test", True, now=NOW)
         await a.set_paused("*", "held.test", False, now=NOW)
-        assert await asyncio.wait_for(woken.get(), 5) == {"held.test"}
+        assert await asyncio.wait_for(woken.get(), 5) == frozenset()
 
 
-async def test_empty_domains_leave_the_summary_but_never_a_busy_one(pg_dsn: str) -> None:
-    async with nodes(pg_dsn, 1) as (store,):
-        tid = (await store.create_tenant("acme")).id
-        m = message(tid, "a@gone.test", "b@stay.test")
-        await store.enqueue([m])
-        await store.cancel(tid, m.id, now=NOW)
-        await store.enqueue([message(tid, "c@stay.test")])
-        assert await store._sweep_domains() == 1
-        listed = await store._call(lambda c: c.fetch("SELECT domain FROM queue_domains"))
-        assert [r[0] for r in listed] == ["stay.test"]
-
-        # An enqueue still in flight for an empty domain holds the sweep off: the sweep
-        # gives up rather than delete a domain that is about to get mail.
-        await store.enqueue([message(tid, "x@race.test")])
-        await store._call(lambda c: c.execute("UPDATE recipients SET state = 'cancelled'"))
-        writer = await asyncpg.connect(pg_dsn)
-        try:
-            tx = writer.transaction()
-            await tx.start()
-            await writer.execute(
-                "INSERT INTO queue_domains VALUES ('race.test') ON CONFLICT DO NOTHING"
-            )
-            await writer.execute(
-                "INSERT INTO recipients (message_id, idx, tenant_id, address, domain, state,"
-                " created_at, next_attempt_at, expires_at, updated_at)"
-                " VALUES ('late', 0, $1, 'y@race.test', 'race.test', 'queued',"
-                " 0, 0, 9e9, 0)",
-                tid,
-            )
-            assert await store._sweep_domains() == 0
-            await tx.commit()
-        finally:
-            await writer.close()
-        assert [d.domain for d in await store.due_domains()] == ["race.test"]
+async def test_counts_add_up_across_nodes_before_and_after_folding(pg_dsn: str) -> None:
+    async with nodes(pg_dsn, 2) as (a, b):
+        tid = (await a.create_tenant("acme")).id
+        msgs = [message(tid, f"u{i}@d{i % 3}.test") for i in range(30)]
+        await asyncio.gather(a.enqueue(msgs[:15]), b.enqueue(msgs[15:]))
+        pending = await a._call(lambda c: c.fetchval("SELECT count(*) FROM queue_count_deltas"))
+        assert pending > 0  # not folded yet: reads add the deltas
+        assert (await b.queue_depths()).total == 30
+        leased = await a.lease_many(
+            [LeaseRequest(tid, "d0.test", 100)], now=time.time(), lease_time=30, owner="n0"
+        )
+        recs = [
+            AttemptRecord(m.id, r.idx, tid, r.address, RecipientState.DELIVERED,
+                          EventType.DELIVERED, NOW, code=250)
+            for m in leased[0].messages for r in m.recipients
+        ]  # fmt: skip
+        await b.record(recs)
+        assert await a.state_counts() == {"queued": 20, "delivered": 10}
+        assert await asyncio.gather(a.fold_counts(), b.fold_counts())
+        assert await a._call(lambda c: c.fetchval("SELECT count(*) FROM queue_count_deltas")) == 0
+        assert await b.state_counts() == {"queued": 20, "delivered": 10}
+        depths = await a.queue_depths()
+        assert depths.total == 20 and sorted(depths.top) == [("d1.test", 10), ("d2.test", 10)]
+        assert [(s.domain, s.depth) for s in await b.queue_stats(tid)] == [
+            ("d1.test", 10),
+            ("d2.test", 10),
+        ]
+        assert await a.drop_empty_queues() == 1  # d0.test
 
 
 async def test_concurrent_enqueues_share_statements_and_a_bad_one_fails_alone(

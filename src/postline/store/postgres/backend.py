@@ -9,10 +9,13 @@ rows tagged with its group, so one call's claim never decides another's. A batch
 an integrity rule is retried call by call, so only the offending call fails.
 
 The recipient queue is hash-partitioned by recipient domain (see ``schema.sql``, which also
-says how the tables distribute on Citus). Leases take due rows of one domain with
-``FOR UPDATE SKIP LOCKED``: nodes leasing the same domain at once get disjoint rows and never
-wait for each other. ``queue_domains`` lists the domains that may have queued rows, so
-``due_domains`` is one index probe per domain however deep the queue is.
+says how the tables distribute on Citus). Leases take due rows of many queues (tenant,
+domain) in one statement with ``FOR UPDATE SKIP LOCKED``: nodes leasing the same queue at
+once get disjoint rows and never wait for each other. Statement triggers on ``recipients``
+append count deltas per queue and per state; a background task folds them into the totals
+every ``_FOLD_INTERVAL`` seconds, and reads add the deltas not yet folded. So
+``due_queues``, queue views and metrics read counters (one index probe per queue shown),
+however deep the queue is.
 
 ``enqueue`` announces domains with work on the channel ``postline_due`` (LISTEN/NOTIFY),
 after its commit and coalesced with other enqueues of this store (a NOTIFY inside the
@@ -49,11 +52,11 @@ from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
 from postline.model import EventType, RecipientState
 from postline.model.ids import new_id
 from postline.store._counts import merge_counts
+from postline.store._rows import group_leased, stat_of, sum_stats, with_paused
 from postline.store.base import (
     ApiKey,
     AttemptRecord,
     DkimKeyRecord,
-    DomainDue,
     Event,
     EventQuery,
     IdempotencyClaim,
@@ -61,9 +64,14 @@ from postline.store.base import (
     InboundMessage,
     LeasedMessage,
     LeasedRecipient,
+    LeaseRequest,
     MessageView,
     NewEvent,
     NewMessage,
+    QueueDepths,
+    QueueDue,
+    QueueKey,
+    QueueLease,
     QueueStat,
     RecipientView,
     ReputationCount,
@@ -91,8 +99,8 @@ if TYPE_CHECKING:
     Conn: TypeAlias = (
         asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
     )
-DueCallback = Callable[[frozenset[str]], None]
-"""Called with domains that may have due work; an empty set means "rescan every domain"."""
+DueCallback = Callable[[frozenset[QueueKey]], None]
+"""Called with queues that may have due work; an empty set means "rescan every queue"."""
 
 NOTIFY_CHANNEL = "postline_due"
 _PACKAGE = "postline.store.postgres"
@@ -103,7 +111,7 @@ _MAX_BATCH_ROWS = 20_000  # messages + recipients in one statement (a lone call 
 _RETRIES = 3  # attempts of an operation that lost a deadlock or serialisation race
 _HORIZON_STEP = 10_000  # event ids examined per horizon walk
 _HORIZON_BACKFILL = 10_000  # ids below the newest that a fresh store re-examines
-_GC_INTERVAL = 60.0  # seconds between sweeps of queue_domains for empty domains
+_FOLD_INTERVAL = 2.0  # seconds between folds of count deltas into the totals
 _LISTEN_PING = 10.0  # seconds between liveness checks of the LISTEN connection
 
 
@@ -179,30 +187,38 @@ async def _apply_schema(conn: Conn) -> None:
                 await conn.execute(_Q["set_schema_version"], number)
 
 
-def _notify_payloads(origin: str, now: Collection[str], later: Mapping[str, float]) -> list[str]:
-    """JSON payloads of at most ``_NOTIFY_LIMIT`` bytes: ``{"o", "now": [...], "at": {...}}``."""
+def _notify_payloads(
+    origin: str, now: Collection[QueueKey], later: Mapping[QueueKey, float], rescan: bool = False
+) -> list[str]:
+    """JSON payloads of at most ``_NOTIFY_LIMIT`` bytes:
+    ``{"o", "now": [[tenant, domain], ...], "at": [[tenant, domain, time], ...]}``, and
+    ``"rescan": true`` asking every node to scan its queues."""
     payloads: list[str] = []
-    cur_now: list[str] = []
-    cur_at: dict[str, float] = {}
+    cur_now: list[list[str]] = []
+    cur_at: list[list[Any]] = []
     size = 0
-    base = len(json.dumps({"o": origin, "now": [], "at": {}}))
+    base = len(json.dumps({"o": origin, "now": [], "at": []}))
 
     def flush() -> None:
         nonlocal cur_now, cur_at, size
         if cur_now or cur_at:
             payloads.append(json.dumps({"o": origin, "now": cur_now, "at": cur_at}))
-        cur_now, cur_at, size = [], {}, 0
+        cur_now, cur_at, size = [], [], 0
 
-    for domain in sorted(now):
-        if base + size + len(domain) + 4 > _NOTIFY_LIMIT:
+    if rescan:
+        payloads.append(json.dumps({"o": origin, "rescan": True}))
+    for tenant, domain in sorted(now):
+        n = len(tenant) + len(domain) + 10
+        if base + size + n > _NOTIFY_LIMIT:
             flush()
-        cur_now.append(domain)
-        size += len(domain) + 4
-    for domain, at in sorted(later.items()):
-        if base + size + len(domain) + 30 > _NOTIFY_LIMIT:
+        cur_now.append([tenant, domain])
+        size += n
+    for (tenant, domain), at in sorted(later.items()):
+        n = len(tenant) + len(domain) + 36
+        if base + size + n > _NOTIFY_LIMIT:
             flush()
-        cur_at[domain] = at
-        size += len(domain) + 30
+        cur_at.append([tenant, domain, at])
+        size += n
     flush()
     return payloads
 
@@ -214,7 +230,7 @@ class _Listener:
         self.store = store
         self.callback = callback
         self.include_own = include_own
-        self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.timers: dict[QueueKey, asyncio.TimerHandle] = {}
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self.lost = asyncio.Event()
@@ -225,44 +241,49 @@ class _Listener:
             data = json.loads(str(payload))
             if not self.include_own and data.get("o") == self.store.origin:
                 return
-            now_domains = frozenset(str(d) for d in data.get("now", ()))
-            later = {str(d): float(at) for d, at in dict(data.get("at", {})).items()}
+            entries = list(data.get("now", ())) + [e[:2] for e in data.get("at", ())]
+            if data.get("rescan") or any(not isinstance(e, list) for e in entries):
+                # A rescan, or a node of an older version naming domains only.
+                self._deliver(frozenset())
+                return
+            now_queues = frozenset((str(t), str(d)) for t, d in data.get("now", ()))
+            later = {(str(t), str(d)): float(at) for t, d, at in data.get("at", ())}
         except (ValueError, TypeError, AttributeError):
             log.warning("bad due notification %r", payload, extra={"action": "store.notify_bad"})
             return
-        if now_domains:
-            self._deliver(now_domains)
+        if now_queues:
+            self._deliver(now_queues)
         if later:
             self._schedule(later)
 
-    def _deliver(self, domains: frozenset[str]) -> None:
+    def _deliver(self, queues: frozenset[QueueKey]) -> None:
         try:
-            self.callback(domains)
+            self.callback(queues)
         except Exception:
             log.exception("due callback failed", extra={"action": "store.listen_callback"})
 
-    def _schedule(self, later: Mapping[str, float]) -> None:
+    def _schedule(self, later: Mapping[QueueKey, float]) -> None:
         loop = asyncio.get_running_loop()
         wall = time.time()
         mono = loop.time()
         due_now = set()
-        for domain, at in later.items():
+        for key, at in later.items():
             if at <= wall:
-                due_now.add(domain)
+                due_now.add(key)
                 continue
             when = mono + (at - wall)
-            timer = self.timers.get(domain)
+            timer = self.timers.get(key)
             if timer is not None and not timer.cancelled() and timer.when() <= when:
                 continue
             if timer is not None:
                 timer.cancel()
-            self.timers[domain] = loop.call_at(when, self._fire, domain)
+            self.timers[key] = loop.call_at(when, self._fire, key)
         if due_now:
             self._deliver(frozenset(due_now))
 
-    def _fire(self, domain: str) -> None:
-        self.timers.pop(domain, None)
-        self._deliver(frozenset({domain}))
+    def _fire(self, key: QueueKey) -> None:
+        self.timers.pop(key, None)
+        self._deliver(frozenset({key}))
 
     def _on_terminate(self, _conn: object) -> None:
         self.lost.set()
@@ -354,8 +375,8 @@ class _Enqueue:
         self.claim_key = (str(tenant_id), idempotency.key) if idempotency is not None else None
         self.m_cols: list[list[Any]] = [[] for _ in range(12)]
         self.r_cols: list[list[Any]] = [[] for _ in range(14)]
-        self.due_now: set[str] = set()
-        self.due_at: dict[str, float] = {}
+        self.due_now: set[QueueKey] = set()
+        self.due_at: dict[QueueKey, float] = {}
         wall = time.time()
         for m in messages:
             for col, value in zip(
@@ -408,10 +429,11 @@ class _Enqueue:
                     col.append(value)
                 if owned or suppressed:
                     continue
+                key = (m.tenant_id, r.domain)
                 if m.next_attempt_at <= wall:
-                    self.due_now.add(r.domain)
-                elif m.next_attempt_at < self.due_at.get(r.domain, float("inf")):
-                    self.due_at[r.domain] = m.next_attempt_at
+                    self.due_now.add(key)
+                elif m.next_attempt_at < self.due_at.get(key, float("inf")):
+                    self.due_at[key] = m.next_attempt_at
         self.rows = len(self.m_cols[0]) + len(self.r_cols[0])
 
 
@@ -495,8 +517,9 @@ class PostgresStore:
         self._horizon = -1  # event ids up to here are final; -1: not looked yet
         self._holes: dict[int, float] = {}  # first missing id -> when it was first seen
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._pending_now: set[str] = set()
-        self._pending_at: dict[str, float] = {}
+        self._pending_now: set[QueueKey] = set()
+        self._pending_at: dict[QueueKey, float] = {}
+        self._pending_rescan = False
         self._flusher: asyncio.Task[None] | None = None
         self._listeners: list[_Listener] = []
         self._pending: list[_Enqueue] = []
@@ -504,8 +527,7 @@ class PostgresStore:
         self._max_writers = max(1, min(4, max_size - 1))
         self._batches = 0
         self._ops = 0
-        self._last_gc = 0.0
-        self._gc_task: asyncio.Task[int] | None = None
+        self._folder: asyncio.Task[None] | None = None
 
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
@@ -527,12 +549,14 @@ class PostgresStore:
                 raise
             raise mapped from exc
         self._pool = pool
-        self._last_gc = time.monotonic()
         try:
             await self._call(_apply_schema)
         except BaseException:
             await self.close()
             raise
+        self._folder = asyncio.get_running_loop().create_task(
+            self._fold_loop(), name="postline-pg-fold"
+        )
 
     async def close(self) -> None:
         while self._writers:
@@ -540,11 +564,14 @@ class PostgresStore:
         for listener in self._listeners:
             await listener.stop()
         self._listeners.clear()
-        for task in (self._flusher, self._gc_task):
-            if task is not None and not task.done():
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(task), 5)
-        self._gc_task = None
+        if self._folder is not None:
+            self._folder.cancel()
+            with contextlib.suppress(BaseException):
+                await self._folder
+            self._folder = None
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._flusher), 5)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -753,14 +780,17 @@ class PostgresStore:
         return await self._call(op)
 
     # -- notifications ---------------------------------------------------------------
-    def _announce(self, now: Collection[str], later: Mapping[str, float]) -> None:
-        """Queue domains for the next NOTIFY; one flusher task sends what piled up."""
-        if not now and not later:
+    def _announce(
+        self, now: Collection[QueueKey], later: Mapping[QueueKey, float], rescan: bool = False
+    ) -> None:
+        """Queue queues for the next NOTIFY; one flusher task sends what piled up."""
+        if not now and not later and not rescan:
             return
         self._pending_now.update(now)
-        for domain, at in later.items():
-            if at < self._pending_at.get(domain, float("inf")):
-                self._pending_at[domain] = at
+        self._pending_rescan = self._pending_rescan or rescan
+        for key, at in later.items():
+            if at < self._pending_at.get(key, float("inf")):
+                self._pending_at[key] = at
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(
                 self._flush_notifications(), name="postline-pg-notify"
@@ -768,10 +798,11 @@ class PostgresStore:
 
     async def _flush_notifications(self) -> None:
         try:
-            while self._pending_now or self._pending_at:
+            while self._pending_now or self._pending_at or self._pending_rescan:
                 now, self._pending_now = self._pending_now, set()
                 later, self._pending_at = self._pending_at, {}
-                payloads = _notify_payloads(self.origin, now, later)
+                rescan, self._pending_rescan = self._pending_rescan, False
+                payloads = _notify_payloads(self.origin, now, later, rescan)
 
                 async def op(conn: Conn, payloads: list[str] = payloads) -> None:
                     for payload in payloads:
@@ -884,14 +915,14 @@ class PostgresStore:
         return await self._call(op)
 
     async def listen_due(self, callback: DueCallback, *, include_own: bool = False) -> None:
-        """Call ``callback`` whenever another node announces domains with work.
+        """Call ``callback`` whenever another node announces queues with work.
 
-        Domains whose mail is due now come at once; mail scheduled for later comes when its
+        Queues whose mail is due now come at once; mail scheduled for later comes when its
         time arrives (a timer in this process). After the LISTEN connection was lost and
         re-established the callback gets an empty set: rescan everything. Announcements of
         this very store are skipped unless ``include_own``. Returns once listening; stops at
         :meth:`close`. Announcements are a hint, never the only trigger: keep polling
-        ``due_domains`` (leases that expire are announced by nobody).
+        ``due_queues`` (leases that expire are announced by nobody).
         """
         if self._pool is None:
             raise StoreUnavailable("the store is closed")
@@ -906,39 +937,81 @@ class PostgresStore:
         self._listeners.append(listener)
 
     # -- queue -----------------------------------------------------------------------
-    async def due_domains(self, limit: int = 10_000, after: str = "") -> list[DomainDue]:
-        async def op(conn: Conn) -> list[DomainDue]:
-            rows = await conn.fetch(_Q["due_domains"], limit, after)
-            return [DomainDue(d, due) for d, due in rows]
+    async def _fold_loop(self) -> None:
+        """Fold count deltas into the totals now and then (see module docstring)."""
+        while True:
+            await asyncio.sleep(_FOLD_INTERVAL)
+            try:
+                await self.fold_counts()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("count fold skipped: %s", exc, extra={"action": "store.fold"})
 
-        out = await self._call(op)
-        if time.monotonic() - self._last_gc > _GC_INTERVAL and (
-            self._gc_task is None or self._gc_task.done()
-        ):
-            self._last_gc = time.monotonic()
-            self._gc_task = asyncio.get_running_loop().create_task(
-                self._sweep_domains(), name="postline-pg-domain-gc"
-            )
-        return out
-
-    async def _sweep_domains(self) -> int:
-        """Drop domains with nothing queued from ``queue_domains``; returns how many."""
+    async def fold_counts(self) -> int:
+        """Move pending count deltas into the totals; returns how many delta rows."""
 
         async def op(conn: Conn) -> int:
-            empty = [r[0] for r in await conn.fetch(_Q["empty_domains"], 10_000)]
-            if not empty:
-                return 0
-            async with conn.transaction():
-                # Never hold enqueues back for long: give up and retry at the next sweep.
-                await conn.execute("SET LOCAL lock_timeout = '200ms'")
-                await conn.execute(_Q["lock_queue_domains"])
-                return _rowcount(await conn.execute(_Q["drop_empty_domains"], empty))
+            return int(await conn.fetchval(_Q["fold_counts"]))
 
-        try:
-            return await self._call(op)
-        except Exception as exc:
-            log.info("queue domain sweep skipped: %s", exc, extra={"action": "store.domain_gc"})
-            return 0
+        return await self._call(op)
+
+    async def due_queues(
+        self, *, owner: str, limit: int = 5000, after: QueueKey = ("", "")
+    ) -> list[QueueDue]:
+        async def op(conn: Conn) -> list[QueueDue]:
+            rows = await conn.fetch(_Q["due_queues"], owner, after[0], after[1], limit)
+            return [QueueDue(t, d, due) for t, d, due in rows]
+
+        return await self._call(op)
+
+    async def lease_many(
+        self, requests: Sequence[LeaseRequest], *, now: float, lease_time: float, owner: str
+    ) -> list[QueueLease]:
+        if not requests:
+            return []
+        until = now + lease_time
+        tenants = [r.tenant_id for r in requests]
+        domains = [r.domain for r in requests]
+        limits = [r.limit for r in requests]
+
+        async def op(conn: Conn) -> list[QueueLease]:
+            rows = await conn.fetch(_Q["lease_queues"], tenants, domains, limits, now, until, owner)
+            per_queue: list[list[LeasedRecipient]] = [[] for _ in requests]
+            for row in rows:
+                per_queue[row[0] - 1].append(LeasedRecipient(*row[1:]))
+            ids = list({r.message_id for rcpts in per_queue for r in rcpts})
+            bodies = {
+                row[0]: tuple(row[1:])
+                for row in (await conn.fetch(_Q["lease_bodies"], ids) if ids else [])
+            }
+            drained = [
+                i
+                for i, (req, got) in enumerate(zip(requests, per_queue, strict=True))
+                if len(got) < req.limit
+            ]
+            next_due: dict[int, float | None] = {}
+            if drained:
+                for n, due in await conn.fetch(
+                    _Q["queues_next_due"],
+                    owner,
+                    [tenants[i] for i in drained],
+                    [domains[i] for i in drained],
+                ):
+                    next_due[drained[n - 1]] = due
+            return [
+                QueueLease(
+                    req.tenant_id,
+                    req.domain,
+                    group_leased(got, bodies),
+                    len(got),
+                    i in next_due,
+                    next_due.get(i),
+                )
+                for i, (req, got) in enumerate(zip(requests, per_queue, strict=True))
+            ]
+
+        return await self._call(op)
 
     async def lease(
         self, domain: str, *, now: float, limit: int, lease_time: float, owner: str
@@ -947,31 +1020,12 @@ class PostgresStore:
 
         async def op(conn: Conn) -> list[LeasedMessage]:
             rows = await conn.fetch(_Q["lease"], domain, now, limit, owner, until)
-            if not rows:
+            rcpts = [LeasedRecipient(*row) for row in rows]
+            ids = list({r.message_id for r in rcpts})
+            if not ids:
                 return []
-            by_message: dict[str, list[LeasedRecipient]] = {}
-            for row in rows:
-                r = LeasedRecipient(*row)
-                by_message.setdefault(r.message_id, []).append(r)
-            out = []
-            for mid, tenant, mail_from, body, mid_header, source, stream in await conn.fetch(
-                _Q["lease_bodies"], list(by_message)
-            ):
-                rcpts = by_message[mid]
-                rcpts.sort(key=lambda r: r.idx)
-                out.append(
-                    LeasedMessage(
-                        mid,
-                        tenant,
-                        mail_from,
-                        body,
-                        mid_header,
-                        rcpts,
-                        source=source,
-                        stream=stream,
-                    )
-                )
-            return out
+            bodies = {row[0]: tuple(row[1:]) for row in await conn.fetch(_Q["lease_bodies"], ids)}
+            return group_leased(rcpts, bodies)
 
         return await self._call(op)
 
@@ -1203,23 +1257,42 @@ class PostgresStore:
             del self._holes[hole]
         return horizon
 
-    async def queue_stats(self, tenant_id: str | None = None) -> list[QueueStat]:
+    async def queue_stats(
+        self,
+        tenant_id: str | None = None,
+        *,
+        after: str = "",
+        limit: int = 1000,
+        domain: str | None = None,
+    ) -> list[QueueStat]:
         async def op(conn: Conn) -> list[QueueStat]:
             if tenant_id is None:
-                rows = await conn.fetch(_Q["queue_stats"])
-                paused_rows: list[Any] = []
-            else:
-                rows = await conn.fetch(_Q["queue_stats_tenant"], tenant_id)
-                paused_rows = await conn.fetch(_Q["paused_tenant"], tenant_id)
-            stats = [
-                QueueStat(d, n, int(deferred or 0), oldest, nxt, bool(p))
-                for d, n, deferred, oldest, nxt, p in rows
+                by_domain: dict[str, list[Sequence[Any]]] = {}
+                for row in await conn.fetch(_Q["queue_domains_page"], after, limit, domain):
+                    by_domain.setdefault(row[0], []).append(tuple(row))
+                return [sum_stats(d, rows) for d, rows in by_domain.items()]
+            rows = await conn.fetch(_Q["queue_page"], tenant_id, after, limit, domain)
+            stats = [stat_of(tuple(row)) for row in rows]
+            paused = [
+                d
+                for d, _at in await conn.fetch(_Q["paused_tenant"], tenant_id)
+                if d != "*" and d > after and (domain is None or d == domain)
             ]
-            seen = {s.domain for s in stats}
-            for domain, _at in paused_rows:
-                if domain not in seen and domain != "*":
-                    stats.append(QueueStat(domain, 0, 0, 0.0, 0.0, True))
-            return stats
+            return with_paused(stats, paused, limit)
+
+        return await self._call(op)
+
+    async def queue_depths(self, top: int = 50) -> QueueDepths:
+        async def op(conn: Conn) -> QueueDepths:
+            rows = await conn.fetch(_Q["queue_depths"], top)
+            total = next((int(n) for d, n in rows if d is None), 0)
+            return QueueDepths(total, [(d, int(n)) for d, n in rows if d is not None])
+
+        return await self._call(op)
+
+    async def drop_empty_queues(self) -> int:
+        async def op(conn: Conn) -> int:
+            return _rowcount(await conn.execute(_Q["drop_empty_queues"]))
 
         return await self._call(op)
 
@@ -1513,7 +1586,10 @@ class PostgresStore:
         await self._call(op)
         if not paused:
             # Mail held back by the pause may be due now, on any node.
-            self._announce({domain}, {})
+            if tenant_id == "*" or domain == "*":
+                self._announce((), {}, rescan=True)
+            else:
+                self._announce({(tenant_id, domain)}, {})
 
 
 def _rowcount(status: str) -> int:

@@ -47,9 +47,10 @@ DELETE FROM idempotency WHERE created_at < $1;
 -- name: enqueue
 -- One statement for a group commit of several enqueue calls ("groups" 0..n-1): one round
 -- trip, one commit. Idempotency claims go first (a concurrent claim of the same key waits
--- for the other transaction, then does nothing); a group's messages, recipients, domains
+-- for the other transaction, then does nothing); a group's messages, recipients
 -- and "accepted" events are stored only when its claim was taken or it has none. Returns
--- the stored groups.
+-- the stored groups. (The counters of queues and states follow from the trigger on
+-- recipients.)
 -- Claims $1..$7 (tenant, key, request hash, status, response, claimed at, group); $8 groups
 -- without a claim; messages $9..$21 (the last: group); recipients $22..$32 (lease owner and
 -- expiry NULL unless handed over leased; the last: group); per recipient $33 event data,
@@ -79,13 +80,6 @@ WITH claim AS (
          AS u(id, tenant_id, created_at, mail_from, message_id_header, subject, source, stream,
               tags, metadata, size, body, g)
     WHERE u.g IN (SELECT g FROM ok)
-), d AS (
-    -- Sorted, so concurrent enqueues take new domains' index entries in one order.
-    INSERT INTO queue_domains (domain)
-    SELECT DISTINCT x.domain FROM unnest($26::text[], $32::int[]) AS x(domain, g)
-    WHERE x.g IN (SELECT g FROM ok)
-    ORDER BY x.domain
-    ON CONFLICT (domain) DO NOTHING
 ), r AS (
     INSERT INTO recipients (message_id, idx, tenant_id, address, domain, state, attempts,
                             created_at, next_attempt_at, expires_at, updated_at, lease_owner,
@@ -118,38 +112,78 @@ JOIN unnest($1::text[], $2::text[]) AS c(tenant_id, key) USING (tenant_id, key);
 -- name: notify
 SELECT pg_notify($1, $2);
 
--- name: due_domains
--- One probe of the due index per listed domain (runtime partition pruning keeps each
--- probe in the domain's own partition).
-SELECT q.domain, d.due
-FROM queue_domains q
-CROSS JOIN LATERAL (
-    SELECT min(r.next_attempt_at) AS due FROM recipients r
-    WHERE r.state = 'queued' AND r.domain = q.domain
-) d
-WHERE d.due IS NOT NULL AND q.domain > $2
-ORDER BY q.domain
-LIMIT $1;
+-- name: due_queues
+-- One page of queues with queued recipients, none paused, in (tenant, domain) order after
+-- ($2, $3), each with the due time of its first recipient not leased by $1 (NULL: $1 holds
+-- them all): counts from the totals plus pending deltas, one index probe per queue.
+WITH c AS (
+    SELECT x.tenant_id, x.domain FROM (
+        SELECT tenant_id, domain, queued FROM queue_counts
+        WHERE (tenant_id, domain) > ($2, $3)
+        UNION ALL
+        SELECT tenant_id, domain, queued FROM queue_count_deltas
+        WHERE (tenant_id, domain) > ($2, $3)
+    ) x
+    GROUP BY x.tenant_id, x.domain
+    HAVING sum(x.queued) > 0
+       AND NOT EXISTS (SELECT 1 FROM queue_pauses p
+                       WHERE p.domain IN (x.domain, '*') AND p.tenant_id IN (x.tenant_id, '*'))
+    ORDER BY x.tenant_id, x.domain
+    LIMIT $4
+)
+SELECT c.tenant_id, c.domain,
+       (SELECT r.next_attempt_at FROM recipients r
+        WHERE r.domain = c.domain AND r.tenant_id = c.tenant_id AND r.state = 'queued'
+          AND (r.lease_owner IS NULL OR r.lease_owner <> $1)
+        ORDER BY r.next_attempt_at LIMIT 1)
+FROM c
+ORDER BY c.tenant_id, c.domain;
 
--- name: empty_domains
-SELECT q.domain FROM queue_domains q
-WHERE NOT EXISTS (SELECT 1 FROM recipients r WHERE r.state = 'queued' AND r.domain = q.domain)
-LIMIT $1;
+-- name: lease_queues
+-- Due recipients of several queues ($1 tenants, $2 domains, $3 limits; n: the request's
+-- position), oldest due first within each, paused queues left alone; rows another node is
+-- leasing right now are skipped, not waited for. The lease moves next_attempt_at to its
+-- expiry ($5). The update finds its rows through the primary key.
+WITH req AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) WITH ORDINALITY
+        AS q(tenant_id, domain, lim, n)
+), due AS (
+    SELECT q.n, x.message_id, x.idx, q.domain
+    FROM req q
+    CROSS JOIN LATERAL (
+        SELECT r.message_id, r.idx FROM recipients r
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+          AND r.next_attempt_at <= $4
+          AND NOT EXISTS (SELECT 1 FROM queue_pauses p
+                          WHERE p.domain IN (q.domain, '*') AND p.tenant_id IN (q.tenant_id, '*'))
+        ORDER BY r.next_attempt_at
+        LIMIT q.lim
+        FOR UPDATE OF r SKIP LOCKED
+    ) x
+)
+UPDATE recipients r
+SET lease_owner = $6, lease_expires_at = $5, next_attempt_at = $5
+FROM due
+WHERE r.message_id = ANY ((SELECT array_agg(message_id) FROM due)::text[])
+  AND r.domain = due.domain AND r.message_id = due.message_id AND r.idx = due.idx
+RETURNING due.n, r.message_id, r.idx, r.tenant_id, r.address, r.domain, r.attempts,
+          r.created_at, r.expires_at;
 
--- name: lock_queue_domains
--- Waits for every enqueue writing queue_domains to commit, and holds new ones back, so the
--- emptiness check below sees every committed recipient.
-LOCK TABLE queue_domains IN SHARE ROW EXCLUSIVE MODE;
-
--- name: drop_empty_domains
-DELETE FROM queue_domains q
-WHERE q.domain = ANY($1::text[])
-  AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.state = 'queued' AND r.domain = q.domain);
+-- name: queues_next_due
+-- For each queue ($2 tenants, $3 domains): when its first recipient not leased by $1 falls
+-- due (NULL: none, or the queue is paused).
+SELECT q.n,
+       (SELECT r.next_attempt_at FROM recipients r
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+          AND (r.lease_owner IS NULL OR r.lease_owner <> $1)
+          AND NOT EXISTS (SELECT 1 FROM queue_pauses p
+                          WHERE p.domain IN (q.domain, '*') AND p.tenant_id IN (q.tenant_id, '*'))
+        ORDER BY r.next_attempt_at LIMIT 1)
+FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS q(tenant_id, domain, n);
 
 -- name: lease
--- Due rows of one partition, oldest first; rows another node is leasing right now are
--- skipped, not waited for. The lease moves next_attempt_at to its expiry. The update finds
--- its rows through the primary key (message_id = ANY(...)), never by scanning the partition.
+-- Due rows of one domain, every tenant's (tools and tests; the engine uses lease_queues),
+-- oldest first; rows another node is leasing right now are skipped, not waited for.
 WITH due AS (
     SELECT r.message_id, r.idx FROM recipients r
     WHERE r.domain = $1 AND r.state = 'queued' AND r.next_attempt_at <= $2
@@ -257,28 +291,116 @@ SELECT idx, address, domain, state, attempts, next_attempt_at, expires_at, updat
        last_code, last_enhanced, last_text, last_mx, lease_owner, lease_expires_at
 FROM recipients WHERE message_id = $1 ORDER BY idx;
 
--- name: queue_stats
--- A domain counts as paused when any tenant with rows in it is paused there (or paused as
--- a whole), or all are.
-SELECT r.domain, count(*), count(*) FILTER (WHERE r.attempts > 0), min(r.created_at),
-       min(r.next_attempt_at),
-       bool_or((r.tenant_id, r.domain) IN (SELECT tenant_id, domain FROM queue_pauses)
-               OR r.domain IN (SELECT domain FROM queue_pauses WHERE tenant_id = '*')
-               OR r.tenant_id IN (SELECT tenant_id FROM queue_pauses WHERE domain = '*'))
-FROM recipients r
-WHERE r.state = 'queued'
-GROUP BY r.domain
-ORDER BY count(*) DESC;
-
--- name: queue_stats_tenant
-SELECT r.domain, count(*), count(*) FILTER (WHERE r.attempts > 0), min(r.created_at),
-       min(r.next_attempt_at),
+-- name: queue_page
+-- One page of a tenant's queues ($1) in domain order after $2 (or only domain $4), from
+-- the counts; age and next attempt by one index probe each.
+WITH c AS (
+    SELECT x.domain, sum(x.queued) AS queued, sum(x.deferred) AS deferred FROM (
+        SELECT domain, queued, deferred FROM queue_counts
+        WHERE tenant_id = $1 AND domain > $2 AND ($4::text IS NULL OR domain = $4)
+        UNION ALL
+        SELECT domain, queued, deferred FROM queue_count_deltas
+        WHERE tenant_id = $1 AND domain > $2 AND ($4::text IS NULL OR domain = $4)
+    ) x
+    GROUP BY x.domain
+    HAVING sum(x.queued) > 0
+    ORDER BY x.domain
+    LIMIT $3
+)
+SELECT c.domain, c.queued, c.deferred,
+       (SELECT r.created_at FROM recipients r
+        WHERE r.domain = c.domain AND r.tenant_id = $1 AND r.state = 'queued'
+        ORDER BY r.created_at LIMIT 1),
+       (SELECT r.next_attempt_at FROM recipients r
+        WHERE r.domain = c.domain AND r.tenant_id = $1 AND r.state = 'queued'
+        ORDER BY r.next_attempt_at LIMIT 1),
        EXISTS (SELECT 1 FROM queue_pauses p
-               WHERE p.domain IN (r.domain, '*') AND p.tenant_id IN ($1, '*'))
-FROM recipients r
-WHERE r.state = 'queued' AND r.tenant_id = $1
-GROUP BY r.domain
-ORDER BY count(*) DESC;
+               WHERE p.domain IN (c.domain, '*') AND p.tenant_id IN ($1, '*'))
+FROM c
+ORDER BY c.domain;
+
+-- name: queue_domains_page
+-- One page of the domains with queued mail (every tenant's) after $1, or only domain $3,
+-- with every tenant's queue of each: (domain, tenant, queued, deferred).
+WITH d AS (
+    SELECT x.domain FROM (
+        SELECT domain, queued FROM queue_counts
+        WHERE domain > $1 AND ($3::text IS NULL OR domain = $3)
+        UNION ALL
+        SELECT domain, queued FROM queue_count_deltas
+        WHERE domain > $1 AND ($3::text IS NULL OR domain = $3)
+    ) x
+    GROUP BY x.domain
+    HAVING sum(x.queued) > 0
+    ORDER BY x.domain
+    LIMIT $2
+), c AS (
+    SELECT x.domain, x.tenant_id, sum(x.queued) AS queued, sum(x.deferred) AS deferred FROM (
+        SELECT domain, tenant_id, queued, deferred FROM queue_counts
+        WHERE domain IN (SELECT domain FROM d)
+        UNION ALL
+        SELECT domain, tenant_id, queued, deferred FROM queue_count_deltas
+        WHERE domain IN (SELECT domain FROM d)
+    ) x
+    GROUP BY x.domain, x.tenant_id
+    HAVING sum(x.queued) > 0
+)
+SELECT c.domain, c.queued, c.deferred,
+       (SELECT r.created_at FROM recipients r
+        WHERE r.domain = c.domain AND r.tenant_id = c.tenant_id AND r.state = 'queued'
+        ORDER BY r.created_at LIMIT 1),
+       (SELECT r.next_attempt_at FROM recipients r
+        WHERE r.domain = c.domain AND r.tenant_id = c.tenant_id AND r.state = 'queued'
+        ORDER BY r.next_attempt_at LIMIT 1),
+       EXISTS (SELECT 1 FROM queue_pauses p
+               WHERE p.domain IN (c.domain, '*') AND p.tenant_id IN (c.tenant_id, '*'))
+FROM c
+ORDER BY c.domain;
+
+-- name: queue_depths
+-- Queued recipients in all (domain NULL) and in the $1 deepest domains.
+WITH x AS (
+    SELECT domain, queued FROM queue_counts
+    UNION ALL
+    SELECT domain, queued FROM queue_count_deltas
+), d AS (
+    SELECT domain, sum(queued) AS n FROM x GROUP BY domain HAVING sum(queued) > 0
+)
+(SELECT NULL::text, coalesce(sum(n), 0)::bigint FROM d)
+UNION ALL
+(SELECT domain, n::bigint FROM d ORDER BY n DESC LIMIT $1);
+
+-- name: fold_counts
+-- Moves pending deltas into the totals (one node at a time; a concurrent fold skips). The
+-- deltas a DELETE does not see (committed later) wait for the next fold.
+WITH lock AS (
+    SELECT pg_try_advisory_xact_lock(7201174032) AS got
+), qd AS (
+    DELETE FROM queue_count_deltas WHERE (SELECT got FROM lock)
+    RETURNING tenant_id, domain, queued, deferred
+), qs AS (
+    INSERT INTO queue_counts (tenant_id, domain, queued, deferred)
+    SELECT tenant_id, domain, sum(queued), sum(deferred) FROM qd
+    GROUP BY tenant_id, domain
+    ORDER BY tenant_id, domain
+    ON CONFLICT (tenant_id, domain) DO UPDATE
+    SET queued = queue_counts.queued + excluded.queued,
+        deferred = queue_counts.deferred + excluded.deferred
+), sd AS (
+    DELETE FROM recipient_count_deltas WHERE (SELECT got FROM lock)
+    RETURNING state, n
+), ss AS (
+    INSERT INTO recipient_counts (state, n)
+    SELECT state, sum(n) FROM sd GROUP BY state ORDER BY state
+    ON CONFLICT (state) DO UPDATE SET n = recipient_counts.n + excluded.n
+)
+SELECT (SELECT count(*) FROM qd) + (SELECT count(*) FROM sd);
+
+-- name: drop_empty_queues
+DELETE FROM queue_counts q
+WHERE q.queued = 0
+  AND NOT EXISTS (SELECT 1 FROM queue_count_deltas d
+                  WHERE d.tenant_id = q.tenant_id AND d.domain = q.domain);
 
 -- name: paused_tenant
 SELECT domain, paused_at FROM queue_pauses WHERE tenant_id IN ($1, '*');
@@ -287,7 +409,13 @@ SELECT domain, paused_at FROM queue_pauses WHERE tenant_id IN ($1, '*');
 SELECT tenant_id, domain FROM queue_pauses;
 
 -- name: state_counts
-SELECT state, count(*) FROM recipients GROUP BY state;
+SELECT state, sum(n)::bigint FROM (
+    SELECT state, n FROM recipient_counts
+    UNION ALL
+    SELECT state, n FROM recipient_count_deltas
+) x
+GROUP BY state
+HAVING sum(n) > 0;
 
 -- name: pause
 INSERT INTO queue_pauses (tenant_id, domain, paused_at, reason) VALUES ($1, $2, $3, $4)

@@ -1,11 +1,22 @@
 """SQLite store: WAL, one writer thread with group commit, a small pool of readers.
 
 Every write is a function run inside the writer thread. The writer drains whatever
-operations are waiting (up to ``max_batch``), runs them in ONE transaction — each in its
-own savepoint, so one failing operation does not sink the others — commits (with
-``synchronous=FULL`` the commit fsyncs the WAL), and only then resolves the callers'
-futures. Many concurrent requests therefore share one fsync, and nothing is acknowledged
-before it is on disk.
+operations are waiting, runs them in ONE transaction — each in its own savepoint, so one
+failing operation does not sink the others — commits (with ``synchronous=FULL`` the commit
+fsyncs the WAL), and only then resolves the callers' futures. Many concurrent requests
+therefore share one fsync, and nothing is acknowledged before it is on disk.
+
+Operations wait in three lanes, and each batch takes them in this order:
+
+* ``URGENT`` — delivery outcomes, lease renewals and hand-backs: what stops a recipient
+  being sent twice never waits behind anything else;
+* ``NORMAL`` — ingest and everything else;
+* ``BULK`` — leases, which the delivery engine keeps few and small anyway; a batch holds
+  at least one waiting bulk operation, so leasing always progresses.
+
+A batch holds at most ``max_batch`` operations and about ``max_rows`` rows (each operation
+says how many it writes), so one commit never takes long and an urgent operation waits
+for at most one batch.
 
 This module is the only place that imports ``sqlite3``; driver errors become
 :mod:`postline.errors` store errors in :func:`_translate`.
@@ -18,10 +29,10 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -32,11 +43,11 @@ from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
 from postline.model import EventType, RecipientState
 from postline.model.ids import new_id
 from postline.store._counts import merge_counts
+from postline.store._rows import group_leased, stat_of, sum_stats, with_paused
 from postline.store.base import (
     ApiKey,
     AttemptRecord,
     DkimKeyRecord,
-    DomainDue,
     Event,
     EventQuery,
     IdempotencyClaim,
@@ -44,9 +55,14 @@ from postline.store.base import (
     InboundMessage,
     LeasedMessage,
     LeasedRecipient,
+    LeaseRequest,
     MessageView,
     NewEvent,
     NewMessage,
+    QueueDepths,
+    QueueDue,
+    QueueKey,
+    QueueLease,
     QueueStat,
     RecipientView,
     ReputationCount,
@@ -130,18 +146,24 @@ def _apply_schema(conn: sqlite3.Connection) -> None:
             conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
 
 
+URGENT, NORMAL, BULK = 0, 1, 2
+"""Writer lanes (see the module docstring)."""
+
+
 class _Op:
-    __slots__ = ("fn", "future", "loop")
+    __slots__ = ("fn", "future", "loop", "weight")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], Any],
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
+        weight: int,
     ) -> None:
         self.fn = fn
         self.loop = loop
         self.future = future
+        self.weight = weight
 
 
 def _settle(results: list[tuple[_Op, Any, BaseException | None]]) -> None:
@@ -157,16 +179,62 @@ def _settle(results: list[tuple[_Op, Any, BaseException | None]]) -> None:
 class _Writer(threading.Thread):
     """Runs write operations in batches, one transaction and one fsync per batch."""
 
-    def __init__(self, path: Path, synchronous: str, max_batch: int) -> None:
+    def __init__(self, path: Path, synchronous: str, max_batch: int, max_rows: int) -> None:
         super().__init__(name="postline-sqlite-writer", daemon=True)
         self._path = path
         self._synchronous = synchronous
         self._max_batch = max_batch
-        self.queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._max_rows = max_rows
+        self._lanes: tuple[deque[_Op], deque[_Op], deque[_Op]] = (deque(), deque(), deque())
+        self._cond = threading.Condition()
+        self._closing = False
         self.ready = threading.Event()
         self.open_error: BaseException | None = None
         self.batches = 0
         self.ops = 0
+
+    def submit(self, op: _Op, lane: int) -> None:
+        with self._cond:
+            if self._closing:
+                raise StoreUnavailable("the store is closing")
+            self._lanes[lane].append(op)
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Finish what waits, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+
+    def waiting(self) -> tuple[int, int, int]:
+        """Operations waiting per lane (urgent, normal, bulk)."""
+        u, n, b = self._lanes
+        return len(u), len(n), len(b)
+
+    def _next_batch(self) -> list[_Op] | None:
+        with self._cond:
+            while not any(self._lanes):
+                if self._closing:
+                    return None
+                self._cond.wait()
+            batch: list[_Op] = []
+            rows = 0
+            full = False
+            for lane in self._lanes:
+                while lane and not full:
+                    if len(batch) >= self._max_batch or (
+                        batch and rows + lane[0].weight > self._max_rows
+                    ):
+                        full = True
+                        break
+                    op = lane.popleft()
+                    batch.append(op)
+                    rows += op.weight
+            bulk = self._lanes[BULK]
+            if bulk and full:
+                # Leasing always progresses, however busy the other lanes are.
+                batch.append(bulk.popleft())
+            return batch
 
     def run(self) -> None:
         try:
@@ -178,21 +246,10 @@ class _Writer(threading.Thread):
             return
         self.ready.set()
         try:
-            stopping = False
-            while not stopping:
-                first = self.queue.get()
-                if first is None:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
                     break
-                batch = [first]
-                while len(batch) < self._max_batch:
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stopping = True
-                        break
-                    batch.append(item)
                 try:
                     self._run(conn, batch)
                 except BaseException as exc:  # the writer must outlive any one batch
@@ -260,6 +317,16 @@ class _Writer(threading.Thread):
                 pass
 
 
+def _bodies(conn: sqlite3.Connection, ids: Collection[str]) -> dict[str, tuple[Any, ...]]:
+    """Message rows (tenant, mail from, body, Message-ID, source, stream) by id."""
+    if not ids:
+        return {}
+    return {
+        row[0]: tuple(row[1:])
+        for row in conn.execute(_Q["lease_bodies"], {"ids": json.dumps(list(ids))})
+    }
+
+
 class SQLiteStore:
     """The embedded store (see module docstring)."""
 
@@ -269,11 +336,13 @@ class SQLiteStore:
         *,
         synchronous: str = "full",
         max_batch: int = 512,
+        max_rows: int = 20_000,
         readers: int = 2,
     ) -> None:
         self.path = Path(path)
         self._synchronous = synchronous
         self._max_batch = max_batch
+        self._max_rows = max_rows
         self._readers = readers
         self._writer: _Writer | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -284,7 +353,7 @@ class SQLiteStore:
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(self.path, self._synchronous, self._max_batch)
+        writer = _Writer(self.path, self._synchronous, self._max_batch, self._max_rows)
         writer.start()
         await asyncio.to_thread(writer.ready.wait)
         if writer.open_error is not None:
@@ -301,7 +370,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.queue.put(None)
+            self._writer.close()
             await asyncio.to_thread(self._writer.join)
             self._writer = None
         if self._pool is not None:
@@ -317,12 +386,15 @@ class SQLiteStore:
         w = self._writer
         return {"batches": w.batches, "ops": w.ops} if w else {"batches": 0, "ops": 0}
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], *, lane: int = NORMAL, rows: int = 1
+    ) -> T:
+        """Run ``fn`` in the writer; ``rows``: about how many rows it writes."""
         if self._writer is None:
             raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._writer.queue.put(_Op(fn, loop, future))
+        self._writer.submit(_Op(fn, loop, future, max(1, rows)), lane)
         return await future
 
     def _reader(self) -> sqlite3.Connection:
@@ -516,7 +588,7 @@ class SQLiteStore:
             conn.executemany(_Q["insert_event"], event_rows)
             return None
 
-        return await self._write(op)
+        return await self._write(op, rows=len(msg_rows) + len(rcpt_rows))
 
     async def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
         def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
@@ -533,15 +605,68 @@ class SQLiteStore:
         )
 
     # -- queue -----------------------------------------------------------------------
-    async def due_domains(self, limit: int = 10_000, after: str = "") -> list[DomainDue]:
-        params = {"limit": limit, "after": after}
+    async def due_queues(
+        self, *, owner: str, limit: int = 5000, after: QueueKey = ("", "")
+    ) -> list[QueueDue]:
+        params = {
+            "owner": owner,
+            "limit": limit,
+            "after_tenant": after[0],
+            "after_domain": after[1],
+        }
         return await self._read(
             lambda conn: [
-                DomainDue(domain, due)
-                for domain, due in conn.execute(_Q["due_domains"], params)
-                if due is not None
+                QueueDue(tenant, domain, due)
+                for tenant, domain, due in conn.execute(_Q["due_queues"], params)
             ]
         )
+
+    async def lease_many(
+        self, requests: Sequence[LeaseRequest], *, now: float, lease_time: float, owner: str
+    ) -> list[QueueLease]:
+        if not requests:
+            return []
+        until = now + lease_time
+
+        def op(conn: sqlite3.Connection) -> list[QueueLease]:
+            per_queue: list[list[LeasedRecipient]] = []
+            for req in requests:
+                rows = conn.execute(
+                    _Q["lease_queue"],
+                    {
+                        "owner": owner,
+                        "until": until,
+                        "domain": req.domain,
+                        "tenant_id": req.tenant_id,
+                        "now": now,
+                        "limit": req.limit,
+                    },
+                ).fetchall()
+                per_queue.append([LeasedRecipient(*row) for row in rows])
+            bodies = _bodies(conn, {r.message_id for rcpts in per_queue for r in rcpts})
+            out = []
+            for req, rcpts in zip(requests, per_queue, strict=True):
+                drained = len(rcpts) < req.limit
+                next_due = None
+                if drained:
+                    row = conn.execute(
+                        _Q["queue_next_due"],
+                        {"domain": req.domain, "tenant_id": req.tenant_id, "owner": owner},
+                    ).fetchone()
+                    next_due = row[0] if row else None
+                out.append(
+                    QueueLease(
+                        req.tenant_id,
+                        req.domain,
+                        group_leased(rcpts, bodies),
+                        len(rcpts),
+                        drained,
+                        next_due,
+                    )
+                )
+            return out
+
+        return await self._write(op, lane=BULK, rows=sum(r.limit for r in requests))
 
     async def lease(
         self, domain: str, *, now: float, limit: int, lease_time: float, owner: str
@@ -555,34 +680,10 @@ class SQLiteStore:
         }
 
         def op(conn: sqlite3.Connection) -> list[LeasedMessage]:
-            rows = conn.execute(_Q["lease"], params).fetchall()
-            if not rows:
-                return []
-            by_message: dict[str, list[LeasedRecipient]] = {}
-            for row in rows:
-                r = LeasedRecipient(*row)
-                by_message.setdefault(r.message_id, []).append(r)
-            out = []
-            for mid, tenant, mail_from, body, mid_header, source, stream in conn.execute(
-                _Q["lease_bodies"], {"ids": json.dumps(list(by_message))}
-            ):
-                rcpts = by_message[mid]
-                rcpts.sort(key=lambda r: r.idx)
-                out.append(
-                    LeasedMessage(
-                        mid,
-                        tenant,
-                        mail_from,
-                        body,
-                        mid_header,
-                        rcpts,
-                        source=source,
-                        stream=stream,
-                    )
-                )
-            return out
+            rcpts = [LeasedRecipient(*row) for row in conn.execute(_Q["lease"], params)]
+            return group_leased(rcpts, _bodies(conn, {r.message_id for r in rcpts}))
 
-        return await self._write(op)
+        return await self._write(op, lane=BULK, rows=limit)
 
     async def record(self, records: Sequence[AttemptRecord], *, node_id: str = "") -> None:
         final_rows = []
@@ -675,7 +776,7 @@ class SQLiteStore:
             if clear_rows and conn.execute(_Q["any_soft_bounces"]).fetchone()[0]:
                 conn.executemany(_Q["clear_soft_bounces"], clear_rows)
 
-        await self._write(op)
+        await self._write(op, lane=URGENT, rows=len(records))
 
     async def renew_leases(
         self, owner: str, refs: Sequence[tuple[str, int, str]], *, until: float
@@ -688,12 +789,15 @@ class SQLiteStore:
             "refs": json.dumps([[m, i] for m, i, _ in refs]),
         }
         return await self._write(
-            lambda conn: [(m, i) for m, i in conn.execute(_Q["renew_leases"], params)]
+            lambda conn: [(m, i) for m, i in conn.execute(_Q["renew_leases"], params)],
+            lane=URGENT,
+            rows=len(refs),
         )
 
     async def release_leases(self, owner: str, *, now: float) -> int:
         return await self._write(
-            lambda conn: conn.execute(_Q["release_owned"], {"owner": owner, "now": now}).rowcount
+            lambda conn: conn.execute(_Q["release_owned"], {"owner": owner, "now": now}).rowcount,
+            lane=URGENT,
         )
 
     async def cancel(
@@ -801,25 +905,55 @@ class SQLiteStore:
 
         return await self._read(op)
 
-    async def queue_stats(self, tenant_id: str | None = None) -> list[QueueStat]:
+    async def queue_stats(
+        self,
+        tenant_id: str | None = None,
+        *,
+        after: str = "",
+        limit: int = 1000,
+        domain: str | None = None,
+    ) -> list[QueueStat]:
         def op(conn: sqlite3.Connection) -> list[QueueStat]:
             if tenant_id is None:
-                rows = conn.execute(_Q["queue_stats"]).fetchall()
-                paused_rows: list[tuple[str, float]] = []
-            else:
-                rows = conn.execute(_Q["queue_stats_tenant"], {"tenant_id": tenant_id}).fetchall()
-                paused_rows = conn.execute(_Q["paused_tenant"], {"tenant_id": tenant_id}).fetchall()
-            stats = [
-                QueueStat(d, n, int(deferred or 0), oldest, nxt, bool(p))
-                for d, n, deferred, oldest, nxt, p in rows
+                if domain is not None:
+                    names = [domain]
+                else:
+                    names = [
+                        d
+                        for (d,) in conn.execute(
+                            _Q["queue_domains_page"], {"after": after, "limit": limit}
+                        )
+                    ]
+                out = []
+                for name in names:
+                    rows = conn.execute(_Q["queue_domain_tenants"], {"domain": name}).fetchall()
+                    if rows:
+                        out.append(sum_stats(name, rows))
+                return out
+            params = {"tenant_id": tenant_id, "after": after, "limit": limit, "domain": domain}
+            query = "queue_page" if domain is None else "queue_one"
+            rows = conn.execute(_Q[query], params).fetchall()
+            stats = [stat_of(row) for row in rows]
+            # Domains paused for the tenant with nothing queued are listed too.
+            paused = [
+                d
+                for d, _at in conn.execute(_Q["paused_tenant"], {"tenant_id": tenant_id})
+                if d != "*" and d > after and (domain is None or d == domain)
             ]
-            seen = {s.domain for s in stats}
-            for domain, _at in paused_rows:
-                if domain not in seen and domain != "*":
-                    stats.append(QueueStat(domain, 0, 0, 0.0, 0.0, True))
-            return stats
+            return with_paused(stats, paused, limit)
 
         return await self._read(op)
+
+    async def queue_depths(self, top: int = 50) -> QueueDepths:
+        def op(conn: sqlite3.Connection) -> QueueDepths:
+            (total,) = conn.execute(_Q["queue_depth_total"]).fetchone()
+            ranked = [(d, int(n)) for d, n in conn.execute(_Q["queue_depths_top"], {"top": top})]
+            return QueueDepths(int(total), ranked)
+
+        return await self._read(op)
+
+    async def drop_empty_queues(self) -> int:
+        return await self._write(lambda conn: conn.execute(_Q["drop_empty_queues"]).rowcount)
 
     async def state_counts(self) -> dict[str, int]:
         return await self._read(lambda conn: dict(conn.execute(_Q["state_counts"]).fetchall()))
@@ -1196,7 +1330,7 @@ class SQLiteStore:
 
         return await self._write(op)
 
-    async def listen_due(self, callback: Callable[[frozenset[str]], None]) -> None:
+    async def listen_due(self, callback: Callable[[frozenset[QueueKey]], None]) -> None:
         """One node per SQLite file: ingest wakes the engine in-process, nothing to hear."""
 
     async def paused_queues(self) -> set[tuple[str, str]]:

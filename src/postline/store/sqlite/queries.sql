@@ -51,24 +51,52 @@ VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?);
 INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?);
 
--- name: due_domains
--- Skip-scan of the partial due index: one probe per distinct domain, whatever the depth;
--- one page of domains after :after, in name order.
-WITH RECURSIVE d(domain) AS (
-    SELECT (SELECT domain FROM recipients
-            WHERE state = 'queued' AND domain > :after ORDER BY domain LIMIT 1)
-    UNION ALL
-    SELECT (SELECT r.domain FROM recipients r
-            WHERE r.state = 'queued' AND r.domain > d.domain ORDER BY r.domain LIMIT 1)
-    FROM d WHERE d.domain IS NOT NULL
-)
-SELECT d.domain,
-       (SELECT MIN(r.next_attempt_at) FROM recipients r
-        WHERE r.state = 'queued' AND r.domain = d.domain) AS due
-FROM d WHERE d.domain IS NOT NULL
+-- name: due_queues
+-- One page of queues with queued recipients (in (tenant, domain) order, after :after_tenant,
+-- :after_domain), none of them paused, each with the due time of its first recipient not
+-- leased by :owner: one index probe per queue, whatever the depth. Leases of other nodes
+-- count (their expiry is when a dead node's work comes back).
+SELECT q.tenant_id, q.domain,
+       (SELECT r.next_attempt_at FROM recipients r
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+          AND (r.lease_owner IS NULL OR r.lease_owner <> :owner)
+        ORDER BY r.next_attempt_at LIMIT 1) AS due
+FROM queue_counts q
+WHERE (q.tenant_id, q.domain) > (:after_tenant, :after_domain) AND q.queued > 0
+  AND NOT EXISTS (SELECT 1 FROM queue_pauses p
+                  WHERE p.domain IN (q.domain, '*') AND p.tenant_id IN (q.tenant_id, '*'))
+ORDER BY q.tenant_id, q.domain
 LIMIT :limit;
 
+-- name: lease_queue
+-- Due recipients of one queue, oldest due first, unless the queue is paused. The lease
+-- moves next_attempt_at to its expiry.
+UPDATE recipients
+SET lease_owner = :owner, lease_expires_at = :until, next_attempt_at = :until
+WHERE (message_id, idx) IN (
+    SELECT r.message_id, r.idx FROM recipients r
+    WHERE r.domain = :domain AND r.tenant_id = :tenant_id AND r.state = 'queued'
+      AND r.next_attempt_at <= :now
+      AND NOT EXISTS (SELECT 1 FROM queue_pauses p
+                      WHERE p.domain IN (:domain, '*') AND p.tenant_id IN (:tenant_id, '*'))
+    ORDER BY r.next_attempt_at
+    LIMIT :limit
+)
+RETURNING message_id, idx, tenant_id, address, domain, attempts, created_at, expires_at;
+
+-- name: queue_next_due
+-- When the first recipient of a queue not leased by :owner falls due (NULL: none queued, or
+-- the queue is paused: its resume wakes it).
+SELECT r.next_attempt_at FROM recipients r
+WHERE r.domain = :domain AND r.tenant_id = :tenant_id AND r.state = 'queued'
+  AND (r.lease_owner IS NULL OR r.lease_owner <> :owner)
+  AND NOT EXISTS (SELECT 1 FROM queue_pauses p
+                  WHERE p.domain IN (:domain, '*') AND p.tenant_id IN (:tenant_id, '*'))
+ORDER BY r.next_attempt_at LIMIT 1;
+
 -- name: lease
+-- Due recipients of one domain, every tenant's (tools and tests; the engine leases queue by
+-- queue with lease_queue).
 UPDATE recipients
 SET lease_owner = :owner, lease_expires_at = :until, next_attempt_at = :until
 WHERE (message_id, idx) IN (
@@ -130,23 +158,69 @@ SELECT idx, address, domain, state, attempts, next_attempt_at, expires_at, updat
        last_code, last_enhanced, last_text, last_mx, lease_owner, lease_expires_at
 FROM recipients WHERE message_id = :id ORDER BY idx;
 
--- name: queue_stats
-SELECT r.domain, count(*), sum(r.attempts > 0), min(r.created_at), min(r.next_attempt_at),
+-- name: queue_page
+-- One page of a tenant's queues in domain order, from the counters; age and next attempt
+-- by one index probe each.
+SELECT q.domain, q.queued, q.deferred,
+       (SELECT r.created_at FROM recipients r INDEXED BY recipients_age
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+        ORDER BY r.created_at LIMIT 1),
+       (SELECT r.next_attempt_at FROM recipients r INDEXED BY recipients_due
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+        ORDER BY r.next_attempt_at LIMIT 1),
        EXISTS (SELECT 1 FROM queue_pauses p
-               WHERE p.domain IN (r.domain, '*') AND p.tenant_id IN (r.tenant_id, '*'))
-FROM recipients r
-WHERE r.state = 'queued'
-GROUP BY r.domain
-ORDER BY count(*) DESC;
+               WHERE p.domain IN (q.domain, '*') AND p.tenant_id IN (q.tenant_id, '*'))
+FROM queue_counts q
+WHERE q.tenant_id = :tenant_id AND q.domain > :after AND q.queued > 0
+ORDER BY q.domain
+LIMIT :limit;
 
--- name: queue_stats_tenant
-SELECT r.domain, count(*), sum(r.attempts > 0), min(r.created_at), min(r.next_attempt_at),
+-- name: queue_one
+-- One queue of a tenant (after a pause or resume): as queue_page, by primary key.
+SELECT q.domain, q.queued, q.deferred,
+       (SELECT r.created_at FROM recipients r INDEXED BY recipients_age
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+        ORDER BY r.created_at LIMIT 1),
+       (SELECT r.next_attempt_at FROM recipients r INDEXED BY recipients_due
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+        ORDER BY r.next_attempt_at LIMIT 1),
        EXISTS (SELECT 1 FROM queue_pauses p
-               WHERE p.domain IN (r.domain, '*') AND p.tenant_id IN (:tenant_id, '*'))
-FROM recipients r
-WHERE r.state = 'queued' AND r.tenant_id = :tenant_id
-GROUP BY r.domain
-ORDER BY count(*) DESC;
+               WHERE p.domain IN (q.domain, '*') AND p.tenant_id IN (q.tenant_id, '*'))
+FROM queue_counts q
+WHERE q.tenant_id = :tenant_id AND q.domain = :domain AND q.queued > 0;
+
+-- name: queue_domains_page
+-- One page of the domains with queued mail, every tenant's, in domain order.
+SELECT DISTINCT domain FROM queue_counts
+WHERE domain > :after AND queued > 0
+ORDER BY domain
+LIMIT :limit;
+
+-- name: queue_domain_tenants
+-- The queues of one domain (every tenant), as queue_page.
+SELECT q.domain, q.queued, q.deferred,
+       (SELECT r.created_at FROM recipients r INDEXED BY recipients_age
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+        ORDER BY r.created_at LIMIT 1),
+       (SELECT r.next_attempt_at FROM recipients r INDEXED BY recipients_due
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+        ORDER BY r.next_attempt_at LIMIT 1),
+       EXISTS (SELECT 1 FROM queue_pauses p
+               WHERE p.domain IN (q.domain, '*') AND p.tenant_id IN (q.tenant_id, '*'))
+FROM queue_counts q INDEXED BY queue_counts_domain
+WHERE q.domain = :domain AND q.queued > 0;
+
+-- name: queue_depths_top
+-- The deepest domains (every tenant) and, as domain NULL, the total.
+SELECT domain, sum(queued) AS n FROM queue_counts WHERE queued > 0
+GROUP BY domain ORDER BY n DESC LIMIT :top;
+
+-- name: queue_depth_total
+SELECT coalesce(sum(queued), 0) FROM queue_counts;
+
+-- name: drop_empty_queues
+-- Counter rows of queues with nothing queued (housekeeping; the triggers add them back).
+DELETE FROM queue_counts WHERE queued = 0;
 
 -- name: paused_tenant
 SELECT domain, paused_at FROM queue_pauses WHERE tenant_id IN (:tenant_id, '*');
@@ -155,7 +229,7 @@ SELECT domain, paused_at FROM queue_pauses WHERE tenant_id IN (:tenant_id, '*');
 SELECT tenant_id, domain FROM queue_pauses;
 
 -- name: state_counts
-SELECT state, count(*) FROM recipients GROUP BY state;
+SELECT state, n FROM recipient_counts WHERE n > 0;
 
 -- name: pause
 INSERT INTO queue_pauses (tenant_id, domain, paused_at, reason)

@@ -58,11 +58,10 @@ async def list_queues(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> Response:
-    """Queues in domain order, a page at a time."""
+    """Queues in domain order, a page at a time (read from counters: the cost follows the
+    page, not the depth of the queue)."""
     ctx: ApiContext = request.app.state.ctx
-    stats = sorted(await ctx.store.queue_stats(tenant.id), key=lambda s: s.domain)
-    if cursor:
-        stats = [s for s in stats if s.domain > cursor]
+    stats = await ctx.store.queue_stats(tenant.id, after=cursor or "", limit=limit + 1)
     page = stats[:limit]
     body = {
         "queues": [await _queue(ctx, s) for s in page],
@@ -77,8 +76,8 @@ async def _set(request: Request, tenant: Tenant, domain: str, paused: bool) -> R
     await ctx.store.set_paused(tenant.id, name, paused, now=time.time(), reason="api")
     if ctx.on_pause is not None:
         ctx.on_pause(tenant.id, name, paused)
-    stats = {s.domain: s for s in await ctx.store.queue_stats(tenant.id)}
-    stat = stats.get(name, QueueStat(name, 0, 0, 0.0, 0.0, paused))
+    found = await ctx.store.queue_stats(tenant.id, domain=name)
+    stat = found[0] if found else QueueStat(name, 0, 0, 0.0, 0.0, paused)
     return Response(json.dumps(await _queue(ctx, stat)), media_type="application/json")
 
 
