@@ -21,7 +21,8 @@ class _QueueCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
             "postline_queue_depth",
-            "Queued recipients per domain (top 50 by depth; the rest as 'other').",
+            "Queued recipients per domain (top 50 by depth, read at most every 10 s; the rest "
+            "as 'other').",
             labels=["domain"],
         )
         top = self._m.queue_top
@@ -36,6 +37,12 @@ class _QueueCollector(Collector):
             "Recipients this node holds: leased, and not yet recorded (bounded by [queue] "
             "max_leased).",
             value=self._m.leased,
+        )
+        yield GaugeMetricFamily(
+            "postline_outcomes_pending",
+            "Delivery outcomes waiting to be written to the store (what a crash now would "
+            "send again, with the transactions on the wire).",
+            value=self._m.outcomes_pending,
         )
         states = GaugeMetricFamily(
             "postline_recipients", "Recipients in the store by state.", labels=["state"]
@@ -172,6 +179,7 @@ class Metrics:
         self.queue_total = 0
         self.queue_top: list[tuple[str, int]] = []
         self.leased = 0
+        self.outcomes_pending = 0
         self.state_counts: dict[str, int] = {}
         r.register(_QueueCollector(self))
         # The delivery engine's sources_state(), refreshed before each scrape.

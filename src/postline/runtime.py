@@ -54,6 +54,8 @@ __all__ = ["Node", "configure_logging"]
 
 log = logging.getLogger(__name__)
 
+_DEPTHS_EVERY = 10.0  # seconds between readings of the deepest domains (metrics)
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -156,6 +158,8 @@ class Node:
         self._api_task: asyncio.Task[None] | None = None
         self._submission: asyncio.Server | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._depths_at: float | None = None
+        self._depths_task: asyncio.Task[None] | None = None
         self._ready = False
         self._stopped = asyncio.Event()
 
@@ -429,13 +433,30 @@ class Node:
         self.inbound_address = self._inbound.sockets[0].getsockname()[:2]
 
     async def _refresh_metrics(self) -> None:
-        """Counters only: a scrape costs the same at any queue depth."""
-        depths = await self.store.queue_depths(TOP_DOMAINS)
-        self.metrics.queue_total, self.metrics.queue_top = depths.total, depths.top
+        """Before a scrape: counters only, so a scrape costs the same at any depth. The
+        deepest domains (a ranking of every queue) are read in the background, at most
+        every ``_DEPTHS_EVERY`` seconds; a scrape shows the last ranking (the very first
+        one waits for it)."""
         self.metrics.state_counts = await self.store.state_counts()
+        if self._depths_at is None:
+            await self._read_depths()
+        elif time.monotonic() - self._depths_at > _DEPTHS_EVERY and (
+            self._depths_task is None or self._depths_task.done()
+        ):
+            self._depths_task = asyncio.create_task(self._read_depths(), name="depths")
         if self.engine is not None:
             self.metrics.sources = await self.engine.sources_state()
             self.metrics.leased = self.engine.held_count
+            self.metrics.outcomes_pending = self.engine.recorder.pending
+
+    async def _read_depths(self) -> None:
+        try:
+            depths = await self.store.queue_depths(TOP_DOMAINS)
+        except Exception:
+            log.exception("queue depths not read", extra={"action": "node.depths"})
+            return
+        self.metrics.queue_total, self.metrics.queue_top = depths.total, depths.top
+        self._depths_at = time.monotonic()
 
     async def _housekeeping(self) -> None:
         while True:
@@ -470,6 +491,8 @@ class Node:
                 await asyncio.wait_for(self._submission.wait_closed(), left(0.2, 3.0))
         for task in self._background:
             task.cancel()
+        if self._depths_task is not None:
+            self._depths_task.cancel()
         if self.engine is not None:
             await self.engine.stop(timeout=left(0.9))
         if self.failures is not None:

@@ -427,6 +427,19 @@ async def test_many_concurrent_writers(store: Store) -> None:
     assert len(await store.due_queues(owner="n1")) == 7
 
 
+async def test_a_bad_write_among_concurrent_ones_fails_alone(store: Store) -> None:
+    tid = await tenant(store)
+    first = message(tid, "a@one.test")
+    await store.enqueue([first])
+    calls = [store.enqueue([message(tid, f"u{i}@d{i % 5}.test")]) for i in range(100)]
+    calls.insert(50, store.enqueue([first]))  # the same message id again
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert [i for i, r in enumerate(results) if isinstance(r, BaseException)] == [50]
+    assert isinstance(results[50], IntegrityViolation)
+    assert await store.state_counts() == {"queued": 101}
+    assert (await store.queue_depths()).total == 101
+
+
 async def test_a_stale_lease_holder_cannot_reset_a_newer_lease(store: Store) -> None:
     tid = await tenant(store)
     m = message(tid, "a@one.test")

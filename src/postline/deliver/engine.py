@@ -73,11 +73,11 @@ log = logging.getLogger(__name__)
 
 _FAILED = frozenset({RecipientState.BOUNCED, RecipientState.EXPIRED})
 _LEASE_CALLS = 2  # lease_many calls running at once
-_LEASE_ROWS = 5000  # recipients asked for in one lease_many call
+_LEASE_ROWS = 1000  # recipients asked for in one lease_many call
 _LEASE_QUEUES = 1000  # queues in one lease_many call
 _ROUND_GAP = 0.01  # seconds between admission rounds (lets room and ready queues gather)
 _RESOLVERS = 64  # route lookups running at once
-_RECORD_BATCH = 5000  # outcomes per store write
+_RECORD_BATCH = 1000  # outcomes per store write
 
 
 def _bounce_fields(data: dict[str, object], reply: Reply, remote: str | None) -> None:
@@ -141,8 +141,12 @@ class Recorder:
         node_id: str,
         metrics: Metrics,
         on_written: Callable[[Sequence[AttemptRecord]], None] | None = None,
+        lock: asyncio.Lock | None = None,
     ) -> None:
         self._store = store
+        # Held while writing, shared with the lease renewals of the same recipients: two
+        # statements updating one node's rows in different orders would deadlock.
+        self._lock = lock or asyncio.Lock()
         self._node_id = node_id
         self._metrics = metrics
         self._on_written = on_written
@@ -190,7 +194,8 @@ class Recorder:
         delay = 0.1
         while True:
             try:
-                await asyncio.shield(self._store.record(batch, node_id=self._node_id))
+                async with self._lock:
+                    await asyncio.shield(self._store.record(batch, node_id=self._node_id))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -271,7 +276,10 @@ class DeliveryEngine:
         self._cancelled: dict[str, float] = {}
         self.throttle_healthy = True
         self._tasks: list[asyncio.Task[None]] = []
-        self.recorder = Recorder(store, node_id, metrics, on_written=self._settled)
+        self._writes = asyncio.Lock()  # outcomes and lease renewals, one at a time
+        self.recorder = Recorder(
+            store, node_id, metrics, on_written=self._settled, lock=self._writes
+        )
         b = config.bounce
         self.verp: tuple[bytes, str] | None = (
             (verp_secret, b.domain) if b.domain and verp_secret else None
@@ -513,9 +521,10 @@ class DeliveryEngine:
             until = time.time() + self.lease_time
             for start in range(0, len(refs), 1000):
                 try:
-                    renewed = await self.store.renew_leases(
-                        self.node_id, refs[start : start + 1000], until=until
-                    )
+                    async with self._writes:
+                        renewed = await self.store.renew_leases(
+                            self.node_id, refs[start : start + 1000], until=until
+                        )
                 except Exception:
                     log.exception("lease renewal failed", extra={"action": "deliver.renew"})
                     break

@@ -142,7 +142,8 @@ class Admission(Generic[K]):
             if left <= 0 or len(grants) >= max_queues:
                 break
             lane = state.lane
-            free = min(lane.room() - lane.reserved, left)
+            room = lane.room() - lane.reserved
+            free = min(room, left)
             if free <= 0:
                 continue
             ring = state.ring
@@ -161,7 +162,10 @@ class Admission(Generic[K]):
                 taken += n
             lane.reserved += taken
             left -= taken
-            served.append(name)
+            if taken >= room or not any(k not in self._leasing for k in ring):
+                # Served in full: to the back. A lane cut short by the budget keeps its
+                # place and comes first next round.
+                served.append(name)
         for name in served:
             self._lanes.move_to_end(name)
         return grants

@@ -25,7 +25,7 @@ import re
 import signal
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["Sink", "SinkStats"]
 
@@ -81,9 +81,8 @@ class _Session(asyncio.Protocol):
         self.rcpts: list[str] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(b"220 sink.postline.test ESMTP\r\n")
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(b"220 sink.postline.test ESMTP\r\n")
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data

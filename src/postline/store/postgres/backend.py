@@ -1032,7 +1032,7 @@ class PostgresStore:
     async def record(self, records: Sequence[AttemptRecord], *, node_id: str = "") -> None:
         if not records:
             return
-        u_cols: list[list[Any]] = [[] for _ in range(11)]
+        u_cols: list[list[Any]] = [[] for _ in range(12)]
         e_cols: list[list[Any]] = [[] for _ in range(7)]
         # One lock order for every writer: fewer deadlocks between nodes.
         for r in sorted(records, key=lambda r: (r.message_id, r.idx)):
@@ -1050,6 +1050,7 @@ class PostgresStore:
                     r.text,
                     r.mx,
                     r.owner,
+                    r.domain,
                 ),
                 strict=True,
             ):
@@ -1108,6 +1109,7 @@ class PostgresStore:
                 *c_cols,
                 now,
                 *s_extra,
+                u_cols[11],
             )
 
         await self._call(op)

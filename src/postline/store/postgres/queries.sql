@@ -209,27 +209,31 @@ WHERE id = ANY($1::text[]);
 -- name: record
 -- Delivered, bounced and expired outcomes always apply; deferrals and releases (state
 -- 'queued') only to a recipient that is still queued (a cancelled one stays cancelled).
--- message_id = ANY($1) makes every partition answer through its primary key (an outcome
--- does not carry the domain, so partitions cannot be pruned).
+-- Each outcome finds its row by primary key, joined row by row ($29: its domain, which
+-- prunes the partitions; NULL when unknown: every partition answers). No array of ids is
+-- matched with = ANY: a plan for "any of N ids" costs the planner per id and partition
+-- (135 ms for 1,000 outcomes over 16 partitions), and a plan cached for 10 ids scanned
+-- whole partitions when 1,000 came.
 -- A deferral or release also needs the recipient still leased by the node the attempt ran
 -- on (owner NULL: no check), so a holder whose lease expired cannot reset another's lease.
--- $1..$10, $19 one entry per outcome; $11..$17 one entry per event; $18 node id;
+-- $1..$10, $19, $29 one entry per outcome; $11..$17 one entry per event; $18 node id;
 -- $20..$23 suppressions to add (tenant, address, reason, detail) and $24, $25 (tenant,
 -- address) whose soft-bounce runs a delivery ended; $26 now; $27, $28 the suppressions'
 -- expiry and message id.
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::float8[],
                          $6::float8[], $7::int[], $8::text[], $9::text[], $10::text[],
-                         $19::text[])
-        AS u(message_id, idx, state, inc, at, next_attempt_at, code, enhanced, text, mx, owner)
+                         $19::text[], $29::text[])
+        AS u(message_id, idx, state, inc, at, next_attempt_at, code, enhanced, text, mx, owner,
+             domain)
 ), final AS (
     UPDATE recipients r
     SET state = u.state, attempts = r.attempts + u.inc, updated_at = u.at, last_code = u.code,
         last_enhanced = u.enhanced, last_text = u.text, last_mx = u.mx, lease_owner = NULL,
         lease_expires_at = NULL
     FROM u
-    WHERE u.state <> 'queued' AND r.message_id = ANY($1::text[])
-      AND r.message_id = u.message_id AND r.idx = u.idx
+    WHERE u.state <> 'queued' AND r.message_id = u.message_id AND r.idx = u.idx
+      AND r.domain = coalesce(u.domain, r.domain)
 ), retry AS (
     UPDATE recipients r
     SET next_attempt_at = u.next_attempt_at, attempts = r.attempts + u.inc, updated_at = u.at,
@@ -238,8 +242,8 @@ WITH u AS (
         last_text = coalesce(u.text, r.last_text), last_mx = coalesce(u.mx, r.last_mx),
         lease_owner = NULL, lease_expires_at = NULL
     FROM u
-    WHERE u.state = 'queued' AND r.message_id = ANY($1::text[])
-      AND r.message_id = u.message_id AND r.idx = u.idx AND r.state = 'queued'
+    WHERE u.state = 'queued' AND r.message_id = u.message_id AND r.idx = u.idx
+      AND r.domain = coalesce(u.domain, r.domain) AND r.state = 'queued'
       AND (u.owner IS NULL OR r.lease_owner = u.owner)
 ), e AS (
     INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)

@@ -189,28 +189,23 @@ $$;
 
 CREATE FUNCTION recipients_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    WITH changed AS (
-        SELECT n.tenant_id, n.domain, o.state AS old_state, n.state AS new_state,
-               o.attempts AS old_attempts, n.attempts AS new_attempts
-        FROM old_rows o JOIN new_rows n USING (message_id, idx, domain)
-        WHERE o.state <> n.state
-           OR (n.state = 'queued' AND (o.attempts > 0) <> (n.attempts > 0))
+    -- What a statement changed is what its new rows count less what its old rows counted:
+    -- no join of old and new rows (rows left alone cancel out), so the cost is linear in
+    -- the rows updated whatever plan is cached.
+    WITH d AS (
+        SELECT n.tenant_id, n.domain, n.state, n.attempts > 0 AS retried, 1 AS n
+        FROM new_rows n
+        UNION ALL
+        SELECT o.tenant_id, o.domain, o.state, o.attempts > 0, -1 FROM old_rows o
     ), q AS (
         INSERT INTO queue_count_deltas (tenant_id, domain, queued, deferred)
-        SELECT c.tenant_id, c.domain,
-               sum((c.new_state = 'queued')::int - (c.old_state = 'queued')::int),
-               sum((c.new_state = 'queued' AND c.new_attempts > 0)::int
-                   - (c.old_state = 'queued' AND c.old_attempts > 0)::int)
-        FROM changed c
-        GROUP BY c.tenant_id, c.domain
+        SELECT d.tenant_id, d.domain, sum(d.n), coalesce(sum(d.n) FILTER (WHERE d.retried), 0)
+        FROM d WHERE d.state = 'queued'
+        GROUP BY d.tenant_id, d.domain
+        HAVING sum(d.n) <> 0 OR coalesce(sum(d.n) FILTER (WHERE d.retried), 0) <> 0
     )
     INSERT INTO recipient_count_deltas (state, n)
-    SELECT s.state, sum(s.n) FROM (
-        SELECT c.old_state AS state, -1 AS n FROM changed c WHERE c.old_state <> c.new_state
-        UNION ALL
-        SELECT c.new_state, 1 FROM changed c WHERE c.old_state <> c.new_state
-    ) s
-    GROUP BY s.state;
+    SELECT d.state, sum(d.n) FROM d GROUP BY d.state HAVING sum(d.n) <> 0;
     RETURN NULL;
 END
 $$;
