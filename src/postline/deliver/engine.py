@@ -73,11 +73,12 @@ log = logging.getLogger(__name__)
 
 _FAILED = frozenset({RecipientState.BOUNCED, RecipientState.EXPIRED})
 _LEASE_CALLS = 2  # lease_many calls running at once
-_LEASE_ROWS = 1000  # recipients asked for in one lease_many call
+_LEASE_ROWS = 500  # recipients asked for in one lease_many call
 _LEASE_QUEUES = 1000  # queues in one lease_many call
 _ROUND_GAP = 0.01  # seconds between admission rounds (lets room and ready queues gather)
 _RESOLVERS = 64  # route lookups running at once
-_RECORD_BATCH = 1000  # outcomes per store write
+_RECORD_BATCH = 500  # outcomes per store write
+_SCAN_DUTY = 20  # a queue scan waits at least this many times its own duration
 
 
 def _bounce_fields(data: dict[str, object], reply: Reply, remote: str | None) -> None:
@@ -779,9 +780,16 @@ class DeliveryEngine:
     async def _scan_loop(self) -> None:
         """Full scans of the queue, paged by queue: at start, every ``[queue]
         scan_interval`` and when told to. They find what no wake-up announced — leases
-        of a node that died, mail other nodes deferred — and re-arm the timers."""
+        of a node that died, mail other nodes deferred — and re-arm the timers.
+
+        A scan costs one index probe per queue: with 100,000 queues, seconds of a reader
+        and of this loop. So the next scan waits ``_SCAN_DUTY`` times as long as the last
+        one took, if that is longer than the interval: scanning never takes more than a
+        bounded share of the node, however many queues there are (what this node queues
+        and defers itself is woken without a scan)."""
         interval = self.config.queue.scan_interval
         while not self.stopping:
+            started = time.monotonic()
             try:
                 self._paused = await self.store.paused_queues()
                 after: QueueKey = ("", "")
@@ -796,8 +804,9 @@ class DeliveryEngine:
             except Exception:
                 log.exception("queue scan failed", extra={"action": "deliver.scan_failed"})
             self._expire_routes()
+            took = time.monotonic() - started
             try:
-                await asyncio.wait_for(self._scan_wake.wait(), interval)
+                await asyncio.wait_for(self._scan_wake.wait(), max(interval, took * _SCAN_DUTY))
             except TimeoutError:
                 pass
             self._scan_wake.clear()

@@ -147,22 +147,28 @@ class Admission(Generic[K]):
             if free <= 0:
                 continue
             ring = state.ring
-            candidates = [k for k in ring if k not in self._leasing]
-            if not candidates:
-                continue
-            quantum = min(self.max_quantum, max(self.min_quantum, free // len(candidates)))
+            quantum = min(self.max_quantum, max(self.min_quantum, free // len(ring)))
+            # Walk the ring from its front only as far as the room goes: granted queues
+            # move to the back, so a round costs what it grants, not the ring's length.
+            picked: list[K] = []
             taken = 0
-            for key in candidates:
-                if free - taken <= 0 or len(grants) >= max_queues:
+            for key in ring:
+                if free - taken <= 0 or len(grants) + len(picked) >= max_queues:
                     break
+                if key in self._leasing:
+                    continue
                 n = min(quantum, free - taken)
+                picked.append(key)
                 grants.append(Grant(key, lane, n))
+                taken += n
+            if not picked:
+                continue
+            for key in picked:
                 self._leasing.add(key)
                 ring.move_to_end(key)
-                taken += n
             lane.reserved += taken
             left -= taken
-            if taken >= room or not any(k not in self._leasing for k in ring):
+            if taken >= room:
                 # Served in full: to the back. A lane cut short by the budget keeps its
                 # place and comes first next round.
                 served.append(name)

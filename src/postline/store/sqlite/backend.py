@@ -328,9 +328,10 @@ def _bodies(conn: sqlite3.Connection, ids: Collection[str]) -> dict[str, tuple[A
     """Message rows (tenant, mail from, body, Message-ID, source, stream) by id."""
     if not ids:
         return {}
+    (found,) = conn.execute(_Q["lease_bodies"], {"ids": json.dumps(list(ids))}).fetchone()
     return {
-        row[0]: tuple(row[1:])
-        for row in conn.execute(_Q["lease_bodies"], {"ids": json.dumps(list(ids))})
+        mid: (tenant, mail_from, bytes.fromhex(body), header, source, stream)
+        for mid, tenant, mail_from, body, header, source, stream in json.loads(found)
     }
 
 
@@ -343,7 +344,7 @@ class SQLiteStore:
         *,
         synchronous: str = "full",
         max_batch: int = 512,
-        max_rows: int = 5_000,
+        max_rows: int = 2_000,
         readers: int = 2,
     ) -> None:
         self.path = Path(path)
@@ -591,8 +592,8 @@ class SQLiteStore:
                     },
                 )
             conn.executemany(_Q["insert_message"], msg_rows)
-            conn.executemany(_Q["insert_recipient"], rcpt_rows)
-            conn.executemany(_Q["insert_event"], event_rows)
+            conn.execute(_Q["insert_recipients"], {"rows": json.dumps(rcpt_rows)})
+            conn.execute(_Q["insert_events"], {"rows": json.dumps(event_rows)})
             return None
 
         return await self._write(op, rows=len(msg_rows) + len(rcpt_rows))
@@ -621,12 +622,12 @@ class SQLiteStore:
             "after_tenant": after[0],
             "after_domain": after[1],
         }
-        return await self._read(
-            lambda conn: [
-                QueueDue(tenant, domain, due)
-                for tenant, domain, due in conn.execute(_Q["due_queues"], params)
-            ]
-        )
+
+        def op(conn: sqlite3.Connection) -> list[QueueDue]:
+            (found,) = conn.execute(_Q["due_queues"], params).fetchone()
+            return [QueueDue(tenant, domain, due) for tenant, domain, due in json.loads(found)]
+
+        return await self._read(op)
 
     async def lease_many(
         self, requests: Sequence[LeaseRequest], *, now: float, lease_time: float, owner: str
@@ -636,42 +637,46 @@ class SQLiteStore:
         until = now + lease_time
 
         def op(conn: sqlite3.Connection) -> list[QueueLease]:
-            per_queue: list[list[LeasedRecipient]] = []
-            for req in requests:
-                rows = conn.execute(
-                    _Q["lease_queue"],
-                    {
-                        "owner": owner,
-                        "until": until,
-                        "domain": req.domain,
-                        "tenant_id": req.tenant_id,
-                        "now": now,
-                        "limit": req.limit,
-                    },
-                ).fetchall()
-                per_queue.append([LeasedRecipient(*row) for row in rows])
-            bodies = _bodies(conn, {r.message_id for rcpts in per_queue for r in rcpts})
-            out = []
-            for req, rcpts in zip(requests, per_queue, strict=True):
-                drained = len(rcpts) < req.limit
-                next_due = None
-                if drained:
-                    row = conn.execute(
-                        _Q["queue_next_due"],
-                        {"domain": req.domain, "tenant_id": req.tenant_id, "owner": owner},
-                    ).fetchone()
-                    next_due = row[0] if row else None
-                out.append(
-                    QueueLease(
-                        req.tenant_id,
-                        req.domain,
-                        group_leased(rcpts, bodies),
-                        len(rcpts),
-                        drained,
-                        next_due,
-                    )
+            # One statement per distinct limit (a round grants most queues the same).
+            per_queue: list[list[LeasedRecipient]] = [[] for _ in requests]
+            leased: list[Any] = []
+            by_limit: dict[int, list[int]] = {}
+            for i, req in enumerate(requests):
+                by_limit.setdefault(req.limit, []).append(i)
+            for limit, positions in by_limit.items():
+                queues = json.dumps(
+                    [[requests[i].tenant_id, requests[i].domain] for i in positions]
                 )
-            return out
+                (found,) = conn.execute(
+                    _Q["lease_queues"], {"queues": queues, "now": now, "limit": limit}
+                ).fetchone()
+                for i, rows in zip(positions, json.loads(found), strict=True):
+                    leased.extend(rows)
+                    per_queue[i] = [LeasedRecipient(*row) for row in rows]
+            if leased:
+                conn.execute(
+                    _Q["lease_mark"], {"rows": json.dumps(leased), "owner": owner, "until": until}
+                )
+            bodies = _bodies(conn, {r.message_id for rcpts in per_queue for r in rcpts})
+            drained = [i for i, req in enumerate(requests) if len(per_queue[i]) < req.limit]
+            next_due: dict[int, float | None] = {}
+            if drained:
+                queues = json.dumps([[requests[i].tenant_id, requests[i].domain] for i in drained])
+                (found,) = conn.execute(
+                    _Q["queues_next_due"], {"queues": queues, "owner": owner}
+                ).fetchone()
+                next_due = dict(zip(drained, json.loads(found), strict=True))
+            return [
+                QueueLease(
+                    req.tenant_id,
+                    req.domain,
+                    group_leased(per_queue[i], bodies),
+                    len(per_queue[i]),
+                    i in next_due,
+                    next_due.get(i),
+                )
+                for i, req in enumerate(requests)
+            ]
 
         return await self._write(op, lane=BULK, rows=sum(r.limit for r in requests))
 
@@ -693,9 +698,12 @@ class SQLiteStore:
         return await self._write(op, lane=BULK, rows=limit)
 
     async def record(self, records: Sequence[AttemptRecord], *, node_id: str = "") -> None:
-        final_rows = []
-        retry_rows = []
-        event_rows = []
+        # Rounds of one statement per kind (final, retry), each naming a recipient once: a
+        # recipient with two records in one batch gets them applied in order.
+        rounds: list[tuple[list[list[Any]], list[list[Any]]]] = [([], [])]
+        seen: set[tuple[str, int]] = set()
+        unknown: list[tuple[str, int]] = []  # recipients whose outcome names no domain
+        event_rows: list[list[Any]] = []
         suppress_rows = []
         clear_rows = []
         for r in records:
@@ -714,37 +722,25 @@ class SQLiteStore:
                 )
             if r.state is RecipientState.DELIVERED:
                 clear_rows.append((r.tenant_id, r.address.lower()))
+            key = (r.message_id, r.idx)
+            if key in seen:
+                rounds.append(([], []))
+                seen.clear()
+            seen.add(key)
+            final_rows, retry_rows = rounds[-1]
             inc = 1 if r.counted else 0
+            if r.domain is None:
+                unknown.append(key)
             if r.state is RecipientState.QUEUED:
                 retry_rows.append(
-                    (
-                        r.next_attempt_at,
-                        inc,
-                        r.at,
-                        r.code,
-                        r.enhanced,
-                        r.text,
-                        r.mx,
-                        r.message_id,
-                        r.idx,
-                        r.owner,
-                        r.owner,
-                    )
-                )
+                    [r.message_id, r.idx, r.next_attempt_at, inc, r.at, r.code, r.enhanced,
+                     r.text, r.mx, r.domain, r.tenant_id, r.owner]
+                )  # fmt: skip
             else:
                 final_rows.append(
-                    (
-                        r.state.value,
-                        inc,
-                        r.at,
-                        r.code,
-                        r.enhanced,
-                        r.text,
-                        r.mx,
-                        r.message_id,
-                        r.idx,
-                    )
-                )
+                    [r.message_id, r.idx, r.state.value, inc, r.at, r.code, r.enhanced,
+                     r.text, r.mx, r.domain, r.tenant_id]
+                )  # fmt: skip
             if r.event is None:
                 continue
             data = dict(r.data)
@@ -757,25 +753,28 @@ class SQLiteStore:
             if r.state is RecipientState.QUEUED:
                 data.setdefault("next_attempt_at", r.next_attempt_at)
             event_rows.append(
-                (
-                    r.at,
-                    r.tenant_id,
-                    r.event.value,
-                    r.message_id,
-                    r.idx,
-                    r.address,
-                    node_id,
-                    json.dumps(data),
-                )
-            )
+                [r.at, r.tenant_id, r.event.value, r.message_id, r.idx, r.address, node_id,
+                 json.dumps(data)]
+            )  # fmt: skip
+        events = {"rows": json.dumps(event_rows)} if event_rows else None
 
         def op(conn: sqlite3.Connection) -> None:
-            if final_rows:
-                conn.executemany(_Q["record_final"], final_rows)
-            if retry_rows:
-                conn.executemany(_Q["record_retry"], retry_rows)
-            if event_rows:
-                conn.executemany(_Q["insert_event"], event_rows)
+            if unknown:
+                domains = {}
+                for key in unknown:
+                    found = conn.execute(_Q["recipient_domain"], key).fetchone()
+                    domains[key] = found[0] if found else None
+                for final_rows, retry_rows in rounds:
+                    for row in final_rows + retry_rows:
+                        if row[9] is None:
+                            row[9] = domains.get((row[0], row[1]))
+            for final_rows, retry_rows in rounds:
+                if final_rows:
+                    conn.execute(_Q["record_final"], {"rows": json.dumps(final_rows)})
+                if retry_rows:
+                    conn.execute(_Q["record_retry"], {"rows": json.dumps(retry_rows)})
+            if events is not None:
+                conn.execute(_Q["insert_events"], events)
             if suppress_rows:
                 conn.executemany(_Q["add_suppression"], suppress_rows)
             # A delivery ends its address's soft-bounce run; with no run anywhere (the
@@ -795,11 +794,13 @@ class SQLiteStore:
             "until": until,
             "refs": json.dumps([[m, i] for m, i, _ in refs]),
         }
-        return await self._write(
-            lambda conn: [(m, i) for m, i in conn.execute(_Q["renew_leases"], params)],
-            lane=URGENT,
-            rows=len(refs),
-        )
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            conn.execute(_Q["renew_leases"], params)
+            (found,) = conn.execute(_Q["renewed_leases"], params).fetchone()
+            return [(m, i) for m, i in json.loads(found)]
+
+        return await self._write(op, lane=URGENT, rows=len(refs))
 
     async def release_leases(self, owner: str, *, now: float) -> int:
         return await self._write(

@@ -1,5 +1,5 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 6;
+PRAGMA user_version = 7;
 
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
@@ -33,9 +33,12 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_tenant ON messages (tenant_id, created_at);
 
--- The queue: one row per recipient, partitioned (indexed) by recipient domain.
--- state: queued | delivered | bounced | expired | cancelled. A lease moves
--- next_attempt_at to the lease expiry, so an abandoned lease becomes due again.
+-- The queue: one row per recipient, stored in queue order (tenant's mail to one domain,
+-- then message), so leasing a queue and recording its outcomes touch a few neighbouring
+-- pages, not one page per recipient, however deep the queue. A recipient is also found by
+-- (message_id, idx). state: queued | delivered | bounced | expired | cancelled |
+-- suppressed. A lease moves next_attempt_at to the lease expiry, so an abandoned lease
+-- becomes due again.
 CREATE TABLE recipients (
     message_id        TEXT NOT NULL,
     idx               INTEGER NOT NULL,
@@ -54,8 +57,9 @@ CREATE TABLE recipients (
     last_mx           TEXT,
     lease_owner       TEXT,
     lease_expires_at  REAL,
-    PRIMARY KEY (message_id, idx)
+    PRIMARY KEY (domain, tenant_id, message_id, idx)
 ) WITHOUT ROWID;
+CREATE UNIQUE INDEX recipients_message ON recipients (message_id, idx);
 CREATE INDEX recipients_owner ON recipients (lease_owner) WHERE lease_owner IS NOT NULL;
 -- A queue is one tenant's recipients in one domain: leased oldest due first, and its next
 -- due time read without touching the table (lease_owner is in the index).
