@@ -11,17 +11,27 @@ route to a recording sink (``python -m postline.sim.sink``, its own process) and
   with no other requests), peak RSS (VmHWM);
 * while delivering: ``GET /v1/queues`` and ``GET /metrics`` (median of 20), one
   ``POST /v1/messages`` at a time (p99 of 200);
-* SIGTERM → exit, then a restart: recipients the sink sees twice (must be 0);
-* ``kill -9`` mid-delivery, then a restart: recipients seen twice, beside the bound (the
+* SIGTERM → exit: every recipient the sink saw is recorded delivered (``unrecorded``, must
+  be 0: else a restart sends it again) and nothing is left leased; then a restart:
+  recipients the sink sees twice (must be 0);
+* ``kill -9`` mid-delivery: the recipients the node held leased that the sink had already
+  seen — what its restart sends again (``kill_resend``) — beside the bound (the
   connection limit — transactions on the wire — plus the largest number of outcomes
   waiting to be written, sampled from ``postline_outcomes_pending`` before the kill).
 
     .venv/bin/python bench/depth.py                      # 10 M over 100 k domains vs 20 k
     .venv/bin/python bench/depth.py --deep 1000000 --deep-domains 10000   # quicker
+    .venv/bin/python bench/depth.py --fleet 2           # PostgreSQL: 2 nodes, 2 M queued
+
+``--fleet N`` runs N nodes on one PostgreSQL (the machine's binaries, fsync on) holding
+``--fleet-queued`` recipients, restarts every node in turn with SIGTERM while they
+deliver (a rolling restart), then kills one with ``kill -9``; it reports the recipients
+sent twice after the rolling restart (must be 0), the stop times, and what the killed node
+would send again (its leased recipients the sink had already seen), beside its bound.
 
 The deep store is built once and kept in ``--cache`` (default ``/var/tmp/postline-depth``);
 each run works on a copy. Final line: ``depth deep_queued=… cpu_ratio=… rss_mb=…
-restart_dups=… kill_dups=… kill_bound=… queues_ms=… metrics_ms=… post_p99_ms=…
+unrecorded=… restart_dups=… kill_resend=… kill_bound=… queues_ms=… metrics_ms=… post_p99_ms=…
 ready_s=… first_s=… stop_s=…``.
 """
 
@@ -34,6 +44,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -45,7 +56,7 @@ from typing import Any
 import httpx
 
 from postline.model.ids import new_id
-from postline.store.base import NewMessage, NewRecipient
+from postline.store.base import NewMessage, NewRecipient, Store
 from postline.store.sqlite.backend import SQLiteStore
 from postline.tenants import generate_key, hash_key, key_prefix
 
@@ -85,9 +96,12 @@ def free_port() -> int:
 
 # -- filling a store -------------------------------------------------------------------
 async def fill(db: Path, total: int, domains: int, per_message: int) -> str:
-    """A store with ``total`` queued recipients over ``domains`` domains; returns an API key
-    of its tenant."""
-    store = SQLiteStore(db, max_rows=50_000)
+    """A SQLite store with ``total`` queued recipients over ``domains`` domains; returns an
+    API key of its tenant."""
+    return await fill_store(SQLiteStore(db, max_rows=50_000), total, domains, per_message)
+
+
+async def fill_store(store: Store, total: int, domains: int, per_message: int) -> str:
     await store.open()
     try:
         tenant = await store.create_tenant("bulk")
@@ -257,6 +271,14 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
+def wait_more(sink: SinkProcess, n: int, total: int, timeout: float = 120) -> None:
+    """Until ``n`` more recipients arrived, or all ``total`` did."""
+    s = sink.stats()
+    left = total - s["unique"]
+    if left > 0:
+        wait_delivered(sink, s["recipients"] + min(n, left), timeout)
+
+
 def wait_delivered(
     sink: SinkProcess, at_least: int, timeout: float, interval: float = 0.1
 ) -> dict[str, Any]:
@@ -335,8 +357,22 @@ def run_case(
         out["post_p99_ms"] = posts[int(len(posts) * 0.99) - 1]
     node.rss_samples.append(node.status("VmRSS"))
     out["rss_mb"] = node.status("VmHWM") / 2**20
-    before_stop = sink.stats()
     out["stop_s"] = node.terminate()
+    before_stop = sink.stats()
+    # A clean stop writes every outcome and hands back every lease: each recipient the sink
+    # saw is recorded delivered (else it would be sent again), nothing stays leased.
+    conn = sqlite3.connect(work / "data" / "postline.db")
+    try:
+        (delivered,) = conn.execute(
+            "SELECT coalesce(sum(n), 0) FROM recipient_counts WHERE state = 'delivered'"
+        ).fetchone()
+        (leased,) = conn.execute(
+            "SELECT count(*) FROM recipients WHERE lease_owner IS NOT NULL"
+        ).fetchone()
+    finally:
+        conn.close()
+    out["unrecorded"] = before_stop["unique"] - base["unique"] - delivered
+    out["leased_after_stop"] = leased
 
     # 2. restart after the clean stop: nothing may be sent twice.
     node = Node(config, work / "node.log", api)
@@ -355,9 +391,23 @@ def run_case(
     after_restart = sink.stats()
     out["restart_dups"] = after_restart["duplicates"] - base["duplicates"]
 
-    # 3. kill -9 mid-delivery, then a restart: duplicates within the in-flight bound.
+    # 3. kill -9 mid-delivery: what the node held leased and the sink had already seen is
+    # sent again after the restart (read from the store while the node is down).
     node.kill()
     out["kill_bound"] = CONNECTIONS + int(peak_pending)
+    conn = sqlite3.connect(work / "data" / "postline.db")
+    try:
+        held = conn.execute(
+            "SELECT m.message_id_header, r.address FROM recipients r"
+            " JOIN messages m ON m.id = r.message_id"
+            " WHERE r.state = 'queued' AND r.lease_owner = 'depth'"
+        ).fetchall()
+    finally:
+        conn.close()
+    out["kill_leased"] = len(held)
+    out["kill_resend"] = httpx.post(
+        f"{sink.control}/seen", json=[list(h) for h in held], timeout=60
+    ).json()["seen"]
     node = Node(config, work / "node.log", api)
     node.start()
     node.wait_ready()
@@ -371,6 +421,163 @@ def run_case(
     return out
 
 
+# -- a fleet on PostgreSQL ---------------------------------------------------------------
+FLEET_NODE = """
+data_dir = "{data}"
+node_id = "{name}"
+store = "{dsn}"
+[api]
+listen = "{api}"
+[submission]
+enabled = false
+[inbound]
+enabled = false
+[delivery]
+helo_hostname = "{name}.postline.test"
+tls = "disabled"
+[[delivery.routes]]
+domain = "*"
+host = "127.0.0.1"
+port = {sink}
+[[throttle.rules]]
+name = "default"
+connections = {connections}
+[log]
+level = "warning"
+"""
+
+
+async def _leased_seen(dsn: str, owner: str, sink: SinkProcess) -> tuple[int, int]:
+    """(recipients ``owner`` still holds leased, how many of them the sink has seen)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT m.message_id_header, r.address FROM recipients r"
+            " JOIN messages m ON m.id = r.message_id"
+            " WHERE r.state = 'queued' AND r.lease_owner = $1",
+            owner,
+        )
+    finally:
+        await conn.close()
+    pairs = [[r[0], r[1]] for r in rows]
+    seen = httpx.post(f"{sink.control}/seen", json=pairs, timeout=60).json()["seen"]
+    return len(pairs), int(seen)
+
+
+async def _delivered_in_store(dsn: str) -> tuple[int, int]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        delivered = await conn.fetchval("SELECT count(*) FROM recipients WHERE state = 'delivered'")
+        leased = await conn.fetchval(
+            "SELECT count(*) FROM recipients WHERE state = 'queued' AND lease_owner IS NOT NULL"
+        )
+        return int(delivered), int(leased)
+    finally:
+        await conn.close()
+
+
+def run_fleet(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from postline.store.postgres.backend import PostgresStore
+    from support.pgserver import PgServer, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        print("depth fleet skipped: no PostgreSQL binaries")
+        print("depth fleet skipped=1")
+        return
+    work = args.work / "fleet"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    server = PgServer(bin_dir, fsync=True)
+    server.start()
+    sink = SinkProcess()
+    nodes: list[Node] = []
+    try:
+        dsn = asyncio.run(server.create_postline_database())
+        t0 = time.monotonic()
+        asyncio.run(
+            fill_store(PostgresStore(dsn), args.fleet_queued, args.fleet_domains, args.per_message)
+        )
+        print(f"filled {args.fleet_queued:,} in {time.monotonic() - t0:.0f}s", flush=True)
+        configs = []
+        for i in range(args.fleet):
+            name = f"depth-{i + 1}"
+            api = f"127.0.0.1:{free_port()}"
+            config = work / f"{name}.toml"
+            config.write_text(
+                FLEET_NODE.format(
+                    data=work / name, name=name, dsn=dsn, api=api, sink=sink.port,
+                    connections=CONNECTIONS,
+                )
+            )  # fmt: skip
+            configs.append((config, api))
+        out: dict[str, Any] = {"case": "fleet", "nodes": args.fleet, "queued": args.fleet_queued}
+        for config, api in configs:
+            node = Node(config, config.with_suffix(".log"), api)
+            node.start()
+            nodes.append(node)
+        out["ready_s"] = max(n.wait_ready() for n in nodes)
+        wait_more(sink, 20_000, args.fleet_queued)
+        s0, t0 = sink.stats()["recipients"], time.monotonic()
+        time.sleep(args.window)
+        out["rate"] = (sink.stats()["recipients"] - s0) / (time.monotonic() - t0)
+        with httpx.Client(base_url=f"http://{configs[0][1]}", timeout=60) as client:
+            metrics_ms = []
+            for _ in range(10):
+                t = time.perf_counter()
+                client.get("/metrics")
+                metrics_ms.append((time.perf_counter() - t) * 1000)
+            out["metrics_ms"] = statistics.median(metrics_ms)
+        stops = []
+        for i, (config, api) in enumerate(configs):
+            stops.append(nodes[i].terminate())
+            nodes[i] = Node(config, config.with_suffix(".log"), api)
+            nodes[i].start()
+            nodes[i].wait_ready()
+            wait_more(sink, 10_000, args.fleet_queued)
+        out["stop_s"] = max(stops)
+        after_roll = sink.stats()
+        out["roll_dups"] = after_roll["duplicates"]
+        # kill -9 of one node mid-delivery: what it held and the sink had seen is sent again.
+        nodes[0].kill()
+        held, seen = asyncio.run(_leased_seen(dsn, "depth-1", sink))
+        out["kill_leased"], out["kill_resend"] = held, seen
+        out["kill_bound"] = CONNECTIONS + _RECORD_BATCH_BOUND
+        nodes[0] = Node(configs[0][0], configs[0][0].with_suffix(".log"), configs[0][1])
+        nodes[0].start()
+        nodes[0].wait_ready()
+        wait_more(sink, 10_000, args.fleet_queued)
+        for node in nodes:
+            node.terminate()
+        nodes = []
+        delivered, leased = asyncio.run(_delivered_in_store(dsn))
+        final = sink.stats()
+        out["unrecorded"] = final["unique"] - delivered
+        out["leased_after_stop"] = leased
+        out["dups_total"] = final["duplicates"]
+        print(json.dumps(out), flush=True)
+        print(
+            f"depth fleet nodes={args.fleet} queued={args.fleet_queued} "
+            f"roll_dups={out['roll_dups']} kill_resend={out['kill_resend']} "
+            f"kill_bound={out['kill_bound']} stop_s={out['stop_s']:.1f} "
+            f"leased_after_stop={leased} unrecorded={out['unrecorded']} "
+            f"rate={out['rate']:.0f} metrics_ms={out['metrics_ms']:.1f}"
+        )
+    finally:
+        for node in nodes:
+            node.kill()
+        sink.stop()
+        server.stop()
+
+
+_RECORD_BATCH_BOUND = 500  # outcomes one write carries (deliver.engine._RECORD_BATCH)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--deep", type=int, default=10_000_000)
@@ -381,7 +588,13 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=20.0, help="seconds of CPU measurement")
     ap.add_argument("--cache", type=Path, default=Path("/var/tmp/postline-depth"))
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/postline-depth/work"))
+    ap.add_argument("--fleet", type=int, default=0, help="nodes on PostgreSQL (0: SQLite cases)")
+    ap.add_argument("--fleet-queued", type=int, default=2_000_000)
+    ap.add_argument("--fleet-domains", type=int, default=20_000)
     args = ap.parse_args()
+    if args.fleet:
+        run_fleet(args)
+        return
 
     cases = [
         ("shallow", args.shallow, args.shallow_domains),
@@ -404,8 +617,8 @@ def main() -> None:
     shallow, deep = results
     cols = [
         "queued", "ready_s", "first_s", "rate", "cpu_us_per_rcpt", "rss_mb", "leased",
-        "queues_ms", "metrics_ms", "post_p50_ms", "post_p99_ms", "stop_s", "restart_dups",
-        "kill_dups", "kill_bound",
+        "queues_ms", "metrics_ms", "post_p50_ms", "post_p99_ms", "stop_s", "unrecorded",
+        "leased_after_stop", "restart_dups", "kill_resend", "kill_bound",
     ]  # fmt: skip
     print("| case | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
@@ -416,7 +629,8 @@ def main() -> None:
     ratio = deep["cpu_us_per_rcpt"] / shallow["cpu_us_per_rcpt"]
     print(
         f"depth deep_queued={deep['queued']} cpu_ratio={ratio:.2f} rss_mb={deep['rss_mb']:.0f} "
-        f"restart_dups={deep['restart_dups']} kill_dups={deep['kill_dups']} "
+        f"unrecorded={deep['unrecorded']} restart_dups={deep['restart_dups']} "
+        f"kill_resend={deep['kill_resend']} "
         f"kill_bound={deep['kill_bound']} queues_ms={deep['queues_ms']:.1f} "
         f"metrics_ms={deep['metrics_ms']:.1f} post_p99_ms={deep['post_p99_ms']:.1f} "
         f"ready_s={deep['ready_s']:.1f} first_s={deep['first_s']:.2f} stop_s={deep['stop_s']:.1f}"

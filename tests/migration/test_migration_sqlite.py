@@ -88,3 +88,42 @@ async def test_fresh_schema_equals_migrated(tmp_path: Path) -> None:
         assert got[part] == want[part], f"{part} differs between fresh and migrated"
     assert old != want
     assert want["version"] == schema_version()
+
+
+async def test_upgrade_keeps_the_queue_and_counts_it(tmp_path: Path) -> None:
+    """Mail queued under version 1 is due, counted and viewable once upgraded (version 6
+    counts it, version 7 stores it in queue order)."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1.read_text(encoding="utf-8"))
+    conn.execute(
+        "INSERT INTO messages VALUES ('m1', 't', 1.0, 'a@x.test', '<m1@x.test>', 's', 'api',"
+        " 'transactional', '[]', '{}', 3, X'616263')"
+    )
+    rows = [
+        ("m1", 0, "t", "a@one.test", "one.test", "queued", 0, 1.0, 5.0),
+        ("m1", 1, "t", "b@one.test", "one.test", "queued", 2, 1.0, 9.0),
+        ("m1", 2, "t", "c@two.test", "two.test", "delivered", 1, 1.0, 1.0),
+    ]
+    conn.executemany(
+        "INSERT INTO recipients (message_id, idx, tenant_id, address, domain, state, attempts,"
+        " created_at, next_attempt_at, expires_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,1e12,1)",
+        rows,
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert await store.state_counts() == {"queued": 2, "delivered": 1}
+        [due] = await store.due_queues(owner="n")
+        assert (due.tenant_id, due.domain, due.next_attempt_at) == ("t", "one.test", 5.0)
+        [one] = await store.queue_stats("t")
+        assert (one.domain, one.depth, one.deferred, one.oldest_at) == ("one.test", 2, 1, 1.0)
+        view = await store.get_message("t", "m1")
+        assert view is not None
+        assert [r.address for r in view.recipients] == ["a@one.test", "b@one.test", "c@two.test"]
+        [leased] = await store.lease("one.test", now=10.0, limit=10, lease_time=30, owner="n")
+        assert [r.idx for r in leased.recipients] == [0, 1] and leased.body == b"abc"
+    finally:
+        await store.close()

@@ -818,7 +818,11 @@ class DeliveryEngine:
         idle = [
             k
             for k, s in self.sites.items()
-            if not s.workers and not s.buffer and not s.reserved and now - s.last_used > 300
+            if not s.workers
+            and not s.buffer
+            and not s.reserved
+            and now - s.last_used > 300
+            and not self.admission.has_lane(s.lane_key)
         ]
         for key in idle:
             site = self.sites.pop(key)
@@ -848,10 +852,15 @@ class DeliveryEngine:
                 task.add_done_callback(self._lease_done)
                 await asyncio.sleep(_ROUND_GAP)
                 continue
-            try:
-                await asyncio.wait_for(self._admit_wake.wait(), 0.5)
-            except TimeoutError:
-                pass
+            if not len(self.admission) and not self._leases:
+                # Nothing is ready: sleep until a queue becomes ready (an idle node
+                # with millions deferred stays idle).
+                await self._admit_wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._admit_wake.wait(), 0.5)
+                except TimeoutError:
+                    pass
             await asyncio.sleep(_ROUND_GAP)
 
     def _lease_done(self, task: asyncio.Task[None]) -> None:

@@ -88,6 +88,10 @@ class Admission(Generic[K]):
     def __contains__(self, key: object) -> bool:
         return key in self._where
 
+    def has_lane(self, lane_key: str) -> bool:
+        """True while queues wait in the ring of the lane named ``lane_key``."""
+        return lane_key in self._lanes
+
     def lane_of(self, key: K) -> Lane | None:
         state = self._where.get(key)
         return state.lane if state is not None else None

@@ -12,7 +12,8 @@ Run it in a process of its own to keep its CPU apart from the node's::
 
 ``GET /stats`` on the control port answers ``{"transactions", "recipients", "unique",
 "duplicates", "first_at", "last_at"}``; ``GET /pairs`` the duplicated pairs (at most
-1,000), ``POST /reset`` forgets everything.
+1,000); ``POST /seen`` with a JSON array of [Message-ID, recipient] pairs answers
+``{"seen": n}``, how many of them arrived; ``POST /reset`` forgets everything.
 """
 
 from __future__ import annotations
@@ -165,12 +166,19 @@ class Sink:
 async def _control(sink: Sink, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         request = await reader.readline()
-        while (await reader.readline()).strip():
-            pass  # headers
+        length = 0
+        while line := (await reader.readline()).strip():
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
         method, path, *_ = [*request.decode("ascii", "replace").split(), "", ""]
         if method == "POST" and path == "/reset":
             sink.stats = SinkStats()
             body: Any = {"reset": True}
+        elif method == "POST" and path == "/seen":
+            wanted = json.loads(await reader.readexactly(length)) if length else []
+            pairs = sink.stats.pairs
+            body = {"seen": sum(1 for m, r in wanted if (m, r.lower()) in pairs)}
         elif path == "/pairs":
             dups = [[m, r, n] for (m, r), n in sink.stats.pairs.items() if n > 1]
             body = dups[:1000]
