@@ -430,14 +430,9 @@ class TenantStatus:
     operator resumes the tenant, so the outcomes that paused it are not judged again)."""
 
 
-class Store(Protocol):
-    """Durable state of a node (or of a fleet, for shared backends)."""
+class TenantStore(Protocol):
+    """Tenants, their API keys and their sending status."""
 
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    # -- tenants and keys ------------------------------------------------------------
     async def create_tenant(self, name: str) -> Tenant: ...
 
     async def get_tenant(
@@ -452,7 +447,31 @@ class Store(Protocol):
 
     async def revoke_api_key(self, tenant_id: str, prefix: str) -> bool: ...
 
-    # -- ingest ----------------------------------------------------------------------
+    async def tenant_statuses(self, tenant_id: str | None = None) -> list[TenantStatus]:
+        """The stored statuses (of one tenant or of all); a tenant without one is ``ok``."""
+        ...
+
+    async def set_tenant_status(
+        self,
+        status: TenantStatus,
+        *,
+        expected: Collection[str] | None = None,
+        event: NewEvent | None = None,
+        node_id: str = "",
+    ) -> bool:
+        """Store a tenant's status, in one transaction with ``event`` and its queue hold.
+
+        With ``expected``, only when the current status (``ok`` without a row) is one of
+        them; returns whether it was stored. A ``paused`` status holds every queue of the
+        tenant (a pause of domain ``*`` in :meth:`paused_queues`, which :meth:`lease`
+        honours); any other status lifts that hold.
+        """
+        ...
+
+
+class QueueStore(Protocol):
+    """Ingest and the queue: messages in, leases out, outcomes back, counts and pauses."""
+
     async def enqueue(
         self,
         messages: Sequence[NewMessage],
@@ -477,7 +496,6 @@ class Store(Protocol):
 
     async def purge_idempotency(self, older_than: float) -> int: ...
 
-    # -- queue -----------------------------------------------------------------------
     async def due_queues(
         self, *, owner: str, limit: int = 5000, after: QueueKey = ("", "")
     ) -> list[QueueDue]:
@@ -545,14 +563,6 @@ class Store(Protocol):
         """Cancel every queued recipient of a message; returns how many."""
         ...
 
-    # -- reads -----------------------------------------------------------------------
-    async def get_message(self, tenant_id: str | None, message_id: str) -> MessageView | None:
-        """A message of ``tenant_id``; None looks in every tenant (inbound reports only,
-        which name a message by its signed id)."""
-        ...
-
-    async def events(self, query: EventQuery) -> list[Event]: ...
-
     async def queue_stats(
         self,
         tenant_id: str | None = None,
@@ -585,7 +595,36 @@ class Store(Protocol):
         domain ``*`` every domain of a tenant (see :meth:`set_tenant_status`)."""
         ...
 
-    # -- suppression ------------------------------------------------------------------
+    async def listen_due(self, callback: Callable[[frozenset[QueueKey]], None]) -> None:
+        """Call ``callback`` with queues other writers (nodes) announce work for.
+
+        An empty set means "rescan everything" (after a lost connection). A hint only:
+        callers keep polling :meth:`due_queues`, since nobody announces expiring leases.
+        A single-node store may never call back.
+        """
+        ...
+
+    async def drop_empty_queues(self) -> int:
+        """Forget the counters of queues with nothing queued (housekeeping)."""
+        ...
+
+
+class EventLog(Protocol):
+    """What happened to messages: their views and the append-only event log."""
+
+    async def get_message(self, tenant_id: str | None, message_id: str) -> MessageView | None:
+        """A message of ``tenant_id``; None looks in every tenant (inbound reports only,
+        which name a message by its signed id)."""
+        ...
+
+    async def events(self, query: EventQuery) -> list[Event]: ...
+
+    async def append_events(self, events: Sequence[NewEvent], *, node_id: str = "") -> None: ...
+
+
+class SuppressionStore(Protocol):
+    """Addresses not to send to, per tenant or global."""
+
     async def suppressed(
         self, tenant_id: str, addresses: Sequence[str], *, now: float
     ) -> dict[str, Suppression]:
@@ -626,9 +665,10 @@ class Store(Protocol):
         ``soft_bounce``) and returned."""
         ...
 
-    async def append_events(self, events: Sequence[NewEvent], *, node_id: str = "") -> None: ...
 
-    # -- inbound reports --------------------------------------------------------------
+class InboundStore(Protocol):
+    """Received reports (bounces, complaints) waiting to be processed."""
+
     async def store_inbound(self, message: InboundMessage) -> None:
         """Durably keep a received report (before the server answers 250)."""
         ...
@@ -647,7 +687,10 @@ class Store(Protocol):
         ``pending`` (retried later; attempts counted)."""
         ...
 
-    # -- reputation -------------------------------------------------------------------
+
+class ReputationStore(Protocol):
+    """Outcome counts per tenant, stream and time bucket."""
+
     async def add_reputation_counts(self, counts: Sequence[ReputationCount]) -> None:
         """Add counts to the stored ones of the same (tenant, stream, bucket)."""
         ...
@@ -663,28 +706,10 @@ class Store(Protocol):
         """Drop buckets starting before ``older_than``; returns how many."""
         ...
 
-    async def tenant_statuses(self, tenant_id: str | None = None) -> list[TenantStatus]:
-        """The stored statuses (of one tenant or of all); a tenant without one is ``ok``."""
-        ...
 
-    async def set_tenant_status(
-        self,
-        status: TenantStatus,
-        *,
-        expected: Collection[str] | None = None,
-        event: NewEvent | None = None,
-        node_id: str = "",
-    ) -> bool:
-        """Store a tenant's status, in one transaction with ``event`` and its queue hold.
+class DomainStore(Protocol):
+    """Sender domains and their DKIM keys."""
 
-        With ``expected``, only when the current status (``ok`` without a row) is one of
-        them; returns whether it was stored. A ``paused`` status holds every queue of the
-        tenant (a pause of domain ``*`` in :meth:`paused_queues`, which :meth:`lease`
-        honours); any other status lifts that hold.
-        """
-        ...
-
-    # -- sender domains ---------------------------------------------------------------
     async def add_sender_domain(self, domain: SenderDomain) -> bool:
         """Add a domain with its keys; False when the tenant has it already."""
         ...
@@ -713,15 +738,23 @@ class Store(Protocol):
 
     async def remove_sender_domain(self, tenant_id: str, domain: str) -> bool: ...
 
-    async def listen_due(self, callback: Callable[[frozenset[QueueKey]], None]) -> None:
-        """Call ``callback`` with queues other writers (nodes) announce work for.
 
-        An empty set means "rescan everything" (after a lost connection). A hint only:
-        callers keep polling :meth:`due_queues`, since nobody announces expiring leases.
-        A single-node store may never call back.
-        """
-        ...
+class Store(
+    TenantStore,
+    QueueStore,
+    EventLog,
+    SuppressionStore,
+    InboundStore,
+    ReputationStore,
+    DomainStore,
+    Protocol,
+):
+    """Durable state of a node (or of a fleet, for shared backends): every role.
 
-    async def drop_empty_queues(self) -> int:
-        """Forget the counters of queues with nothing queued (housekeeping)."""
-        ...
+    Components take the role they use (a :class:`QueueStore`, an :class:`EventLog`, …);
+    the node builds one object that plays them all.
+    """
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,432 @@
+"""SQLite store: ingest and the queue: enqueue, leases, outcomes, counters and pauses."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from postline.model import EventType, RecipientState
+from postline.store._rows import group_leased, stat_of, sum_stats, with_paused
+from postline.store.base import (
+    AttemptRecord,
+    IdempotencyClaim,
+    IdempotencyRecord,
+    LeasedMessage,
+    LeasedRecipient,
+    LeaseRequest,
+    NewMessage,
+    QueueDepths,
+    QueueDue,
+    QueueKey,
+    QueueLease,
+    QueueStat,
+)
+from postline.store.sqlite.core import _Q, BULK, URGENT, SQLiteCore, _bodies
+
+__all__ = ["SQLiteQueue"]
+
+
+class SQLiteQueue(SQLiteCore):
+    """Ingest and the queue: enqueue, leases, outcomes, counters and pauses."""
+
+    async def enqueue(
+        self,
+        messages: Sequence[NewMessage],
+        *,
+        idempotency: IdempotencyClaim | None = None,
+        tenant_id: str | None = None,
+        node_id: str = "",
+        leased: Mapping[str, Collection[int]] | None = None,
+        lease_until: float = 0.0,
+    ) -> IdempotencyRecord | None:
+        if idempotency is not None and tenant_id is None:
+            raise ValueError("an idempotency claim needs the tenant_id")
+        msg_rows = []
+        rcpt_rows = []
+        event_rows = []
+        for m in messages:
+            msg_rows.append(
+                (
+                    m.id,
+                    m.tenant_id,
+                    m.created_at,
+                    m.mail_from,
+                    m.message_id_header,
+                    m.subject,
+                    m.source,
+                    m.stream,
+                    json.dumps(list(m.tags)),
+                    json.dumps(m.metadata),
+                    len(m.body),
+                    m.body,
+                )
+            )
+            data: dict[str, Any] = {"source": m.source}
+            if m.next_attempt_at > m.created_at + 1:
+                data["send_at"] = m.next_attempt_at
+            event_data = json.dumps(data)
+            direct = leased.get(m.id, ()) if leased else ()
+            for r in m.recipients:
+                owned = r.idx in direct
+                suppressed = r.suppressed is not None
+                rcpt_rows.append(
+                    (
+                        m.id,
+                        r.idx,
+                        m.tenant_id,
+                        r.address,
+                        r.domain,
+                        RecipientState.SUPPRESSED.value if suppressed else "queued",
+                        m.created_at,
+                        lease_until if owned else m.next_attempt_at,
+                        m.expires_at,
+                        m.created_at,
+                        node_id if owned else None,
+                        lease_until if owned else None,
+                    )
+                )
+                event_rows.append(
+                    (
+                        m.created_at,
+                        m.tenant_id,
+                        EventType.SUPPRESSED.value if suppressed else EventType.ACCEPTED.value,
+                        m.id,
+                        r.idx,
+                        r.address,
+                        node_id,
+                        json.dumps({**data, "reason": r.suppressed}) if suppressed else event_data,
+                    )
+                )
+
+        def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+            if idempotency is not None:
+                row = conn.execute(
+                    _Q["get_idempotency"], {"tenant_id": tenant_id, "key": idempotency.key}
+                ).fetchone()
+                if row is not None:
+                    return IdempotencyRecord(*row)
+                conn.execute(
+                    _Q["insert_idempotency"],
+                    {
+                        "tenant_id": tenant_id,
+                        "key": idempotency.key,
+                        "request_hash": idempotency.request_hash,
+                        "status": idempotency.status,
+                        "response": idempotency.response,
+                        "created_at": idempotency.created_at,
+                    },
+                )
+            conn.executemany(_Q["insert_message"], msg_rows)
+            conn.execute(_Q["insert_recipients"], {"rows": json.dumps(rcpt_rows)})
+            conn.execute(_Q["insert_events"], {"rows": json.dumps(event_rows)})
+            return None
+
+        return await self._write(op, rows=len(msg_rows) + len(rcpt_rows))
+
+    async def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
+        def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+            row = conn.execute(
+                _Q["get_idempotency"], {"tenant_id": tenant_id, "key": key}
+            ).fetchone()
+            return IdempotencyRecord(*row) if row else None
+
+        return await self._read(op)
+
+    async def purge_idempotency(self, older_than: float) -> int:
+        return await self._write(
+            lambda conn: conn.execute(_Q["purge_idempotency"], {"older_than": older_than}).rowcount
+        )
+
+    async def due_queues(
+        self, *, owner: str, limit: int = 5000, after: QueueKey = ("", "")
+    ) -> list[QueueDue]:
+        params = {
+            "owner": owner,
+            "limit": limit,
+            "after_tenant": after[0],
+            "after_domain": after[1],
+        }
+
+        def op(conn: sqlite3.Connection) -> list[QueueDue]:
+            (found,) = conn.execute(_Q["due_queues"], params).fetchone()
+            return [QueueDue(tenant, domain, due) for tenant, domain, due in json.loads(found)]
+
+        return await self._read(op)
+
+    async def lease_many(
+        self, requests: Sequence[LeaseRequest], *, now: float, lease_time: float, owner: str
+    ) -> list[QueueLease]:
+        if not requests:
+            return []
+        until = now + lease_time
+
+        def op(conn: sqlite3.Connection) -> list[QueueLease]:
+            # One statement per distinct limit (a round grants most queues the same).
+            per_queue: list[list[LeasedRecipient]] = [[] for _ in requests]
+            leased: list[Any] = []
+            by_limit: dict[int, list[int]] = {}
+            for i, req in enumerate(requests):
+                by_limit.setdefault(req.limit, []).append(i)
+            for limit, positions in by_limit.items():
+                queues = json.dumps(
+                    [[requests[i].tenant_id, requests[i].domain] for i in positions]
+                )
+                (found,) = conn.execute(
+                    _Q["lease_queues"], {"queues": queues, "now": now, "limit": limit}
+                ).fetchone()
+                for i, rows in zip(positions, json.loads(found), strict=True):
+                    leased.extend(rows)
+                    per_queue[i] = [LeasedRecipient(*row) for row in rows]
+            if leased:
+                conn.execute(
+                    _Q["lease_mark"], {"rows": json.dumps(leased), "owner": owner, "until": until}
+                )
+            bodies = _bodies(conn, {r.message_id for rcpts in per_queue for r in rcpts})
+            drained = [i for i, req in enumerate(requests) if len(per_queue[i]) < req.limit]
+            next_due: dict[int, float | None] = {}
+            if drained:
+                queues = json.dumps([[requests[i].tenant_id, requests[i].domain] for i in drained])
+                (found,) = conn.execute(
+                    _Q["queues_next_due"], {"queues": queues, "owner": owner}
+                ).fetchone()
+                next_due = dict(zip(drained, json.loads(found), strict=True))
+            return [
+                QueueLease(
+                    req.tenant_id,
+                    req.domain,
+                    group_leased(per_queue[i], bodies),
+                    len(per_queue[i]),
+                    i in next_due,
+                    next_due.get(i),
+                )
+                for i, req in enumerate(requests)
+            ]
+
+        return await self._write(op, lane=BULK, rows=sum(r.limit for r in requests))
+
+    async def lease(
+        self, domain: str, *, now: float, limit: int, lease_time: float, owner: str
+    ) -> list[LeasedMessage]:
+        params = {
+            "owner": owner,
+            "until": now + lease_time,
+            "domain": domain,
+            "now": now,
+            "limit": limit,
+        }
+
+        def op(conn: sqlite3.Connection) -> list[LeasedMessage]:
+            rcpts = [LeasedRecipient(*row) for row in conn.execute(_Q["lease"], params)]
+            return group_leased(rcpts, _bodies(conn, {r.message_id for r in rcpts}))
+
+        return await self._write(op, lane=BULK, rows=limit)
+
+    async def record(self, records: Sequence[AttemptRecord], *, node_id: str = "") -> None:
+        # Rounds of one statement per kind (final, retry), each naming a recipient once: a
+        # recipient with two records in one batch gets them applied in order.
+        rounds: list[tuple[list[list[Any]], list[list[Any]]]] = [([], [])]
+        seen: set[tuple[str, int]] = set()
+        unknown: list[tuple[str, int]] = []  # recipients whose outcome names no domain
+        event_rows: list[list[Any]] = []
+        suppress_rows = []
+        clear_rows = []
+        for r in records:
+            if r.suppress is not None:
+                suppress_rows.append(
+                    (
+                        r.tenant_id,
+                        r.address.lower(),
+                        r.suppress,
+                        r.at,
+                        r.suppress_until,
+                        "bounce",
+                        r.text or "",
+                        r.message_id,
+                    )
+                )
+            if r.state is RecipientState.DELIVERED:
+                clear_rows.append((r.tenant_id, r.address.lower()))
+            key = (r.message_id, r.idx)
+            if key in seen:
+                rounds.append(([], []))
+                seen.clear()
+            seen.add(key)
+            final_rows, retry_rows = rounds[-1]
+            inc = 1 if r.counted else 0
+            if r.domain is None:
+                unknown.append(key)
+            if r.state is RecipientState.QUEUED:
+                retry_rows.append(
+                    [r.message_id, r.idx, r.next_attempt_at, inc, r.at, r.code, r.enhanced,
+                     r.text, r.mx, r.domain, r.tenant_id, r.owner]
+                )  # fmt: skip
+            else:
+                final_rows.append(
+                    [r.message_id, r.idx, r.state.value, inc, r.at, r.code, r.enhanced,
+                     r.text, r.mx, r.domain, r.tenant_id]
+                )  # fmt: skip
+            if r.event is None:
+                continue
+            data = dict(r.data)
+            if r.code is not None:
+                data.setdefault("code", r.code)
+                data.setdefault("enhanced", r.enhanced)
+                data.setdefault("text", r.text)
+            if r.mx is not None:
+                data.setdefault("mx", r.mx)
+            if r.state is RecipientState.QUEUED:
+                data.setdefault("next_attempt_at", r.next_attempt_at)
+            event_rows.append(
+                [r.at, r.tenant_id, r.event.value, r.message_id, r.idx, r.address, node_id,
+                 json.dumps(data)]
+            )  # fmt: skip
+        events = {"rows": json.dumps(event_rows)} if event_rows else None
+
+        def op(conn: sqlite3.Connection) -> None:
+            if unknown:
+                domains = {}
+                for key in unknown:
+                    found = conn.execute(_Q["recipient_domain"], key).fetchone()
+                    domains[key] = found[0] if found else None
+                for final_rows, retry_rows in rounds:
+                    for row in final_rows + retry_rows:
+                        if row[9] is None:
+                            row[9] = domains.get((row[0], row[1]))
+            for final_rows, retry_rows in rounds:
+                if final_rows:
+                    conn.execute(_Q["record_final"], {"rows": json.dumps(final_rows)})
+                if retry_rows:
+                    conn.execute(_Q["record_retry"], {"rows": json.dumps(retry_rows)})
+            if events is not None:
+                conn.execute(_Q["insert_events"], events)
+            if suppress_rows:
+                conn.executemany(_Q["add_suppression"], suppress_rows)
+            # A delivery ends its address's soft-bounce run; with no run anywhere (the
+            # usual case) one lookup per batch spares a delete per delivered recipient.
+            if clear_rows and conn.execute(_Q["any_soft_bounces"]).fetchone()[0]:
+                conn.executemany(_Q["clear_soft_bounces"], clear_rows)
+
+        await self._write(op, lane=URGENT, rows=len(records))
+
+    async def renew_leases(
+        self, owner: str, refs: Sequence[tuple[str, int, str]], *, until: float
+    ) -> list[tuple[str, int]]:
+        if not refs:
+            return []
+        params = {
+            "owner": owner,
+            "until": until,
+            "refs": json.dumps([[m, i] for m, i, _ in refs]),
+        }
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            conn.execute(_Q["renew_leases"], params)
+            (found,) = conn.execute(_Q["renewed_leases"], params).fetchone()
+            return [(m, i) for m, i in json.loads(found)]
+
+        return await self._write(op, lane=URGENT, rows=len(refs))
+
+    async def release_leases(self, owner: str, *, now: float) -> int:
+        return await self._write(
+            lambda conn: conn.execute(_Q["release_owned"], {"owner": owner, "now": now}).rowcount,
+            lane=URGENT,
+        )
+
+    async def cancel(
+        self, tenant_id: str, message_id: str, *, now: float, node_id: str = ""
+    ) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                _Q["cancel"], {"message_id": message_id, "tenant_id": tenant_id, "now": now}
+            ).fetchall()
+            conn.executemany(
+                _Q["insert_event"],
+                [
+                    (
+                        now,
+                        tenant_id,
+                        EventType.CANCELLED.value,
+                        message_id,
+                        idx,
+                        address,
+                        node_id,
+                        "{}",
+                    )
+                    for idx, address in rows
+                ],
+            )
+            return len(rows)
+
+        return await self._write(op)
+
+    async def queue_stats(
+        self,
+        tenant_id: str | None = None,
+        *,
+        after: str = "",
+        limit: int = 1000,
+        domain: str | None = None,
+    ) -> list[QueueStat]:
+        def op(conn: sqlite3.Connection) -> list[QueueStat]:
+            if tenant_id is None:
+                if domain is not None:
+                    names = [domain]
+                else:
+                    names = [
+                        d
+                        for (d,) in conn.execute(
+                            _Q["queue_domains_page"], {"after": after, "limit": limit}
+                        )
+                    ]
+                out = []
+                for name in names:
+                    rows = conn.execute(_Q["queue_domain_tenants"], {"domain": name}).fetchall()
+                    if rows:
+                        out.append(sum_stats(name, rows))
+                return out
+            params = {"tenant_id": tenant_id, "after": after, "limit": limit, "domain": domain}
+            query = "queue_page" if domain is None else "queue_one"
+            rows = conn.execute(_Q[query], params).fetchall()
+            stats = [stat_of(row) for row in rows]
+            # Domains paused for the tenant with nothing queued are listed too.
+            paused = [
+                d
+                for d, _at in conn.execute(_Q["paused_tenant"], {"tenant_id": tenant_id})
+                if d != "*" and d > after and (domain is None or d == domain)
+            ]
+            return with_paused(stats, paused, limit)
+
+        return await self._read(op)
+
+    async def queue_depths(self, top: int = 50) -> QueueDepths:
+        def op(conn: sqlite3.Connection) -> QueueDepths:
+            (total,) = conn.execute(_Q["queue_depth_total"]).fetchone()
+            ranked = [(d, int(n)) for d, n in conn.execute(_Q["queue_depths_top"], {"top": top})]
+            return QueueDepths(int(total), ranked)
+
+        return await self._read(op)
+
+    async def drop_empty_queues(self) -> int:
+        return await self._write(lambda conn: conn.execute(_Q["drop_empty_queues"]).rowcount)
+
+    async def state_counts(self) -> dict[str, int]:
+        return await self._read(lambda conn: dict(conn.execute(_Q["state_counts"]).fetchall()))
+
+    async def listen_due(self, callback: Callable[[frozenset[QueueKey]], None]) -> None:
+        """One node per SQLite file: ingest wakes the engine in-process, nothing to hear."""
+
+    async def paused_queues(self) -> set[tuple[str, str]]:
+        return await self._read(lambda conn: {(t, d) for t, d in conn.execute(_Q["paused_all"])})
+
+    async def set_paused(
+        self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""
+    ) -> None:
+        params = {"tenant_id": tenant_id, "domain": domain, "now": now, "reason": reason}
+        sql = _Q["pause"] if paused else _Q["resume"]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, params)
+
+        await self._write(op)

@@ -1,0 +1,144 @@
+"""SQLite store: tenants, API keys and tenant statuses."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Collection
+
+from postline.errors import IntegrityViolation
+from postline.model.ids import new_id
+from postline.store.base import (
+    ApiKey,
+    NewEvent,
+    Tenant,
+    TenantStatus,
+)
+from postline.store.sqlite.core import (
+    _Q,
+    SQLiteCore,
+)
+
+__all__ = ["SQLiteTenants"]
+
+
+class SQLiteTenants(SQLiteCore):
+    """Tenants, API keys and tenant statuses."""
+
+    async def create_tenant(self, name: str) -> Tenant:
+        tenant = Tenant(id=new_id(), name=name, created_at=time.time())
+
+        def op(conn: sqlite3.Connection) -> Tenant:
+            try:
+                conn.execute(
+                    _Q["create_tenant"],
+                    {"id": tenant.id, "name": name, "created_at": tenant.created_at},
+                )
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityViolation(f"a tenant named {name!r} already exists") from exc
+            return tenant
+
+        return await self._write(op)
+
+    async def get_tenant(self, *, name: str | None = None, id: str | None = None) -> Tenant | None:
+        def op(conn: sqlite3.Connection) -> Tenant | None:
+            if name is not None:
+                row = conn.execute(_Q["tenant_by_name"], {"name": name}).fetchone()
+            else:
+                row = conn.execute(_Q["tenant_by_id"], {"id": id}).fetchone()
+            return Tenant(*row) if row else None
+
+        return await self._read(op)
+
+    async def list_tenants(self) -> list[Tenant]:
+        return await self._read(
+            lambda conn: [Tenant(*row) for row in conn.execute(_Q["list_tenants"])]
+        )
+
+    async def add_api_key(self, tenant_id: str, key_hash: str, prefix: str) -> ApiKey:
+        key = ApiKey(id=new_id(), tenant_id=tenant_id, prefix=prefix, created_at=time.time())
+
+        def op(conn: sqlite3.Connection) -> ApiKey:
+            conn.execute(
+                _Q["add_api_key"],
+                {
+                    "id": key.id,
+                    "tenant_id": tenant_id,
+                    "key_hash": key_hash,
+                    "prefix": prefix,
+                    "created_at": key.created_at,
+                },
+            )
+            return key
+
+        return await self._write(op)
+
+    async def tenant_for_key(self, key_hash: str) -> Tenant | None:
+        def op(conn: sqlite3.Connection) -> Tenant | None:
+            row = conn.execute(_Q["tenant_for_key"], {"key_hash": key_hash}).fetchone()
+            return Tenant(*row) if row else None
+
+        return await self._read(op)
+
+    async def revoke_api_key(self, tenant_id: str, prefix: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                _Q["revoke_api_key"],
+                {"tenant_id": tenant_id, "prefix": prefix, "now": time.time()},
+            )
+            return cur.rowcount > 0
+
+        return await self._write(op)
+
+    async def tenant_statuses(self, tenant_id: str | None = None) -> list[TenantStatus]:
+        params = {"tenant_id": tenant_id}
+        return await self._read(
+            lambda conn: [TenantStatus(*row) for row in conn.execute(_Q["tenant_statuses"], params)]
+        )
+
+    async def set_tenant_status(
+        self,
+        status: TenantStatus,
+        *,
+        expected: Collection[str] | None = None,
+        event: NewEvent | None = None,
+        node_id: str = "",
+    ) -> bool:
+        params = {
+            "tenant_id": status.tenant_id,
+            "status": status.status,
+            "reason": status.reason,
+            "changed_at": status.changed_at,
+            "changed_by": status.changed_by,
+            "judged_since": status.judged_since,
+        }
+        wanted = None if expected is None else set(expected)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            if wanted is not None:
+                row = conn.execute(
+                    _Q["tenant_status_of"], {"tenant_id": status.tenant_id}
+                ).fetchone()
+                if (row[0] if row else "ok") not in wanted:
+                    return False
+            conn.execute(_Q["set_tenant_status"], params)
+            hold = "hold_tenant" if status.status == "paused" else "release_tenant"
+            conn.execute(_Q[hold], params)
+            if event is not None:
+                conn.execute(
+                    _Q["insert_event"],
+                    (
+                        event.at,
+                        event.tenant_id,
+                        event.type.value,
+                        event.message_id,
+                        event.recipient_idx,
+                        event.recipient,
+                        node_id,
+                        json.dumps(event.data),
+                    ),
+                )
+            return True
+
+        return await self._write(op)
