@@ -59,6 +59,7 @@ __all__ = [
     "ThrottleConfig",
     "WarmupCaps",
     "WarmupConfig",
+    "WebhooksConfig",
     "load_config",
     "parse_listen",
 ]
@@ -797,6 +798,52 @@ class LogConfig(_Section):
     format: Literal["text", "json"] = Field("text", description="Log line format.")
 
 
+class WebhooksConfig(_Section):
+    enabled: bool = Field(
+        True, description="Send the events of tenants' webhook endpoints from this node."
+    )
+    timeout: Duration = Field(
+        10.0, description="How long one POST to an endpoint may take before it is retried."
+    )
+    max_age: Duration = Field(
+        3 * 86400.0,
+        description="How long a batch is retried (exponential backoff with full jitter, "
+        "retry_base doubling, at most retry_max apart); then it is dead: kept, listed and "
+        "replayable, and the endpoint goes on with later events.",
+    )
+    retry_base: Duration = Field(
+        5.0, description="First retry delay bound; it doubles per attempt (full jitter)."
+    )
+    retry_max: Duration = Field(3600.0, description="Longest delay between two tries.")
+    allow_http: bool = Field(
+        False, description="Accept http:// endpoint URLs (only https:// otherwise)."
+    )
+    allow_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) endpoints may resolve to besides public addresses: "
+        "private, loopback, link-local and metadata ranges are refused otherwise.",
+    )
+    poll_interval: Duration = Field(
+        0.5, description="How often an endpoint this node serves is checked for new events."
+    )
+    lease_time: Duration = Field(
+        60.0,
+        description="How long a node serves an endpoint before renewing; another node takes "
+        "it over this long after the node dies.",
+    )
+    max_endpoints: int = Field(1000, ge=1, description="Most endpoints one node serves at once.")
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network (e.g. 10.0.0.0/8)") from None
+        return value
+
+
 class Config(_Section):
     data_dir: Path = Field(
         Path("data"), description="Where state lives; relative to the config file."
@@ -823,6 +870,7 @@ class Config(_Section):
     domains: DomainsConfig = Field(default_factory=DomainsConfig)  # type: ignore[arg-type]
     check: CheckConfig = Field(default_factory=CheckConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)  # type: ignore[arg-type]
 
     @property
     def hostname(self) -> str:

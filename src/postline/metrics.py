@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "WebhookFigures"]
 
 TOP_DOMAINS = 50
 
@@ -101,6 +101,52 @@ class _SourcesCollector(Collector):
         yield from (day, sent, cap, blocked)
 
 
+class WebhookFigures(Protocol):
+    """What the webhook dispatcher counts (``postline.webhooks.dispatch.Dispatcher``)."""
+
+    @property
+    def lag(self) -> Mapping[str, float]: ...
+
+    @property
+    def deliveries(self) -> Mapping[str, int]: ...
+
+    @property
+    def events_sent(self) -> int: ...
+
+
+class _WebhookCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        figures = self._m.webhooks
+        if figures is None:
+            return
+        lag = GaugeMetricFamily(
+            "postline_webhook_lag_seconds",
+            "Per endpoint this node serves: age of the oldest event not yet delivered "
+            "(absent when caught up).",
+            labels=["webhook"],
+        )
+        for hook_id, seconds in sorted(figures.lag.items()):
+            lag.add_metric([hook_id], seconds)
+        yield lag
+        batches = CounterMetricFamily(
+            "postline_webhook_batches",
+            "Webhook batches POSTed by this node, by outcome (ok, failed: to be retried, "
+            "dead: given up after [webhooks] max_age, disabled: answered 410 Gone).",
+            labels=["outcome"],
+        )
+        for outcome in ("ok", "failed", "dead", "disabled"):
+            batches.add_metric([outcome], figures.deliveries.get(outcome, 0))
+        yield batches
+        yield CounterMetricFamily(
+            "postline_webhook_events",
+            "Events delivered to webhook endpoints (answered 2xx) by this node.",
+            value=figures.events_sent,
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -185,6 +231,8 @@ class Metrics:
         # The delivery engine's sources_state(), refreshed before each scrape.
         self.sources: list[dict[str, Any]] = []
         r.register(_SourcesCollector(self))
+        self.webhooks: WebhookFigures | None = None
+        r.register(_WebhookCollector(self))
         self._refresh: Callable[[], Awaitable[None]] | None = None
 
     def on_refresh(self, refresh: Callable[[], Awaitable[None]]) -> None:

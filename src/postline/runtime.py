@@ -23,7 +23,8 @@ from typing import Any
 
 import uvicorn
 
-from postline.api.app import ApiContext, create_app
+from postline.api.app import create_app
+from postline.api.context import ApiContext
 from postline.api.http import BoundedHttpToolsProtocol
 from postline.config import Config, parse_listen
 from postline.deliver.engine import DeliveryEngine
@@ -49,6 +50,9 @@ from postline.throttle.base import ThrottleBackend
 from postline.throttle.memory import MemoryThrottleBackend
 from postline.throttle.rules import ThrottleRules
 from postline.tls import ensure_self_signed, server_context
+from postline.webhooks.dispatch import Dispatcher
+from postline.webhooks.sealing import SealedSecrets
+from postline.webhooks.service import WebhookService
 
 __all__ = ["Node", "configure_logging"]
 
@@ -153,6 +157,9 @@ class Node:
         self.reputation: Reputation | None = None
         self.unsubscriber: Unsubscriber | None = None
         self.domains: DomainService | None = None
+        self.webhooks: WebhookService | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._dispatch_task: asyncio.Task[None] | None = None
         self._inbound: asyncio.Server | None = None
         self._api: _Uvicorn | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -223,6 +230,18 @@ class Node:
         )
         self.domains = DomainService(self.store, cfg, secret=key_secret(cfg))
         await self.domains.refresh()
+        sealed = SealedSecrets(key_secret(cfg))
+        if cfg.webhooks.enabled:
+            self.dispatcher = Dispatcher(
+                self.store, cfg.webhooks, node_id=self.node_id, secrets=sealed
+            )
+            self.metrics.webhooks = self.dispatcher
+        self.webhooks = WebhookService(
+            self.store,
+            cfg.webhooks,
+            sealed,
+            on_change=self.dispatcher.wake if self.dispatcher else None,
+        )
         secrets = verp_secrets(cfg) if cfg.bounce.domain else []
         link_secrets = secrets or verp_secrets(cfg)
         self.failures = FailureHandler(
@@ -318,6 +337,8 @@ class Node:
             await self._start_submission(auth)
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._background.append(asyncio.create_task(reputation.run(), name="reputation"))
+        if self.dispatcher is not None:
+            self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="webhooks")
         self._ready = True
         log.info(
             "node %s ready (api %s, submission %s, inbound %s)",
@@ -342,6 +363,7 @@ class Node:
             on_cancel=engine.cancelled if engine else None,
             ready=self._is_ready,
             unsubscribe=self.unsubscriber,
+            webhooks=self.webhooks,
             extra={
                 "domains": self.domains,
                 "pools_of": engine.pools_of if engine else None,
@@ -493,6 +515,13 @@ class Node:
             task.cancel()
         if self._depths_task is not None:
             self._depths_task.cancel()
+        if self._dispatch_task is not None:
+            # Its stop hands every endpoint back (a batch cut short is retried, same id).
+            self._dispatch_task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._dispatch_task, left(0.2, 5.0))
+        if self.webhooks is not None:
+            self.webhooks.close()
         if self.engine is not None:
             await self.engine.stop(timeout=left(0.9))
         if self.failures is not None:

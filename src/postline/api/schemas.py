@@ -4,11 +4,12 @@ the request shapes of the suppression list."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from postline.events import iso
 from postline.ingest.addresses import InvalidAddress, parse_address
 
 __all__ = [
@@ -36,13 +37,6 @@ __all__ = [
     "ThresholdOut",
     "iso",
 ]
-
-
-def iso(ts: float | None) -> str | None:
-    """RFC 3339 UTC with milliseconds, or None."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ProblemOut(BaseModel):

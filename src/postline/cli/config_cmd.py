@@ -109,7 +109,8 @@ def reference(
 
 def openapi() -> None:
     """Print the HTTP API's OpenAPI document."""
-    from postline.api.app import ApiContext, create_app
+    from postline.api.app import create_app
+    from postline.api.context import ApiContext
 
     ctx = ApiContext(
         config=Config.model_validate({}),

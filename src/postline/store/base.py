@@ -20,14 +20,18 @@ from typing import Any, Protocol
 from postline.model import EventType, RecipientState
 
 __all__ = [
+    "WEBHOOK_FIELDS",
     "ApiKey",
     "AttemptRecord",
     "DkimKeyRecord",
+    "DomainStore",
     "Event",
+    "EventLog",
     "EventQuery",
     "IdempotencyClaim",
     "IdempotencyRecord",
     "InboundMessage",
+    "InboundStore",
     "LeaseRequest",
     "LeasedMessage",
     "LeasedRecipient",
@@ -40,14 +44,21 @@ __all__ = [
     "QueueKey",
     "QueueLease",
     "QueueStat",
+    "QueueStore",
     "RecipientView",
     "ReputationCount",
+    "ReputationStore",
     "ReputationTotals",
     "SenderDomain",
     "Store",
     "Suppression",
+    "SuppressionStore",
     "Tenant",
     "TenantStatus",
+    "TenantStore",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookStore",
 ]
 
 
@@ -430,6 +441,81 @@ class TenantStatus:
     operator resumes the tenant, so the outcomes that paused it are not judged again)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A tenant's webhook endpoint, with where its delivery stands."""
+
+    id: str
+    tenant_id: str
+    url: str
+    events: tuple[str, ...]
+    """Event types sent; empty: every type."""
+    description: str
+    batch_size: int
+    secret: str
+    old_secret: str | None
+    """The secret before the last rotation: it keeps signing until ``old_secret_until``."""
+    old_secret_until: float | None
+    status: str
+    """``active`` or ``disabled`` (by the tenant, or by a 410 Gone)."""
+    disabled_reason: str
+    created_at: float
+    updated_at: float
+    cursor: int
+    """Id of the last event handled (delivered or given up on, dead)."""
+    batch_id: str | None = None
+    """The batch being retried: its ``webhook-id``; it ends at event ``batch_last``."""
+    batch_last: int | None = None
+    batch_started: float | None = None
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    lease_owner: str | None = None
+    lease_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One batch POSTed to an endpoint: its last attempt and how it ended."""
+
+    id: str
+    """The ``webhook-id`` header: the same on every attempt of the batch."""
+    webhook_id: str
+    tenant_id: str
+    status: str
+    """``ok``, ``failed`` (retrying, or the endpoint was disabled) or ``dead``."""
+    first_event: int
+    last_event: int
+    count: int
+    attempts: int
+    created_at: float
+    updated_at: float
+    response_code: int | None
+    latency_ms: float | None
+    error: str
+
+
+WEBHOOK_FIELDS = frozenset(
+    {
+        "url",
+        "events",
+        "description",
+        "batch_size",
+        "secret",
+        "old_secret",
+        "old_secret_until",
+        "status",
+        "disabled_reason",
+        "cursor",
+        "batch_id",
+        "batch_last",
+        "batch_started",
+        "attempts",
+        "next_attempt_at",
+    }
+)
+"""Fields :meth:`WebhookStore.update_webhook` may change."""
+
+
 class TenantStore(Protocol):
     """Tenants, their API keys and their sending status."""
 
@@ -739,6 +825,103 @@ class DomainStore(Protocol):
     async def remove_sender_domain(self, tenant_id: str, domain: str) -> bool: ...
 
 
+class WebhookStore(Protocol):
+    """Tenants' webhook endpoints, leased to the node that sends their events, and the
+    log of what was sent."""
+
+    async def create_webhook(self, hook: Webhook) -> None: ...
+
+    async def get_webhook(self, tenant_id: str | None, webhook_id: str) -> Webhook | None:
+        """An endpoint of ``tenant_id`` (None: of any tenant)."""
+        ...
+
+    async def list_webhooks(self, tenant_id: str | None = None) -> list[Webhook]:
+        """A tenant's endpoints (None: every tenant's), oldest first."""
+        ...
+
+    async def update_webhook(
+        self, tenant_id: str, webhook_id: str, changes: Mapping[str, Any], *, now: float
+    ) -> Webhook | None:
+        """Change fields named in :data:`WEBHOOK_FIELDS`; None when there is no such
+        endpoint. A lease is left alone: the node holding it sees the change on its next
+        read."""
+        ...
+
+    async def delete_webhook(self, tenant_id: str, webhook_id: str) -> bool:
+        """Remove an endpoint and its delivery log."""
+        ...
+
+    async def claim_webhooks(
+        self, owner: str, *, now: float, lease_time: float, limit: int
+    ) -> list[Webhook]:
+        """Lease up to ``limit`` active endpoints due at ``now`` that nobody else holds
+        (leases that ran out count as free) to ``owner`` until ``now + lease_time``."""
+        ...
+
+    async def renew_webhooks(
+        self, owner: str, webhook_ids: Sequence[str], *, until: float
+    ) -> list[str]:
+        """Extend ``owner``'s leases; returns the ids still held (the others were taken
+        over, disabled or deleted)."""
+        ...
+
+    async def release_webhooks(self, owner: str, webhook_ids: Sequence[str] | None = None) -> int:
+        """Hand back ``owner``'s leases (all of them with None); returns how many."""
+        ...
+
+    async def begin_webhook_batch(
+        self, webhook_id: str, owner: str, *, batch_id: str, last: int, now: float
+    ) -> bool:
+        """Remember the batch about to be sent (so a retry, on any node, sends the same
+        events under the same id); False when ``owner`` no longer holds the endpoint."""
+        ...
+
+    async def finish_webhook_batch(
+        self,
+        webhook_id: str,
+        owner: str,
+        delivery: WebhookDelivery,
+        *,
+        done: bool,
+        next_attempt_at: float,
+        disable: str | None = None,
+    ) -> bool:
+        """Log an attempt and move the endpoint on, in one transaction: ``done`` (sent, or
+        dead) moves the cursor to the batch's last event and clears the batch; otherwise
+        the batch stays for a retry at ``next_attempt_at``. ``disable`` disables the
+        endpoint with that reason and hands back its lease. The batch is ``delivery.id``:
+        when the endpoint has moved on to another (a replay), only the attempt is logged.
+        False when ``owner`` no longer holds the endpoint (nothing is written)."""
+        ...
+
+    async def webhook_deliveries(
+        self,
+        tenant_id: str,
+        webhook_id: str,
+        *,
+        status: str | None = None,
+        before: float | None = None,
+        limit: int = 100,
+    ) -> list[WebhookDelivery]:
+        """The endpoint's logged batches, newest first (last attempt before ``before``)."""
+        ...
+
+    async def webhook_delivery_counts(self, webhook_id: str) -> dict[str, int]:
+        """Logged batches of an endpoint per status."""
+        ...
+
+    async def message_labels(
+        self, message_ids: Collection[str]
+    ) -> dict[str, tuple[list[str], dict[str, Any]]]:
+        """The ``tags`` and ``metadata`` of messages, by id (missing ids are left out)."""
+        ...
+
+    async def latest_event_id(self, tenant_id: str) -> int:
+        """The id after which a tenant's events recorded from now on will be read by
+        :meth:`EventLog.events` (0 before any); an index probe, not a scan."""
+        ...
+
+
 class Store(
     TenantStore,
     QueueStore,
@@ -747,6 +930,7 @@ class Store(
     InboundStore,
     ReputationStore,
     DomainStore,
+    WebhookStore,
     Protocol,
 ):
     """Durable state of a node (or of a fleet, for shared backends): every role.

@@ -7,7 +7,7 @@ import hmac
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from postline.api.app import ApiContext
+from postline.api.context import ApiContext
 from postline.api.problems import Problem
 
 __all__ = ["router"]

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from postline.api.app import ApiContext
+from postline.api.context import ApiContext
 from postline.api.problems import Problem
 from postline.api.schemas import ProblemOut
 

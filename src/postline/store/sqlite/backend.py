@@ -15,6 +15,7 @@ from postline.store.sqlite.queue import SQLiteQueue
 from postline.store.sqlite.reputation import SQLiteReputation
 from postline.store.sqlite.suppressions import SQLiteSuppressions
 from postline.store.sqlite.tenants import SQLiteTenants
+from postline.store.sqlite.webhooks import SQLiteWebhooks
 
 __all__ = ["SQLiteStore", "schema_version"]
 
@@ -27,6 +28,7 @@ class SQLiteStore(
     SQLiteInbound,
     SQLiteReputation,
     SQLiteDomains,
+    SQLiteWebhooks,
 ):
     """The embedded store (see module docstring): every role, on one writer and one
     reader pool."""

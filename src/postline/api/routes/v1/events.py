@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from postline.api.app import ApiContext, current_tenant
+from postline.api.context import ApiContext, current_tenant
 from postline.api.problems import Problem
-from postline.api.schemas import EventsOut, ProblemOut, iso
+from postline.api.schemas import EventsOut, ProblemOut
+from postline.events import event_object
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.model import EventType
-from postline.model.ids import recipient_id
 from postline.store.base import EventQuery, Tenant
 
 __all__ = ["router"]
@@ -59,14 +59,6 @@ def _address(value: str | None) -> str | None:
         return parse_address(value.strip()).address
     except InvalidAddress:
         return value
-
-
-def _times(data: dict[str, Any]) -> dict[str, Any]:
-    """Event data keeps Unix times; the API shows them as RFC 3339 like every other time."""
-    return {
-        k: iso(v) if k.endswith("_at") and isinstance(v, int | float) else v
-        for k, v in data.items()
-    }
 
 
 @router.get(
@@ -124,21 +116,7 @@ async def list_events(
             until=_time("until", until),
         )
     )
-    out = [
-        {
-            "id": str(e.id),
-            "type": e.type,
-            "at": iso(e.at),
-            "message_id": e.message_id,
-            "recipient_id": recipient_id(e.message_id, e.recipient_idx)
-            if e.message_id and e.recipient_idx is not None
-            else None,
-            "recipient": e.recipient,
-            "node": e.node_id,
-            "data": _times(e.data),
-        }
-        for e in events
-    ]
+    out = [event_object(e) for e in events]
     next_cursor = str(events[-1].id) if events else (cursor or None)
     body = {"events": out, "next_cursor": next_cursor}
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from postline.api.app import ApiContext, current_tenant
+from postline.api.context import ApiContext, current_tenant
 from postline.api.problems import Problem, validation_problem
 from postline.api.schemas import BatchOut, CancelOut, MessageAccepted, MessageOut, ProblemOut, iso
 from postline.domains.check import Finding, preflight, spamd_client

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from postline.api.app import ApiContext, current_tenant
+from postline.api.context import ApiContext, current_tenant
 from postline.api.problems import Problem
 from postline.api.schemas import ProblemOut, QueueOut, QueuesOut, iso
 from postline.ingest.addresses import InvalidAddress, parse_address

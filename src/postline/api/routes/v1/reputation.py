@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from postline.api.app import ApiContext, current_tenant
+from postline.api.context import ApiContext, current_tenant
 from postline.api.schemas import ProblemOut, ReputationOut, iso
 from postline.reputation.rates import OK, Counts
 from postline.store.base import Tenant

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError as PydanticValidationError
 
-from postline.api.app import ApiContext, current_tenant
+from postline.api.context import ApiContext, current_tenant
 from postline.api.problems import Problem
 from postline.api.schemas import (
     ProblemOut,

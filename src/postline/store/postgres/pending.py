@@ -1,0 +1,109 @@
+"""PostgreSQL store: an enqueue call waiting for the group commit (see
+:mod:`postline.store.postgres.ingest`), flattened into the columns of its statement."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from postline.model import EventType, RecipientState
+from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage, QueueKey
+
+__all__ = ["_Enqueue", "_Retry"]
+
+
+class _Retry:
+    """The claim lost to a key that was purged before it could be read."""
+
+
+class _Enqueue:
+    """One enqueue call, flattened into the columns of the ``enqueue`` statement."""
+
+    __slots__ = (
+        "claim",
+        "claim_key",
+        "due_at",
+        "due_now",
+        "future",
+        "m_cols",
+        "r_cols",
+        "rows",
+    )
+
+    def __init__(
+        self,
+        messages: Sequence[NewMessage],
+        idempotency: IdempotencyClaim | None,
+        tenant_id: str | None,
+        node_id: str,
+        leased: Mapping[str, Collection[int]] | None,
+        lease_until: float,
+    ) -> None:
+        self.future: asyncio.Future[IdempotencyRecord | None]
+        self.claim = idempotency
+        self.claim_key = (str(tenant_id), idempotency.key) if idempotency is not None else None
+        self.m_cols: list[list[Any]] = [[] for _ in range(12)]
+        self.r_cols: list[list[Any]] = [[] for _ in range(14)]
+        self.due_now: set[QueueKey] = set()
+        self.due_at: dict[QueueKey, float] = {}
+        wall = time.time()
+        for m in messages:
+            for col, value in zip(
+                self.m_cols,
+                (
+                    m.id,
+                    m.tenant_id,
+                    m.created_at,
+                    m.mail_from,
+                    m.message_id_header,
+                    m.subject,
+                    m.source,
+                    m.stream,
+                    json.dumps(list(m.tags)),
+                    json.dumps(m.metadata),
+                    len(m.body),
+                    m.body,
+                ),
+                strict=True,
+            ):
+                col.append(value)
+            data: dict[str, Any] = {"source": m.source}
+            if m.next_attempt_at > m.created_at + 1:
+                data["send_at"] = m.next_attempt_at
+            encoded = json.dumps(data)
+            direct = leased.get(m.id, ()) if leased else ()
+            for r in m.recipients:
+                owned = r.idx in direct
+                suppressed = r.suppressed is not None
+                for col, value in zip(
+                    self.r_cols,
+                    (
+                        m.id,
+                        r.idx,
+                        m.tenant_id,
+                        r.address,
+                        r.domain,
+                        m.created_at,
+                        lease_until if owned else m.next_attempt_at,
+                        m.expires_at,
+                        node_id if owned else None,
+                        lease_until if owned else None,
+                        json.dumps({**data, "reason": r.suppressed}) if suppressed else encoded,
+                        node_id,
+                        RecipientState.SUPPRESSED.value if suppressed else "queued",
+                        EventType.SUPPRESSED.value if suppressed else EventType.ACCEPTED.value,
+                    ),
+                    strict=True,
+                ):
+                    col.append(value)
+                if owned or suppressed:
+                    continue
+                key = (m.tenant_id, r.domain)
+                if m.next_attempt_at <= wall:
+                    self.due_now.add(key)
+                elif m.next_attempt_at < self.due_at.get(key, float("inf")):
+                    self.due_at[key] = m.next_attempt_at
+        self.rows = len(self.m_cols[0]) + len(self.r_cols[0])

@@ -1,0 +1,132 @@
+"""PostgreSQL store: tenants, API keys and tenant statuses."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from postline.errors import IntegrityViolation
+from postline.model.ids import new_id
+from postline.store.base import ApiKey, NewEvent, Tenant, TenantStatus
+from postline.store.postgres.core import _Q, PostgresCore, _rowcount
+
+if TYPE_CHECKING:
+    from postline.store.postgres.core import Conn
+
+__all__ = ["PostgresTenants"]
+
+
+class PostgresTenants(PostgresCore):
+    """Tenants, API keys and tenant statuses."""
+
+    async def create_tenant(self, name: str) -> Tenant:
+        tenant = Tenant(id=new_id(), name=name, created_at=time.time())
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(_Q["create_tenant"], tenant.id, name, tenant.created_at)
+
+        try:
+            await self._call(op)
+        except IntegrityViolation as exc:
+            raise IntegrityViolation(f"a tenant named {name!r} already exists") from exc
+        return tenant
+
+    async def get_tenant(self, *, name: str | None = None, id: str | None = None) -> Tenant | None:
+        async def op(conn: Conn) -> Tenant | None:
+            if name is not None:
+                row = await conn.fetchrow(_Q["tenant_by_name"], name)
+            else:
+                row = await conn.fetchrow(_Q["tenant_by_id"], id)
+            return Tenant(*row) if row else None
+
+        return await self._call(op)
+
+    async def list_tenants(self) -> list[Tenant]:
+        async def op(conn: Conn) -> list[Tenant]:
+            return [Tenant(*row) for row in await conn.fetch(_Q["list_tenants"])]
+
+        return await self._call(op)
+
+    async def add_api_key(self, tenant_id: str, key_hash: str, prefix: str) -> ApiKey:
+        key = ApiKey(id=new_id(), tenant_id=tenant_id, prefix=prefix, created_at=time.time())
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                _Q["add_api_key"], key.id, tenant_id, key_hash, prefix, key.created_at
+            )
+
+        await self._call(op)
+        return key
+
+    async def tenant_for_key(self, key_hash: str) -> Tenant | None:
+        async def op(conn: Conn) -> Tenant | None:
+            row = await conn.fetchrow(_Q["tenant_for_key"], key_hash)
+            return Tenant(*row) if row else None
+
+        return await self._call(op)
+
+    async def revoke_api_key(self, tenant_id: str, prefix: str) -> bool:
+        async def op(conn: Conn) -> bool:
+            status = await conn.execute(_Q["revoke_api_key"], tenant_id, prefix, time.time())
+            return _rowcount(status) > 0
+
+        return await self._call(op)
+
+    async def tenant_statuses(self, tenant_id: str | None = None) -> list[TenantStatus]:
+        async def op(conn: Conn) -> list[TenantStatus]:
+            return [
+                TenantStatus(*row) for row in await conn.fetch(_Q["tenant_statuses"], tenant_id)
+            ]
+
+        return await self._call(op)
+
+    async def set_tenant_status(
+        self,
+        status: TenantStatus,
+        *,
+        expected: Collection[str] | None = None,
+        event: NewEvent | None = None,
+        node_id: str = "",
+    ) -> bool:
+        wanted = None if expected is None else set(expected)
+        t = status
+
+        async def op(conn: Conn) -> bool:
+            async with conn.transaction():
+                if wanted is not None:
+                    # Lock the tenant's row (made first when missing): of several nodes
+                    # judging the same tenant at once, one makes the change.
+                    await conn.execute(_Q["tenant_status_row"], t.tenant_id)
+                    current = await conn.fetchval(_Q["tenant_status_lock"], t.tenant_id)
+                    if current not in wanted:
+                        return False
+                await conn.execute(
+                    _Q["set_tenant_status"],
+                    t.tenant_id,
+                    t.status,
+                    t.reason,
+                    t.changed_at,
+                    t.changed_by,
+                    t.judged_since,
+                )
+                if t.status == "paused":
+                    await conn.execute(_Q["hold_tenant"], t.tenant_id, t.changed_at, t.reason)
+                else:
+                    await conn.execute(_Q["release_tenant"], t.tenant_id)
+                if event is not None:
+                    await conn.execute(
+                        _Q["append_events"],
+                        [event.at],
+                        [event.tenant_id],
+                        [event.type.value],
+                        [event.message_id],
+                        [event.recipient_idx],
+                        [event.recipient],
+                        [json.dumps(event.data)],
+                        node_id,
+                    )
+            return True
+
+        return await self._call(op)
