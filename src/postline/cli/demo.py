@@ -31,6 +31,7 @@ from rich.table import Table
 
 from postline.cli._common import run
 from postline.sim.config import SimConfig
+from postline.sim.receiver import WebhookReceiver
 from postline.sim.recorder import SimReport
 from postline.sim.runner import Simulator
 
@@ -222,6 +223,11 @@ scan_interval = "250ms"
 suspend_for = "15s"
 recover_interval = "5s"
 
+[webhooks]
+allow_http = true
+allow_networks = ["127.0.0.0/8"]
+poll_interval = "200ms"
+
 [log]
 level = "warning"
 
@@ -244,6 +250,8 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
     tmp = Path(tempfile.mkdtemp(prefix="postline-demo-"))
     sim = Simulator(with_feedback(SimConfig.standard(domains=domains, seed=seed)))
     await sim.start()
+    receiver = WebhookReceiver()
+    await receiver.start()
     node: asyncio.subprocess.Process | None = None
     postline = str(Path(sys.executable).with_name("postline"))
     try:
@@ -285,6 +293,10 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
             base_url=f"http://127.0.0.1:{api_port}", headers=headers, timeout=60
         ) as client:
             await _sender_domain(client, sim)
+            hook = await client.post("/v1/webhooks", json={"url": receiver.url})
+            hook.raise_for_status()
+            receiver.secret = hook.json()["secret"]
+            hooked_after = hook.json()["last_event_id"]
             t0 = time.time()
             with Progress(
                 TextColumn("{task.description:<28}"),
@@ -342,10 +354,16 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
             expired = await _events(client, "expired")
             feedback = {kind: await _events(client, kind) for kind in ("complained", "auto_reply")}
             suppressions = await _count_suppressions(client)
+            recorded = await _event_counts(client, hooked_after)
+            deadline = time.time() + 30
+            while receiver.by_type != recorded and time.time() < deadline:
+                await asyncio.sleep(0.5)
+                recorded = await _event_counts(client, hooked_after)
         report = sim.report(window=1.0)
         _summary(sim, report, ids, delivered, bounced, expired, last, elapsed, messages)
         fb_ok = _feedback_summary(sim, bounced, feedback, suppressions)
-        ok = report.duplicate_count == 0 and _exact(ids, delivered, report) and fb_ok
+        hooks_ok = _webhook_summary(receiver, recorded)
+        ok = report.duplicate_count == 0 and _exact(ids, delivered, report) and fb_ok and hooks_ok
         return 0 if ok else 1
     finally:
         if node is not None and node.returncode is None:
@@ -356,6 +374,7 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
                 node.kill()
                 await node.wait()
         await sim.stop()
+        await receiver.close()
         if keep:
             console.print(f"state kept in {tmp}")
         else:
@@ -428,6 +447,37 @@ def _feedback_summary(
     console.print(table)
     listed = ", ".join(f"{reason} {n}" for reason, n in sorted(suppressions.items())) or "none"
     console.print(f"suppression list now: {listed}")
+    return ok
+
+
+async def _event_counts(client: httpx.AsyncClient, after: str) -> Counter[str]:
+    """The events the node recorded after event ``after``, per type, page by page."""
+    counts: Counter[str] = Counter()
+    params: dict[str, Any] = {"limit": 1000, "cursor": after}
+    while True:
+        page = (await client.get("/v1/events", params=params)).json()
+        counts.update(e["type"] for e in page["events"])
+        if len(page["events"]) < 1000:
+            return counts
+        params["cursor"] = page["next_cursor"]
+
+
+def _webhook_summary(receiver: WebhookReceiver, recorded: Counter[str]) -> bool:
+    """Events the node recorded against those its webhook delivered (signatures checked)."""
+    table = Table(title="events out: the demo's webhook receiver", header_style="bold")
+    for col in ("event type", "node recorded", "webhook received"):
+        table.add_column(col, justify="left" if col == "event type" else "right")
+    ok = receiver.bad_signatures == 0
+    for kind in sorted(set(recorded) | set(receiver.by_type)):
+        match = recorded[kind] == receiver.by_type[kind]
+        ok = ok and match
+        mark = "" if match else " [red]mismatch[/red]"
+        table.add_row(kind, str(recorded[kind]), f"{receiver.by_type[kind]}{mark}")
+    console.print(table)
+    console.print(
+        f"webhook POSTs: {len(receiver.received)}, signatures that failed: "
+        f"{receiver.bad_signatures}, events received more than once: {receiver.duplicates}"
+    )
     return ok
 
 

@@ -46,11 +46,15 @@ class WebhookReceiver:
     host: str = "127.0.0.1"
     received: list[Received] = field(default_factory=list)
     by_type: Counter[str] = field(default_factory=Counter)
+    """Distinct events received (signature checked) per type."""
+    duplicates: int = 0
+    """Events received again (a retry after a lost answer, a replay)."""
     bad_signatures: int = 0
     connections: int = 0
     _server: asyncio.Server | None = None
     _count: int = 0
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _seen: set[str] = field(default_factory=set)
 
     async def start(self, port: int = 0) -> int:
         self._server = await asyncio.start_server(self._serve, self.host, port)
@@ -125,4 +129,8 @@ class WebhookReceiver:
             self.bad_signatures += 1
             return
         for event in json.loads(body):
+            if event["id"] in self._seen:
+                self.duplicates += 1
+                continue
+            self._seen.add(event["id"])
             self.by_type[event["type"]] += 1
