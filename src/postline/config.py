@@ -49,6 +49,7 @@ __all__ = [
     "PoolConfig",
     "QueueConfig",
     "ReputationConfig",
+    "RetentionConfig",
     "RetryConfig",
     "Route",
     "SmtpTimeouts",
@@ -798,6 +799,45 @@ class LogConfig(_Section):
     format: Literal["text", "json"] = Field("text", description="Log line format.")
 
 
+class RetentionConfig(_Section):
+    enabled: bool = Field(True, description="Run the cleaner on this node.")
+    bodies: Duration = Field(
+        7 * 86400.0,
+        description="Message bodies are deleted this long after the message's last recipient "
+        "became final (delivered, bounced, expired, cancelled, suppressed); the message's "
+        "recipients and attempts stay until 'messages'.",
+    )
+    messages: Duration = Field(
+        30 * 86400.0,
+        description="Messages and their recipients are deleted this long after the last "
+        "recipient became final; GET /v1/messages/{id} then answers 404 'expired'.",
+    )
+    events: Duration = Field(
+        30 * 86400.0,
+        description="Events (and webhook delivery logs) are deleted this long after they "
+        "were recorded.",
+    )
+    inbound: Duration = Field(
+        30 * 86400.0, description="Processed inbound reports are deleted after this long."
+    )
+    interval: Duration = Field(
+        10.0, description="Pause between two cleaning rounds when nothing was left to delete."
+    )
+    batch: int = Field(
+        1000,
+        ge=10,
+        le=100_000,
+        description="Most rows one cleaning transaction deletes (short transactions: "
+        "ingest and delivery never wait long behind the cleaner).",
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> RetentionConfig:
+        if self.messages < self.bodies:
+            raise ValueError("retention.messages must be at least retention.bodies")
+        return self
+
+
 class WebhooksConfig(_Section):
     enabled: bool = Field(
         True, description="Send the events of tenants' webhook endpoints from this node."
@@ -871,6 +911,7 @@ class Config(_Section):
     check: CheckConfig = Field(default_factory=CheckConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)  # type: ignore[arg-type]
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
 
     @property
     def hostname(self) -> str:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "WebhookFigures"]
+__all__ = ["Metrics", "RetentionFigures", "WebhookFigures"]
 
 TOP_DOMAINS = 50
 
@@ -112,6 +112,40 @@ class WebhookFigures(Protocol):
 
     @property
     def events_sent(self) -> int: ...
+
+
+class RetentionFigures(Protocol):
+    """What the cleaner counts (``postline.retention.Cleaner``)."""
+
+    @property
+    def deleted(self) -> Mapping[str, int]: ...
+
+    @property
+    def freed(self) -> int: ...
+
+
+class _RetentionCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        figures = self._m.retention
+        if figures is None:
+            return
+        deleted = CounterMetricFamily(
+            "postline_retention_deleted",
+            "Rows deleted by this node's cleaner past [retention] (bodies: bodies emptied; "
+            "events: PostgreSQL counts a dropped day partition by its row estimate).",
+            labels=["kind"],
+        )
+        for kind in ("bodies", "messages", "events", "inbound"):
+            deleted.add_metric([kind], figures.deleted.get(kind, 0))
+        yield deleted
+        yield CounterMetricFamily(
+            "postline_retention_freed_bytes",
+            "Bytes the cleaner handed back to the file system (SQLite incremental vacuum).",
+            value=figures.freed,
+        )
 
 
 class _WebhookCollector(Collector):
@@ -233,6 +267,8 @@ class Metrics:
         r.register(_SourcesCollector(self))
         self.webhooks: WebhookFigures | None = None
         r.register(_WebhookCollector(self))
+        self.retention: RetentionFigures | None = None
+        r.register(_RetentionCollector(self))
         self._refresh: Callable[[], Awaitable[None]] | None = None
 
     def on_refresh(self, refresh: Callable[[], Awaitable[None]]) -> None:

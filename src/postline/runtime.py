@@ -42,6 +42,7 @@ from postline.feedback.unsubscribe import headers as unsubscribe_headers
 from postline.ingest.service import IngestLimits, Ingestor
 from postline.metrics import TOP_DOMAINS, Metrics
 from postline.reputation import Reputation
+from postline.retention import Cleaner
 from postline.smtp.server.submission import start_submission
 from postline.store import Store, create_store
 from postline.tenants import KeyAuthenticator
@@ -160,6 +161,7 @@ class Node:
         self.webhooks: WebhookService | None = None
         self.dispatcher: Dispatcher | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
+        self.cleaner: Cleaner | None = None
         self._inbound: asyncio.Server | None = None
         self._api: _Uvicorn | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -339,6 +341,10 @@ class Node:
         self._background.append(asyncio.create_task(reputation.run(), name="reputation"))
         if self.dispatcher is not None:
             self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="webhooks")
+        if cfg.retention.enabled:
+            self.cleaner = Cleaner(self.store, cfg.retention)
+            self.metrics.retention = self.cleaner
+            self._background.append(asyncio.create_task(self.cleaner.run(), name="retention"))
         self._ready = True
         log.info(
             "node %s ready (api %s, submission %s, inbound %s)",

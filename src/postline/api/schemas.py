@@ -118,6 +118,9 @@ class MessageOut(BaseModel):
     size: int
     tags: list[str]
     metadata: dict[str, Any]
+    body_deleted_at: str | None = Field(
+        None, description="When the body was deleted ([retention] bodies); null while kept."
+    )
     recipients: list[RecipientOut]
 
 

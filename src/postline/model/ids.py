@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["new_id", "recipient_id", "split_recipient_id"]
+__all__ = ["id_time", "new_id", "recipient_id", "split_recipient_id"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 
@@ -18,6 +18,19 @@ def new_id() -> str:
         out.append(_ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(out))
+
+
+def id_time(value: str) -> float | None:
+    """When an id made by :func:`new_id` was made (Unix seconds); None for another string."""
+    if len(value) != 26:
+        return None
+    number = 0
+    for char in value.upper():
+        digit = _ALPHABET.find(char)
+        if digit < 0:
+            return None
+        number = number * 32 + digit
+    return (number >> 80) / 1000
 
 
 def recipient_id(message_id: str, index: int) -> str:

@@ -49,6 +49,7 @@ __all__ = [
     "ReputationCount",
     "ReputationStore",
     "ReputationTotals",
+    "RetentionStore",
     "SenderDomain",
     "Store",
     "Suppression",
@@ -291,6 +292,8 @@ class MessageView:
     tags: list[str]
     metadata: dict[str, Any]
     recipients: list[RecipientView]
+    body_deleted_at: float | None = None
+    """When the body was deleted ([retention] bodies); None while it is kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -922,6 +925,39 @@ class WebhookStore(Protocol):
         ...
 
 
+class RetentionStore(Protocol):
+    """Deleting what is past its retention, in short transactions."""
+
+    async def purge_bodies(self, before: float, *, limit: int, now: float) -> int:
+        """Delete the bodies of up to ``limit`` messages whose recipients all became final
+        before ``before`` (the message, its recipients and its events stay); returns how
+        many."""
+        ...
+
+    async def purge_messages(self, before: float, *, limit: int) -> int:
+        """Delete up to ``limit`` messages, with their recipients, whose recipients all
+        became final before ``before``; returns how many messages."""
+        ...
+
+    async def purge_events(self, before: float, *, limit: int) -> int:
+        """Delete events (and webhook delivery log rows) recorded before ``before``, about
+        ``limit`` rows at a time; returns how many."""
+        ...
+
+    async def purge_inbound(self, before: float, *, limit: int) -> int:
+        """Delete processed inbound reports received before ``before``; returns how many."""
+        ...
+
+    async def compact(self) -> int:
+        """Hand space freed by deletions back to the file system where the backend does
+        that itself (SQLite: incremental vacuum, a bounded step); returns bytes freed."""
+        ...
+
+    async def size_on_disk(self) -> int:
+        """Bytes the store takes on disk (files, or the database's relations)."""
+        ...
+
+
 class Store(
     TenantStore,
     QueueStore,
@@ -931,6 +967,7 @@ class Store(
     ReputationStore,
     DomainStore,
     WebhookStore,
+    RetentionStore,
     Protocol,
 ):
     """Durable state of a node (or of a fleet, for shared backends): every role.

@@ -50,6 +50,7 @@ ALLOWED: dict[str, set[str]] = {
         "webhooks",
     },
     "postline.events": {"model", "store"},
+    "postline.retention": {"config", "store"},
     "postline.webhooks": {"model", "errors", "config", "store", "events"},
     "postline.reputation": {"model", "errors", "config", "store", "metrics", "units"},
     "postline.sim": {"model", "errors", "smtp"},

@@ -14,6 +14,7 @@ from postline.store.postgres.events import PostgresEvents
 from postline.store.postgres.inbound import PostgresInbound
 from postline.store.postgres.queue import PostgresQueue
 from postline.store.postgres.reputation import PostgresReputation
+from postline.store.postgres.retention import PostgresRetention
 from postline.store.postgres.suppressions import PostgresSuppressions
 from postline.store.postgres.tenants import PostgresTenants
 from postline.store.postgres.webhooks import PostgresWebhooks
@@ -30,6 +31,7 @@ class PostgresStore(
     PostgresInbound,
     PostgresReputation,
     PostgresDomains,
+    PostgresRetention,
 ):
     """The fleet store (see :mod:`postline.store.postgres.core`): every role, on one
     connection pool."""

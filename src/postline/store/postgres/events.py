@@ -63,6 +63,7 @@ class PostgresEvents(PostgresCore):
                 size=row[8],
                 tags=json.loads(row[9]),
                 metadata=json.loads(row[10]),
+                body_deleted_at=row[11],
                 recipients=rcpts,
             )
 
@@ -118,8 +119,10 @@ class PostgresEvents(PostgresCore):
         steps over it.
         """
         if self._horizon < 0:
-            top = await conn.fetchval(_Q["events_max_id"])
-            self._horizon = max(0, int(top or 0) - _HORIZON_BACKFILL)
+            row = await conn.fetchrow(_Q["events_max_id"])
+            top, bottom = (row[0], row[1]) if row is not None else (None, None)
+            # Ids below the oldest event kept were deleted (retention), not holes to wait on.
+            self._horizon = max(0, int(top or 0) - _HORIZON_BACKFILL, int(bottom or 1) - 1)
         now = time.monotonic()
         horizon = self._horizon
         for (event_id,) in await conn.fetch(_Q["events_above"], horizon, _HORIZON_STEP):

@@ -287,7 +287,7 @@ SELECT count(*) FROM c;
 
 -- name: get_message
 SELECT id, tenant_id, created_at, mail_from, subject, message_id_header, source, stream, size,
-       tags::text, metadata::text
+       tags::text, metadata::text, purged_at
 FROM messages WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2);
 
 -- name: get_recipients
@@ -429,7 +429,7 @@ ON CONFLICT (tenant_id, domain) DO NOTHING;
 DELETE FROM queue_pauses WHERE tenant_id = $1 AND domain = $2;
 
 -- name: events_max_id
-SELECT max(id) FROM events;
+SELECT max(id), min(id) FROM events;
 
 -- name: events_above
 SELECT id FROM events WHERE id > $1 ORDER BY id LIMIT $2;

@@ -26,7 +26,7 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (8);
+INSERT INTO postline_schema (version) VALUES (9);
 
 CREATE TABLE tenants (
     id          text PRIMARY KEY,
@@ -56,9 +56,13 @@ CREATE TABLE messages (
     tags               jsonb NOT NULL,
     metadata           jsonb NOT NULL,
     size               integer NOT NULL,
-    body               bytea NOT NULL
+    body               bytea NOT NULL,
+    purged_at          double precision
 );
 CREATE INDEX messages_tenant ON messages (tenant_id, created_at);
+-- The oldest messages first, for the cleaner (retention); those whose body is still here.
+CREATE INDEX messages_created ON messages (created_at);
+CREATE INDEX messages_unpurged ON messages (created_at) WHERE purged_at IS NULL;
 
 -- The queue: one row per recipient, hash-partitioned by recipient domain (16 partitions).
 -- state: queued | delivered | bounced | expired | cancelled. A lease moves next_attempt_at
@@ -105,9 +109,12 @@ CREATE INDEX recipients_due ON recipients (domain, tenant_id, next_attempt_at, l
 CREATE INDEX recipients_age ON recipients (domain, tenant_id, created_at) WHERE state = 'queued';
 CREATE INDEX recipients_owner ON recipients (lease_owner) WHERE lease_owner IS NOT NULL;
 
--- Append-only event log; id is the cursor.
+-- Append-only event log; id is the cursor. Partitioned by time: a partition per UTC day
+-- (events_pNNNNNNNNNN, NNN its first second), made ahead and dropped whole once past
+-- [retention] events by the store (postgres/retention.py); the default partition takes
+-- what falls outside them.
 CREATE TABLE events (
-    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id             bigint GENERATED ALWAYS AS IDENTITY,
     at             double precision NOT NULL,
     tenant_id      text NOT NULL,
     type           text NOT NULL,
@@ -115,10 +122,12 @@ CREATE TABLE events (
     recipient_idx  integer,
     recipient      text,
     node_id        text,
-    data           jsonb NOT NULL
-);
+    data           jsonb NOT NULL,
+    PRIMARY KEY (id, at)
+) PARTITION BY RANGE (at);
 CREATE INDEX events_tenant ON events (tenant_id, id);
 CREATE INDEX events_message ON events (message_id, id);
+CREATE TABLE events_default PARTITION OF events DEFAULT;
 
 CREATE TABLE idempotency (
     tenant_id     text NOT NULL,
@@ -272,6 +281,7 @@ CREATE TABLE inbound (
     result         text
 );
 CREATE INDEX inbound_pending ON inbound (received_at) WHERE state = 'pending';
+CREATE INDEX inbound_done ON inbound (received_at) WHERE state <> 'pending';
 
 -- Outcomes per tenant, stream and time bucket: sums, added to by every node. On Citus:
 -- distributed on tenant_id.
@@ -366,3 +376,4 @@ CREATE TABLE webhook_deliveries (
     error          text NOT NULL
 );
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, updated_at);
+CREATE INDEX webhook_deliveries_age ON webhook_deliveries (updated_at);

@@ -13,6 +13,7 @@ from postline.store.sqlite.events import SQLiteEvents
 from postline.store.sqlite.inbound import SQLiteInbound
 from postline.store.sqlite.queue import SQLiteQueue
 from postline.store.sqlite.reputation import SQLiteReputation
+from postline.store.sqlite.retention import SQLiteRetention
 from postline.store.sqlite.suppressions import SQLiteSuppressions
 from postline.store.sqlite.tenants import SQLiteTenants
 from postline.store.sqlite.webhooks import SQLiteWebhooks
@@ -29,6 +30,7 @@ class SQLiteStore(
     SQLiteReputation,
     SQLiteDomains,
     SQLiteWebhooks,
+    SQLiteRetention,
 ):
     """The embedded store (see module docstring): every role, on one writer and one
     reader pool."""

@@ -93,6 +93,8 @@ def _connect(path: Path, synchronous: str, *, readonly: bool = False) -> sqlite3
     conn.execute("PRAGMA busy_timeout = 10000")
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
+        # After a checkpoint the log file is cut back to this size (bounded disk use).
+        conn.execute("PRAGMA journal_size_limit = 67108864")
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
@@ -106,11 +108,40 @@ def _apply_schema(conn: sqlite3.Connection) -> None:
     if version == 0:
         text = resources.files(_PACKAGE).joinpath("schema.sql").read_text(encoding="utf-8")
         conn.executescript(text)
+        _incremental_vacuum(conn)
         return
     for number, sql in _migrations():
         if number > version:
             log.info("applying migration %04d", number, extra={"action": "store.migrate"})
             conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+    _incremental_vacuum(conn)
+
+
+_VACUUM_AT_OPEN = 256 * 1024 * 1024
+"""Largest store converted to incremental auto-vacuum when it is opened (a full rewrite)."""
+
+
+def _incremental_vacuum(conn: sqlite3.Connection) -> None:
+    """Space freed by the cleaner goes back to the file system step by step (compact())
+    with incremental auto-vacuum, which SQLite turns on only by rewriting the file (in WAL
+    mode even a new one). A new or small store is rewritten now; a large one made before
+    retention existed keeps reusing freed pages (its file stops growing rather than
+    shrinking) until ``VACUUM`` is run on it once, offline."""
+    (mode,) = conn.execute("PRAGMA auto_vacuum").fetchone()
+    if mode == 2:
+        return
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    if pages * page_size > _VACUUM_AT_OPEN:
+        log.warning(
+            "the store has no incremental auto-vacuum: deleted data is reused but the file "
+            "does not shrink; run sqlite3 FILE 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM;' "
+            "while the node is stopped",
+            extra={"action": "store.vacuum"},
+        )
+        return
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute("VACUUM")
 
 
 URGENT, NORMAL, BULK = 0, 1, 2

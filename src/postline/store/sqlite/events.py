@@ -67,6 +67,7 @@ class SQLiteEvents(SQLiteCore):
                 size=row[8],
                 tags=json.loads(row[9]),
                 metadata=json.loads(row[10]),
+                body_deleted_at=row[11],
                 recipients=rcpts,
             )
 

@@ -219,7 +219,7 @@ RETURNING idx, address;
 
 -- name: get_message
 SELECT id, tenant_id, created_at, mail_from, subject, message_id_header, source, stream, size,
-       tags, metadata
+       tags, metadata, purged_at
 FROM messages WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
 
 -- name: get_recipients

@@ -1,5 +1,5 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 8;
+PRAGMA user_version = 9;
 
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
@@ -29,9 +29,13 @@ CREATE TABLE messages (
     tags               TEXT NOT NULL,
     metadata           TEXT NOT NULL,
     size               INTEGER NOT NULL,
-    body               BLOB NOT NULL
+    body               BLOB NOT NULL,
+    purged_at          REAL
 );
 CREATE INDEX messages_tenant ON messages (tenant_id, created_at);
+-- The oldest messages first, for the cleaner (retention); those whose body is still here.
+CREATE INDEX messages_created ON messages (created_at);
+CREATE INDEX messages_unpurged ON messages (created_at) WHERE purged_at IS NULL;
 
 -- The queue: one row per recipient, stored in queue order (tenant's mail to one domain,
 -- then message), so leasing a queue and recording its outcomes touch a few neighbouring
@@ -284,3 +288,4 @@ CREATE TABLE webhook_deliveries (
     error          TEXT NOT NULL
 );
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, updated_at);
+CREATE INDEX webhook_deliveries_age ON webhook_deliveries (updated_at);

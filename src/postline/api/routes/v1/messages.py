@@ -21,7 +21,7 @@ from postline.domains.service import DomainService
 from postline.errors import SendingPaused, ValidationError
 from postline.ingest.schema import BatchIn, MessageIn
 from postline.model import RecipientState
-from postline.model.ids import recipient_id
+from postline.model.ids import id_time, recipient_id
 from postline.store.base import EventQuery, IdempotencyClaim, MessageView, NewMessage, Tenant
 
 __all__ = ["router"]
@@ -400,6 +400,17 @@ async def get_message(
     ctx: ApiContext = request.app.state.ctx
     view = await ctx.store.get_message(tenant.id, message_id)
     if view is None:
+        made = id_time(message_id)
+        if made is not None and made < time.time() - ctx.config.retention.messages:
+            raise Problem(
+                404,
+                "expired",
+                f"Message {message_id!r} is older than this node keeps messages "
+                f"([retention] messages, {ctx.config.retention.messages / 86400:g} days): "
+                "it was deleted with its recipients.",
+                fix="Keep what you need from its events (webhooks, GET /v1/events) while "
+                "they are retained, or raise [retention] messages.",
+            )
         raise Problem(
             404,
             "not-found",
@@ -457,6 +468,7 @@ async def get_message(
             "size": view.size,
             "tags": view.tags,
             "metadata": view.metadata,
+            "body_deleted_at": iso(view.body_deleted_at),
             "recipients": recipients,
         },
     )
