@@ -10,6 +10,8 @@ import asyncpg
 import pytest
 
 from postline.errors import StoreError
+from postline.model import EventType
+from postline.store.base import EventQuery, NewEvent
 from postline.store.postgres.backend import PostgresStore, migrations, schema_version
 from support.pgserver import PgServer
 
@@ -166,3 +168,32 @@ async def test_nodes_starting_together_install_once(pg_dsn: str) -> None:
     finally:
         await asyncio.gather(*(s.close() for s in stores))
     assert (await catalog(pg_dsn))["version"] == [(schema_version(),)]
+
+
+async def test_upgrade_turns_the_event_log_into_partitions(pg_dsn: str) -> None:
+    """0009: existing events become one partition (readable, ids go on), dropped whole
+    once past retention."""
+    await install_version(pg_dsn, 8)
+    now = time.time()
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        for i in range(3):
+            await conn.execute(
+                "INSERT INTO events (at, tenant_id, type, data) VALUES ($1, 't', 'accepted', '{}')",
+                now - 100 + i,
+            )
+    finally:
+        await conn.close()
+    store = PostgresStore(pg_dsn)
+    await store.open()
+    try:
+        old = await store.events(EventQuery("t", limit=10))
+        assert [e.id for e in old] == [1, 2, 3]
+        await store.append_events([NewEvent(now + 1, "t", EventType.ACCEPTED, None, None, None)])
+        assert [e.id for e in await store.events(EventQuery("t", after=3, limit=10))] == [4]
+        # The old log ends at the upgrade: past it, it is dropped whole.
+        await store.purge_events(time.time() + 1, limit=10)
+        left = await store.events(EventQuery("t", limit=10))
+        assert [e.id for e in left] == [4]
+    finally:
+        await store.close()

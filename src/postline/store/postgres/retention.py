@@ -5,7 +5,8 @@ per UTC day, which this role makes a few days ahead and drops whole once a day h
 ``[retention] events``. A default partition takes events outside every range (a clock far
 off): they are deleted in batches, and a day whose range the default partition already
 holds rows of is left to it. Partitions are made and dropped under an advisory lock (one
-node at a time) with a short lock timeout, so a busy table only postpones the step.
+node at a time) with a short lock timeout (500 ms), so a busy table only postpones the
+step; dropping a day takes a brief exclusive lock on the log, once a day.
 Messages, webhook delivery logs and inbound reports are deleted in batches found through
 indexes ordered by age.
 """
@@ -102,7 +103,7 @@ class PostgresRetention(PostgresCore):
         dropped = 0
         try:
             async with conn.transaction():
-                await conn.execute("SET LOCAL lock_timeout = '2s'")
+                await conn.execute("SET LOCAL lock_timeout = '500ms'")
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
                 ranges: list[tuple[str, float, float]] = []
                 for name, bound in await conn.fetch(_Q["event_partitions"]):
@@ -135,8 +136,11 @@ class PostgresRetention(PostgresCore):
                         if await conn.fetchval(_Q["default_has_events"], lo, hi):
                             continue  # the default partition keeps that range
                         name = f"events_p{int(lo)}"
+                        # Made apart, then attached: attaching takes a lock on the log
+                        # that inserts do not wait for (CREATE ... PARTITION OF does).
+                        await conn.execute(f'CREATE TABLE "{name}" (LIKE events)')
                         await conn.execute(
-                            f'CREATE TABLE "{name}" PARTITION OF events '
+                            f'ALTER TABLE events ATTACH PARTITION "{name}" '
                             f"FOR VALUES FROM ({lo!r}) TO ({hi!r})"
                         )
                         ranges.append((name, lo, hi))
