@@ -823,6 +823,12 @@ class RetentionConfig(_Section):
     interval: Duration = Field(
         10.0, description="Pause between two cleaning rounds when nothing was left to delete."
     )
+    event_partition: Duration = Field(
+        86400.0,
+        ge=60.0,
+        description="PostgreSQL: the time one partition of the event log covers; events go "
+        "a whole partition at a time, so they are kept up to this much longer than 'events'.",
+    )
     batch: int = Field(
         1000,
         ge=10,

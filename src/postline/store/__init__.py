@@ -26,7 +26,11 @@ def create_store(config: Config) -> Store:
     if config.store.startswith(("postgresql://", "postgres://")):
         from postline.store.postgres.backend import PostgresStore
 
-        return PostgresStore(config.store, node_id=config.node_name)
+        return PostgresStore(
+            config.store,
+            node_id=config.node_name,
+            event_partition=config.retention.event_partition,
+        )
     raise ConfigError(
         f"store {config.store!r} is not supported; use 'sqlite', 'sqlite:///path/to/db' or "
         "'postgresql://user:password@host:port/database'"

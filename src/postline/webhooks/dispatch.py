@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from postline import __version__
 from postline.config import WebhooksConfig
+from postline.errors import ConfigError
 from postline.events import event_object
 from postline.model.ids import new_id
 from postline.store.base import Event, EventLog, EventQuery, Webhook, WebhookDelivery, WebhookStore
@@ -35,6 +36,10 @@ from postline.webhooks.urls import UrlRefused, networks, parse_url, resolve
 __all__ = ["Attempt", "Dispatcher", "WebhookSender", "backoff"]
 
 log = logging.getLogger(__name__)
+
+LEASE_MARGIN = 5.0
+"""A POST starts only while this node's lease on the endpoint has at least ``[webhooks]
+timeout`` plus this many seconds left, so it ends before another node may take over."""
 
 
 class _Store(WebhookStore, EventLog, Protocol):
@@ -106,6 +111,7 @@ class Dispatcher:
         secrets: SealedSecrets,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        _check_lease(config)
         self.store = store
         self.config = config
         self.node_id = node_id
@@ -235,7 +241,7 @@ class Dispatcher:
         now = self.clock()
         if hook.next_attempt_at > now:
             return min(poll * 4, hook.next_attempt_at - now)
-        if self._held.get(hook_id, 0) - now < self.config.timeout + 5:
+        if self._held.get(hook_id, 0) - now < self.config.timeout + LEASE_MARGIN:
             return poll  # too close to the lease's end to start a POST: wait for renewal
         batch = await self._batch(hook)
         if not batch:
@@ -370,6 +376,27 @@ class Dispatcher:
         if not held:
             self._drop(hook.id)
         return held
+
+
+def _check_lease(config: WebhooksConfig) -> None:
+    """Refuse a lease too short to ever start a POST (see :meth:`Dispatcher._step`); warn
+    when sending would stall before each renewal (the lease is renewed every third of its
+    time, so it has from 2/3 to all of it left)."""
+    need = config.timeout + LEASE_MARGIN
+    if config.lease_time <= need:
+        raise ConfigError(
+            f"[webhooks] lease_time ({config.lease_time:g} s) must be longer than timeout "
+            f"({config.timeout:g} s) + {LEASE_MARGIN:g} s, or no webhook is ever sent; "
+            f"use at least {need * 1.5:g} s"
+        )
+    if config.lease_time * 2 / 3 < need:
+        log.warning(
+            "[webhooks] lease_time (%g s) under %g s (1.5 x (timeout + %g s)): webhooks "
+            "stall before each lease renewal",
+            config.lease_time,
+            need * 1.5,
+            LEASE_MARGIN,
+        )
 
 
 def _started(hook: Webhook, msg_id: str, last: int, now: float) -> Webhook:

@@ -272,8 +272,11 @@ class PostgresCore:
         node_id: str = "",
         acquire_timeout: float = 30.0,
         event_gap_grace: float = 5.0,
+        event_partition: float = 86400.0,
     ) -> None:
         self.dsn = dsn
+        self.event_partition = event_partition
+        """Time one partition of the event log covers (see postgres/retention.py)."""
         self.node_id = node_id
         self.origin = new_id()  # tells this store's own announcements from other nodes'
         self._min_size = min_size

@@ -1,14 +1,14 @@
 """PostgreSQL store: deleting what is past its retention.
 
 Events are never deleted row by row: the event log is partitioned by time, one partition
-per UTC day, which this role makes a few days ahead and drops whole once a day has passed
-``[retention] events``. A default partition takes events outside every range (a clock far
-off): they are deleted in batches, and a day whose range the default partition already
-holds rows of is left to it. Partitions are made and dropped under an advisory lock (one
-node at a time) with a short lock timeout (500 ms), so a busy table only postpones the
-step; dropping a day takes a brief exclusive lock on the log, once a day.
-Messages, webhook delivery logs and inbound reports are deleted in batches found through
-indexes ordered by age.
+per ``[retention] event_partition`` (a UTC day by default), which this role makes a few
+ahead and drops whole once it has passed ``[retention] events``. A default partition
+takes events outside every range (a clock far off): they are deleted in batches, and a
+range the default partition already holds rows of is left to it. Partitions are made and
+dropped under an advisory lock (one node at a time) with a short lock timeout (500 ms),
+so a busy table only postpones the step; dropping one takes a brief exclusive lock on
+the log. Messages, webhook delivery logs and inbound reports are deleted in batches found
+through indexes ordered by age.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ __all__ = ["PostgresRetention"]
 log = logging.getLogger(__name__)
 
 _Q = load_queries("postline.store.postgres", "retention.sql")
-_DAY = 86400
-_AHEAD_DAYS = 3
+_AHEAD = 3
+"""Partitions made ahead of the current one."""
 _LOCK_KEY = 0x706C_6576  # advisory lock of the event partition upkeep
 _BOUND = re.compile(r"FROM \((.+?)\) TO \((.+?)\)")
 
@@ -98,8 +98,8 @@ class PostgresRetention(PostgresCore):
         return await self._call(op)
 
     async def _upkeep(self, conn: Conn, now: float, before: float | None) -> int:
-        """Make the day partitions from yesterday to a few days ahead; with ``before``,
-        drop those that end before it. Returns the events dropped."""
+        """Make the partitions from the previous one to a few ahead; with ``before``, drop
+        those that end before it. Returns the events dropped."""
         dropped = 0
         try:
             async with conn.transaction():
@@ -128,9 +128,11 @@ class PostgresRetention(PostgresCore):
                                 extra={"action": "retention.partition_dropped"},
                             )
                     ranges = [r for r in ranges if before is None or r[2] > before]
-                first = (math.floor(now / _DAY) - 1) * _DAY
-                for day in range(int(first), int(first) + (_AHEAD_DAYS + 2) * _DAY, _DAY):
-                    for lo, hi in _gaps(day, day + _DAY, [(a, b) for _, a, b in ranges]):
+                width = self.event_partition
+                first = (math.floor(now / width) - 1) * width
+                for k in range(_AHEAD + 2):
+                    start = first + k * width
+                    for lo, hi in _gaps(start, start + width, [(a, b) for _, a, b in ranges]):
                         if before is not None and hi <= before:
                             continue  # past retention already
                         if await conn.fetchval(_Q["default_has_events"], lo, hi):
