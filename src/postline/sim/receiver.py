@@ -101,8 +101,8 @@ class WebhookReceiver:
                 self.received.append(Received(headers, body, time.time(), 0))
                 if delay:
                     await asyncio.sleep(delay)
-                if writer.is_closing():
-                    return
+                if writer.is_closing() or reader.at_eof():
+                    return  # the client gave up (closed its side) before the answer
                 self.received[n] = Received(headers, body, self.received[n].at, status)
                 if 200 <= status < 300 and self.secret is not None:
                     self._count_events(headers, body)

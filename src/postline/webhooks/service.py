@@ -164,6 +164,10 @@ class WebhookService:
             out["description"] = changes["description"]
         if "batch_size" in changes:
             out["batch_size"] = self.check_batch_size(changes["batch_size"])
+        if "events" in out or "batch_size" in out:
+            # A batch being retried was chosen with the old filter or size: choose it again
+            # (from the same cursor) so a retry never sends other events under the same id.
+            out.update(batch_id=None, batch_last=None, batch_started=None, attempts=0)
         if "enabled" in changes:
             out["status"] = "active" if changes["enabled"] else "disabled"
             out["disabled_reason"] = "" if changes["enabled"] else "disabled by the tenant"
