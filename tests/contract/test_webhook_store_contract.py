@@ -122,14 +122,20 @@ async def test_a_batch_moves_the_cursor_only_when_done(store: Store) -> None:
     assert not await store.begin_webhook_batch(h.id, "n2", batch_id="msg_1", last=ids[2], now=NOW)
     assert await store.begin_webhook_batch(h.id, "n1", batch_id="msg_1", last=ids[2], now=NOW)
     failed = delivery(h, "msg_1", ids[0], ids[2], "failed")
-    assert await store.finish_webhook_batch(h.id, "n1", failed, done=False, next_attempt_at=NOW + 5)
+    assert await store.finish_webhook_batch(
+        h.id, "n1", failed, done=False, from_cursor=0, next_attempt_at=NOW + 5
+    )
     got = await store.get_webhook(a, h.id)
     assert got is not None
     assert (got.cursor, got.batch_id, got.batch_last, got.attempts) == (0, "msg_1", ids[2], 1)
     assert got.next_attempt_at == NOW + 5
     ok = delivery(h, "msg_1", ids[0], ids[2], "ok", attempts=2, updated_at=NOW + 6)
-    assert not await store.finish_webhook_batch(h.id, "n2", ok, done=True, next_attempt_at=NOW)
-    assert await store.finish_webhook_batch(h.id, "n1", ok, done=True, next_attempt_at=NOW + 6)
+    assert not await store.finish_webhook_batch(
+        h.id, "n2", ok, done=True, from_cursor=0, next_attempt_at=NOW
+    )
+    assert await store.finish_webhook_batch(
+        h.id, "n1", ok, done=True, from_cursor=0, next_attempt_at=NOW + 6
+    )
     got = await store.get_webhook(a, h.id)
     assert got is not None and (got.cursor, got.batch_id, got.attempts) == (ids[2], None, 0)
     logged = await store.webhook_deliveries(a, h.id)
@@ -149,10 +155,49 @@ async def test_a_replay_wins_over_the_batch_in_flight(store: Store) -> None:
     replayed = {"cursor": 0, "batch_id": None, "batch_last": None, "batch_started": None}
     assert await store.update_webhook(a, h.id, replayed, now=NOW) is not None
     ok = delivery(h, "msg_2", ids[2], ids[3], "ok")
-    assert await store.finish_webhook_batch(h.id, "n1", ok, done=True, next_attempt_at=NOW)
+    assert await store.finish_webhook_batch(
+        h.id, "n1", ok, done=True, from_cursor=ids[1], next_attempt_at=NOW
+    )
     got = await store.get_webhook(a, h.id)
     assert got is not None and got.cursor == 0  # the replay's cursor stands
     assert [d.id for d in await store.webhook_deliveries(a, h.id)] == ["msg_2"]
+
+
+async def test_a_batch_chosen_without_begin_is_remembered_on_failure(store: Store) -> None:
+    """A full batch is not written before its POST: its first failure remembers it."""
+    a = await tenant(store)
+    ids = await events(store, a, 3)
+    await store.create_webhook(hook(a, batch_size=3))
+    (h,) = await store.claim_webhooks("n1", now=NOW, lease_time=30, limit=1)
+    failed = delivery(h, "msg_full", ids[0], ids[2], "failed", created_at=NOW - 7)
+    assert await store.finish_webhook_batch(
+        h.id, "n1", failed, done=False, from_cursor=0, next_attempt_at=NOW + 5
+    )
+    got = await store.get_webhook(a, h.id)
+    assert got is not None
+    assert (got.batch_id, got.batch_last, got.batch_started, got.attempts) == (
+        "msg_full",
+        ids[2],
+        NOW - 7,
+        1,
+    )
+    # Another batch cannot finish over it, nor one chosen from another cursor.
+    other = delivery(h, "msg_other", ids[0], ids[2], "ok")
+    assert await store.finish_webhook_batch(
+        h.id, "n1", other, done=True, from_cursor=0, next_attempt_at=NOW
+    )
+    stale = delivery(h, "msg_full", ids[0], ids[2], "ok")
+    assert await store.finish_webhook_batch(
+        h.id, "n1", stale, done=True, from_cursor=ids[0], next_attempt_at=NOW
+    )
+    got = await store.get_webhook(a, h.id)
+    assert got is not None and (got.cursor, got.batch_id) == (0, "msg_full")
+    ok = delivery(h, "msg_full", ids[0], ids[2], "ok", attempts=2)
+    assert await store.finish_webhook_batch(
+        h.id, "n1", ok, done=True, from_cursor=0, next_attempt_at=NOW
+    )
+    got = await store.get_webhook(a, h.id)
+    assert got is not None and (got.cursor, got.batch_id, got.batch_started) == (ids[2], None, None)
 
 
 async def test_gone_disables_and_hands_back(store: Store) -> None:
@@ -163,7 +208,7 @@ async def test_gone_disables_and_hands_back(store: Store) -> None:
     assert await store.begin_webhook_batch(h.id, "n1", batch_id="m", last=ids[0], now=NOW)
     gone = delivery(h, "m", ids[0], ids[0], "failed", response_code=410)
     assert await store.finish_webhook_batch(
-        h.id, "n1", gone, done=False, next_attempt_at=NOW, disable="410 Gone"
+        h.id, "n1", gone, done=False, from_cursor=0, next_attempt_at=NOW, disable="410 Gone"
     )
     got = await store.get_webhook(a, h.id)
     assert got is not None

@@ -876,7 +876,9 @@ class WebhookStore(Protocol):
         self, webhook_id: str, owner: str, *, batch_id: str, last: int, now: float
     ) -> bool:
         """Remember the batch about to be sent (so a retry, on any node, sends the same
-        events under the same id); False when ``owner`` no longer holds the endpoint."""
+        events under the same id) — needed only for a batch that a new event could still
+        change (one shorter than the endpoint's batch size); False when ``owner`` no
+        longer holds the endpoint."""
         ...
 
     async def finish_webhook_batch(
@@ -886,15 +888,18 @@ class WebhookStore(Protocol):
         delivery: WebhookDelivery,
         *,
         done: bool,
+        from_cursor: int,
         next_attempt_at: float,
         disable: str | None = None,
     ) -> bool:
         """Log an attempt and move the endpoint on, in one transaction: ``done`` (sent, or
-        dead) moves the cursor to the batch's last event and clears the batch; otherwise
-        the batch stays for a retry at ``next_attempt_at``. ``disable`` disables the
-        endpoint with that reason and hands back its lease. The batch is ``delivery.id``:
-        when the endpoint has moved on to another (a replay), only the attempt is logged.
-        False when ``owner`` no longer holds the endpoint (nothing is written)."""
+        dead) moves the cursor to the batch's last event; otherwise the batch
+        (``delivery.id``, ending at ``delivery.last_event``) is remembered for a retry at
+        ``next_attempt_at``. ``disable`` disables the endpoint with that reason and hands
+        back its lease. The batch is the one chosen after cursor ``from_cursor``: when the
+        endpoint has moved on (a replay moved its cursor, or it remembers another batch),
+        only the attempt is logged. False when ``owner`` no longer holds the endpoint
+        (nothing is written)."""
         ...
 
     async def webhook_deliveries(

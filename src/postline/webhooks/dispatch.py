@@ -12,7 +12,9 @@ in the same transaction that logs it: an event is sent at least once, whatever c
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -33,7 +35,7 @@ from postline.webhooks.client import HttpClient, HttpError
 from postline.webhooks.sealing import SealedSecrets
 from postline.webhooks.urls import UrlRefused, networks, parse_url, resolve
 
-__all__ = ["Attempt", "Dispatcher", "WebhookSender", "backoff"]
+__all__ = ["Attempt", "Dispatcher", "WebhookSender", "backoff", "batch_id"]
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +255,14 @@ class Dispatcher:
             return poll
         self.lag[hook_id] = max(0.0, now - batch[0].at)
         msg_id = hook.batch_id
-        if msg_id is None:
+        if msg_id is None and len(batch) == hook.batch_size:
+            # A full batch is the first batch_size events after the cursor, the same
+            # whoever chooses it again (events below the read horizon never change): its
+            # id is derived, nothing needs writing before the POST.
+            msg_id = batch_id(hook.id, hook.cursor, batch[-1].id)
+            hook = replace(hook, batch_started=now)
+        elif msg_id is None:
+            # A short batch could grow with new events: remember it first.
             msg_id = "msg_" + new_id()
             if not await self.store.begin_webhook_batch(
                 hook.id, self.node_id, batch_id=msg_id, last=batch[-1].id, now=now
@@ -370,6 +379,7 @@ class Dispatcher:
             self.node_id,
             delivery,
             done=done,
+            from_cursor=hook.cursor,
             next_attempt_at=retry_at if retry_at is not None else now,
             disable=disable,
         )
@@ -397,6 +407,12 @@ def _check_lease(config: WebhooksConfig) -> None:
             need * 1.5,
             LEASE_MARGIN,
         )
+
+
+def batch_id(hook_id: str, cursor: int, last: int) -> str:
+    """The ``webhook-id`` of the full batch after ``cursor`` ending at event ``last``."""
+    digest = hashlib.sha256(f"{hook_id}:{cursor}:{last}".encode()).digest()[:16]
+    return "msg_" + base64.b32encode(digest).decode("ascii").rstrip("=")
 
 
 def _started(hook: Webhook, msg_id: str, last: int, now: float) -> Webhook:

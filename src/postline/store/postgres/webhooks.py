@@ -163,6 +163,7 @@ class PostgresWebhooks(PostgresEvents):
         delivery: WebhookDelivery,
         *,
         done: bool,
+        from_cursor: int,
         next_attempt_at: float,
         disable: str | None = None,
     ) -> bool:
@@ -182,6 +183,8 @@ class PostgresWebhooks(PostgresEvents):
                     disable,
                     delivery.updated_at,
                     delivery.id,
+                    from_cursor,
+                    delivery.created_at,
                 )
                 # A batch replaced by a replay (the cursor moved): log the attempt only.
                 if (

@@ -45,11 +45,13 @@ UPDATE webhooks SET batch_id = $3, batch_last = $4, batch_started = $5, attempts
 WHERE id = $1 AND lease_owner = $2;
 
 -- name: finish_webhook_batch
+-- Applies to the batch that follows the cursor it was chosen from; a batch remembered
+-- beforehand (begin_webhook_batch) must be this one.
 UPDATE webhooks SET
     cursor = CASE WHEN $3 THEN $4 ELSE cursor END,
-    batch_id = CASE WHEN $3 THEN NULL ELSE batch_id END,
-    batch_last = CASE WHEN $3 THEN NULL ELSE batch_last END,
-    batch_started = CASE WHEN $3 THEN NULL ELSE batch_started END,
+    batch_id = CASE WHEN $3 THEN NULL ELSE $9 END,
+    batch_last = CASE WHEN $3 THEN NULL ELSE $4 END,
+    batch_started = CASE WHEN $3 THEN NULL ELSE coalesce(batch_started, $11) END,
     attempts = CASE WHEN $3 THEN 0 ELSE $5 END,
     next_attempt_at = $6,
     status = CASE WHEN $7::text IS NULL THEN status ELSE 'disabled' END,
@@ -57,7 +59,7 @@ UPDATE webhooks SET
     lease_owner = CASE WHEN $7::text IS NULL THEN lease_owner ELSE NULL END,
     lease_until = CASE WHEN $7::text IS NULL THEN lease_until ELSE NULL END,
     updated_at = CASE WHEN $7::text IS NULL THEN updated_at ELSE $8 END
-WHERE id = $1 AND lease_owner = $2 AND batch_id = $9;
+WHERE id = $1 AND lease_owner = $2 AND cursor = $10 AND (batch_id IS NULL OR batch_id = $9);
 
 -- name: webhook_held
 SELECT 1 FROM webhooks WHERE id = $1 AND lease_owner = $2;

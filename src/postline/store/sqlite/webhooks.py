@@ -117,10 +117,13 @@ class SQLiteWebhooks(SQLiteCore):
         delivery: WebhookDelivery,
         *,
         done: bool,
+        from_cursor: int,
         next_attempt_at: float,
         disable: str | None = None,
     ) -> bool:
         params = {
+            "from_cursor": from_cursor,
+            "started": delivery.created_at,
             "id": webhook_id,
             "owner": owner,
             "done": done,

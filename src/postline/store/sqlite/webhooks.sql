@@ -47,11 +47,13 @@ UPDATE webhooks SET batch_id = :batch_id, batch_last = :last, batch_started = :n
 WHERE id = :id AND lease_owner = :owner;
 
 -- name: finish_webhook_batch
+-- Applies to the batch that follows the cursor it was chosen from; a batch remembered
+-- beforehand (begin_webhook_batch) must be this one.
 UPDATE webhooks SET
     cursor = CASE WHEN :done THEN :last ELSE cursor END,
-    batch_id = CASE WHEN :done THEN NULL ELSE batch_id END,
-    batch_last = CASE WHEN :done THEN NULL ELSE batch_last END,
-    batch_started = CASE WHEN :done THEN NULL ELSE batch_started END,
+    batch_id = CASE WHEN :done THEN NULL ELSE :batch_id END,
+    batch_last = CASE WHEN :done THEN NULL ELSE :last END,
+    batch_started = CASE WHEN :done THEN NULL ELSE coalesce(batch_started, :started) END,
     attempts = CASE WHEN :done THEN 0 ELSE :attempts END,
     next_attempt_at = :next_attempt_at,
     status = CASE WHEN :disable IS NULL THEN status ELSE 'disabled' END,
@@ -59,7 +61,8 @@ UPDATE webhooks SET
     lease_owner = CASE WHEN :disable IS NULL THEN lease_owner ELSE NULL END,
     lease_until = CASE WHEN :disable IS NULL THEN lease_until ELSE NULL END,
     updated_at = CASE WHEN :disable IS NULL THEN updated_at ELSE :now END
-WHERE id = :id AND lease_owner = :owner AND batch_id = :batch_id;
+WHERE id = :id AND lease_owner = :owner AND cursor = :from_cursor
+  AND (batch_id IS NULL OR batch_id = :batch_id);
 
 -- name: webhook_held
 SELECT 1 FROM webhooks WHERE id = :id AND lease_owner = :owner;
