@@ -128,6 +128,23 @@ async def _tenant_key(store: SQLiteStore | PostgresStore) -> str:
         await store.close()
 
 
+async def _fresh_partitions(dsn: str) -> None:
+    """The template database was made with day partitions: drop them (empty), so the
+    node makes its own of --event-partition width."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'events'::regclass AND c.relname <> 'events_default'"
+        )
+        for (name,) in rows:
+            await conn.execute(f'DROP TABLE "{name}"')
+    finally:
+        await conn.close()
+
+
 async def _size(store: SQLiteStore | PostgresStore) -> int:
     return await store.size_on_disk()
 
@@ -145,6 +162,7 @@ def run_case(backend: str, args: argparse.Namespace, work: Path) -> dict[str, An
         server = PgServer(bin_dir, fsync=True)
         server.start()
         dsn = asyncio.run(server.create_postline_database())
+        asyncio.run(_fresh_partitions(dsn))
         store_line = f'store = "{dsn}"'
         # The node's partition width: a store opened first makes the partitions ahead.
         meter: SQLiteStore | PostgresStore = PostgresStore(dsn, event_partition=60)

@@ -39,6 +39,10 @@ __all__ = ["Attempt", "Dispatcher", "WebhookSender", "backoff", "batch_id"]
 
 log = logging.getLogger(__name__)
 
+_REFRESH = 1.0
+"""While an endpoint keeps taking batches, its row is read again at least this often (a
+change made through another node is seen within it; one through this node at once)."""
+
 LEASE_MARGIN = 5.0
 """A POST starts only while this node's lease on the endpoint has at least ``[webhooks]
 timeout`` plus this many seconds left, so it ends before another node may take over."""
@@ -126,6 +130,8 @@ class Dispatcher:
         self.deliveries: Counter[str] = Counter()
         """Batches by outcome: ok, failed, dead, disabled."""
         self.events_sent = 0
+        self._known: dict[str, tuple[Webhook, float]] = {}
+        """Per endpoint: where it stands after its last batch, and when its row was read."""
         self.lag: dict[str, float] = {}
         """Per endpoint held: age in seconds of its oldest event not yet delivered."""
 
@@ -134,7 +140,9 @@ class Dispatcher:
         return list(self._held)
 
     def wake(self) -> None:
-        """New events were recorded: check the endpoints now rather than at the next poll."""
+        """Endpoints changed, or new events were recorded: read the endpoints again and
+        check them now rather than at the next poll."""
+        self._known.clear()
         self._wake.set()
 
     async def run(self) -> None:
@@ -205,6 +213,7 @@ class Dispatcher:
 
     def _drop(self, hook_id: str) -> None:
         self._held.pop(hook_id, None)
+        self._known.pop(hook_id, None)
         self.lag.pop(hook_id, None)
         self.sender.client.close(hook_id)
         task = self._tasks.pop(hook_id, None)
@@ -236,7 +245,13 @@ class Dispatcher:
         """Send the endpoint's next batch if there is one; how long to wait before the
         next step, or None to stop serving the endpoint."""
         poll = self.config.poll_interval
-        hook = await self.store.get_webhook(None, hook_id)
+        known = self._known.pop(hook_id, None)
+        if known is not None and self.clock() - known[1] < _REFRESH:
+            hook: Webhook | None = known[0]
+            read_at = known[1]
+        else:
+            read_at = self.clock()
+            hook = await self.store.get_webhook(None, hook_id)
         if hook is None or hook.status != "active" or hook.lease_owner != self.node_id:
             self._drop(hook_id)
             return None
@@ -272,7 +287,7 @@ class Dispatcher:
             hook = _started(hook, msg_id, batch[-1].id, now)
         objects = await self._objects(batch)
         attempt = await self.sender.post(hook, msg_id, objects, slot=hook.id)
-        return await self._settle(hook, msg_id, batch, attempt)
+        return await self._settle(hook, msg_id, batch, attempt, read_at)
 
     async def _batch(self, hook: Webhook) -> list[Event]:
         events = await self.store.events(
@@ -300,12 +315,24 @@ class Dispatcher:
         return out
 
     async def _settle(
-        self, hook: Webhook, msg_id: str, batch: list[Event], attempt: Attempt
+        self, hook: Webhook, msg_id: str, batch: list[Event], attempt: Attempt, read_at: float
     ) -> float | None:
         now = self.clock()
         if attempt.ok:
             self.events_sent += len(batch)
             held = await self._finish(hook, msg_id, batch, attempt, done=True, status="ok")
+            if held:
+                # Where the endpoint now stands, without reading it back (see _REFRESH).
+                moved = replace(
+                    hook,
+                    cursor=batch[-1].id,
+                    batch_id=None,
+                    batch_last=None,
+                    batch_started=None,
+                    attempts=0,
+                    next_attempt_at=0.0,
+                )
+                self._known[hook.id] = (moved, read_at)
             return 0 if held else None
         if attempt.status == 410:
             log.warning(

@@ -177,7 +177,9 @@ class WebhookService:
         return hook
 
     async def delete(self, tenant_id: str, hook_id: str) -> bool:
-        return await self.store.delete_webhook(tenant_id, hook_id)
+        deleted = await self.store.delete_webhook(tenant_id, hook_id)
+        self._changed()
+        return deleted
 
     async def rotate(self, tenant_id: str, hook_id: str) -> tuple[Webhook, str] | None:
         """A new secret; the current one keeps signing beside it for 24 h."""
@@ -196,6 +198,7 @@ class WebhookService:
             },
             now=now,
         )
+        self._changed()
         return (updated, secret) if updated is not None else None
 
     async def replay(
