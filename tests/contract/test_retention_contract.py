@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from contract.test_store_contract import message, tenant
+from contract.store_helpers import message, tenant
 from postline.model import EventType, RecipientState
 from postline.store import Store
 from postline.store.base import AttemptRecord, EventQuery, InboundMessage, NewEvent

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from contract.test_store_contract import message, tenant
+from contract.store_helpers import message, tenant
 from postline.model import EventType
 from postline.store import Store
 from postline.store.base import EventQuery, NewEvent, Webhook, WebhookDelivery

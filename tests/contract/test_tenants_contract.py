@@ -1,0 +1,102 @@
+"""The store contract: tenants, API keys and tenant statuses.
+
+Every backend (fixture `store` in conftest.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from contract.store_helpers import NOW, message, tenant
+from postline.errors import IntegrityViolation
+from postline.model import EventType
+from postline.store import Store
+from postline.store.base import (
+    EventQuery,
+    NewEvent,
+    ReputationCount,
+    TenantStatus,
+)
+
+
+async def test_tenants_and_keys(store: Store) -> None:
+    t = await store.create_tenant("acme")
+    assert (await store.get_tenant(name="acme")) == t
+    assert (await store.get_tenant(id=t.id)) == t
+    assert await store.get_tenant(name="nobody") is None
+    with pytest.raises(IntegrityViolation):
+        await store.create_tenant("acme")
+    await store.add_api_key(t.id, "hash-1", "pl_abc")
+    assert (await store.tenant_for_key("hash-1")) == t
+    assert await store.tenant_for_key("hash-2") is None
+    assert await store.revoke_api_key(t.id, "pl_abc")
+    assert await store.tenant_for_key("hash-1") is None
+    assert [x.name for x in await store.list_tenants()] == ["acme"]
+
+
+async def test_tenants_see_only_their_own_data(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    m = message(a, "x@one.test")
+    await store.enqueue([m])
+    assert await store.get_message(b, m.id) is None
+    assert await store.events(EventQuery(tenant_id=b)) == []
+    assert await store.queue_stats(b) == []
+    assert await store.cancel(b, m.id, now=NOW) == 0
+    assert [s.depth for s in await store.queue_stats(a)] == [1]
+
+
+async def test_tenant_status_compare_and_set_with_event(store: Store) -> None:
+    a = await tenant(store, "a")
+    assert await store.tenant_statuses(a) == []
+    warned = TenantStatus(a, "warned", "bounce rate 6 %", NOW, "reputation")
+    event = NewEvent(NOW, a, EventType.REPUTATION_WARNING, None, None, None, {"bounce_rate": 0.06})
+    # No row is 'ok': a change expected from 'paused' does not apply.
+    assert not await store.set_tenant_status(warned, expected={"paused"}, event=event)
+    assert await store.set_tenant_status(warned, expected={"ok"}, event=event, node_id="n1")
+    # The same change again (another node judging at once) finds 'warned' and does nothing.
+    assert not await store.set_tenant_status(warned, expected={"ok"}, event=event)
+    [got] = await store.tenant_statuses(a)
+    assert got == warned
+    [e] = await store.events(EventQuery(tenant_id=a, types=["reputation_warning"]))
+    assert (e.message_id, e.recipient_idx, e.node_id, e.data) == (
+        None,
+        None,
+        "n1",
+        {"bounce_rate": 0.06},
+    )
+    assert [s.tenant_id for s in await store.tenant_statuses()] == [a]
+
+
+async def test_a_paused_tenant_is_held_in_every_domain(store: Store) -> None:
+    a = await tenant(store, "a")
+    b = await tenant(store, "b")
+    await store.enqueue(
+        [message(a, "x@one.test"), message(a, "x@two.test"), message(b, "y@one.test")]
+    )
+    paused = TenantStatus(a, "paused", "bounce rate 12 %", NOW, "reputation")
+    assert await store.set_tenant_status(paused, expected={"ok", "warned"})
+    assert (a, "*") in await store.paused_queues()
+    leased = await store.lease("one.test", now=NOW, limit=10, lease_time=30, owner="n1")
+    assert [m.tenant_id for m in leased] == [b]
+    assert await store.lease("two.test", now=NOW, limit=10, lease_time=30, owner="n1") == []
+    assert {(s.domain, s.paused) for s in await store.queue_stats(a)} == {
+        ("one.test", True),
+        ("two.test", True),
+    }
+    # Held mail stays queued (and ageing); resuming releases it and moves the judgement on.
+    resumed = TenantStatus(a, "ok", "", NOW + 5, "operator", judged_since=NOW + 5)
+    assert await store.set_tenant_status(resumed, expected={"paused", "warned"})
+    assert (a, "*") not in await store.paused_queues()
+    leased = await store.lease("two.test", now=NOW + 5, limit=10, lease_time=30, owner="n1")
+    assert [m.tenant_id for m in leased] == [a]
+    # Counts of buckets before judged_since are no longer judged for that tenant.
+    await store.add_reputation_counts(
+        [
+            ReputationCount(a, "transactional", NOW - 60, bounced=100),
+            ReputationCount(a, "transactional", NOW + 10, delivered=3),
+            ReputationCount(b, "transactional", NOW - 60, delivered=7),
+        ]
+    )
+    totals = await store.reputation_totals(since=NOW - 3600)
+    assert [(t.tenant_id, t.delivered, t.bounced) for t in totals] == sorted([(a, 3, 0), (b, 7, 0)])
