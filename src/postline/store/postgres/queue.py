@@ -4,12 +4,11 @@ for due queues, leases, outcomes, counters and pauses."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from postline.errors import StoreUnavailable
-from postline.model import RecipientState
+from postline.store._outcomes import plan_outcomes
 from postline.store._rows import group_leased, stat_of, sum_stats, with_paused
 from postline.store.base import (
     AttemptRecord,
@@ -155,47 +154,21 @@ class PostgresQueue(PostgresIngest):
                 strict=True,
             ):
                 col.append(value)
-        for r in records:
-            if r.event is None:
-                continue
-            data = dict(r.data)
-            if r.code is not None:
-                data.setdefault("code", r.code)
-                data.setdefault("enhanced", r.enhanced)
-                data.setdefault("text", r.text)
-            if r.mx is not None:
-                data.setdefault("mx", r.mx)
-            if r.state is RecipientState.QUEUED:
-                data.setdefault("next_attempt_at", r.next_attempt_at)
-            for col, value in zip(
-                e_cols,
-                (
-                    r.at,
-                    r.tenant_id,
-                    r.event.value,
-                    r.message_id,
-                    r.idx,
-                    r.address,
-                    json.dumps(data),
-                ),
-                strict=True,
-            ):
-                col.append(value)
-
+        plan = plan_outcomes(records)
+        for event in plan.events:
+            for col, item in zip(e_cols, event, strict=True):
+                col.append(item)
         s_cols: list[list[Any]] = [[], [], [], []]
         s_extra: list[list[Any]] = [[], []]
-        c_cols: list[list[Any]] = [[], []]
-        for r in records:
-            if r.suppress is not None:
-                for col, value in zip(
-                    s_cols, (r.tenant_id, r.address.lower(), r.suppress, r.text or ""), strict=True
-                ):
-                    col.append(value)
-                s_extra[0].append(r.suppress_until)
-                s_extra[1].append(r.message_id)
-            if r.state is RecipientState.DELIVERED:
-                c_cols[0].append(r.tenant_id)
-                c_cols[1].append(r.address.lower())
+        for tenant_id, address, reason, _at, until, detail, message_id in plan.suppressions:
+            for col, text in zip(s_cols, (tenant_id, address, reason, detail), strict=True):
+                col.append(text)
+            s_extra[0].append(until)
+            s_extra[1].append(message_id)
+        c_cols: list[list[Any]] = [
+            [t for t, _ in plan.cleared],
+            [a for _, a in plan.cleared],
+        ]
         now = max(r.at for r in records)
 
         async def op(conn: Conn) -> None:

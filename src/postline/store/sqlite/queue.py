@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from postline.model import EventType, RecipientState
+from postline.store._outcomes import plan_outcomes
 from postline.store._rows import group_leased, stat_of, sum_stats, with_paused
 from postline.store.base import (
     AttemptRecord,
@@ -229,25 +230,7 @@ class SQLiteQueue(SQLiteCore):
         rounds: list[tuple[list[list[Any]], list[list[Any]]]] = [([], [])]
         seen: set[tuple[str, int]] = set()
         unknown: list[tuple[str, int]] = []  # recipients whose outcome names no domain
-        event_rows: list[list[Any]] = []
-        suppress_rows = []
-        clear_rows = []
         for r in records:
-            if r.suppress is not None:
-                suppress_rows.append(
-                    (
-                        r.tenant_id,
-                        r.address.lower(),
-                        r.suppress,
-                        r.at,
-                        r.suppress_until,
-                        "bounce",
-                        r.text or "",
-                        r.message_id,
-                    )
-                )
-            if r.state is RecipientState.DELIVERED:
-                clear_rows.append((r.tenant_id, r.address.lower()))
             key = (r.message_id, r.idx)
             if key in seen:
                 rounds.append(([], []))
@@ -267,22 +250,15 @@ class SQLiteQueue(SQLiteCore):
                     [r.message_id, r.idx, r.state.value, inc, r.at, r.code, r.enhanced,
                      r.text, r.mx, r.domain, r.tenant_id]
                 )  # fmt: skip
-            if r.event is None:
-                continue
-            data = dict(r.data)
-            if r.code is not None:
-                data.setdefault("code", r.code)
-                data.setdefault("enhanced", r.enhanced)
-                data.setdefault("text", r.text)
-            if r.mx is not None:
-                data.setdefault("mx", r.mx)
-            if r.state is RecipientState.QUEUED:
-                data.setdefault("next_attempt_at", r.next_attempt_at)
-            event_rows.append(
-                [r.at, r.tenant_id, r.event.value, r.message_id, r.idx, r.address, node_id,
-                 json.dumps(data)]
-            )  # fmt: skip
-        events = {"rows": json.dumps(event_rows)} if event_rows else None
+        plan = plan_outcomes(records)
+        events = (
+            {"rows": json.dumps([[*e[:6], node_id, e[6]] for e in plan.events])}
+            if plan.events
+            else None
+        )
+        suppress_rows = [(t, a, why, at, until, "bounce", detail, mid)
+                         for t, a, why, at, until, detail, mid in plan.suppressions]  # fmt: skip
+        clear_rows = plan.cleared
 
         def op(conn: sqlite3.Connection) -> None:
             if unknown:
