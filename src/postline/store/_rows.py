@@ -1,14 +1,32 @@
-"""Records built from rows the same way by every backend (their queries select the same
-columns in the same order)."""
+"""Records built from rows the same way by every backend: by position where the queries
+select the same columns in the same order (the hot lease path), by column name elsewhere."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from postline.store.base import LeasedMessage, LeasedRecipient, QueueStat
+from postline.model import RecipientState
+from postline.store.base import (
+    Event,
+    LeasedMessage,
+    LeasedRecipient,
+    MessageView,
+    QueueStat,
+    RecipientView,
+)
 
-__all__ = ["group_leased", "stat_of", "sum_stats", "with_paused"]
+__all__ = [
+    "NamedRow",
+    "event_of",
+    "group_leased",
+    "message_view_of",
+    "recipient_view_of",
+    "stat_of",
+    "sum_stats",
+    "with_paused",
+]
 
 
 def group_leased(
@@ -57,3 +75,65 @@ def with_paused(stats: list[QueueStat], paused: Sequence[str], limit: int) -> li
     if not extra:
         return stats
     return sorted(stats + extra, key=lambda s: s.domain)[:limit]
+
+
+class NamedRow(Protocol):
+    """A row whose columns are read by name (``sqlite3.Row``, ``asyncpg.Record``)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def event_of(row: NamedRow) -> Event:
+    """An event from the columns of the ``events`` queries (``data`` as JSON text)."""
+    return Event(
+        id=row["id"],
+        at=row["at"],
+        tenant_id=row["tenant_id"],
+        type=row["type"],
+        message_id=row["message_id"],
+        recipient_idx=row["recipient_idx"],
+        recipient=row["recipient"],
+        node_id=row["node_id"],
+        data=json.loads(row["data"]),
+    )
+
+
+def recipient_view_of(row: NamedRow, now: float) -> RecipientView:
+    """A recipient as ``get_message`` shows it (leased: queued with a live lease)."""
+    state = RecipientState(row["state"])
+    queued = state is RecipientState.QUEUED
+    leased = row["lease_owner"] is not None and (row["lease_expires_at"] or 0) > now
+    return RecipientView(
+        idx=row["idx"],
+        address=row["address"],
+        domain=row["domain"],
+        state=state,
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"] if queued else None,
+        expires_at=row["expires_at"],
+        updated_at=row["updated_at"],
+        last_code=row["last_code"],
+        last_enhanced=row["last_enhanced"],
+        last_text=row["last_text"],
+        last_mx=row["last_mx"],
+        leased=leased and queued,
+    )
+
+
+def message_view_of(row: NamedRow, recipients: list[RecipientView]) -> MessageView:
+    """A message from the ``get_message`` columns (``tags``, ``metadata`` as JSON text)."""
+    return MessageView(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        created_at=row["created_at"],
+        mail_from=row["mail_from"],
+        subject=row["subject"],
+        message_id_header=row["message_id_header"],
+        source=row["source"],
+        stream=row["stream"],
+        size=row["size"],
+        tags=json.loads(row["tags"]),
+        metadata=json.loads(row["metadata"]),
+        body_deleted_at=row["purged_at"],
+        recipients=recipients,
+    )

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
+from postline.store._rows import NamedRow
 from postline.store.base import WEBHOOK_FIELDS, Webhook, WebhookDelivery
 
-__all__ = ["NamedRow", "delivery_of", "delivery_row", "update_columns", "webhook_of", "webhook_row"]
-
-
-class NamedRow(Protocol):
-    """A row whose columns are read by name (``sqlite3.Row``, ``asyncpg.Record``)."""
-
-    def __getitem__(self, key: str, /) -> Any: ...
+__all__ = ["delivery_of", "delivery_row", "update_columns", "webhook_of", "webhook_row"]
 
 
 def _events(value: Any) -> tuple[str, ...]:

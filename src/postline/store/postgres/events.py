@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from postline.model import RecipientState
-from postline.store.base import Event, EventQuery, MessageView, NewEvent, RecipientView
+from postline.store._rows import event_of, message_view_of, recipient_view_of
+from postline.store.base import Event, EventQuery, MessageView, NewEvent
 from postline.store.postgres.core import _Q, PostgresCore
 
 if TYPE_CHECKING:
@@ -30,42 +30,7 @@ class PostgresEvents(PostgresCore):
                 return None
             rows = await conn.fetch(_Q["get_recipients"], message_id)
             now = time.time()
-            rcpts = []
-            for r in rows:
-                state = RecipientState(r[3])
-                leased = r[12] is not None and (r[13] or 0) > now
-                rcpts.append(
-                    RecipientView(
-                        idx=r[0],
-                        address=r[1],
-                        domain=r[2],
-                        state=state,
-                        attempts=r[4],
-                        next_attempt_at=r[5] if state is RecipientState.QUEUED else None,
-                        expires_at=r[6],
-                        updated_at=r[7],
-                        last_code=r[8],
-                        last_enhanced=r[9],
-                        last_text=r[10],
-                        last_mx=r[11],
-                        leased=leased and state is RecipientState.QUEUED,
-                    )
-                )
-            return MessageView(
-                id=row[0],
-                tenant_id=row[1],
-                created_at=row[2],
-                mail_from=row[3],
-                subject=row[4],
-                message_id_header=row[5],
-                source=row[6],
-                stream=row[7],
-                size=row[8],
-                tags=json.loads(row[9]),
-                metadata=json.loads(row[10]),
-                body_deleted_at=row[11],
-                recipients=rcpts,
-            )
+            return message_view_of(row, [recipient_view_of(r, now) for r in rows])
 
         return await self._call(op)
 
@@ -93,20 +58,8 @@ class PostgresEvents(PostgresCore):
 
         async def op(conn: Conn) -> list[Event]:
             horizon = await self._advance_horizon(conn)
-            return [
-                Event(
-                    id=r[0],
-                    at=r[1],
-                    tenant_id=r[2],
-                    type=r[3],
-                    message_id=r[4],
-                    recipient_idx=r[5],
-                    recipient=r[6],
-                    node_id=r[7],
-                    data=json.loads(r[8]),
-                )
-                for r in await conn.fetch(sql, *args[:7], horizon, *args[7:])
-            ]
+            rows = await conn.fetch(sql, *args[:7], horizon, *args[7:])
+            return [event_of(r) for r in rows]
 
         return await self._call(op)
 

@@ -287,7 +287,7 @@ SELECT count(*) FROM c;
 
 -- name: get_message
 SELECT id, tenant_id, created_at, mail_from, subject, message_id_header, source, stream, size,
-       tags::text, metadata::text, purged_at
+       tags::text AS tags, metadata::text AS metadata, purged_at
 FROM messages WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2);
 
 -- name: get_recipients
@@ -437,7 +437,7 @@ SELECT id FROM events WHERE id > $1 ORDER BY id LIMIT $2;
 -- name: events
 -- $1 tenant, $2 after, $3 types (NULL: all), $4 recipient, $5 since, $6 until, $7 limit,
 -- $8 horizon (no id above it is served yet).
-SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data::text
+SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data::text AS data
 FROM events
 WHERE tenant_id = $1 AND id > $2 AND id <= $8
   AND ($3::text[] IS NULL OR type = ANY($3::text[]))
@@ -449,7 +449,7 @@ LIMIT $7;
 
 -- name: events_message
 -- As events, for one message ($9).
-SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data::text
+SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data::text AS data
 FROM events
 WHERE message_id = $9 AND tenant_id = $1 AND id > $2 AND id <= $8
   AND ($3::text[] IS NULL OR type = ANY($3::text[]))

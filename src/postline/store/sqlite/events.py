@@ -7,13 +7,12 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from postline.model import RecipientState
+from postline.store._rows import event_of, message_view_of, recipient_view_of
 from postline.store.base import (
     Event,
     EventQuery,
     MessageView,
     NewEvent,
-    RecipientView,
 )
 from postline.store.sqlite.core import (
     _Q,
@@ -28,48 +27,15 @@ class SQLiteEvents(SQLiteCore):
 
     async def get_message(self, tenant_id: str | None, message_id: str) -> MessageView | None:
         def op(conn: sqlite3.Connection) -> MessageView | None:
-            row = conn.execute(
-                _Q["get_message"], {"id": message_id, "tenant_id": tenant_id}
-            ).fetchone()
+            cur = conn.execute(_Q["get_message"], {"id": message_id, "tenant_id": tenant_id})
+            cur.row_factory = sqlite3.Row
+            row = cur.fetchone()
             if row is None:
                 return None
             now = time.time()
-            rcpts = []
-            for r in conn.execute(_Q["get_recipients"], {"id": message_id}):
-                state = RecipientState(r[3])
-                leased = r[12] is not None and (r[13] or 0) > now
-                rcpts.append(
-                    RecipientView(
-                        idx=r[0],
-                        address=r[1],
-                        domain=r[2],
-                        state=state,
-                        attempts=r[4],
-                        next_attempt_at=r[5] if state is RecipientState.QUEUED else None,
-                        expires_at=r[6],
-                        updated_at=r[7],
-                        last_code=r[8],
-                        last_enhanced=r[9],
-                        last_text=r[10],
-                        last_mx=r[11],
-                        leased=leased and state is RecipientState.QUEUED,
-                    )
-                )
-            return MessageView(
-                id=row[0],
-                tenant_id=row[1],
-                created_at=row[2],
-                mail_from=row[3],
-                subject=row[4],
-                message_id_header=row[5],
-                source=row[6],
-                stream=row[7],
-                size=row[8],
-                tags=json.loads(row[9]),
-                metadata=json.loads(row[10]),
-                body_deleted_at=row[11],
-                recipients=rcpts,
-            )
+            cur = conn.execute(_Q["get_recipients"], {"id": message_id})
+            cur.row_factory = sqlite3.Row
+            return message_view_of(row, [recipient_view_of(r, now) for r in cur])
 
         return await self._read(op)
 
@@ -87,20 +53,9 @@ class SQLiteEvents(SQLiteCore):
         sql = _Q["events_message"] if query.message_id else _Q["events"]
 
         def op(conn: sqlite3.Connection) -> list[Event]:
-            return [
-                Event(
-                    id=r[0],
-                    at=r[1],
-                    tenant_id=r[2],
-                    type=r[3],
-                    message_id=r[4],
-                    recipient_idx=r[5],
-                    recipient=r[6],
-                    node_id=r[7],
-                    data=json.loads(r[8]),
-                )
-                for r in conn.execute(sql, params)
-            ]
+            cur = conn.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return [event_of(r) for r in cur]
 
         return await self._read(op)
 
