@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -35,7 +36,14 @@ from postline.webhooks.client import HttpClient, HttpError
 from postline.webhooks.sealing import SealedSecrets
 from postline.webhooks.urls import UrlRefused, networks, parse_url, resolve
 
-__all__ = ["Attempt", "Dispatcher", "WebhookSender", "backoff", "batch_id"]
+__all__ = [
+    "Attempt",
+    "Dispatcher",
+    "SecretUnavailable",
+    "WebhookSender",
+    "backoff",
+    "batch_id",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,13 @@ change made through another node is seen within it; one through this node at onc
 LEASE_MARGIN = 5.0
 """A POST starts only while this node's lease on the endpoint has at least ``[webhooks]
 timeout`` plus this many seconds left, so it ends before another node may take over."""
+
+
+_SECRET_WARN_EVERY = 600.0
+
+
+class SecretUnavailable(Exception):
+    """The endpoint's secret does not open with this node's secret."""
 
 
 class _Store(WebhookStore, EventLog, Protocol):
@@ -78,9 +93,14 @@ class WebhookSender:
         self.client = HttpClient(timeout=config.timeout, user_agent=f"postline/{__version__}")
 
     def signing_secrets(self, hook: Webhook, now: float) -> list[str]:
-        out = [self.secrets.open(hook.secret, hook.id)]
-        if hook.old_secret and hook.old_secret_until and hook.old_secret_until > now:
-            out.append(self.secrets.open(hook.old_secret, hook.id))
+        """The secrets that sign for the endpoint now; :class:`SecretUnavailable` when
+        this node's secret does not open them."""
+        try:
+            out = [self.secrets.open(hook.secret, hook.id)]
+            if hook.old_secret and hook.old_secret_until and hook.old_secret_until > now:
+                out.append(self.secrets.open(hook.old_secret, hook.id))
+        except ValueError as exc:
+            raise SecretUnavailable(str(exc)) from None
         return out
 
     async def post(
@@ -131,6 +151,7 @@ class Dispatcher:
         """Batches by outcome: ok, failed, dead, disabled."""
         self.events_sent = 0
         self._known: dict[str, tuple[Webhook, float]] = {}
+        self._secret_warned: dict[str, float] = {}
         """Per endpoint: where it stands after its last batch, and when its row was read."""
         self.lag: dict[str, float] = {}
         """Per endpoint held: age in seconds of its oldest event not yet delivered."""
@@ -232,6 +253,18 @@ class Dispatcher:
                         await asyncio.wait_for(self._wake.wait(), delay)
         except asyncio.CancelledError:
             raise
+        except SecretUnavailable as exc:
+            # A node configured with another secret than the fleet's: say so once in a
+            # while, not with a traceback every time it takes the endpoint again.
+            now = self.clock()
+            if now - self._secret_warned.get(hook_id, -math.inf) > _SECRET_WARN_EVERY:
+                self._secret_warned[hook_id] = now
+                log.error(
+                    "webhook %s not sent from this node: %s",
+                    hook_id,
+                    exc,
+                    extra={"action": "webhook.secret", "webhook": hook_id},
+                )
         except Exception:
             log.exception("webhook endpoint %s failed; handing it back", hook_id)
         finally:

@@ -13,7 +13,7 @@ from postline.model import EventType
 from postline.model.ids import new_id
 from postline.store.base import Event, EventLog, EventQuery, Webhook, WebhookDelivery, WebhookStore
 from postline.webhooks import signing
-from postline.webhooks.dispatch import Attempt, WebhookSender
+from postline.webhooks.dispatch import Attempt, SecretUnavailable, WebhookSender
 from postline.webhooks.sealing import SealedSecrets
 from postline.webhooks.urls import UrlRefused, address_allowed, literal, networks, parse_url
 
@@ -263,7 +263,10 @@ class WebhookService:
             data={"webhook_id": hook.id, "description": hook.description},
         )
         obj = {**event_object(event), "id": "test_" + new_id(), "tags": [], "metadata": {}}
-        return await self.sender.post(hook, "msg_" + new_id(), [obj], slot="test:" + hook.id)
+        try:
+            return await self.sender.post(hook, "msg_" + new_id(), [obj], slot="test:" + hook.id)
+        except SecretUnavailable as exc:
+            return Attempt(False, None, None, f"this node cannot sign for the endpoint: {exc}")
 
     def close(self) -> None:
         """Close the connections test events left open."""

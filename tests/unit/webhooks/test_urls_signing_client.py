@@ -210,3 +210,32 @@ async def test_a_closed_keep_alive_connection_is_replaced() -> None:
     client.close_all()
     server.close()
     await server.wait_closed()
+
+
+def test_a_secret_sealed_with_another_nodes_key_is_reported_clearly() -> None:
+    from postline.config import WebhooksConfig
+    from postline.store.base import Webhook
+    from postline.webhooks.dispatch import SecretUnavailable, WebhookSender
+    from postline.webhooks.sealing import SealedSecrets
+
+    ours, theirs = SealedSecrets("node secret one"), SealedSecrets("node secret two")
+    hook = Webhook(
+        id="wh_1",
+        tenant_id="t",
+        url="https://hooks.example/",
+        events=(),
+        description="",
+        batch_size=10,
+        secret=theirs.seal(signing.new_secret(), "wh_1"),
+        old_secret=None,
+        old_secret_until=None,
+        status="active",
+        disabled_reason="",
+        created_at=0.0,
+        updated_at=0.0,
+        cursor=0,
+    )
+    sender = WebhookSender(WebhooksConfig(), ours)
+    with pytest.raises(SecretUnavailable, match="key_secret"):
+        sender.signing_secrets(hook, time.time())
+    assert WebhookSender(WebhooksConfig(), theirs).signing_secrets(hook, time.time())
