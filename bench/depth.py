@@ -101,12 +101,27 @@ async def fill(db: Path, total: int, domains: int, per_message: int) -> str:
     return await fill_store(SQLiteStore(db, max_rows=50_000), total, domains, per_message)
 
 
+async def add_tenant(store: Store, name: str) -> tuple[str, str]:
+    """A new tenant of an open store with one API key: (tenant id, key)."""
+    tenant = await store.create_tenant(name)
+    key = generate_key()
+    await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
+    return tenant.id, key
+
+
+async def tenant_key(store: Store, name: str = "bench") -> str:
+    """Open ``store``, add a tenant with one API key, close it; the key."""
+    await store.open()
+    try:
+        return (await add_tenant(store, name))[1]
+    finally:
+        await store.close()
+
+
 async def fill_store(store: Store, total: int, domains: int, per_message: int) -> str:
     await store.open()
     try:
-        tenant = await store.create_tenant("bulk")
-        key = generate_key()
-        await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
+        tenant_id, key = await add_tenant(store, "bulk")
         now = time.time()
         body_text = "Hello,\r\n" + ("This month's offer, in a few lines of text.\r\n" * 30)
         pending: list[asyncio.Task[Any]] = []
@@ -130,7 +145,7 @@ async def fill_store(store: Store, total: int, domains: int, per_message: int) -
             batch.append(
                 NewMessage(
                     id=mid,
-                    tenant_id=tenant.id,
+                    tenant_id=tenant_id,
                     mail_from="news@shop.example",
                     body=body,
                     recipients=rcpts,

@@ -36,10 +36,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from depth import CONNECTIONS, Node, SinkProcess, free_port
+from depth import CONNECTIONS, Node, SinkProcess, free_port, tenant_key
 from postline.store.postgres.backend import PostgresStore
 from postline.store.sqlite.backend import SQLiteStore
-from postline.tenants import generate_key, hash_key, key_prefix
 
 NODE = """
 data_dir = "{data}"
@@ -117,17 +116,6 @@ class Load(threading.Thread):
                     self.errors += 1
 
 
-async def _tenant_key(store: SQLiteStore | PostgresStore) -> str:
-    await store.open()
-    try:
-        tenant = await store.create_tenant("bench")
-        key = generate_key()
-        await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
-        return key
-    finally:
-        await store.close()
-
-
 async def _fresh_partitions(dsn: str) -> None:
     """The template database was made with day partitions: drop them (empty), so the
     node makes its own of --event-partition width."""
@@ -166,11 +154,11 @@ def run_case(backend: str, args: argparse.Namespace, work: Path) -> dict[str, An
         store_line = f'store = "{dsn}"'
         # The node's partition width: a store opened first makes the partitions ahead.
         meter: SQLiteStore | PostgresStore = PostgresStore(dsn, event_partition=60)
-        key = asyncio.run(_tenant_key(PostgresStore(dsn, event_partition=60)))
+        key = asyncio.run(tenant_key(PostgresStore(dsn, event_partition=60)))
     else:
         db = work / "data" / "postline.db"
         store_line = ""
-        key = asyncio.run(_tenant_key(SQLiteStore(db)))
+        key = asyncio.run(tenant_key(SQLiteStore(db)))
         meter = SQLiteStore(db)
     sink = SinkProcess()
     api = f"127.0.0.1:{free_port()}"

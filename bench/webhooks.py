@@ -27,10 +27,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from depth import Node, free_port
+from depth import Node, free_port, tenant_key
 from postline.sim.receiver import WebhookReceiver
 from postline.store.sqlite.backend import SQLiteStore
-from postline.tenants import generate_key, hash_key, key_prefix
 
 NODE = """
 data_dir = "{data}"
@@ -50,18 +49,6 @@ poll_interval = "100ms"
 [log]
 level = "warning"
 """
-
-
-async def _key(db: Path) -> str:
-    store = SQLiteStore(db)
-    await store.open()
-    try:
-        tenant = await store.create_tenant("bench")
-        key = generate_key()
-        await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
-        return key
-    finally:
-        await store.close()
 
 
 def _batch(n: int, offset: int) -> bytes:
@@ -86,7 +73,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     (work / "data").mkdir(parents=True)
-    key = await _key(work / "data" / "postline.db")
+    key = await tenant_key(SQLiteStore(work / "data" / "postline.db"))
     api = f"127.0.0.1:{free_port()}"
     config = work / "node.toml"
     config.write_text(NODE.format(data=work / "data", api=api))

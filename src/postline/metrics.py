@@ -124,6 +124,16 @@ class RetentionFigures(Protocol):
     def freed(self) -> int: ...
 
 
+def _counter(
+    name: str, doc: str, label: str, keys: Iterable[str], counts: Mapping[str, int]
+) -> CounterMetricFamily:
+    """A counter with one sample per key (0 for keys not counted yet)."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key in keys:
+        family.add_metric([key], counts.get(key, 0))
+    return family
+
+
 class _RetentionCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
@@ -132,15 +142,14 @@ class _RetentionCollector(Collector):
         figures = self._m.retention
         if figures is None:
             return
-        deleted = CounterMetricFamily(
+        yield _counter(
             "postline_retention_deleted",
             "Rows deleted by this node's cleaner past [retention] (bodies: bodies emptied; "
-            "events: PostgreSQL counts a dropped day partition by its row estimate).",
-            labels=["kind"],
+            "events: PostgreSQL counts a dropped partition by its row estimate).",
+            "kind",
+            ("bodies", "messages", "events", "inbound"),
+            figures.deleted,
         )
-        for kind in ("bodies", "messages", "events", "inbound"):
-            deleted.add_metric([kind], figures.deleted.get(kind, 0))
-        yield deleted
         yield CounterMetricFamily(
             "postline_retention_freed_bytes",
             "Bytes the cleaner handed back to the file system (SQLite incremental vacuum).",
@@ -165,15 +174,14 @@ class _WebhookCollector(Collector):
         for hook_id, seconds in sorted(figures.lag.items()):
             lag.add_metric([hook_id], seconds)
         yield lag
-        batches = CounterMetricFamily(
+        yield _counter(
             "postline_webhook_batches",
             "Webhook batches POSTed by this node, by outcome (ok, failed: to be retried, "
             "dead: given up after [webhooks] max_age, disabled: answered 410 Gone).",
-            labels=["outcome"],
+            "outcome",
+            ("ok", "failed", "dead", "disabled"),
+            figures.deliveries,
         )
-        for outcome in ("ok", "failed", "dead", "disabled"):
-            batches.add_metric([outcome], figures.deliveries.get(outcome, 0))
-        yield batches
         yield CounterMetricFamily(
             "postline_webhook_events",
             "Events delivered to webhook endpoints (answered 2xx) by this node.",

@@ -97,7 +97,7 @@ async def test_old_events_and_inbound_reports_go(store: Store) -> None:
     assert await store.purge_inbound(now - 30 * DAY, limit=100) == 1  # in2 is pending
     assert await store.purge_inbound(now - 30 * DAY, limit=100) == 0
     assert await store.size_on_disk() > 0
-    assert await store.compact() >= 0
+    await store.compact()  # nothing to free here: it must simply not fail
 
 
 async def test_space_comes_back(store: Store) -> None:

@@ -37,6 +37,7 @@ class Cleaner:
         """Rows deleted (bodies: bodies emptied) since start, per kind."""
         self.freed = 0
         """Bytes handed back to the file system since start."""
+        self._freeing = False
 
     async def run(self) -> None:
         while True:
@@ -67,6 +68,9 @@ class Cleaner:
             self.deleted[kind] += n
             deleted += n
             busy = busy or n >= limit
-        if deleted or not busy:
-            self.freed += await self.store.compact()
+        if deleted or self._freeing:
+            # Compaction steps follow deletions until a step finds nothing left to free.
+            freed = await self.store.compact()
+            self._freeing = freed > 0
+            self.freed += freed
         return busy

@@ -64,6 +64,7 @@ from typing import Any
 from postline.errors import ConfigError
 from postline.sim.dns import Zone
 from postline.sim.profiles import DomainSpec, MXHostSpec, Profile
+from postline.sim.standard import standard_domains, standard_hints
 
 __all__ = [
     "HostPlan",
@@ -307,9 +308,7 @@ class SimConfig:
     @classmethod
     def standard(cls, domains: int = 50, seed: int = 1) -> SimConfig:
         """The realistic mix of the demo; see :mod:`postline.sim.standard`."""
-        from postline.sim.standard import standard_config
-
-        return standard_config(domains=domains, seed=seed)
+        return cls(domains=standard_domains(domains), seed=seed, hints=standard_hints())
 
 
 def _table(value: object, what: str) -> dict[str, Any]:

@@ -39,10 +39,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from postline.sim.config import SimConfig
 from postline.sim.profiles import DomainSpec, MXHostSpec, Profile
 
-__all__ = ["FIXED_DOMAINS", "standard_config"]
+__all__ = ["FIXED_DOMAINS", "standard_domains", "standard_hints"]
 
 _GOOGLE = Profile(
     name="google",
@@ -266,8 +265,13 @@ def _hints() -> list[dict[str, Any]]:
     ]
 
 
-def standard_config(domains: int = 50, seed: int = 1) -> SimConfig:
-    """The standard mix with ``domains`` domains in all (at least the fixed 27)."""
+def standard_domains(domains: int = 50) -> tuple[DomainSpec, ...]:
+    """The standard mix with ``domains`` domains in all (at least the fixed 27); with
+    :func:`standard_hints`, what ``SimConfig.standard`` is made of."""
     fixed = _fixed()
-    plain = _plain_domains(max(0, domains - len(fixed)))
-    return SimConfig(domains=(*fixed, *plain), seed=seed, hints=tuple(_hints()))
+    return (*fixed, *_plain_domains(max(0, domains - len(fixed))))
+
+
+def standard_hints() -> tuple[dict[str, Any], ...]:
+    """The node limits that go with the standard mix (``SimConfig.throttle_hints``)."""
+    return tuple(_hints())

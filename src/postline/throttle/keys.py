@@ -26,11 +26,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import quote
-
-if TYPE_CHECKING:
-    from postline.throttle.rules import Limits
 
 __all__ = [
     "BackendKeys",
@@ -44,6 +41,24 @@ __all__ = [
 ]
 
 _SAFE = "-._~()|[]!*+,;="
+
+
+class Limits(Protocol):
+    """The fields of a bucket's limits that its key depends on
+    (``postline.throttle.rules.Limits``; declared here so the rules can import the keys)."""
+
+    @property
+    def messages(self) -> int | None: ...
+    @property
+    def period(self) -> float: ...
+    @property
+    def burst(self) -> int | None: ...
+    @property
+    def connections(self) -> int | None: ...
+    @property
+    def messages_per_connection(self) -> int | None: ...
+    @property
+    def recipients_per_transaction(self) -> int | None: ...
 
 
 def limits_digest(limits: Limits) -> str:
