@@ -579,6 +579,14 @@ class QueueConfig(_Section):
 
 
 class NodeConfig(_Section):
+    workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Worker processes of this node, sharing its listening sockets and "
+        "splitting delivery by recipient domain; 0 = one per CPU. Limits ([throttle] rules, "
+        "[delivery] max_connections, [queue] max_leased) hold for the whole node.",
+    )
     shutdown_timeout: Duration = Field(
         30.0,
         description="On SIGTERM: how long transactions on the wire may take to finish; then "
@@ -926,6 +934,13 @@ class Config(_Section):
     @property
     def node_name(self) -> str:
         return self.node_id or socket.gethostname()
+
+    @property
+    def worker_count(self) -> int:
+        """``[node] workers``, with 0 read as the number of CPUs this process may use."""
+        if self.node.workers:
+            return self.node.workers
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
     @property
     def sqlite_path(self) -> Path:

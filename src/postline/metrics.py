@@ -1,4 +1,11 @@
-"""Prometheus metrics of one node (one registry per node, so tests can run several)."""
+"""Prometheus metrics of one node (one registry per node, so tests can run several).
+
+A node with several worker processes answers ``/metrics`` from whichever worker took the
+request: it adds the other workers' figures (``Metrics.peers``) to its own with
+:func:`merge_expositions` — counters, histograms and per-process gauges summed, figures
+every worker reads from the shared store or throttle (queue depths, recipients by state,
+reputation, warm-up) taken once.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "RetentionFigures", "WebhookFigures"]
+__all__ = ["NODE_WIDE", "Metrics", "RetentionFigures", "WebhookFigures", "merge_expositions"]
 
 TOP_DOMAINS = 50
 
@@ -189,6 +197,66 @@ class _WebhookCollector(Collector):
         )
 
 
+NODE_WIDE = frozenset(
+    {
+        "postline_queue_depth",
+        "postline_recipients",
+        "postline_reputation_bounce_rate",
+        "postline_reputation_complaint_rate",
+        "postline_tenant_paused",
+        "postline_warmup_day",
+        "postline_warmup_sent",
+        "postline_warmup_cap",
+        "postline_source_blocked_seconds",
+    }
+)
+"""Families every worker reads from what the node shares: one worker's figure is the
+node's (the others' are not added)."""
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def merge_expositions(own: bytes, others: Iterable[bytes]) -> bytes:
+    """One worker's exposition (text format) with the other workers' figures added."""
+    families = list(text_string_to_metric_families(own.decode()))
+    by_name = {f.name: f for f in families}
+    for text in others:
+        for family in text_string_to_metric_families(text.decode()):
+            mine = by_name.get(family.name)
+            if mine is None:
+                if family.name not in NODE_WIDE:
+                    by_name[family.name] = family
+                    families.append(family)
+                continue
+            if family.name in NODE_WIDE:
+                continue
+            index = {
+                (s.name, tuple(sorted(s.labels.items()))): i for i, s in enumerate(mine.samples)
+            }
+            for sample in family.samples:
+                at = index.get((sample.name, tuple(sorted(sample.labels.items()))))
+                if at is None:
+                    mine.samples.append(sample)
+                    continue
+                old = mine.samples[at]
+                # Creation times: the earliest; everything else adds up.
+                value = (
+                    min(old.value, sample.value)
+                    if sample.name.endswith("_created")
+                    else old.value + sample.value
+                )
+                mine.samples[at] = old._replace(value=value)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -278,11 +346,21 @@ class Metrics:
         self.retention: RetentionFigures | None = None
         r.register(_RetentionCollector(self))
         self._refresh: Callable[[], Awaitable[None]] | None = None
+        # The other workers' expositions (a node of several worker processes).
+        self.peers: Callable[[], Awaitable[list[bytes]]] | None = None
 
     def on_refresh(self, refresh: Callable[[], Awaitable[None]]) -> None:
         self._refresh = refresh
 
-    async def render(self) -> bytes:
+    async def render_own(self) -> bytes:
+        """This process's figures only."""
         if self._refresh is not None:
             await self._refresh()
         return generate_latest(self.registry)
+
+    async def render(self) -> bytes:
+        """The node's figures: this process's, with the other workers' added."""
+        own = await self.render_own()
+        if self.peers is None:
+            return own
+        return merge_expositions(own, await self.peers())

@@ -18,6 +18,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from postline.ingest.service import IngestLimits, Ingestor
 from postline.metrics import TOP_DOMAINS, Metrics
 from postline.reputation import Reputation
 from postline.retention import Cleaner
+from postline.schedule.shares import WorkerShare
 from postline.smtp.server.submission import start_submission
 from postline.store import Store, create_store
 from postline.tenants import KeyAuthenticator
@@ -50,12 +52,21 @@ from postline.throttle.adaptive import AdaptiveParams
 from postline.throttle.base import ThrottleBackend
 from postline.throttle.memory import MemoryThrottleBackend
 from postline.throttle.rules import ThrottleRules
+from postline.throttle.shared import SharedThrottleBackend
 from postline.tls import ensure_self_signed, server_context
 from postline.webhooks.dispatch import Dispatcher
 from postline.webhooks.sealing import SealedSecrets
 from postline.webhooks.service import WebhookService
+from postline.workers.link import WorkerLink
 
-__all__ = ["Node", "configure_logging"]
+__all__ = [
+    "Listeners",
+    "Node",
+    "bind_listeners",
+    "configure_logging",
+    "throttle_file",
+    "worker_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +125,48 @@ def _bind(listen: str) -> socket.socket:
     return sock
 
 
-async def _throttle_backend(cfg: Config) -> ThrottleBackend:
+@dataclass(frozen=True, slots=True)
+class Listeners:
+    """Sockets bound before the node starts (by the supervisor of a node's workers, which
+    all accept on them); a listener that is None is bound by the node itself."""
+
+    api: socket.socket | None = None
+    submission: socket.socket | None = None
+    inbound: socket.socket | None = None
+
+
+def bind_listeners(config: Config) -> Listeners:
+    """The listening sockets a node with this configuration serves."""
+    api = _bind(config.api.listen) if config.api.enabled else None
+    try:
+        sub = _bind(config.submission.listen) if config.submission.enabled else None
+        inbound = None
+        if config.inbound.enabled and config.bounce.domain:
+            try:
+                inbound = _bind(config.inbound.listen)
+            except ConfigError:
+                if sub is not None:
+                    sub.close()
+                raise
+    except ConfigError:
+        if api is not None:
+            api.close()
+        raise
+    return Listeners(api, sub, inbound)
+
+
+def worker_name(config: Config, share: WorkerShare) -> str:
+    """The name a node's process goes by in leases, events and connection slots: the
+    node's, or ``<node>.<index>`` for each of several workers."""
+    return config.node_name if share.count == 1 else f"{config.node_name}.{share.index}"
+
+
+def throttle_file(config: Config) -> Path:
+    """The throttle state the workers of a node share (``[throttle] backend = "memory"``)."""
+    return config.data_dir / "throttle.db"
+
+
+async def _throttle_backend(cfg: Config, share: WorkerShare) -> ThrottleBackend:
     t = cfg.throttle
     params = AdaptiveParams(
         decrease=t.decrease,
@@ -125,6 +177,9 @@ async def _throttle_backend(cfg: Config) -> ThrottleBackend:
         suspend_for=t.suspend_for,
     )
     if t.backend == "memory":
+        if share.count > 1:
+            # One node, several processes: the limits hold for all of them together.
+            return SharedThrottleBackend(throttle_file(cfg), params)
         return MemoryThrottleBackend(params)
     if t.backend.split(":", 1)[0] in ("redis", "rediss", "unix"):
         from postline.throttle.redis import RedisThrottleBackend
@@ -141,9 +196,17 @@ async def _throttle_backend(cfg: Config) -> ThrottleBackend:
 class Node:
     """One postline node. ``await node.start()``, then ``await node.stop()``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        share: WorkerShare | None = None,
+        listeners: Listeners | None = None,
+    ) -> None:
         self.config = config
-        self.node_id = config.node_name
+        self.share = share or WorkerShare()
+        self.listeners = listeners or Listeners()
+        self.node_id = worker_name(config, self.share)
         self.metrics = Metrics()
         self.store: Store = create_store(config)
         self.engine: DeliveryEngine | None = None
@@ -171,6 +234,7 @@ class Node:
         self._depths_task: asyncio.Task[None] | None = None
         self._ready = False
         self._stopped = asyncio.Event()
+        self._link: WorkerLink | None = None
 
     @property
     def ready(self) -> bool:
@@ -219,7 +283,7 @@ class Node:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
         rules = ThrottleRules.load(cfg.throttle.rules, include_defaults=cfg.throttle.defaults)
-        self.throttle = await _throttle_backend(cfg)
+        self.throttle = await _throttle_backend(cfg, self.share)
         throttle = self.throttle
         d = cfg.dns
         resolver = self.resolver = Resolver(
@@ -266,6 +330,7 @@ class Node:
                 metrics=self.metrics,
                 node_id=self.node_id,
                 verp_secret=secrets[0] if secrets else b"",
+                share=self.share,
             )
             self.engine.on_failed = self.failures.add
             finalizer = Finalizer(
@@ -333,15 +398,21 @@ class Node:
                 await self._start_inbound(secrets, self.feedback)
         auth = KeyAuthenticator(self.store)
         self.metrics.on_refresh(self._refresh_metrics)
+        if self.share.count > 1:
+            self._link = WorkerLink(cfg.data_dir, self.share)
+            await self._link.serve(self.metrics.render_own)
+            self.metrics.peers = self._link.gather
         if cfg.api.enabled:
             await self._start_api(auth)
         if cfg.submission.enabled:
             await self._start_submission(auth)
-        self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        first = self.share.index == 0  # node-wide chores run in one worker
+        if first:
+            self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._background.append(asyncio.create_task(reputation.run(), name="reputation"))
         if self.dispatcher is not None:
             self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="webhooks")
-        if cfg.retention.enabled:
+        if cfg.retention.enabled and first:
             self.cleaner = Cleaner(self.store, cfg.retention)
             self.metrics.retention = self.cleaner
             self._background.append(asyncio.create_task(self.cleaner.run(), name="retention"))
@@ -376,7 +447,7 @@ class Node:
             },
         )
         app = create_app(ctx)
-        sock = _bind(self.config.api.listen)
+        sock = self.listeners.api or _bind(self.config.api.listen)
         self.api_address = sock.getsockname()[:2]
         uv_config = uvicorn.Config(
             app,
@@ -414,6 +485,7 @@ class Node:
                 cfg,
                 host=host,
                 port=port,
+                sock=self.listeners.submission,
                 hostname=cfg.hostname or self.config.hostname,
                 ingestor=self.ingestor,
                 auth=auth,
@@ -450,6 +522,7 @@ class Node:
                 handler,
                 host=host,
                 port=port,
+                sock=self.listeners.inbound,
                 hostname=self.config.hostname,
                 max_message_size=self.config.inbound.max_message_size,
                 tls_context=self._tls(),
@@ -541,6 +614,8 @@ class Node:
             await self.resolver.aclose()
         if self.throttle is not None:
             await self.throttle.close()
+        if self._link is not None:
+            await self._link.close()
         await self.store.close()
         log.info(
             "node %s stopped in %.1fs",

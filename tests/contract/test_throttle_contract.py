@@ -9,7 +9,8 @@ through ``request.getfixturevalue``), e.g.::
 
 Times are injected (``now=``) from ``T0`` so the tests never wait, except one lease-expiry
 test that uses the backend's own clock and sleeps 0.25 s. Every test uses fresh keys, so a
-shared server needs no cleaning between tests.
+shared server needs no cleaning between tests; the shared (SQLite file) backend gets a new
+file per test.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,7 @@ from postline.throttle.base import QuotaWindow, ThrottleBackend
 from postline.throttle.memory import MemoryThrottleBackend
 from postline.throttle.redis import RedisThrottleBackend
 from postline.throttle.rules import Limits, ThrottleRules
+from postline.throttle.shared import SharedThrottleBackend
 from support.redisserver import redis_server, redis_url  # noqa: F401 (fixtures)
 
 ADAPTIVE = AdaptiveParams(
@@ -49,9 +52,15 @@ async def _redis(request: pytest.FixtureRequest) -> ThrottleBackend:
     return await RedisThrottleBackend.connect(request.getfixturevalue("redis_url"), params=ADAPTIVE)
 
 
+async def _shared(request: pytest.FixtureRequest) -> ThrottleBackend:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    return SharedThrottleBackend(tmp_path / "throttle.db", ADAPTIVE)
+
+
 FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Awaitable[ThrottleBackend]]] = {
     "memory": _memory,
     "redis": _redis,
+    "shared": _shared,
 }
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from postline.sim.config import SimConfig
 from postline.sim.runner import Simulator
 from postline.store import create_store
 from support.e2e import domain, rules_toml
-from support.node import POSTLINE, NodeProcess, node_toml, wait_for
+from support.node import NodeProcess, cli_tenant, node_toml, served, wait_for
 
 LEASE_TIME = 3.0
 SITE_CONNECTIONS = 5
@@ -68,37 +67,6 @@ scan_interval = "100ms"
     path = tmp_path / "node.toml"
     path.write_text(node_toml(tmp_path / "data", extra + rules_toml(RULES)))
     return path
-
-
-async def _tenant(config: Path) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        POSTLINE,
-        "tenant",
-        "create",
-        "acme",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode().strip().splitlines()[-1]
-
-
-@asynccontextmanager
-async def _node(config: Path, key: str) -> AsyncIterator[tuple[NodeProcess, httpx.AsyncClient]]:
-    """A ``postline serve`` subprocess and an API client; killed on the way out unless
-    the body already stopped it."""
-    node = NodeProcess(config, config.with_name("node.log"))
-    await asyncio.to_thread(node.start)
-    try:
-        url = f"http://{node.ready['api']}"
-        headers = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as api:
-            yield node, api
-    finally:
-        await asyncio.to_thread(node.kill)
 
 
 async def _kill9(node: NodeProcess) -> None:
@@ -161,11 +129,11 @@ async def test_kill9_mid_delivery_loses_nothing(tmp_path: Path) -> None:
     await sim.start()
     try:
         config = _config(tmp_path, sim)
-        key = await _tenant(config)
+        key = await cli_tenant(config)
         recorder = sim.recorder
         addresses = [f"user{i}@{DOMAINS[i % len(DOMAINS)]}" for i in range(total)]
         t0 = time.monotonic()
-        async with _node(config, key) as (node, api):
+        async with served(config, key) as (node, api):
             sent: list[tuple[str, str]] = []
             for i in range(0, total, 500):
                 sent += await _post(api, addresses[i : i + 500], "m")
@@ -182,7 +150,7 @@ async def test_kill9_mid_delivery_loses_nothing(tmp_path: Path) -> None:
         assert last_half_second >= 50, last_half_second
 
         before = {(r.message_id, r.recipient) for r in recorder.records}
-        async with _node(config, key) as (node, api):
+        async with served(config, key) as (node, api):
             restarted_at = time.monotonic() - t0
 
             async def all_delivered() -> bool:
@@ -233,9 +201,9 @@ async def test_kill9_right_after_202_delivers_the_batch(tmp_path: Path) -> None:
     await sim.start()
     try:
         config = _config(tmp_path, sim)
-        key = await _tenant(config)
+        key = await cli_tenant(config)
         addresses = [f"user{i}@{('half.test', 'flow.test')[i % 2]}" for i in range(1000)]
-        async with _node(config, key) as (node, api):
+        async with served(config, key) as (node, api):
             r = await api.post("/v1/queues/half.test/pause")
             assert r.status_code == 200, r.text
             sent = await _post(api, ["first@flow.test"], "w")
@@ -245,7 +213,7 @@ async def test_kill9_right_after_202_delivers_the_batch(tmp_path: Path) -> None:
         early = len(sim.recorder.records) - 1
         assert sim.recorder.accepted_count("half.test") == 0
 
-        async with _node(config, key) as (node, api):
+        async with served(config, key) as (node, api):
             r = await api.post("/v1/queues/half.test/resume")
             assert r.status_code == 200, r.text
 

@@ -17,7 +17,7 @@ import httpx
 from postline.sim.config import SimConfig
 from postline.sim.runner import Simulator
 from support.e2e import domain
-from support.node import POSTLINE, NodeProcess, node_toml, wait_for
+from support.node import NodeProcess, cli_tenant, node_toml, wait_for
 
 
 def _config(tmp_path: Path, sim: Simulator, route: str) -> Path:
@@ -37,16 +37,6 @@ scan_interval = "100ms"
     path = tmp_path / "node.toml"
     path.write_text(node_toml(tmp_path / "data", extra))
     return path
-
-
-async def _tenant(config: Path) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        POSTLINE, "tenant", "create", "acme", "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode().strip().splitlines()[-1]
 
 
 @asynccontextmanager
@@ -76,7 +66,7 @@ async def test_restart_resumes_own_in_flight_mail_at_once(tmp_path: Path) -> Non
     try:
         route = f'[[delivery.routes]]\ndomain = "*"\nhost = "127.0.0.1"\nport = {port}\n'
         config = _config(tmp_path, sim, route)
-        key = await _tenant(config)
+        key = await cli_tenant(config)
         async with _node(config, key) as (node, api):
             r = await api.post(
                 "/v1/messages", json={"from": "a@shop.test", "to": ["ann@inbox.test"], "text": "x"}

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -104,8 +105,44 @@ async def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05
         await asyncio.sleep(interval)
 
 
+async def cli_tenant(config: Path, name: str = "acme") -> str:
+    """``postline tenant create`` against a config (the node may be running); the key."""
+    proc = await asyncio.create_subprocess_exec(
+        POSTLINE,
+        "tenant",
+        "create",
+        name,
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip().splitlines()[-1]
+
+
+@contextlib.asynccontextmanager
+async def served(
+    config: Path, key: str, timeout: float = 20.0
+) -> AsyncIterator[tuple[NodeProcess, httpx.AsyncClient]]:
+    """A ``postline serve`` subprocess (log beside the config) and an API client with
+    ``key``; killed (``kill -9``) on the way out unless the body already stopped it."""
+    node = NodeProcess(config, config.with_name("node.log"))
+    await asyncio.to_thread(node.start, timeout)
+    try:
+        url = f"http://{node.ready['api']}"
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as api:
+            yield node, api
+    finally:
+        await asyncio.to_thread(node.kill)
+
+
 class NodeProcess:
-    """``postline serve`` in a subprocess (for crash tests)."""
+    """``postline serve`` in a subprocess (for crash tests), in its own process group:
+    ``kill()`` is a ``kill -9`` of the whole node (supervisor and workers),
+    ``terminate()`` a SIGTERM to the node (its supervisor, or its only process)."""
 
     def __init__(self, config_path: Path, log_path: Path) -> None:
         self.config_path = config_path
@@ -122,6 +159,7 @@ class NodeProcess:
             stdout=subprocess.PIPE,
             stderr=self._log,
             env=env,
+            start_new_session=True,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -136,9 +174,11 @@ class NodeProcess:
         raise RuntimeError(f"node did not start; see {self.log_path}")
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            if self.proc.poll() is None:
+                self.proc.wait(10)
         self._close()
 
     def terminate(self) -> None:

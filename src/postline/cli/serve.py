@@ -11,6 +11,7 @@ import typer
 from postline.cli._common import ConfigOption, fail, load, run
 from postline.errors import ConfigError, PostlineError
 from postline.runtime import Node, configure_logging
+from postline.workers.supervisor import Supervisor
 
 __all__ = ["serve"]
 
@@ -20,9 +21,17 @@ def _addr(address: tuple[str, int] | None) -> str | None:
 
 
 def serve(config: ConfigOption) -> None:
-    """Run a node: the HTTP API, SMTP submission and the delivery engine."""
+    """Run a node: the HTTP API, SMTP submission and the delivery engine, in ``[node]
+    workers`` processes (one per CPU by default)."""
     cfg = load(config)
     configure_logging(cfg)
+    workers = cfg.worker_count
+    if workers > 1:
+        try:
+            code = Supervisor(cfg, workers, echo=typer.echo).run()
+        except (ConfigError, PostlineError) as exc:
+            raise fail(str(exc)) from None
+        raise typer.Exit(code)
 
     async def main() -> None:
         node = Node(cfg)

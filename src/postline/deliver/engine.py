@@ -51,6 +51,7 @@ from postline.metrics import Metrics
 from postline.model import EventType, RecipientState, Reply
 from postline.schedule.admission import Admission, Grant, Lane
 from postline.schedule.backoff import RetryPolicy, next_attempt
+from postline.schedule.shares import WorkerShare
 from postline.schedule.wakeups import Wakeups
 from postline.smtp.client import Timeouts
 from postline.store.base import (
@@ -236,8 +237,11 @@ class DeliveryEngine:
         node_id: str,
         rng: random.Random | None = None,
         verp_secret: bytes = b"",
+        share: WorkerShare | None = None,
     ) -> None:
         self.config = config
+        # The queues this engine delivers: its worker's share of the node's domains.
+        self.share = share or WorkerShare()
         self.store = store
         self.resolver = resolver
         self.rules = rules
@@ -257,13 +261,16 @@ class DeliveryEngine:
         # Seconds of sending a site buffers (see site.buffer_limit).
         self.buffer_window = min(5.0, (self.lease_time - self.lease_margin) / 2)
         self.max_lease = config.queue.max_lease
-        self.max_leased = config.queue.max_leased
+        self.max_leased = self.share.part(config.queue.max_leased)
         self.connection_ttl = config.throttle.connection_lease
         self.site_retry = max(1.0, min(self.policy.first, 60.0))
         self.default_connections = 10
-        self.max_connections = config.delivery.max_connections
+        self.max_connections = self.share.part(config.delivery.max_connections)
         self.stopping = False
-        self.loop = asyncio.get_event_loop_policy().get_event_loop()
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:  # made outside a loop: start() sets the running one
+            self.loop = asyncio.get_event_loop_policy().get_event_loop()
         self.sites: dict[str, Site] = {}
         self.routes: dict[str, _Route] = {}
         self._resolving: dict[str, set[QueueKey]] = {}
@@ -593,7 +600,7 @@ class DeliveryEngine:
             if m.next_attempt_at > now or (m.tenant_id, "*") in self._paused:
                 continue
             for r in m.recipients:
-                if r.suppressed is not None:
+                if r.suppressed is not None or not self.share.owns(r.domain):
                     continue
                 key = (m.tenant_id, r.domain)
                 if key in admission or admission.leasing(key):
@@ -738,7 +745,7 @@ class DeliveryEngine:
     def activate(self, key: QueueKey) -> None:
         """``key`` has due work: into its lane's ring (its route looked up first when not
         known)."""
-        if self.stopping:
+        if self.stopping or not self.share.owns(key[1]):
             return
         self.wakeups.cancel(key)
         domain = key[1]
@@ -754,6 +761,8 @@ class DeliveryEngine:
 
     def schedule(self, key: QueueKey, at: float) -> None:
         """Wake ``key`` at ``at`` (now when it has passed)."""
+        if not self.share.owns(key[1]):
+            return
         if at <= time.time():
             self.activate(key)
             return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -143,12 +144,13 @@ async def start_inbound(
     *,
     host: str,
     port: int,
+    sock: socket.socket | None = None,
     hostname: str,
     max_message_size: int,
     tls_context: ssl.SSLContext | None,
     timeout: float = 300.0,
 ) -> asyncio.Server:
-    """Listen for reports on ``host:port`` in the running loop."""
+    """Listen for reports on ``host:port`` (or on ``sock``) in the running loop."""
 
     def factory() -> PostlineSMTP:
         return PostlineSMTP(
@@ -166,4 +168,6 @@ async def start_inbound(
         )
 
     loop = asyncio.get_running_loop()
+    if sock is not None:  # bound already (shared by the workers of a node)
+        return await loop.create_server(factory, sock=sock)
     return await loop.create_server(factory, host=host, port=port, reuse_address=True)

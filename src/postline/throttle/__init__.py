@@ -4,7 +4,8 @@
   merge them with the shipped ``defaults.toml``; ``match`` picks a destination's bucket.
 - ``adaptive``: recognise "slow down" replies; AIMD factor and suspension, pure.
 - ``gcra``: the rate algorithm, pure. ``keys``: bucket and backend record names.
-- ``base``: the ``ThrottleBackend`` interface; ``memory``: the in-process backend.
+- ``base``: the ``ThrottleBackend`` interface; ``memory``: the in-process backend;
+  ``shared``: one SQLite file shared by the worker processes of a node; ``redis``: a fleet.
 - ``durations``: ``"30s"``/``"5m"`` parsing shared with the configuration.
 """
 
@@ -18,6 +19,7 @@ from postline.throttle.adaptive import (
 from postline.throttle.base import ThrottleBackend, ThrottleStatus
 from postline.throttle.memory import MemoryThrottleBackend
 from postline.throttle.rules import Destination, Limits, ThrottleRule, ThrottleRules
+from postline.throttle.shared import SharedThrottleBackend
 from postline.units import format_duration, parse_duration
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "Destination",
     "Limits",
     "MemoryThrottleBackend",
+    "SharedThrottleBackend",
     "ThrottleBackend",
     "ThrottleRule",
     "ThrottleRules",

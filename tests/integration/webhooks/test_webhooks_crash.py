@@ -23,7 +23,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from postline.sim.receiver import Received, WebhookReceiver
-from support.node import POSTLINE, NodeProcess, node_toml, wait_for
+from support.node import NodeProcess, cli_tenant, node_toml, wait_for
 
 MESSAGES = 300
 BATCH_SIZE = 10
@@ -42,22 +42,6 @@ poll_interval = "0.05s"
 retry_base = "0.1s"
 retry_max = "0.5s"
 """
-
-
-async def _tenant(config: Path) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        POSTLINE,
-        "tenant",
-        "create",
-        "acme",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode().strip().splitlines()[-1]
 
 
 @asynccontextmanager
@@ -108,7 +92,7 @@ def _ids(post: Received) -> list[int]:
 async def test_kill9_while_batches_are_in_flight_loses_no_event(tmp_path: Path) -> None:
     config = tmp_path / "node.toml"
     config.write_text(node_toml(tmp_path / "data", CONFIG))
-    key = await _tenant(config)
+    key = await cli_tenant(config)
     receiver = WebhookReceiver(script=lambda n: (200, HOLD if n == CUT else ANSWER_DELAY))
     await receiver.start()
     t0 = time.monotonic()

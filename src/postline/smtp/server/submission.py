@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import re
+import socket
 import ssl
 import time
 from datetime import UTC, datetime
@@ -205,6 +206,7 @@ async def start_submission(
     *,
     host: str,
     port: int,
+    sock: socket.socket | None = None,
     hostname: str,
     ingestor: Ingestor,
     auth: KeyAuthenticator,
@@ -212,7 +214,7 @@ async def start_submission(
     tls_context: ssl.SSLContext | None,
     trusted_tenant: Tenant | None,
 ) -> asyncio.Server:
-    """Listen for submission on ``host:port`` in the running loop."""
+    """Listen for submission on ``host:port`` (or on ``sock``) in the running loop."""
     handler = SubmissionHandler(config, ingestor, metrics, hostname, trusted_tenant)
 
     async def check(user: str, password: str) -> Tenant | None:
@@ -236,4 +238,6 @@ async def start_submission(
         )
 
     loop = asyncio.get_running_loop()
+    if sock is not None:  # bound already (shared by the workers of a node)
+        return await loop.create_server(factory, sock=sock)
     return await loop.create_server(factory, host=host, port=port, reuse_address=True)

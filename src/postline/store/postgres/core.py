@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
@@ -43,7 +41,7 @@ import asyncpg
 
 from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
 from postline.model.ids import new_id
-from postline.store.base import QueueKey
+from postline.store.announce import DueCallback, DueRelay, PendingDue
 from postline.store.postgres.pending import _Enqueue
 from postline.store.queries import load_queries
 
@@ -56,8 +54,6 @@ if TYPE_CHECKING:
     Conn: TypeAlias = (
         asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
     )
-DueCallback = Callable[[frozenset[QueueKey]], None]
-"""Called with queues that may have due work; an empty set means "rescan every queue"."""
 
 NOTIFY_CHANNEL = "postline_due"
 _PACKAGE = "postline.store.postgres"
@@ -144,62 +140,14 @@ class _Listener:
 
     def __init__(self, store: PostgresCore, callback: DueCallback, include_own: bool) -> None:
         self.store = store
-        self.callback = callback
-        self.include_own = include_own
-        self.timers: dict[QueueKey, asyncio.TimerHandle] = {}
+        self.relay = DueRelay(store.origin, callback, include_own=include_own)
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self.lost = asyncio.Event()
         self.error: BaseException | None = None
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        try:
-            data = json.loads(str(payload))
-            if not self.include_own and data.get("o") == self.store.origin:
-                return
-            entries = list(data.get("now", ())) + [e[:2] for e in data.get("at", ())]
-            if data.get("rescan") or any(not isinstance(e, list) for e in entries):
-                # A rescan, or a node of an older version naming domains only.
-                self._deliver(frozenset())
-                return
-            now_queues = frozenset((str(t), str(d)) for t, d in data.get("now", ()))
-            later = {(str(t), str(d)): float(at) for t, d, at in data.get("at", ())}
-        except (ValueError, TypeError, AttributeError):
-            log.warning("bad due notification %r", payload, extra={"action": "store.notify_bad"})
-            return
-        if now_queues:
-            self._deliver(now_queues)
-        if later:
-            self._schedule(later)
-
-    def _deliver(self, queues: frozenset[QueueKey]) -> None:
-        try:
-            self.callback(queues)
-        except Exception:
-            log.exception("due callback failed", extra={"action": "store.listen_callback"})
-
-    def _schedule(self, later: Mapping[QueueKey, float]) -> None:
-        loop = asyncio.get_running_loop()
-        wall = time.time()
-        mono = loop.time()
-        due_now = set()
-        for key, at in later.items():
-            if at <= wall:
-                due_now.add(key)
-                continue
-            when = mono + (at - wall)
-            timer = self.timers.get(key)
-            if timer is not None and not timer.cancelled() and timer.when() <= when:
-                continue
-            if timer is not None:
-                timer.cancel()
-            self.timers[key] = loop.call_at(when, self._fire, key)
-        if due_now:
-            self._deliver(frozenset(due_now))
-
-    def _fire(self, key: QueueKey) -> None:
-        self.timers.pop(key, None)
-        self._deliver(frozenset({key}))
+        self.relay.received(str(payload))
 
     def _on_terminate(self, _conn: object) -> None:
         self.lost.set()
@@ -220,7 +168,7 @@ class _Listener:
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 if not first:
                     # Announcements may have been missed while the connection was down.
-                    self._deliver(frozenset())
+                    self.relay.deliver(frozenset())
                 first = False
                 delay = 0.1
                 self.ready.set()
@@ -249,9 +197,7 @@ class _Listener:
             delay = min(delay * 2, 5.0)
 
     async def stop(self) -> None:
-        for timer in self.timers.values():
-            timer.cancel()
-        self.timers.clear()
+        self.relay.close()
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -286,9 +232,7 @@ class PostgresCore:
         self._horizon = -1  # event ids up to here are final; -1: not looked yet
         self._holes: dict[int, float] = {}  # first missing id -> when it was first seen
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._pending_now: set[QueueKey] = set()
-        self._pending_at: dict[QueueKey, float] = {}
-        self._pending_rescan = False
+        self._due = PendingDue()
         self._flusher: asyncio.Task[None] | None = None
         self._listeners: list[_Listener] = []
         self._pending: list[_Enqueue] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,42 +21,6 @@ __all__ = ["PostgresIngest"]
 _NOTIFY_LIMIT = 7000  # bytes per payload; PostgreSQL refuses 8000 and more
 _MAX_BATCH = 256  # enqueue calls written by one statement
 _MAX_BATCH_ROWS = 20_000  # messages + recipients in one statement (a lone call may exceed it)
-
-
-def _notify_payloads(
-    origin: str, now: Collection[QueueKey], later: Mapping[QueueKey, float], rescan: bool = False
-) -> list[str]:
-    """JSON payloads of at most ``_NOTIFY_LIMIT`` bytes:
-    ``{"o", "now": [[tenant, domain], ...], "at": [[tenant, domain, time], ...]}``, and
-    ``"rescan": true`` asking every node to scan its queues."""
-    payloads: list[str] = []
-    cur_now: list[list[str]] = []
-    cur_at: list[list[Any]] = []
-    size = 0
-    base = len(json.dumps({"o": origin, "now": [], "at": []}))
-
-    def flush() -> None:
-        nonlocal cur_now, cur_at, size
-        if cur_now or cur_at:
-            payloads.append(json.dumps({"o": origin, "now": cur_now, "at": cur_at}))
-        cur_now, cur_at, size = [], [], 0
-
-    if rescan:
-        payloads.append(json.dumps({"o": origin, "rescan": True}))
-    for tenant, domain in sorted(now):
-        n = len(tenant) + len(domain) + 10
-        if base + size + n > _NOTIFY_LIMIT:
-            flush()
-        cur_now.append([tenant, domain])
-        size += n
-    for (tenant, domain), at in sorted(later.items()):
-        n = len(tenant) + len(domain) + 36
-        if base + size + n > _NOTIFY_LIMIT:
-            flush()
-        cur_at.append([tenant, domain, at])
-        size += n
-    flush()
-    return payloads
 
 
 async def _insert(
@@ -236,11 +199,7 @@ class PostgresIngest(PostgresCore):
         """Queue queues for the next NOTIFY; one flusher task sends what piled up."""
         if not now and not later and not rescan:
             return
-        self._pending_now.update(now)
-        self._pending_rescan = self._pending_rescan or rescan
-        for key, at in later.items():
-            if at < self._pending_at.get(key, float("inf")):
-                self._pending_at[key] = at
+        self._due.add(now, later, rescan)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(
                 self._flush_notifications(), name="postline-pg-notify"
@@ -248,11 +207,8 @@ class PostgresIngest(PostgresCore):
 
     async def _flush_notifications(self) -> None:
         try:
-            while self._pending_now or self._pending_at or self._pending_rescan:
-                now, self._pending_now = self._pending_now, set()
-                later, self._pending_at = self._pending_at, {}
-                rescan, self._pending_rescan = self._pending_rescan, False
-                payloads = _notify_payloads(self.origin, now, later, rescan)
+            while self._due:
+                payloads = self._due.payloads(self.origin, limit=_NOTIFY_LIMIT)
 
                 async def op(conn: Conn, payloads: list[str] = payloads) -> None:
                     for payload in payloads:

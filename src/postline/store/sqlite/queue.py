@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,9 @@ class SQLiteQueue(SQLiteCore):
         msg_rows = []
         rcpt_rows = []
         event_rows = []
+        due_now: set[QueueKey] = set()
+        due_at: dict[QueueKey, float] = {}
+        wall = time.time()
         for m in messages:
             msg_rows.append(
                 (
@@ -100,6 +104,13 @@ class SQLiteQueue(SQLiteCore):
                         json.dumps({**data, "reason": r.suppressed}) if suppressed else event_data,
                     )
                 )
+                if owned or suppressed:
+                    continue
+                key = (m.tenant_id, r.domain)
+                if m.next_attempt_at <= wall:
+                    due_now.add(key)
+                elif m.next_attempt_at < due_at.get(key, float("inf")):
+                    due_at[key] = m.next_attempt_at
 
         def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
             if idempotency is not None:
@@ -124,7 +135,10 @@ class SQLiteQueue(SQLiteCore):
             conn.execute(_Q["insert_events"], {"rows": json.dumps(event_rows)})
             return None
 
-        return await self._write(op, rows=len(msg_rows) + len(rcpt_rows))
+        found = await self._write(op, rows=len(msg_rows) + len(rcpt_rows))
+        if found is None:
+            self._peers.announce(due_now, due_at)
+        return found
 
     async def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
         def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
@@ -391,7 +405,9 @@ class SQLiteQueue(SQLiteCore):
         return await self._read(lambda conn: dict(conn.execute(_Q["state_counts"]).fetchall()))
 
     async def listen_due(self, callback: Callable[[frozenset[QueueKey]], None]) -> None:
-        """One node per SQLite file: ingest wakes the engine in-process, nothing to hear."""
+        """Hear the queues other processes on this file announce (``sqlite/peers.py``);
+        this process's own ingest wakes its engine directly."""
+        self._peers.listen(callback)
 
     async def paused_queues(self) -> set[tuple[str, str]]:
         return await self._read(lambda conn: {(t, d) for t, d in conn.execute(_Q["paused_all"])})
@@ -406,3 +422,9 @@ class SQLiteQueue(SQLiteCore):
             conn.execute(sql, params)
 
         await self._write(op)
+        if not paused:
+            # Mail held back by the pause may be due now, in any process on this file.
+            if tenant_id == "*" or domain == "*":
+                self._peers.announce((), {}, rescan=True)
+            else:
+                self._peers.announce({(tenant_id, domain)}, {})

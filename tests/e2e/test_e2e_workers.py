@@ -1,0 +1,295 @@
+"""A node of two worker processes (``[node] workers = 2``), run as ``postline serve``.
+
+* limits hold for the node, not per worker: eight domains on one provider's MX hosts are
+  split over both workers, and the provider sees no more than the rule's 3 connections
+  and 50 messages a second (+ burst), counted by the sim;
+* ``/metrics`` is the node's: whichever worker answers, the counters add up to what both
+  did;
+* ``kill -9`` of one worker mid-delivery: the supervisor starts it again, nothing accepted
+  is lost, duplicates stay within what was on the wire;
+* ``kill -9`` of the whole node (supervisor and workers) mid-delivery: the same, after a
+  restart;
+* SIGTERM drains: every worker finishes, writes its outcomes and hands back its leases, so
+  a restart sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from postline.config import load_config
+from postline.schedule.shares import WorkerShare
+from postline.sim.config import SimConfig
+from postline.sim.profiles import DomainSpec, MXHostSpec, Profile
+from postline.sim.recorder import peak_rate_of
+from postline.sim.runner import Simulator
+from postline.store import create_store
+from support.e2e import domain, rules_toml
+from support.node import NodeProcess, cli_tenant, node_toml, served, wait_for
+
+LEASE_TIME = 3.0
+
+
+def _config(tmp_path: Path, sim: Simulator, rules: Sequence[dict[str, object]]) -> Path:
+    extra = f"""
+[node]
+workers = 2
+shutdown_timeout = "10s"
+[dns]
+nameservers = ["{sim.dns_address}"]
+timeout = "1s"
+min_ttl = "1s"
+[delivery]
+smtp_port = {sim.smtp_port}
+helo_hostname = "node.postline.test"
+idle_timeout = "1s"
+tls = "disabled"
+[delivery.timeouts]
+connect = "3s"
+banner = "5s"
+quit = "1s"
+[retry]
+first = "1s"
+max_interval = "2s"
+max_age = "1h"
+[queue]
+lease_time = "{LEASE_TIME:g}s"
+scan_interval = "500ms"
+"""
+    path = tmp_path / "node.toml"
+    path.write_text(node_toml(tmp_path / "data", extra + rules_toml(rules)))
+    return path
+
+
+def _workers(node: NodeProcess) -> list[int]:
+    assert node.proc is not None
+    children = Path(f"/proc/{node.proc.pid}/task/{node.proc.pid}/children").read_text()
+    return [int(p) for p in children.split()]
+
+
+async def _post(api: httpx.AsyncClient, addresses: Sequence[str]) -> list[tuple[str, str]]:
+    messages = [
+        {"from": "sender@postline.test", "to": [a], "subject": f"m{i}", "text": "hi"}
+        for i, a in enumerate(addresses)
+    ]
+    r = await api.post("/v1/messages/batch", json={"messages": messages})
+    assert r.status_code == 202, r.text
+    return [(m["message_id"], m["recipients"][0]["address"]) for m in r.json()["results"]]
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    found = re.findall(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M)
+    return {labels: float(value) for labels, value in found}
+
+
+async def _states(api: httpx.AsyncClient) -> dict[str, int]:
+    text = (await api.get("/metrics")).text
+    found = re.findall(r'^postline_recipients\{state="(\w+)"\} (\S+)$', text, re.M)
+    return {state: int(float(n)) for state, n in found if float(n)}
+
+
+async def _all_delivered(api: httpx.AsyncClient, total: int, timeout: float) -> None:
+    async def done() -> bool:
+        return await _states(api) == {"delivered": total}
+
+    await wait_for(done, timeout=timeout, interval=0.2)
+
+
+async def _leased_after_stop(config: Path) -> tuple[dict[str, int], int]:
+    """Recipient states, and how many are still leased, read with the node stopped."""
+    cfg = load_config(config, environ={})
+    store = create_store(cfg)
+    await store.open()
+    try:
+        states = await store.state_counts()
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(cfg.sqlite_path)) as db:
+        (leased,) = db.execute(
+            "SELECT count(*) FROM recipients WHERE lease_owner IS NOT NULL"
+        ).fetchone()
+    return states, int(leased)
+
+
+SHARED = Profile(name="shared", tarpit=0.005)
+PROVIDER_DOMAINS = [f"p{i}.test" for i in range(8)]
+
+
+async def test_two_workers_hold_one_limit_and_report_as_one_node(tmp_path: Path) -> None:
+    share = [WorkerShare(i, 2) for i in range(2)]
+    owners = {d: share[0].owner(d) for d in PROVIDER_DOMAINS}
+    assert set(owners.values()) == {0, 1}, owners  # both workers send to the provider
+    specs = [
+        DomainSpec(d, mx=(MXHostSpec("mx1.shared.test", 10),), profile=SHARED)
+        for d in PROVIDER_DOMAINS
+    ]
+    rule = {
+        "name": "shared",
+        "mx": ["*.shared.test"],
+        "scope": "rule",
+        "connections": 3,
+        "messages": 50,
+        "period": "1s",
+        "burst": 5,
+        "messages_per_connection": 20,
+    }
+    sim = Simulator(SimConfig(domains=tuple(specs), seed=3))
+    await sim.start()
+    try:
+        config = _config(tmp_path, sim, [rule])
+        key = await cli_tenant(config)
+        total = 400
+        addresses = [f"u{i}@{PROVIDER_DOMAINS[i % 8]}" for i in range(total)]
+        async with served(config, key, 40.0) as (node, api):
+            assert node.ready["workers"] == 2
+            t0 = time.monotonic()
+            sent = await _post(api, addresses)
+            await _all_delivered(api, total, timeout=60)
+            elapsed = time.monotonic() - t0
+            # Any worker may answer the scrape; each answer is the node's.
+            scrapes = [(await api.get("/metrics")).text for _ in range(6)]
+            events = await api.get("/v1/events", params={"type": "delivered", "limit": 1000})
+            await asyncio.to_thread(node.terminate)
+        report = sim.report()
+        (provider,) = {sim.hosts["mx1.shared.test"].provider}
+        peak = report.connections_by_provider[provider].peak
+        rate = max(sim.recorder.peak_rate(d, window=1.0) for d in PROVIDER_DOMAINS)
+        times = sorted(r.time for r in report.records)
+        provider_rate = peak_rate_of(times, window=1.0)
+        print(
+            f"\n2 workers, provider rule 3 connections / 50 per s: {total} delivered in "
+            f"{elapsed:.2f}s; sim peak {peak} connections, {provider_rate:.0f} messages in "
+            f"a 1 s window (busiest domain {rate:.0f})"
+        )
+        assert report.accepted_pairs() == set(sent)
+        assert report.duplicate_count == 0
+        assert peak <= 3
+        assert provider_rate <= 50 + 5 + 2
+        assert elapsed >= (total - 5) / 50 * 0.9
+        nodes = {e["node"] for e in events.json()["events"]}
+        assert nodes == {"test-node.0", "test-node.1"}, nodes
+        for text in scrapes:
+            ingested = _samples(text, "postline_ingested_recipients_total")
+            assert sum(ingested.values()) == total, ingested
+            attempts = _samples(text, "postline_delivery_attempts_total")
+            assert attempts.get('{result="delivered"}') == total, attempts
+            assert _samples(text, "postline_recipients")['{state="delivered"}'] == total
+    finally:
+        await sim.stop()
+
+
+DOMAINS = tuple(f"d{i}.test" for i in range(8))
+SITE_CONNECTIONS = 5
+SITE_RATE = 100
+RULES = [
+    {
+        "name": "default",
+        "scope": "site",
+        "connections": SITE_CONNECTIONS,
+        "messages": SITE_RATE,
+        "period": "1s",
+        "burst": 10,
+    }
+]
+
+
+async def _crash_run(tmp_path: Path, whole_node: bool) -> None:
+    total = 3000
+    sim = Simulator(SimConfig(domains=tuple(domain(d) for d in DOMAINS), seed=11))
+    await sim.start()
+    try:
+        config = _config(tmp_path, sim, RULES)
+        key = await cli_tenant(config)
+        addresses = [f"user{i}@{DOMAINS[i % len(DOMAINS)]}" for i in range(total)]
+        recorder = sim.recorder
+        async with served(config, key, 40.0) as (node, api):
+            sent: list[tuple[str, str]] = []
+            for i in range(0, total, 500):
+                sent += await _post(api, addresses[i : i + 500])
+            await wait_for(lambda: len(recorder.records) >= 500, timeout=20, interval=0.005)
+            if whole_node:
+                await asyncio.to_thread(node.kill)
+            else:
+                victim = _workers(node)[0]
+                os.kill(victim, signal.SIGKILL)
+            # What the dead processes wrote before they died reaches the sim meanwhile.
+            await asyncio.sleep(0.5)
+            at_kill = len(recorder.records)
+            before = {(r.message_id, r.recipient) for r in recorder.records}
+            if not whole_node:
+                # The supervisor starts the worker again; the node delivers everything.
+                await wait_for(lambda: victim not in _workers(node) and len(_workers(node)) == 2)
+                await _all_delivered(api, total, timeout=60)
+                await asyncio.to_thread(node.terminate)
+                assert node.proc is not None and node.proc.returncode == 0
+        assert at_kill < total * 3 // 4, at_kill
+        if whole_node:
+            async with served(config, key, 40.0) as (node, api):
+                await _all_delivered(api, total, timeout=60)
+                await asyncio.to_thread(node.terminate)
+        states, leased = await _leased_after_stop(config)
+        assert states == {"delivered": total}
+        assert leased == 0
+        report = sim.report()
+        dupes = report.duplicate_count
+        in_flight = len(DOMAINS) * SITE_CONNECTIONS
+        print(
+            f"\nkill -9 of {'the node' if whole_node else 'one worker'} at {at_kill} of "
+            f"{total} accepted: duplicates {dupes} (bound {in_flight + len(DOMAINS) * 25})"
+        )
+        assert report.accepted_pairs() == set(sent)
+        assert {(d.message_id, d.recipient) for d in report.duplicates} <= before
+        assert dupes <= in_flight + len(DOMAINS) * SITE_RATE // 4, dupes
+        if not whole_node:
+            log = config.with_name("node.log").read_text()
+            assert "exited (killed by SIGKILL)" in log and "starting it again" in log
+    finally:
+        await sim.stop()
+
+
+async def test_kill9_of_one_worker_loses_nothing(tmp_path: Path) -> None:
+    await _crash_run(tmp_path, whole_node=False)
+
+
+async def test_kill9_of_the_whole_node_loses_nothing(tmp_path: Path) -> None:
+    await _crash_run(tmp_path, whole_node=True)
+
+
+async def test_sigterm_drains_every_worker(tmp_path: Path) -> None:
+    total = 2000
+    sim = Simulator(SimConfig(domains=tuple(domain(d) for d in DOMAINS), seed=5))
+    await sim.start()
+    try:
+        config = _config(tmp_path, sim, RULES)
+        key = await cli_tenant(config)
+        addresses = [f"user{i}@{DOMAINS[i % len(DOMAINS)]}" for i in range(total)]
+        async with served(config, key, 40.0) as (node, api):
+            sent = await _post(api, addresses[:1000]) + await _post(api, addresses[1000:])
+            await wait_for(lambda: len(sim.recorder.records) >= 300, timeout=20, interval=0.005)
+            t0 = time.monotonic()
+            await asyncio.to_thread(node.terminate)
+            stopped_in = time.monotonic() - t0
+            assert node.proc is not None and node.proc.returncode == 0
+        states, leased = await _leased_after_stop(config)
+        print(f"\nSIGTERM: 2 workers stopped in {stopped_in:.2f}s; states then {states}")
+        assert leased == 0
+        assert sum(states.values()) == total
+        assert stopped_in < 15
+        async with served(config, key, 40.0) as (node, api):
+            await _all_delivered(api, total, timeout=60)
+            await asyncio.to_thread(node.terminate)
+        report = sim.report()
+        assert report.accepted_pairs() == set(sent)
+        assert report.duplicate_count == 0
+    finally:
+        await sim.stop()
