@@ -600,13 +600,17 @@ class DeliveryEngine:
             if m.next_attempt_at > now or (m.tenant_id, "*") in self._paused:
                 continue
             for r in m.recipients:
-                if r.suppressed is not None or not self.share.owns(r.domain):
+                if r.suppressed is not None:
                     continue
                 key = (m.tenant_id, r.domain)
                 if key in admission or admission.leasing(key):
                     continue
                 route = self.routes.get(r.domain)
                 if route is None or route.expires < mono:
+                    if route is None and not self.share.owns(r.domain):
+                        # Fresh mail goes out through the worker that took it; the route of
+                        # a domain another worker owns is learnt for the next message.
+                        self._look_up(r.domain, None)
                     continue
                 site = route.site
                 if site is None:
@@ -958,13 +962,15 @@ class DeliveryEngine:
         self.routes[domain] = route
         return route
 
-    def _look_up(self, domain: str, key: QueueKey) -> None:
-        """Find ``domain``'s route in the background; ``key`` joins its lane then."""
+    def _look_up(self, domain: str, key: QueueKey | None) -> None:
+        """Find ``domain``'s route in the background; ``key`` joins its lane then (None:
+        only learn the route)."""
         waiting = self._resolving.get(domain)
         if waiting is not None:
-            waiting.add(key)
+            if key is not None:
+                waiting.add(key)
             return
-        self._resolving[domain] = {key}
+        self._resolving[domain] = {key} if key is not None else set()
         self._to_resolve.append(domain)
         if len(self._resolver_tasks) < _RESOLVERS:
             task = self.loop.create_task(self._resolver(), name="deliver:routes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 __all__ = ["id_time", "new_id", "recipient_id", "split_recipient_id"]
@@ -10,14 +11,42 @@ __all__ = ["id_time", "new_id", "recipient_id", "split_recipient_id"]
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> two characters
+_SHIFTS = range(120, -1, -10)
+
+
+# Random bits are read from the kernel 1,024 ids at a time (one getrandom() call costs
+# tens of microseconds in some VMs); a forked process starts with a fresh supply.
+_POOL_IDS = 1024
+_pool = b""
+_pool_at = 0
+_lock = threading.Lock()
+
+
+def _refill() -> None:
+    global _pool, _pool_at
+    _pool, _pool_at = os.urandom(10 * _POOL_IDS), 0
+
+
+def _forget_pool() -> None:
+    global _pool, _pool_at, _lock
+    _pool, _pool_at, _lock = b"", 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def new_id() -> str:
     """A 26-character ULID: 48 bits of milliseconds, 80 random bits; sorts by time."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    global _pool_at
+    with _lock:  # threads (the store's writer) take ids too
+        if _pool_at >= len(_pool):
+            _refill()
+        at = _pool_at
+        _pool_at = at + 10
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(_pool[at : at + 10], "big")
+    pairs = _PAIRS
+    return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def id_time(value: str) -> float | None:

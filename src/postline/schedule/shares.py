@@ -2,10 +2,12 @@
 
 A node's worker processes split delivery by recipient domain: worker ``i`` of ``n`` takes
 the queues whose domain hashes to ``i`` (CRC-32, the same in every process and on every
-run). A domain's mail therefore goes through one engine of the node — one set of
-connections, one buffer per site — and no two workers ever lease the same queue, so the
-split needs no lock. Limits that several domains share (a provider's) hold across the
-workers through the node's throttle backend.
+run). Scans and announcements of due queues reach only the owner, so no two workers
+ever lease the same queue from the store and the split needs no lock. Fresh mail is the
+exception: the worker that took it sends it at once when its own lane to that destination
+has room (no round trip through the store), whoever owns the domain; what it defers or
+hands back is announced to the owner. Limits hold across the workers through the node's
+throttle backend.
 """
 
 from __future__ import annotations

@@ -125,6 +125,9 @@ AUTH_FAILURE_DELAY = 1.0
 AUTH_FAILURES_PER_SESSION = 3
 
 
+_WRITE_AT_ONCE = (b"220", b"221", b"421")
+
+
 class PostlineSMTP(SMTP):
     """aiosmtpd's SMTP with enhanced codes everywhere, fast replies and async AUTH."""
 
@@ -134,16 +137,35 @@ class PostlineSMTP(SMTP):
         self._check_credentials = check_credentials
         self._in_hello = False
         self._auth_failures = 0
+        self._replies: list[bytes] = []
         super().__init__(handler, **kwargs)
 
     async def push(self, status: str | bytes) -> None:
+        """Queue a reply; the replies to one pipelined group of commands leave in one
+        write, once the commands in hand are handled (a write is a system call)."""
         response = status.encode("utf-8") if isinstance(status, str) else status
         if not self._in_hello:
             response = with_enhanced(response)
+        replies = self._replies
+        replies.append(response + b"\r\n")
+        if response[:3] in _WRITE_AT_ONCE:
+            # The connection changes after these (TLS starts, or it closes).
+            self._write_replies()
+        elif len(replies) == 1:
+            self.loop.call_soon(self._write_replies)
         transport = self._writer.transport
-        transport.write(response + b"\r\n")
         if transport.get_write_buffer_size() > 65536:
+            self._write_replies()
             await self._writer.drain()
+
+    def _write_replies(self) -> None:
+        if not self._replies:
+            return
+        data = b"".join(self._replies)
+        self._replies.clear()
+        transport = self._writer.transport
+        if not transport.is_closing():
+            transport.write(data)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         m = _SIMPLE_ADDRESS.match(arg)

@@ -82,16 +82,24 @@ class SubmissionHandler(EhloExtensions):
         self.hostname = hostname
         self.trusted_tenant = trusted_tenant
         self._networks = [ipaddress.ip_network(n, strict=False) for n in config.trusted_networks]
+        self._trusted_peers: dict[str, bool] = {}
 
     def _trusted(self, session: Session) -> bool:
         peer = _peer_ip(session)
         if not self._networks or not peer:
             return False
+        known = self._trusted_peers.get(peer)
+        if known is not None:
+            return known
         try:
             ip = ipaddress.ip_address(peer)
         except ValueError:
             return False
-        return any(ip in net for net in self._networks)
+        trusted = any(ip in net for net in self._networks)
+        if len(self._trusted_peers) >= 4096:
+            self._trusted_peers.clear()
+        self._trusted_peers[peer] = trusted  # asked on every command of a session
+        return trusted
 
     def _tenant(self, session: Session) -> Tenant | None:
         identity: Any = getattr(session, "auth_data", None)

@@ -244,6 +244,7 @@ class SQLiteQueue(SQLiteCore):
         rounds: list[tuple[list[list[Any]], list[list[Any]]]] = [([], [])]
         seen: set[tuple[str, int]] = set()
         unknown: list[tuple[str, int]] = []  # recipients whose outcome names no domain
+        retries: dict[QueueKey, float] = {}  # queues with mail back in them, and when due
         for r in records:
             key = (r.message_id, r.idx)
             if key in seen:
@@ -255,6 +256,10 @@ class SQLiteQueue(SQLiteCore):
             if r.domain is None:
                 unknown.append(key)
             if r.state is RecipientState.QUEUED:
+                if r.domain is not None:
+                    qkey = (r.tenant_id, r.domain)
+                    if r.next_attempt_at < retries.get(qkey, float("inf")):
+                        retries[qkey] = r.next_attempt_at
                 retry_rows.append(
                     [r.message_id, r.idx, r.next_attempt_at, inc, r.at, r.code, r.enhanced,
                      r.text, r.mx, r.domain, r.tenant_id, r.owner]
@@ -299,6 +304,9 @@ class SQLiteQueue(SQLiteCore):
                 conn.executemany(_Q["clear_soft_bounces"], clear_rows)
 
         await self._write(op, lane=URGENT, rows=len(records))
+        if retries:
+            # Another process on this file may deliver those queues (a node's workers).
+            self._peers.announce((), retries)
 
     async def renew_leases(
         self, owner: str, refs: Sequence[tuple[str, int, str]], *, until: float
@@ -319,10 +327,13 @@ class SQLiteQueue(SQLiteCore):
         return await self._write(op, lane=URGENT, rows=len(refs))
 
     async def release_leases(self, owner: str, *, now: float) -> int:
-        return await self._write(
+        released: int = await self._write(
             lambda conn: conn.execute(_Q["release_owned"], {"owner": owner, "now": now}).rowcount,
             lane=URGENT,
         )
+        if released:
+            self._peers.announce((), {}, rescan=True)
+        return released
 
     async def cancel(
         self, tenant_id: str, message_id: str, *, now: float, node_id: str = ""
