@@ -21,6 +21,7 @@ route to a recording sink (``python -m postline.sim.sink``, its own process) and
 
     .venv/bin/python bench/depth.py                      # 10 M over 100 k domains vs 20 k
     .venv/bin/python bench/depth.py --deep 1000000 --deep-domains 10000   # quicker
+    .venv/bin/python bench/depth.py --workers 2         # the node runs 2 worker processes
     .venv/bin/python bench/depth.py --fleet 2           # PostgreSQL: 2 nodes, 2 M queued
 
 ``--fleet N`` runs N nodes on one PostgreSQL (the machine's binaries, fsync on) holding
@@ -30,7 +31,8 @@ sent twice after the rolling restart (must be 0), the stop times, and what the k
 would send again (its leased recipients the sink had already seen), beside its bound.
 
 The deep store is built once and kept in ``--cache`` (default ``/var/tmp/postline-depth``);
-each run works on a copy. Final line: ``depth deep_queued=… cpu_ratio=… rss_mb=…
+each run works on a copy. With ``--workers N`` CPU and memory are the sums over the
+node's processes. Final line: ``depth workers=… deep_queued=… cpu_ratio=… rss_mb=…
 unrecorded=… restart_dups=… kill_resend=… kill_bound=… queues_ms=… metrics_ms=… post_p99_ms=…
 ready_s=… first_s=… stop_s=…``.
 """
@@ -83,6 +85,8 @@ port = {sink}
 [[throttle.rules]]
 name = "default"
 connections = {connections}
+[node]
+workers = {workers}
 [log]
 level = "warning"
 """
@@ -235,6 +239,7 @@ class Node:
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("ab"),
             env=env,
+            start_new_session=True,
         )
 
     @property
@@ -242,16 +247,38 @@ class Node:
         assert self.proc is not None
         return self.proc.pid
 
+    def pids(self) -> list[int]:
+        """The node's processes: the one started, and its workers when it has some."""
+        out = [self.pid]
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        except OSError:
+            return out
+        return out + [int(p) for p in children.split()]
+
     def cpu(self) -> float:
-        """User + system CPU seconds of the node so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        """User + system CPU seconds of the node's processes so far."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / TICKS
 
     def status(self, name: str) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024
-        return 0
+        """A /proc status figure (VmRSS, VmHWM) summed over the node's processes."""
+        total = 0
+        for pid in self.pids():
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                if line.startswith(name + ":"):
+                    total += int(line.split()[1]) * 1024
+        return total
 
     def wait_ready(self, timeout: float = 600.0) -> float:
         deadline = time.monotonic() + timeout
@@ -274,8 +301,9 @@ class Node:
         return time.monotonic() - t0
 
     def kill(self) -> None:
+        """``kill -9`` of the whole node (its workers too)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
 
@@ -309,12 +337,14 @@ def wait_delivered(
 
 # -- one case ----------------------------------------------------------------------------
 def run_case(
-    label: str, total: int, key: str, work: Path, sink: SinkProcess, window: float
+    label: str, total: int, key: str, work: Path, sink: SinkProcess, window: float, workers: int
 ) -> dict[str, Any]:
     api = f"127.0.0.1:{free_port()}"
     config = work / "node.toml"
     config.write_text(
-        NODE.format(data=work / "data", api=api, sink=sink.port, connections=CONNECTIONS)
+        NODE.format(
+            data=work / "data", api=api, sink=sink.port, connections=CONNECTIONS, workers=workers
+        )
     )
     out: dict[str, Any] = {"case": label}
     headers = {"Authorization": f"Bearer {key}"}
@@ -415,7 +445,7 @@ def run_case(
         held = conn.execute(
             "SELECT m.message_id_header, r.address FROM recipients r"
             " JOIN messages m ON m.id = r.message_id"
-            " WHERE r.state = 'queued' AND r.lease_owner = 'depth'"
+            " WHERE r.state = 'queued' AND r.lease_owner LIKE 'depth%'"
         ).fetchall()
     finally:
         conn.close()
@@ -603,6 +633,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=20.0, help="seconds of CPU measurement")
     ap.add_argument("--cache", type=Path, default=Path("/var/tmp/postline-depth"))
     ap.add_argument("--work", type=Path, default=Path("/var/tmp/postline-depth/work"))
+    ap.add_argument("--workers", type=int, default=1, help="[node] workers of the SQLite node")
     ap.add_argument("--fleet", type=int, default=0, help="nodes on PostgreSQL (0: SQLite cases)")
     ap.add_argument("--fleet-queued", type=int, default=2_000_000)
     ap.add_argument("--fleet-domains", type=int, default=20_000)
@@ -623,7 +654,7 @@ def main() -> None:
             work.mkdir(parents=True, exist_ok=True)
             key = prepared(args.cache, total, domains, args.per_message, work)
             print(f"== {label}: {total:,} queued over {domains:,} domains", flush=True)
-            r = run_case(label, total, key, work, sink, args.window)
+            r = run_case(label, total, key, work, sink, args.window, args.workers)
             r["queued"] = total
             results.append(r)
             print(json.dumps(r), flush=True)
@@ -643,7 +674,8 @@ def main() -> None:
         print(f"| {r['case']} | " + " | ".join(cells) + " |")
     ratio = deep["cpu_us_per_rcpt"] / shallow["cpu_us_per_rcpt"]
     print(
-        f"depth deep_queued={deep['queued']} cpu_ratio={ratio:.2f} rss_mb={deep['rss_mb']:.0f} "
+        f"depth workers={args.workers} deep_queued={deep['queued']} cpu_ratio={ratio:.2f} "
+        f"rss_mb={deep['rss_mb']:.0f} "
         f"unrecorded={deep['unrecorded']} restart_dups={deep['restart_dups']} "
         f"kill_resend={deep['kill_resend']} "
         f"kill_bound={deep['kill_bound']} queues_ms={deep['queues_ms']:.1f} "

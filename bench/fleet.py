@@ -7,7 +7,10 @@ every 202 is durable) and one Redis, routes all mail to a counting sink (Postfix
 the nodes' HTTP APIs round-robin (batches of 1000) and waits until the fleet's store says
 every recipient is delivered. Baseline in the same run: one node on SQLite.
 
-    .venv/bin/python bench/fleet.py [-n 20000]
+    .venv/bin/python bench/fleet.py [-n 20000] [--workers 2]
+
+CPU per message is counted per tier (the nodes with their worker processes, PostgreSQL,
+Redis, the sink).
 
 Final line: ``fleet sqlite_1=…/s postgres_1=…/s postgres_2=…/s postgres_3=…/s``
 (end-to-end msgs/s, from the first request to the last delivery).
@@ -88,6 +91,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+WORKERS = 1  # [node] workers of every node (--workers)
+
+
 def node_config(tmp: Path, name: str, store: str, redis: str | None, sink: int) -> Path:
     path = tmp / name / "node.toml"
     path.parent.mkdir(parents=True)
@@ -105,6 +111,8 @@ enabled = false
 enabled = false
 [log]
 level = "warning"
+[node]
+workers = {WORKERS}
 [throttle]
 {throttle}
 [[throttle.rules]]
@@ -221,7 +229,10 @@ async def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("-n", type=int, default=20000)
+    ap.add_argument("--workers", type=int, default=1, help="[node] workers of each node")
     args = ap.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     bin_dir = find_bin_dir()
     if bin_dir is None or not shutil.which("redis-server"):
         print("fleet benchmark skipped: needs PostgreSQL binaries and redis-server")
