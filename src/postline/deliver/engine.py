@@ -38,19 +38,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from postline.bounce import classify_reply, verp
-from postline.bounce.policy import suppresses
+from postline.bounce import verp
 from postline.config import Config
 from postline.deliver.egress import Egress, Source
-from postline.deliver.outcome import Decision, decide, dns_reply
+from postline.deliver.outcome import (
+    Attempt,
+    attempt_record,
+    dns_reply,
+    expired_records,
+    held_back,
+    released_records,
+    suspended_reply,
+)
 from postline.deliver.paths import SourceLane, SourcePaths, Target
-from postline.deliver.site import Host, Site, WorkItem, make_record
+from postline.deliver.site import Site
+from postline.deliver.work import Host, WorkItem
 from postline.dns.resolver import Resolver
 from postline.errors import ThrottleError
 from postline.metrics import Metrics
-from postline.model import EventType, RecipientState, Reply
+from postline.model import RecipientState, Reply
 from postline.schedule.admission import Admission, Grant, Lane
-from postline.schedule.backoff import RetryPolicy, next_attempt
+from postline.schedule.backoff import RetryPolicy
 from postline.schedule.shares import WorkerShare
 from postline.schedule.wakeups import Wakeups
 from postline.smtp.client import Timeouts
@@ -66,7 +74,6 @@ from postline.store.base import (
 )
 from postline.throttle.base import ThrottleBackend
 from postline.throttle.rules import Destination, Limits, ThrottleRules
-from postline.units import format_duration
 
 __all__ = ["DeliveryEngine", "Recorder"]
 
@@ -82,23 +89,8 @@ _RECORD_BATCH = 500  # outcomes per store write
 _SCAN_DUTY = 20  # a queue scan waits at least this many times its own duration
 
 
-def _bounce_fields(data: dict[str, object], reply: Reply, remote: str | None) -> None:
-    """The fields every ``bounced`` event has, synchronous or not."""
-    data["async"] = False
-    data["status"] = reply.enhanced
-    data["diagnostic"] = " ".join(str(p) for p in (reply.code, reply.enhanced, reply.text) if p)
-    data["remote_mta"] = remote
-
-
-def _expired(data: dict[str, object]) -> None:
-    """An expiry is its own bounce category; the last reply's stays as ``reply_category``."""
-    if "category" in data:
-        data["reply_category"] = data["category"]
-    data["category"] = "expired"
-    data["hard"] = False
-
-
 ROUTE_TTL = 30.0
+_SYNTHETIC = Attempt(synthetic=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,13 +487,6 @@ class DeliveryEngine:
         hand both to ``on_failed`` (soft-bounce counting, a DSN to the sender)."""
         if self.on_failed is not None and record.state in _FAILED:
             self._failed[(record.message_id, record.idx)] = item.message
-
-    def _suppression(self, state: RecipientState, data: Mapping[str, object]) -> str | None:
-        if state is RecipientState.BOUNCED and suppresses(
-            str(data.get("category")), data.get("hard") is True
-        ):
-            return "hard_bounce"
-        return None
 
     def lease_expiry(self, item: WorkItem) -> float:
         """When the earliest lease of an item's recipients runs out (renewals included)."""
@@ -1101,30 +1086,13 @@ class DeliveryEngine:
         if self.paths is not None:
             self.release(held, now=now)
             return
-        reply = Reply(
-            451,
-            f"destination suspended for {seconds:.0f}s after repeated throttling replies",
-            "4.7.0",
-            "THROTTLE",
-            True,
-        )
+        reply = suspended_reply(seconds)
+        data = {"reason": "suspended"}
         records = []
         for item in held:
-            for r in item.recipients:
-                records.append(
-                    make_record(
-                        item,
-                        r,
-                        state=RecipientState.QUEUED,
-                        event=EventType.DEFERRED,
-                        at=now,
-                        reply=reply,
-                        next_attempt_at=now + seconds,
-                        counted=False,
-                        data={"reason": "suspended"},
-                        owner=self.node_id,
-                    )
-                )
+            records.extend(
+                held_back(item, reply, now=now, until=now + seconds, data=data, owner=self.node_id)
+            )
         self.recorder.add(records)
 
     async def throttle_state(self, domain: str) -> dict[str, Any] | None:
@@ -1213,174 +1181,65 @@ class DeliveryEngine:
         now = time.time()
         records = []
         paths = self.paths
+        attempt = Attempt(
+            host, local_ip, site.source.name if paths is not None else None, after_dot
+        )
+        elsewhere = None
+        if paths is not None:
+            message = item.message
+
+            def elsewhere(r: LeasedRecipient) -> bool:
+                assert paths is not None
+                return paths.retry_elsewhere(site, message, r)
+
         blocked = False
         for r, reply in zip(item.recipients, replies, strict=True):
-            attempts = r.attempts + 1
-            d = decide(
+            record, block = attempt_record(
+                item,
+                r,
                 reply,
-                attempts=attempts,
-                expires_at=r.expires_at,
+                attempt,
                 now=now,
                 policy=self.policy,
                 rng=self.rng,
-            )
-            data: dict[str, object] = {"attempt": attempts, "command": reply.command}
-            if host is not None:
-                data["ip"] = host.address
-                data["port"] = host.port
-            if local_ip:
-                data["local_ip"] = local_ip
-            if paths is not None:
-                data["source"] = site.source.name
-            if reply.synthetic:
-                data["synthetic"] = True
-            if after_dot:
-                data["after_data_dot"] = True
-            if not reply.positive:
-                self._classify(reply, host, data)
-                if paths is not None and data.get("category") == "spam_block":
-                    blocked = True
-                    d = self._blocked_from(site, item, r, d, data, attempts, now)
-                if d.state is RecipientState.EXPIRED:
-                    _expired(data)
-                elif d.state is RecipientState.BOUNCED:
-                    _bounce_fields(data, reply, host.name if host else None)
-            record = make_record(
-                item,
-                r,
-                state=d.state,
-                event=d.event,
-                at=now,
-                reply=reply,
-                next_attempt_at=d.next_attempt_at,
-                mx=host.name if host else None,
-                data=data,
                 owner=self.node_id,
-                suppress=self._suppression(d.state, data),
-                suppress_until=now + self.hard_bounce_ttl if self.hard_bounce_ttl else None,
+                hard_bounce_ttl=self.hard_bounce_ttl,
+                elsewhere=elsewhere,
             )
+            blocked = blocked or block
             self._note_failure(item, record)
             records.append(record)
         self.recorder.add(records)
         if blocked and paths is not None:
             paths.strike(site)
 
-    def _blocked_from(
-        self,
-        site: Site,
-        item: WorkItem,
-        r: LeasedRecipient,
-        d: Decision,
-        data: dict[str, object],
-        attempts: int,
-        now: float,
-    ) -> Decision:
-        """A block reply (blocklist, IP reputation) judges the source, not the recipient:
-        when another source of the pool may send there, the recipient is retried from it
-        instead of bouncing."""
-        assert self.paths is not None
-        if d.state is not RecipientState.BOUNCED:
-            return d
-        if not self.paths.retry_elsewhere(site, item.message, r):
-            return d
-        when = next_attempt(
-            attempts, now=now, expires_at=r.expires_at, policy=self.policy, rng=self.rng
-        )
-        if when is None:
-            return d
-        data["retry_elsewhere"] = True
-        return Decision(RecipientState.QUEUED, EventType.DEFERRED, when)
-
-    def _classify(self, reply: Reply, host: Host | None, data: dict[str, object]) -> None:
-        """Bounce category and hard/soft verdict of a failure, from the shared rules."""
-        try:
-            verdict = classify_reply(reply, host.name if host else None)
-        except Exception:  # a classifier problem must never lose an outcome
-            log.exception("bounce classification failed", extra={"action": "deliver.classify"})
-            return
-        data["category"] = verdict.category.value
-        data["hard"] = verdict.hard
-
     def finish_without_site(self, item: WorkItem, reply: Reply) -> None:
         now = time.time()
         records = []
         for r in item.recipients:
-            attempts = r.attempts + 1
-            d = decide(
+            record, _ = attempt_record(
+                item,
+                r,
                 reply,
-                attempts=attempts,
-                expires_at=r.expires_at,
+                _SYNTHETIC,
                 now=now,
                 policy=self.policy,
                 rng=self.rng,
-            )
-            data: dict[str, object] = {
-                "attempt": attempts,
-                "command": reply.command,
-                "synthetic": True,
-            }
-            self._classify(reply, None, data)
-            if d.state is RecipientState.EXPIRED:
-                _expired(data)
-            elif d.state is RecipientState.BOUNCED:
-                _bounce_fields(data, reply, None)
-            record = make_record(
-                item,
-                r,
-                state=d.state,
-                event=d.event,
-                at=now,
-                reply=reply,
-                next_attempt_at=d.next_attempt_at,
-                data=data,
                 owner=self.node_id,
-                suppress=self._suppression(d.state, data),
-                suppress_until=now + self.hard_bounce_ttl if self.hard_bounce_ttl else None,
+                hard_bounce_ttl=self.hard_bounce_ttl,
             )
             self._note_failure(item, record)
             records.append(record)
         self.recorder.add(records)
 
-    def expire(self, item: WorkItem, recipients: Sequence[Any], *, now: float) -> None:
-        reply = Reply(
-            451,
-            f"not delivered within {format_duration(self.policy.max_age)}",
-            "4.4.7",
-            "QUEUE",
-            True,
+    def expire(self, item: WorkItem, recipients: Sequence[LeasedRecipient], *, now: float) -> None:
+        records = expired_records(
+            item, recipients, now=now, max_age=self.policy.max_age, owner=self.node_id
         )
-        records = [
-            make_record(
-                item,
-                r,
-                state=RecipientState.EXPIRED,
-                event=EventType.EXPIRED,
-                at=now,
-                reply=reply,
-                counted=False,
-                data={"reason": "max_age", "category": "expired", "hard": False},
-                owner=self.node_id,
-            )
-            for r in recipients
-        ]
         for record in records:
             self._note_failure(item, record)
         self.recorder.add(records)
 
     def release(self, items: Sequence[WorkItem], *, now: float) -> None:
         """Hand leased work back to the queue without counting an attempt."""
-        self.recorder.add(
-            make_record(
-                item,
-                r,
-                state=RecipientState.QUEUED,
-                event=None,
-                at=now,
-                reply=None,
-                next_attempt_at=now,
-                counted=False,
-                owner=self.node_id,
-            )
-            for item in items
-            for r in item.recipients
-        )
+        self.recorder.add(released_records(items, now=now, owner=self.node_id))

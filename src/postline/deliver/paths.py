@@ -37,10 +37,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from postline.deliver.egress import Egress, Pool, Source, pick
-from postline.deliver.site import Host, Site, WorkItem, buffer_limit, make_record
+from postline.deliver.outcome import held_back
+from postline.deliver.site import Site, buffer_limit
 from postline.deliver.warmup import Caps, windows
+from postline.deliver.work import Host, WorkItem
 from postline.errors import ThrottleError
-from postline.model import EventType, RecipientState, Reply
+from postline.model import Reply
 from postline.store.base import LeasedMessage, LeasedRecipient
 from postline.throttle.adaptive import AdaptiveParams
 from postline.throttle.base import QuotaWindow
@@ -367,21 +369,10 @@ class SourcePaths:
                 text = f"no source of the pool can send to {target.base.provider} now"
                 data = {"reason": w.reason}
             reply = Reply(451, text, "4.7.0", "EGRESS", True)
-            for r in w.item.recipients:
-                records.append(
-                    make_record(
-                        w.item,
-                        r,
-                        state=RecipientState.QUEUED,
-                        event=EventType.DEFERRED,
-                        at=now,
-                        reply=reply,
-                        next_attempt_at=max(w.until, now + 1.0),
-                        counted=False,
-                        data=data,
-                        owner=e.node_id,
-                    )
-                )
+            until = max(w.until, now + 1.0)
+            records.extend(
+                held_back(w.item, reply, now=now, until=until, data=data, owner=e.node_id)
+            )
         e.recorder.add(records)
 
     # -- direct hand-off -------------------------------------------------------------

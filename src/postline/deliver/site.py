@@ -17,42 +17,21 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from postline.deliver.egress import Source
+from postline.deliver.work import Host, WorkItem
 from postline.errors import ThrottleError
-from postline.model import EventType, RecipientState, Reply
+from postline.model import Reply
 from postline.smtp.client import SMTPClient, SMTPClientError
-from postline.store.base import AttemptRecord, LeasedMessage, LeasedRecipient
 from postline.throttle.rules import Destination, Limits
 
 if TYPE_CHECKING:
     from postline.deliver.engine import DeliveryEngine
 
-__all__ = ["Host", "Site", "WorkItem", "buffer_limit"]
+__all__ = ["Site", "buffer_limit"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Host:
-    """One address to connect to, with the MX name it came from."""
-
-    name: str
-    address: str
-    port: int
-
-
-@dataclass(slots=True)
-class WorkItem:
-    """Recipients of one message, in one domain, for one transaction."""
-
-    message: LeasedMessage
-    recipients: list[LeasedRecipient]
-    domain: str
-    lease_until: float
-    queued_at: float = field(default_factory=time.monotonic)
 
 
 def buffer_limit(limits: Limits, workers: int, default_connections: int, window: float) -> int:
@@ -469,43 +448,3 @@ class Site:
             reply,
             extra={"action": "deliver.site_down"},
         )
-
-
-def make_record(
-    item: WorkItem,
-    r: LeasedRecipient,
-    *,
-    state: RecipientState,
-    event: EventType | None,
-    at: float,
-    reply: Reply | None,
-    next_attempt_at: float = 0.0,
-    counted: bool = True,
-    mx: str | None = None,
-    data: dict[str, object] | None = None,
-    owner: str | None = None,
-    suppress: str | None = None,
-    suppress_until: float | None = None,
-) -> AttemptRecord:
-    return AttemptRecord(
-        message_id=item.message.id,
-        idx=r.idx,
-        tenant_id=r.tenant_id,
-        address=r.address,
-        state=state,
-        event=event,
-        at=at,
-        next_attempt_at=next_attempt_at,
-        counted=counted,
-        code=reply.code if reply else None,
-        enhanced=reply.enhanced if reply else None,
-        text=reply.text if reply else None,
-        mx=mx,
-        data=dict(data or {}),
-        domain=item.domain,
-        owner=owner,
-        suppress=suppress,
-        suppress_until=suppress_until,
-        stream=item.message.stream,
-        source=item.message.source,
-    )
