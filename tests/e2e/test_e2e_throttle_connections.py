@@ -103,7 +103,7 @@ async def test_mx_rollup_shares_one_connection_limit(tmp_path: Path) -> None:
         # The rule bucket is one for the three sites: the node's sites all use it.
         engine = net.node.engine
         assert engine is not None
-        sites = [s for s in engine.sites.values() if s.destination.rule.name == "shared"]
+        sites = [s for s in engine.sites if s.destination.rule.name == "shared"]
         assert len(sites) == 3
         assert len({s.bucket for s in sites}) == 1
         # Each site delivered through its preferred host; slots were used in parallel.

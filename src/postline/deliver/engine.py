@@ -8,9 +8,11 @@
 
 * A **queue** is one tenant's mail to one domain. It is *due* when the store says so:
   ``[queue] scan_interval`` scans (:meth:`Store.due_queues`), wake-ups at the retry and
-  ``send_at`` times this node knows of (:mod:`postline.schedule.wakeups`), and ingest.
-* A due queue joins the ring of its **lane**: the :class:`~postline.deliver.site.Site`
-  of its route (static route or MX), the source group of its route with several
+  ``send_at`` times this node knows of, and ingest; every due queue enters through
+  :meth:`DueQueues.enter <postline.deliver.due.DueQueues.enter>` (:mod:`postline.deliver.due`).
+* A due queue joins the ring of its **lane**, found by its domain's route
+  (:mod:`postline.deliver.routing`): the :class:`~postline.deliver.site.Site` of its
+  route (static route or MX), the source group of its route with several
   ``[[delivery.sources]]`` (:mod:`postline.deliver.paths`), or the lane that fails mail
   whose route lookup failed (a permanent DNS failure bounces, a temporary one defers).
 * **Admission** (:mod:`postline.schedule.admission`) leases for the lanes in rounds: each
@@ -18,42 +20,59 @@
   never holds more than ``[queue] max_leased`` recipients (buffered, on the wire, or
   waiting to be recorded). Many queues go in one :meth:`Store.lease_many` call, and at
   most two such calls run at once: the store's writer never fills with leases.
+* Sites and source paths use the engine through
+  :class:`~postline.deliver.port.EnginePort`, which it implements; what each reply
+  means for its recipient is decided in :mod:`postline.deliver.outcome`, and what the
+  engine shows of itself is built in :mod:`postline.deliver.status`.
 * The **recorder** writes outcomes in batches (group commit) right after the replies; the
   store writes them before anything else. Leases of everything held are renewed in the
   background, so none lapses while its recipient is on the wire.
 * **Stop** means flushed: no more leasing, buffered work handed back at once, transactions
   on the wire finish (until ``[node] shutdown_timeout``), every outcome is written, and
   whatever the node still holds is handed back.
+
+Without ``[[delivery.sources]]`` the implicit source keeps its own leasing path (a route
+is that source's site, a suspended bucket defers its work, no block strikes): its
+throttle bucket keys, its deferrals and its API views differ from a one-source pool's,
+and a fleet upgraded node by node must keep sharing the same bucket counters.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from postline.bounce import classify_reply, verp
-from postline.bounce.policy import suppresses
+from postline.bounce import verp
 from postline.config import Config
+from postline.deliver import status
+from postline.deliver.due import DueQueues
 from postline.deliver.egress import Egress, Source
-from postline.deliver.outcome import Decision, decide, dns_reply
-from postline.deliver.paths import SourceLane, SourcePaths, Target
-from postline.deliver.site import Host, Site, WorkItem, make_record
+from postline.deliver.outcome import (
+    Attempt,
+    attempt_record,
+    dns_reply,
+    expired_records,
+    held_back,
+    released_records,
+    suspended_reply,
+)
+from postline.deliver.paths import SourceLane, SourcePaths
+from postline.deliver.port import Connection, Settings, SiteRef, ThrottleGate
+from postline.deliver.routing import Route, Routes
+from postline.deliver.site import Site, Sites
+from postline.deliver.work import Host, WorkItem
 from postline.dns.resolver import Resolver
 from postline.errors import ThrottleError
 from postline.metrics import Metrics
-from postline.model import EventType, RecipientState, Reply
+from postline.model import RecipientState, Reply
 from postline.schedule.admission import Admission, Grant, Lane
-from postline.schedule.backoff import RetryPolicy, next_attempt
+from postline.schedule.backoff import RetryPolicy
 from postline.schedule.shares import WorkerShare
-from postline.schedule.wakeups import Wakeups
-from postline.smtp.client import Timeouts
+from postline.smtp.client import SMTPClient, Timeouts
 from postline.store.base import (
     AttemptRecord,
     LeasedMessage,
@@ -64,9 +83,9 @@ from postline.store.base import (
     QueueLease,
     Store,
 )
+from postline.throttle.adaptive import AdaptiveParams
 from postline.throttle.base import ThrottleBackend
-from postline.throttle.rules import Destination, Limits, ThrottleRules
-from postline.units import format_duration
+from postline.throttle.rules import Limits, ThrottleRules
 
 __all__ = ["DeliveryEngine", "Recorder"]
 
@@ -77,38 +96,10 @@ _LEASE_CALLS = 2  # lease_many calls running at once
 _LEASE_ROWS = 500  # recipients asked for in one lease_many call
 _LEASE_QUEUES = 1000  # queues in one lease_many call
 _ROUND_GAP = 0.01  # seconds between admission rounds (lets room and ready queues gather)
-_RESOLVERS = 64  # route lookups running at once
 _RECORD_BATCH = 500  # outcomes per store write
-_SCAN_DUTY = 20  # a queue scan waits at least this many times its own duration
+_SYNTHETIC = Attempt(synthetic=True)
 
-
-def _bounce_fields(data: dict[str, object], reply: Reply, remote: str | None) -> None:
-    """The fields every ``bounced`` event has, synchronous or not."""
-    data["async"] = False
-    data["status"] = reply.enhanced
-    data["diagnostic"] = " ".join(str(p) for p in (reply.code, reply.enhanced, reply.text) if p)
-    data["remote_mta"] = remote
-
-
-def _expired(data: dict[str, object]) -> None:
-    """An expiry is its own bounce category; the last reply's stays as ``reply_category``."""
-    if "category" in data:
-        data["reply_category"] = data["category"]
-    data["category"] = "expired"
-    data["hard"] = False
-
-
-ROUTE_TTL = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    site: Site | None
-    """The site of the only source (no ``[[delivery.sources]]``)."""
-    failure: Reply | None
-    expires: float
-    target: Target | None = None
-    """With several sources: where the mail goes; a site per source on demand."""
+Connector = Callable[[Host, Source], Awaitable[Connection]]
 
 
 class _NoRoute:
@@ -223,7 +214,12 @@ class Recorder:
 
 
 class DeliveryEngine:
-    """Runs the scanner, the timers, admission, the sites and the recorder of one node."""
+    """Runs the scanner, the timers, admission, the sites and the recorder of one node;
+    implements :class:`~postline.deliver.port.EnginePort` for its sites and paths.
+
+    ``connect`` opens an SMTP session (default: :meth:`SMTPClient.connect` with the
+    configured timeouts and TLS mode).
+    """
 
     def __init__(
         self,
@@ -237,6 +233,7 @@ class DeliveryEngine:
         node_id: str,
         rng: random.Random | None = None,
         verp_secret: bytes = b"",
+        connect: Connector | None = None,
         share: WorkerShare | None = None,
     ) -> None:
         self.config = config
@@ -245,44 +242,36 @@ class DeliveryEngine:
         self.store = store
         self.resolver = resolver
         self.rules = rules
-        self.throttle = throttle
+        self.throttle = ThrottleGate(throttle, rules)
         self.metrics = metrics
         self.node_id = node_id
         self.rng = rng or random.Random()
         r = config.retry
         self.policy = RetryPolicy(r.first, r.multiplier, r.max_interval, r.max_age, r.jitter)
         self.timeouts = Timeouts(**config.delivery.timeouts.model_dump())
-        self.helo_hostname = config.hostname
-        self.source_address = config.delivery.source_address or None
         self.tls_mode = config.delivery.tls
-        self.idle_timeout = config.delivery.idle_timeout
+        self._connect = connect
         self.lease_time = config.queue.lease_time
-        self.lease_margin = min(30.0, self.lease_time / 4)
-        # Seconds of sending a site buffers (see site.buffer_limit).
-        self.buffer_window = min(5.0, (self.lease_time - self.lease_margin) / 2)
+        lease_margin = min(30.0, self.lease_time / 4)
+        self.settings = Settings(
+            node_id=node_id,
+            idle_timeout=config.delivery.idle_timeout,
+            lease_margin=lease_margin,
+            # Seconds of sending a site buffers (see site.buffer_limit).
+            buffer_window=min(5.0, (self.lease_time - lease_margin) / 2),
+            default_connections=10,
+            connection_ttl=config.throttle.connection_lease,
+            site_retry=max(1.0, min(self.policy.first, 60.0)),
+        )
         self.max_lease = config.queue.max_lease
         self.max_leased = self.share.part(config.queue.max_leased)
-        self.connection_ttl = config.throttle.connection_lease
-        self.site_retry = max(1.0, min(self.policy.first, 60.0))
-        self.default_connections = 10
-        self.max_connections = self.share.part(config.delivery.max_connections)
         self.stopping = False
         try:
             self.loop = asyncio.get_running_loop()
         except RuntimeError:  # made outside a loop: start() sets the running one
             self.loop = asyncio.get_event_loop_policy().get_event_loop()
-        self.sites: dict[str, Site] = {}
-        self.routes: dict[str, _Route] = {}
-        self._resolving: dict[str, set[QueueKey]] = {}
-        self._to_resolve: deque[str] = deque()
-        self._resolver_tasks: set[asyncio.Task[None]] = set()
-        self._open = 0
-        self.bucket_workers: Counter[str] = Counter()
-        self.bucket_sites: dict[str, set[Site]] = {}
-        self._suspended: dict[str, float] = {}
-        self._paused: set[tuple[str, str]] = set()
+        self.sites = Sites(self, self.share.part(config.delivery.max_connections))
         self._cancelled: dict[str, float] = {}
-        self.throttle_healthy = True
         self._tasks: list[asyncio.Task[None]] = []
         self._writes = asyncio.Lock()  # outcomes and lease renewals, one at a time
         self.recorder = Recorder(
@@ -305,20 +294,49 @@ class DeliveryEngine:
         # domain and current lease expiry: renewed while held, forgotten once written.
         self._held: dict[tuple[str, int], tuple[str, float]] = {}
         # Due queues: woken at their due times, admitted to their lanes' rings.
-        self.wakeups: Wakeups[QueueKey] = Wakeups()
         self.admission: Admission[QueueKey] = Admission(max_quantum=self.max_lease)
+        self.due = DueQueues(
+            store,
+            node_id,
+            config.queue.scan_interval,
+            self.admission,
+            self.share,
+            on_due=self._due_now,
+            after_scan=self._expire_routes,
+        )
         self._asked = 0  # recipients asked for by lease calls now running
         self._leases: set[asyncio.Task[None]] = set()
         self._admit_wake = asyncio.Event()
-        self._scan_wake = asyncio.Event()
-        self._timer_wake = asyncio.Event()
         self.no_route = _NoRoute(self)
         self.egress = Egress(config)
         self._source = self.egress.sources[0]
-        # Source choice, warm-up and provider blocks: only with [[delivery.sources]].
-        self.paths: SourcePaths | None = (
-            SourcePaths(self, self.egress) if self.egress.explicit else None
+        self.routes = Routes(
+            config,
+            resolver,
+            rules,
+            self.sites,
+            None if self.egress.explicit else self._source,
+            self._routed,
         )
+        # Source choice, warm-up and provider blocks: only with [[delivery.sources]].
+        self.paths: SourcePaths | None = None
+        if self.egress.explicit:
+            blocks = config.delivery.blocks
+            self.paths = SourcePaths(
+                self,
+                self.egress,
+                sites=self.sites,
+                routes=self.routes,
+                rules=rules,
+                tenants=store,
+                rng=self.rng,
+                block_params=AdaptiveParams(
+                    cut_cooldown=0.0,
+                    strikes=blocks.suspend_after,
+                    strike_window=blocks.suspend_window,
+                    suspend_for=blocks.suspend_for,
+                ),
+            )
         self._source_lanes: dict[str, SourceLane] = {}
 
     # -- lifecycle -------------------------------------------------------------------
@@ -335,46 +353,44 @@ class DeliveryEngine:
         self._tasks = [
             self.loop.create_task(self.recorder.run(), name="deliver:recorder"),
             self.loop.create_task(self._renew_loop(), name="deliver:renew"),
-            self.loop.create_task(self._scan_loop(), name="deliver:scanner"),
-            self.loop.create_task(self._timer_loop(), name="deliver:timers"),
+            self.loop.create_task(self.due.scan_loop(), name="deliver:scanner"),
+            self.loop.create_task(self.due.timer_loop(), name="deliver:timers"),
             self.loop.create_task(self._admit_loop(), name="deliver:admission"),
         ]
-        await self.store.listen_due(self._announced)
-
-    def _announced(self, queues: frozenset[QueueKey]) -> None:
-        """Another node queued mail (or a scheduled time came): wake those queues."""
-        if not queues:
-            self._scan_wake.set()
-            return
-        self.notify(queues)
+        await self.store.listen_due(self.due.announced)
 
     @property
     def held_count(self) -> int:
         """Recipients this node holds: leased and not yet settled in the store."""
         return len(self._held)
 
+    @property
+    def throttle_healthy(self) -> bool:
+        """False while the throttle backend fails its calls (nothing is sent then)."""
+        return self.throttle.healthy
+
     async def stop(self, timeout: float = 30.0) -> None:
         """Stop leasing, hand back what waits, let transactions on the wire finish, write
         every outcome and hand back whatever is still held — all within ``timeout``."""
         deadline = time.monotonic() + timeout
         self.stopping = True
+        self.due.stopping = True
         # Leasing, scanning and waking stop; the recorder and the renewals go on. Lease
         # calls already in the store finish (what they bring is handed back at once).
         for task in self._tasks[2:]:
             task.cancel()
-        for task in list(self._resolver_tasks):
-            task.cancel()
+        self.routes.stop()
         if self._leases:
             await asyncio.wait(self._leases, timeout=max(0.1, min(5.0, timeout / 6)))
         if self.paths is not None:
             self.paths.cancel()
         now = time.time()
-        for site in self.sites.values():
+        for site in self.sites:
             self.release(site.drain(), now=now)
             site.wake()
         # Transactions on the wire finish; what is left when time runs short is cut off
         # (its recipients are handed back below: at worst sent once more).
-        workers = [t for site in self.sites.values() for t in site.workers]
+        workers = [t for site in self.sites for t in site.workers]
         flush_time = min(10.0, timeout / 3)
         if workers:
             _, not_done = await asyncio.wait(
@@ -385,7 +401,7 @@ class DeliveryEngine:
             if not_done:
                 await asyncio.wait(not_done, timeout=2.0)
         now = time.time()
-        for site in self.sites.values():
+        for site in self.sites:
             self.release(site.drain(), now=now)
         self.recorder.stop()
         recorder = self._tasks[0] if self._tasks else None
@@ -443,7 +459,7 @@ class DeliveryEngine:
         for r in records:
             self._held.pop((r.message_id, r.idx), None)
             if r.state is RecipientState.QUEUED and r.domain is not None:
-                self.schedule((r.tenant_id, r.domain), r.next_attempt_at)
+                self.due.enter((r.tenant_id, r.domain), r.next_attempt_at)
             elif failed:
                 message = failed.pop((r.message_id, r.idx), None)
                 if message is not None and self.on_failed is not None:
@@ -496,13 +512,6 @@ class DeliveryEngine:
         if self.on_failed is not None and record.state in _FAILED:
             self._failed[(record.message_id, record.idx)] = item.message
 
-    def _suppression(self, state: RecipientState, data: Mapping[str, object]) -> str | None:
-        if state is RecipientState.BOUNCED and suppresses(
-            str(data.get("category")), data.get("hard") is True
-        ):
-            return "hard_bounce"
-        return None
-
     def lease_expiry(self, item: WorkItem) -> float:
         """When the earliest lease of an item's recipients runs out (renewals included)."""
         held = self._held
@@ -540,40 +549,122 @@ class DeliveryEngine:
                     if ref in self._held:
                         self._held[ref] = (self._held[ref][0], until)
 
-    # -- connection budget (all sites of this node) ------------------------------------
-    def connection_budget(self) -> int:
-        return self.max_connections - self._open
-
-    def reserve_connection(self, bucket: str) -> None:
-        self._open += 1
-        self.bucket_workers[bucket] += 1
-
-    def release_connection(self, bucket: str) -> None:
-        self._open -= 1
-        self.bucket_workers[bucket] -= 1
-        # A slot of a shared bucket came free: sites waiting for one get their turn.
-        for site in self.bucket_sites.get(bucket, ()):
-            if site.buffer and not self.held(site):
-                site.spawn()
-
-    def others_waiting(self, site: Site) -> bool:
-        """True when another site of the same bucket has work but no connection."""
-        return any(
-            other is not site and other.buffer and not other.workers
-            for other in self.bucket_sites.get(site.bucket, ())
+    # -- the port of sites and source paths (postline.deliver.port) ------------------
+    async def connect(self, host: Host, source: Source) -> Connection:
+        """An SMTP session with ``host`` from ``source``."""
+        if self._connect is not None:
+            return await self._connect(host, source)
+        return await SMTPClient.connect(
+            host.address,
+            host.port,
+            ehlo_hostname=source.ehlo,
+            timeouts=self.timeouts,
+            source_address=source.address,
+            server_name=host.name,
+            tls=self.tls_mode,
         )
 
-    def held(self, site: Site) -> bool:
-        """True while the site is unreachable or its throttle bucket is suspended."""
+    def admit(self, item: WorkItem, now: float) -> bool:
+        """Whether ``item`` may be sent (see :meth:`EnginePort.admit
+        <postline.deliver.port.EnginePort.admit>`)."""
+        if self.is_cancelled(item):
+            return False
+        margin = self.settings.lease_margin
+        if self.tenant_held(item.message.tenant_id):
+            # The tenant was paused after this was leased: back to the queue, held there.
+            self.release([item], now=now)
+            return False
+        if self.lease_expiry(item) - now < margin:
+            # The lease is running out (it could not be renewed): let the queue have the
+            # work back before another node may take it.
+            self.release([item], now=now)
+            return False
+        # The last retry is scheduled at the deadline itself: it still goes out, and its
+        # reply decides. Only a recipient that sat past its deadline (in a paused queue,
+        # behind a suspension) expires without an attempt.
+        cutoff = now - margin
+        live = [r for r in item.recipients if r.expires_at > cutoff]
+        if len(live) < len(item.recipients):
+            self.expire(item, [r for r in item.recipients if r.expires_at <= cutoff], now=now)
+            if not live:
+                return False
+            item.recipients = live
+        return True
+
+    def record(self, records: Iterable[AttemptRecord]) -> None:
+        """Outcomes decided without an attempt (see :mod:`postline.deliver.outcome`)."""
+        self.recorder.add(records)
+
+    def held(self, site: SiteRef) -> bool:
+        """True while the site is unreachable, its throttle bucket is suspended or its
+        source is blocked by the destination."""
         now = time.time()
-        if site.down_until > now or self._suspended.get(site.bucket, 0.0) > now:
+        if site.down_until > now or self.sites.suspended_until(site.bucket) > now:
             return True
         paths = self.paths
         return paths is not None and bool(paths.blocked) and paths.is_blocked(site, now)
 
-    def suspended_until(self, bucket: str) -> float:
-        """When the adaptive suspension of ``bucket`` ends (0.0: not suspended)."""
-        return self._suspended.get(bucket, 0.0)
+    def wake_admission(self) -> None:
+        """A lane has room again (called by sites as their buffers drain)."""
+        self._admit_wake.set()
+
+    # -- throttling ------------------------------------------------------------------
+    async def report_throttled(self, site: SiteRef) -> None:
+        self.metrics.throttle_events.labels(site.destination.rule.name).inc()
+        try:
+            await self.throttle.backend.report_throttled(site.bucket)
+            state = await self.throttle.backend.state(site.bucket)
+        except ThrottleError as exc:
+            self.throttle.failed(exc)
+            return
+        log.info(
+            "throttled by %s: rate factor %.2f%s",
+            site.bucket,
+            state.factor,
+            f", suspended for {state.suspended_for:.0f}s" if state.suspended_for > 0 else "",
+            extra={"action": "deliver.throttled"},
+        )
+        if state.suspended_for > 0:
+            self.suspend(site, state.suspended_for, [])
+
+    def suspend(self, site: SiteRef, seconds: float, items: Sequence[WorkItem]) -> None:
+        """Hold a throttle bucket: the buffered work of every site in it goes back to the
+        queue until the suspension ends (with several sources: at once, for the pool's
+        other sources to take)."""
+        now = time.time()
+        held = list(items)
+        held.extend(self.sites.suspend(site.bucket, now + seconds))
+        if self.paths is not None:
+            self.release(held, now=now)
+            return
+        reply = suspended_reply(seconds)
+        data = {"reason": "suspended"}
+        records = []
+        for item in held:
+            records.extend(
+                held_back(item, reply, now=now, until=now + seconds, data=data, owner=self.node_id)
+            )
+        self.recorder.add(records)
+
+    # -- views (postline.deliver.status) --------------------------------------------
+    async def throttle_state(self, domain: str) -> dict[str, Any] | None:
+        """The throttle state of ``domain``'s route; only what is known already: an
+        operator's listing must not wait for DNS."""
+        return await status.route_state(self.routes.get(domain), self.throttle.backend)
+
+    async def pools_of(self, tenant_id: str, tenant_name: str = "") -> list[dict[str, Any]]:
+        """The IP pools a tenant's mail can leave from (shared ones and its dedicated
+        ones), each with its sources' state (see :meth:`sources_state`)."""
+        states = await self.sources_state()
+        return status.pools_of(
+            self.egress, self.config.delivery.streams, states, tenant_id, tenant_name
+        )
+
+    async def sources_state(self) -> list[dict[str, Any]]:
+        """Every egress source: name, address, EHLO name, weight, pools, warm-up progress
+        (schedule, day of the plan, today's and this hour's count against the caps per
+        destination this node sent to today) and the destinations that block it now."""
+        return await status.sources_state(self.paths, self._source)
 
     # -- direct hand-off from ingest -------------------------------------------------
     def budget(self) -> int:
@@ -596,8 +687,9 @@ class DeliveryEngine:
             return claims
         mono = time.monotonic()
         admission = self.admission
+        paused = self.due.paused
         for m in messages:
-            if m.next_attempt_at > now or (m.tenant_id, "*") in self._paused:
+            if m.next_attempt_at > now or (m.tenant_id, "*") in self.due.paused:
                 continue
             for r in m.recipients:
                 if r.suppressed is not None:
@@ -610,7 +702,7 @@ class DeliveryEngine:
                     if route is None and not self.share.owns(r.domain):
                         # Fresh mail goes out through the worker that took it; the route of
                         # a domain another worker owns is learnt for the next message.
-                        self._look_up(r.domain, None)
+                        self.routes.look_up(r.domain, None)
                     continue
                 site = route.site
                 if site is None:
@@ -621,7 +713,7 @@ class DeliveryEngine:
                         continue
                 if site.capacity() - site.reserved <= 0 or self.held(site):
                     continue
-                if (m.tenant_id, r.domain) in self._paused or ("*", r.domain) in self._paused:
+                if (m.tenant_id, r.domain) in paused or ("*", r.domain) in paused:
                     continue
                 site.reserved += 1
                 claims.setdefault(m.id, {})[r.idx] = site
@@ -711,51 +803,53 @@ class DeliveryEngine:
             self.hold_tenant(tenant_id, paused)
             return
         if paused:
-            self._paused.add((tenant_id, domain))
+            self.due.paused.add((tenant_id, domain))
             self.admission.discard((tenant_id, domain))
         else:
-            self._paused.discard((tenant_id, domain))
+            self.due.paused.discard((tenant_id, domain))
             if tenant_id == "*":
-                self._scan_wake.set()
+                self.due.rescan()
             else:
-                self.activate((tenant_id, domain))
+                self.due.enter((tenant_id, domain), 0.0)
 
     def hold_tenant(self, tenant_id: str, held: bool) -> None:
         """Hold (or release) every queue of a tenant: its work buffered here goes back to
         the queue without an attempt counted (its lease ends, it keeps ageing), and the
         store leases none of it until released; a release rescans the queue."""
         if held:
-            self._paused.add((tenant_id, "*"))
+            self.due.paused.add((tenant_id, "*"))
             for key in self.admission.queues():
                 if key[0] == tenant_id:
                     self.admission.discard(key)
             now = time.time()
-            for site in self.sites.values():
+            for site in self.sites:
                 self.release(site.drain_tenant(tenant_id), now=now)
         else:
-            self._paused.discard((tenant_id, "*"))
-            self._scan_wake.set()
+            self.due.paused.discard((tenant_id, "*"))
+            self.due.rescan()
 
     def tenant_held(self, tenant_id: str) -> bool:
         """True while every queue of the tenant is held (a reputation pause)."""
-        return (tenant_id, "*") in self._paused
+        return (tenant_id, "*") in self.due.paused
 
-    # -- waking queues ---------------------------------------------------------------
+    # -- due queues (postline.deliver.due) -------------------------------------------
     def notify(self, queues: Iterable[QueueKey]) -> None:
         """Work became due now in these queues (called by ingest)."""
-        for key in queues:
-            self.activate(key)
+        self.due.notify(queues)
 
-    def activate(self, key: QueueKey) -> None:
+    def schedule(self, key: QueueKey, at: float) -> None:
+        """Wake ``key`` at ``at`` (now when it has passed)."""
+        self.due.enter(key, at)
+
+    def _due_now(self, key: QueueKey) -> None:
         """``key`` has due work: into its lane's ring (its route looked up first when not
         known)."""
-        if self.stopping or not self.share.owns(key[1]):
+        if self.stopping:
             return
-        self.wakeups.cancel(key)
         domain = key[1]
         route = self.routes.get(domain)
         if route is None or route.expires < time.monotonic():
-            self._look_up(domain, key)
+            self.routes.look_up(domain, key)
             if route is None:
                 return
         lane = self._lane_of(route)
@@ -763,89 +857,22 @@ class DeliveryEngine:
             self.admission.ready(key, lane)
             self._admit_wake.set()
 
-    def schedule(self, key: QueueKey, at: float) -> None:
-        """Wake ``key`` at ``at`` (now when it has passed)."""
-        if not self.share.owns(key[1]):
+    def _routed(self, route: Route, keys: set[QueueKey]) -> None:
+        """A route looked up in the background: the queues that waited for it join its
+        lane's ring."""
+        lane = self._lane_of(route)
+        if lane is None:
             return
-        if at <= time.time():
-            self.activate(key)
-            return
-        if key in self.admission and not self.admission.leasing(key):
-            return  # waiting in a ring already: it is leased as soon as its lane has room
-        if self.wakeups.schedule(key, at):
-            self._timer_wake.set()
-
-    async def _timer_loop(self) -> None:
-        """Activate queues when the retries and scheduled sends this node knows of fall
-        due: nothing is polled between full scans."""
-        while not self.stopping:
-            now = time.time()
-            for key in self.wakeups.pop_due(now):
-                self.activate(key)
-            nxt = self.wakeups.next_at()
-            timeout = min(60.0, nxt - now) if nxt is not None else 60.0
-            self._timer_wake.clear()
-            try:
-                await asyncio.wait_for(self._timer_wake.wait(), max(0.0, timeout))
-            except TimeoutError:
-                pass
-
-    async def _scan_loop(self) -> None:
-        """Full scans of the queue, paged by queue: at start, every ``[queue]
-        scan_interval`` and when told to. They find what no wake-up announced — leases
-        of a node that died, mail other nodes deferred — and re-arm the timers.
-
-        A scan costs one index probe per queue: with 100,000 queues, seconds of a reader
-        and of this loop. So the next scan waits ``_SCAN_DUTY`` times as long as the last
-        one took, if that is longer than the interval: scanning never takes more than a
-        bounded share of the node, however many queues there are (what this node queues
-        and defers itself is woken without a scan)."""
-        interval = self.config.queue.scan_interval
-        while not self.stopping:
-            started = time.monotonic()
-            try:
-                self._paused = await self.store.paused_queues()
-                after: QueueKey = ("", "")
-                while True:
-                    page = await self.store.due_queues(owner=self.node_id, limit=5000, after=after)
-                    for q in page:
-                        if q.next_attempt_at is not None:
-                            self.schedule((q.tenant_id, q.domain), q.next_attempt_at)
-                    if len(page) < 5000:
-                        break
-                    after = (page[-1].tenant_id, page[-1].domain)
-            except Exception:
-                log.exception("queue scan failed", extra={"action": "deliver.scan_failed"})
-            self._expire_routes()
-            took = time.monotonic() - started
-            try:
-                await asyncio.wait_for(self._scan_wake.wait(), max(interval, took * _SCAN_DUTY))
-            except TimeoutError:
-                pass
-            self._scan_wake.clear()
+        for key in keys:
+            self.admission.ready(key, lane)
+        self._admit_wake.set()
 
     def _expire_routes(self) -> None:
         now = time.monotonic()
-        for domain in [d for d, r in self.routes.items() if r.expires < now - ROUTE_TTL]:
-            del self.routes[domain]
-        idle = [
-            k
-            for k, s in self.sites.items()
-            if not s.workers
-            and not s.buffer
-            and not s.reserved
-            and now - s.last_used > 300
-            and not self.admission.has_lane(s.lane_key)
-        ]
-        for key in idle:
-            site = self.sites.pop(key)
-            self.bucket_sites.get(site.bucket, set()).discard(site)
+        self.routes.expire(now)
+        self.sites.forget_idle(now, lambda s: self.admission.has_lane(s.lane_key))
 
     # -- admission -------------------------------------------------------------------
-    def wake_admission(self) -> None:
-        """A lane has room again (called by sites as their buffers drain)."""
-        self._admit_wake.set()
-
     async def _admit_loop(self) -> None:
         """Rounds of admission (see :mod:`postline.schedule.admission`): lease what the
         lanes can take now, at most ``_LEASE_CALLS`` store calls at once."""
@@ -907,7 +934,7 @@ class DeliveryEngine:
         for grant, got in zip(grants, results, strict=True):
             self.admission.done(grant, drained=got.drained)
             if got.drained and got.next_due is not None:
-                self.schedule(grant.key, got.next_due)
+                self.due.enter(grant.key, got.next_due)
             if got.count:
                 self._hand_over(grant, got, until)
 
@@ -936,7 +963,7 @@ class DeliveryEngine:
         if isinstance(lane, Site | SourceLane | _NoRoute):
             lane.put(items)
 
-    def _lane_of(self, route: _Route) -> Lane | None:
+    def _lane_of(self, route: Route) -> Lane | None:
         if route.failure is not None:
             return self.no_route
         if route.site is not None:
@@ -953,262 +980,10 @@ class DeliveryEngine:
             lane.target = target
         return lane
 
-    # -- routing ---------------------------------------------------------------------
-    async def route(self, domain: str) -> _Route:
-        cached = self.routes.get(domain)
-        if cached is not None and cached.expires > time.monotonic():
-            return cached
-        route = await self._resolve(domain)
-        self.routes[domain] = route
-        return route
-
-    def _look_up(self, domain: str, key: QueueKey | None) -> None:
-        """Find ``domain``'s route in the background; ``key`` joins its lane then (None:
-        only learn the route)."""
-        waiting = self._resolving.get(domain)
-        if waiting is not None:
-            if key is not None:
-                waiting.add(key)
-            return
-        self._resolving[domain] = {key} if key is not None else set()
-        self._to_resolve.append(domain)
-        if len(self._resolver_tasks) < _RESOLVERS:
-            task = self.loop.create_task(self._resolver(), name="deliver:routes")
-            self._resolver_tasks.add(task)
-            task.add_done_callback(self._resolver_tasks.discard)
-
-    async def _resolver(self) -> None:
-        """Look up routes of due domains, a few at a time, and admit their queues."""
-        while self._to_resolve and not self.stopping:
-            domain = self._to_resolve.popleft()
-            try:
-                route = await self._resolve(domain)
-            except Exception:
-                log.exception(
-                    "route lookup for %s failed", domain, extra={"action": "deliver.route_failed"}
-                )
-                reply = dns_reply("temp_fail", domain, "route lookup failed")
-                route = _Route(None, reply, time.monotonic() + 5.0)
-            self.routes[domain] = route
-            keys = self._resolving.pop(domain, set())
-            lane = self._lane_of(route)
-            if lane is None:
-                continue
-            for key in keys:
-                self.admission.ready(key, lane)
-            self._admit_wake.set()
-
-    async def _resolve(self, domain: str) -> _Route:
-        expires = time.monotonic() + ROUTE_TTL
-        static = self._static_route(domain)
-        if static is not None:
-            host, port = static
-            try:
-                ipaddress.ip_address(host)
-                addresses: Sequence[str] = (host,)
-            except ValueError:
-                addresses = await self.resolver.addresses(host)
-            if not addresses:
-                reply = dns_reply("temp_fail", domain, f"route host {host} has no address")
-                return _Route(None, reply, time.monotonic() + 5.0)
-            hosts = [Host(host, a, port) for a in addresses]
-            site_name = f"route:{host}:{port}"
-            return self._route_to(domain, (host,), site_name, hosts, expires)
-        mx = await self.resolver.mx(domain)
-        if mx.status != "ok":
-            reply = dns_reply(mx.status, domain, mx.detail)
-            ttl = 5.0 if mx.status == "temp_fail" else ROUTE_TTL
-            return _Route(None, reply, time.monotonic() + ttl)
-        port = self.config.delivery.smtp_port
-        hosts = [Host(h.name, a, port) for h in mx.hosts for a in h.addresses]
-        names = tuple(h.name for h in mx.hosts)
-        return self._route_to(domain, names, mx.site, hosts, expires)
-
-    def _route_to(
-        self,
-        domain: str,
-        mx: tuple[str, ...],
-        site_name: str,
-        hosts: list[Host],
-        expires: float,
-    ) -> _Route:
-        dest = self.rules.match(domain, mx, site_name)
-        if self.paths is None:
-            return _Route(self.site_of(dest, site_name, hosts, self._source), None, expires)
-        return _Route(None, None, expires, Target(domain, mx, site_name, hosts, dest))
-
-    def _static_route(self, domain: str) -> tuple[str, int] | None:
-        for r in self.config.delivery.routes:
-            if r.domain == domain or r.domain == "*":
-                return r.host, r.port
-        return None
-
-    def site_of(self, dest: Destination, site_name: str, hosts: list[Host], source: Source) -> Site:
-        """The site of ``dest`` (whose key names the source, if any) at ``site_name``."""
-        key = f"{dest.key}|{site_name}"
-        site = self.sites.get(key)
-        if site is None:
-            site = Site(self, key, dest, hosts, source)
-            self.sites[key] = site
-            self.bucket_sites.setdefault(site.bucket, set()).add(site)
-            self.bucket_sites.setdefault(site.bucket, set()).add(site)
-        else:
-            site.hosts = hosts  # MX answers change; preference order is refreshed
-        site.last_used = time.monotonic()
-        return site
-
-    # -- throttling ------------------------------------------------------------------
-    def is_throttling(self, destination: Destination, reply: Reply) -> bool:
-        return self.rules.is_throttling(destination, reply)
-
-    def throttle_failed(self, exc: Exception) -> None:
-        """The throttle backend failed a call: nothing is sent until it answers again."""
-        if self.throttle_healthy:
-            log.error(
-                "throttle backend unavailable, sending paused: %s",
-                exc,
-                extra={"action": "deliver.throttle_down"},
-            )
-        self.throttle_healthy = False
-
-    def throttle_ok(self) -> None:
-        if not self.throttle_healthy:
-            log.warning("throttle backend back", extra={"action": "deliver.throttle_up"})
-        self.throttle_healthy = True
-
-    async def report_throttled(self, site: Site) -> None:
-        self.metrics.throttle_events.labels(site.destination.rule.name).inc()
-        try:
-            await self.throttle.report_throttled(site.bucket)
-            status = await self.throttle.state(site.bucket)
-        except ThrottleError as exc:
-            self.throttle_failed(exc)
-            return
-        log.info(
-            "throttled by %s: rate factor %.2f%s",
-            site.bucket,
-            status.factor,
-            f", suspended for {status.suspended_for:.0f}s" if status.suspended_for > 0 else "",
-            extra={"action": "deliver.throttled"},
-        )
-        if status.suspended_for > 0:
-            self.suspend(site, status.suspended_for, [])
-
-    def suspend(self, site: Site, seconds: float, items: Sequence[WorkItem]) -> None:
-        """Hold a throttle bucket: the buffered work of every site in it goes back to the
-        queue until the suspension ends (with several sources: at once, for the pool's
-        other sources to take)."""
-        now = time.time()
-        self._suspended[site.bucket] = max(self._suspended.get(site.bucket, 0.0), now + seconds)
-        held = list(items)
-        for other in self.sites.values():
-            if other.bucket == site.bucket:
-                held.extend(other.drain())
-        if self.paths is not None:
-            self.release(held, now=now)
-            return
-        reply = Reply(
-            451,
-            f"destination suspended for {seconds:.0f}s after repeated throttling replies",
-            "4.7.0",
-            "THROTTLE",
-            True,
-        )
-        records = []
-        for item in held:
-            for r in item.recipients:
-                records.append(
-                    make_record(
-                        item,
-                        r,
-                        state=RecipientState.QUEUED,
-                        event=EventType.DEFERRED,
-                        at=now,
-                        reply=reply,
-                        next_attempt_at=now + seconds,
-                        counted=False,
-                        data={"reason": "suspended"},
-                        owner=self.node_id,
-                    )
-                )
-        self.recorder.add(records)
-
-    async def throttle_state(self, domain: str) -> dict[str, Any] | None:
-        # Only what is known already: an operator's listing must not wait for DNS.
-        route = self.routes.get(domain)
-        if route is None:
-            return None
-        if route.site is None:
-            if route.target is None:
-                return None
-            target = route.target
-            sources = {}
-            for name, site in sorted(target.sites.items()):
-                sources[name] = await self._site_state(site)
-            return {"rule": target.base.rule.name, "sources": sources}
-        return await self._site_state(route.site)
-
-    async def pools_of(self, tenant_id: str, tenant_name: str = "") -> list[dict[str, Any]]:
-        """The IP pools a tenant's mail can leave from (shared ones and its dedicated
-        ones), each with its sources' state (see :meth:`sources_state`)."""
-        states = {s["name"]: s for s in await self.sources_state()}
-        streams: dict[str, list[str]] = {}
-        for stream, pool_name in self.config.delivery.streams.items():
-            streams.setdefault(pool_name, []).append(stream)
-        out = []
-        for pool in self.egress.pools.values():
-            if pool.tenant and pool.tenant not in (tenant_id, tenant_name):
-                continue
-            out.append(
-                {
-                    "name": pool.name,
-                    "dedicated": bool(pool.tenant),
-                    "streams": sorted(streams.get(pool.name, [])),
-                    "sources": [states[s.name] for s in pool.sources if s.name in states],
-                }
-            )
-        return out
-
-    async def sources_state(self) -> list[dict[str, Any]]:
-        """Every egress source: name, address, EHLO name, weight, pools, warm-up progress
-        (schedule, day of the plan, today's and this hour's count against the caps per
-        destination this node sent to today) and the destinations that block it now."""
-        if self.paths is not None:
-            return await self.paths.state()
-        only = self._source
-        return [
-            {
-                "name": only.name,
-                "address": only.address,
-                "ehlo": only.ehlo,
-                "weight": only.weight,
-                "pools": list(only.pools),
-                "warmup": None,
-                "blocked": [],
-            }
-        ]
-
-    async def _site_state(self, site: Site) -> dict[str, Any]:
-        try:
-            status = await self.throttle.state(site.bucket)
-        except ThrottleError:
-            return {"rule": site.destination.rule.name, "unavailable": True}
-        limits = site.destination.limits
-        return {
-            "rule": site.destination.rule.name,
-            "key": site.destination.key,
-            "rate_limit": limits.rate,
-            "rate_factor": round(status.factor, 3),
-            "connections": status.connections,
-            "connection_limit": limits.connections,
-            "suspended_for": round(status.suspended_for, 1),
-            "buffered": len(site.buffer),
-        }
-
     # -- outcomes --------------------------------------------------------------------
-    def finish(
+    def settle(
         self,
-        site: Site,
+        site: SiteRef,
         item: WorkItem,
         replies: Sequence[Reply],
         host: Host | None,
@@ -1219,174 +994,65 @@ class DeliveryEngine:
         now = time.time()
         records = []
         paths = self.paths
+        attempt = Attempt(
+            host, local_ip, site.source.name if paths is not None else None, after_dot
+        )
+        elsewhere = None
+        if paths is not None:
+            message = item.message
+
+            def elsewhere(r: LeasedRecipient) -> bool:
+                assert paths is not None
+                return paths.retry_elsewhere(site, message, r)
+
         blocked = False
         for r, reply in zip(item.recipients, replies, strict=True):
-            attempts = r.attempts + 1
-            d = decide(
+            record, block = attempt_record(
+                item,
+                r,
                 reply,
-                attempts=attempts,
-                expires_at=r.expires_at,
+                attempt,
                 now=now,
                 policy=self.policy,
                 rng=self.rng,
-            )
-            data: dict[str, object] = {"attempt": attempts, "command": reply.command}
-            if host is not None:
-                data["ip"] = host.address
-                data["port"] = host.port
-            if local_ip:
-                data["local_ip"] = local_ip
-            if paths is not None:
-                data["source"] = site.source.name
-            if reply.synthetic:
-                data["synthetic"] = True
-            if after_dot:
-                data["after_data_dot"] = True
-            if not reply.positive:
-                self._classify(reply, host, data)
-                if paths is not None and data.get("category") == "spam_block":
-                    blocked = True
-                    d = self._blocked_from(site, item, r, d, data, attempts, now)
-                if d.state is RecipientState.EXPIRED:
-                    _expired(data)
-                elif d.state is RecipientState.BOUNCED:
-                    _bounce_fields(data, reply, host.name if host else None)
-            record = make_record(
-                item,
-                r,
-                state=d.state,
-                event=d.event,
-                at=now,
-                reply=reply,
-                next_attempt_at=d.next_attempt_at,
-                mx=host.name if host else None,
-                data=data,
                 owner=self.node_id,
-                suppress=self._suppression(d.state, data),
-                suppress_until=now + self.hard_bounce_ttl if self.hard_bounce_ttl else None,
+                hard_bounce_ttl=self.hard_bounce_ttl,
+                elsewhere=elsewhere,
             )
+            blocked = blocked or block
             self._note_failure(item, record)
             records.append(record)
         self.recorder.add(records)
         if blocked and paths is not None:
             paths.strike(site)
 
-    def _blocked_from(
-        self,
-        site: Site,
-        item: WorkItem,
-        r: LeasedRecipient,
-        d: Decision,
-        data: dict[str, object],
-        attempts: int,
-        now: float,
-    ) -> Decision:
-        """A block reply (blocklist, IP reputation) judges the source, not the recipient:
-        when another source of the pool may send there, the recipient is retried from it
-        instead of bouncing."""
-        assert self.paths is not None
-        if d.state is not RecipientState.BOUNCED:
-            return d
-        if not self.paths.retry_elsewhere(site, item.message, r):
-            return d
-        when = next_attempt(
-            attempts, now=now, expires_at=r.expires_at, policy=self.policy, rng=self.rng
-        )
-        if when is None:
-            return d
-        data["retry_elsewhere"] = True
-        return Decision(RecipientState.QUEUED, EventType.DEFERRED, when)
-
-    def _classify(self, reply: Reply, host: Host | None, data: dict[str, object]) -> None:
-        """Bounce category and hard/soft verdict of a failure, from the shared rules."""
-        try:
-            verdict = classify_reply(reply, host.name if host else None)
-        except Exception:  # a classifier problem must never lose an outcome
-            log.exception("bounce classification failed", extra={"action": "deliver.classify"})
-            return
-        data["category"] = verdict.category.value
-        data["hard"] = verdict.hard
-
     def finish_without_site(self, item: WorkItem, reply: Reply) -> None:
         now = time.time()
         records = []
         for r in item.recipients:
-            attempts = r.attempts + 1
-            d = decide(
+            record, _ = attempt_record(
+                item,
+                r,
                 reply,
-                attempts=attempts,
-                expires_at=r.expires_at,
+                _SYNTHETIC,
                 now=now,
                 policy=self.policy,
                 rng=self.rng,
-            )
-            data: dict[str, object] = {
-                "attempt": attempts,
-                "command": reply.command,
-                "synthetic": True,
-            }
-            self._classify(reply, None, data)
-            if d.state is RecipientState.EXPIRED:
-                _expired(data)
-            elif d.state is RecipientState.BOUNCED:
-                _bounce_fields(data, reply, None)
-            record = make_record(
-                item,
-                r,
-                state=d.state,
-                event=d.event,
-                at=now,
-                reply=reply,
-                next_attempt_at=d.next_attempt_at,
-                data=data,
                 owner=self.node_id,
-                suppress=self._suppression(d.state, data),
-                suppress_until=now + self.hard_bounce_ttl if self.hard_bounce_ttl else None,
+                hard_bounce_ttl=self.hard_bounce_ttl,
             )
             self._note_failure(item, record)
             records.append(record)
         self.recorder.add(records)
 
-    def expire(self, item: WorkItem, recipients: Sequence[Any], *, now: float) -> None:
-        reply = Reply(
-            451,
-            f"not delivered within {format_duration(self.policy.max_age)}",
-            "4.4.7",
-            "QUEUE",
-            True,
+    def expire(self, item: WorkItem, recipients: Sequence[LeasedRecipient], *, now: float) -> None:
+        records = expired_records(
+            item, recipients, now=now, max_age=self.policy.max_age, owner=self.node_id
         )
-        records = [
-            make_record(
-                item,
-                r,
-                state=RecipientState.EXPIRED,
-                event=EventType.EXPIRED,
-                at=now,
-                reply=reply,
-                counted=False,
-                data={"reason": "max_age", "category": "expired", "hard": False},
-                owner=self.node_id,
-            )
-            for r in recipients
-        ]
         for record in records:
             self._note_failure(item, record)
         self.recorder.add(records)
 
     def release(self, items: Sequence[WorkItem], *, now: float) -> None:
         """Hand leased work back to the queue without counting an attempt."""
-        self.recorder.add(
-            make_record(
-                item,
-                r,
-                state=RecipientState.QUEUED,
-                event=None,
-                at=now,
-                reply=None,
-                next_attempt_at=now,
-                counted=False,
-                owner=self.node_id,
-            )
-            for item in items
-            for r in item.recipients
-        )
+        self.recorder.add(released_records(items, now=now, owner=self.node_id))

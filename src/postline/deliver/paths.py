@@ -24,33 +24,39 @@ is a strike against (source, destination), counted in the throttle backend with 
 ``suspend_for``: its buffered work goes back to the queue and is given to the pool's
 other sources. A recipient refused that way is deferred, not bounced, when its pool has
 another source not blocked there, and its retry avoids the source that was refused.
+
+The paths reach the engine only through :class:`~postline.deliver.port.EnginePort`;
+their sites come from the engine's :class:`~postline.deliver.site.Sites` and the
+targets from its :class:`~postline.deliver.routing.Routes`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from postline.deliver.egress import Egress, Pool, Source, pick
-from postline.deliver.site import Host, Site, WorkItem, buffer_limit, make_record
+from postline.deliver.outcome import held_back
+from postline.deliver.port import EnginePort, SiteRef
+from postline.deliver.routing import Routes, Target
+from postline.deliver.site import Site, Sites, buffer_limit
 from postline.deliver.warmup import Caps, windows
+from postline.deliver.work import WorkItem
 from postline.errors import ThrottleError
-from postline.model import EventType, RecipientState, Reply
-from postline.store.base import LeasedMessage, LeasedRecipient
+from postline.model import Reply
+from postline.store.base import LeasedMessage, LeasedRecipient, TenantStore
 from postline.throttle.adaptive import AdaptiveParams
 from postline.throttle.base import QuotaWindow
 from postline.throttle.keys import block_key, quota_group
-from postline.throttle.rules import Destination
+from postline.throttle.rules import ThrottleRules
 
-if TYPE_CHECKING:
-    from postline.deliver.engine import DeliveryEngine
-
-__all__ = ["SourceLane", "SourcePaths", "Target"]
+__all__ = ["SourceLane", "SourcePaths"]
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +64,6 @@ log = logging.getLogger(__name__)
 _WINDOW_SLACK = 120.0
 _MAX_AVOID = 100_000
 _TOP_PROVIDERS = 50
-
-
-@dataclass(slots=True)
-class Target:
-    """Where one domain's mail goes: built per route, a site per source on demand."""
-
-    domain: str
-    mx: tuple[str, ...]
-    site_name: str
-    hosts: list[Host]
-    base: Destination
-    """The destination matched without a source: rule, limits, provider."""
-    sites: dict[str, Site] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -121,16 +114,26 @@ class SourceLane:
 class SourcePaths:
     """Source choice, warm-up caps and provider blocks for one engine (see module)."""
 
-    def __init__(self, engine: DeliveryEngine, egress: Egress) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        port: EnginePort,
+        egress: Egress,
+        *,
+        sites: Sites,
+        routes: Routes,
+        rules: ThrottleRules,
+        tenants: TenantStore,
+        rng: random.Random,
+        block_params: AdaptiveParams,
+    ) -> None:
+        self.port = port
         self.egress = egress
-        b = engine.config.delivery.blocks
-        self.block_params = AdaptiveParams(
-            cut_cooldown=0.0,
-            strikes=b.suspend_after,
-            strike_window=b.suspend_window,
-            suspend_for=b.suspend_for,
-        )
+        self.sites = sites
+        self.routes = routes
+        self.rules = rules
+        self.tenants = tenants
+        self.rng = rng
+        self.block_params = block_params
         # (source, provider) -> epoch seconds until which the path is blocked / capped
         self.blocked: dict[tuple[str, str], float] = {}
         self.capped: dict[tuple[str, str], float] = {}
@@ -149,9 +152,8 @@ class SourcePaths:
     def site_for(self, target: Target, source: Source) -> Site:
         site = target.sites.get(source.name)
         if site is None:
-            e = self.engine
-            dest = e.rules.match(target.domain, target.mx, target.site_name, source=source.name)
-            site = e.site_of(dest, target.site_name, target.hosts, source)
+            dest = self.rules.match(target.domain, target.mx, target.site_name, source=source.name)
+            site = self.sites.site_of(dest, target.site_name, target.hosts, source)
             target.sites[source.name] = site
         return site
 
@@ -160,10 +162,10 @@ class SourcePaths:
         until = self.blocked.get((source.name, target.base.provider), 0.0)
         site = target.sites.get(source.name)
         if site is not None:
-            until = max(until, site.down_until, self.engine.suspended_until(site.bucket))
+            until = max(until, site.down_until, self.sites.suspended_until(site.bucket))
         return until if until > now else 0.0
 
-    def is_blocked(self, site: Site, now: float) -> bool:
+    def is_blocked(self, site: SiteRef, now: float) -> bool:
         return self.blocked.get((site.source.name, site.destination.provider), 0.0) > now
 
     def _overflows(self, source: Source, provider: str, now: float) -> bool:
@@ -200,7 +202,7 @@ class SourcePaths:
         ]
         if avoid is not None and len(usable) > 1:
             usable = [s for s in usable if s.name != avoid]
-        return pick(usable, _always, self.engine.rng, room=room)
+        return pick(usable, _always, self.rng, room=room)
 
     def pool_wake(self, pool: Pool, target: Target, now: float) -> float:
         """The earliest time one of ``pool``'s sources may send to ``target`` again."""
@@ -210,21 +212,22 @@ class SourcePaths:
             for s in pool.sources
         ]
         later = [t for t in times if t > now]
-        return min(later) if later else now + self.engine.site_retry
+        return min(later) if later else now + self.port.settings.site_retry
 
     # -- leasing ---------------------------------------------------------------------
     def fresh_room(self, target: Target) -> int:
-        e = self.engine
-        return buffer_limit(target.base.limits, 0, e.default_connections, e.buffer_window)
+        settings = self.port.settings
+        return buffer_limit(
+            target.base.limits, 0, settings.default_connections, settings.buffer_window
+        )
 
     def target_of(self, domain: str) -> Target | None:
         """The target of ``domain``'s current route, if it has one."""
-        route = self.engine.routes.get(domain)
-        return route.target if route is not None else None
+        return self.routes.target_of(domain)
 
     def start(self, coro: Any, name: str) -> None:
         """Run ``coro`` as a task cancelled when the engine stops."""
-        task = self.engine.loop.create_task(coro, name=name)
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -239,7 +242,7 @@ class SourcePaths:
         """Remember the names of tenants (pools may be dedicated by name)."""
         for tid in set(tenant_ids) - self.tenant_names.keys():
             try:
-                tenant = await self.engine.store.get_tenant(id=tid)
+                tenant = await self.tenants.get_tenant(id=tid)
             except Exception:
                 log.exception("tenant lookup failed", extra={"action": "deliver.tenant_lookup"})
                 continue
@@ -317,7 +320,7 @@ class SourcePaths:
             quota.append(QuotaWindow(w.hour, caps.hour, w.hour_ends - calendar + _WINDOW_SLACK))
         n = sum(len(it.recipients) for it in group)
         group_key = quota_group(source.name, provider)
-        throttle = self.engine.throttle
+        throttle = self.port.throttle.backend
         try:
             granted = await throttle.take_quota(group_key, quota, n)
             full_day = False
@@ -325,7 +328,7 @@ class SourcePaths:
                 (used,) = await throttle.quota_used(group_key, [w.day])
                 full_day = caps.hour is None or used >= caps.day
         except ThrottleError as exc:
-            self.engine.throttle_failed(exc)
+            self.port.throttle.failed(exc)
             self.capped[key] = now + 5.0
             return [], group
         self._note_warm(source, provider, target.base.rule.name, w.day)
@@ -353,7 +356,7 @@ class SourcePaths:
 
     def _defer(self, target: Target, waiting: Sequence[_Waiting], now: float) -> None:
         """Back to the queue until a source can take it, without counting an attempt."""
-        e = self.engine
+        node_id = self.port.settings.node_id
         records = []
         for w in waiting:
             if w.source is not None:
@@ -367,22 +370,9 @@ class SourcePaths:
                 text = f"no source of the pool can send to {target.base.provider} now"
                 data = {"reason": w.reason}
             reply = Reply(451, text, "4.7.0", "EGRESS", True)
-            for r in w.item.recipients:
-                records.append(
-                    make_record(
-                        w.item,
-                        r,
-                        state=RecipientState.QUEUED,
-                        event=EventType.DEFERRED,
-                        at=now,
-                        reply=reply,
-                        next_attempt_at=max(w.until, now + 1.0),
-                        counted=False,
-                        data=data,
-                        owner=e.node_id,
-                    )
-                )
-        e.recorder.add(records)
+            until = max(w.until, now + 1.0)
+            records.extend(held_back(w.item, reply, now=now, until=until, data=data, owner=node_id))
+        self.port.record(records)
 
     # -- direct hand-off -------------------------------------------------------------
     def claim_site(self, target: Target, tenant_id: str, stream: str, now: float) -> Site | None:
@@ -402,7 +392,7 @@ class SourcePaths:
         return self.site_for(target, source)
 
     # -- provider blocks -------------------------------------------------------------
-    def retry_elsewhere(self, site: Site, message: LeasedMessage, r: LeasedRecipient) -> bool:
+    def retry_elsewhere(self, site: SiteRef, message: LeasedMessage, r: LeasedRecipient) -> bool:
         """After a block reply for ``r`` from ``site``: True (and the retry told to avoid
         that source) when its pool has another source not blocked there."""
         now = time.time()
@@ -423,18 +413,18 @@ class SourcePaths:
         for task in self._tasks:
             task.cancel()
 
-    def strike(self, site: Site) -> None:
+    def strike(self, site: SiteRef) -> None:
         """Count a block reply against the site's (source, destination) path."""
         self.start(self._strike(site.source, site.destination.provider), "deliver:block")
 
     async def _strike(self, source: Source, provider: str) -> None:
         key = block_key(source.name, provider)
-        throttle = self.engine.throttle
+        throttle = self.port.throttle.backend
         try:
             await throttle.report_throttled(key, params=self.block_params)
             status = await throttle.state(key)
         except ThrottleError as exc:
-            self.engine.throttle_failed(exc)
+            self.port.throttle.failed(exc)
             return
         if status.suspended_for > 0:
             self.block(source, provider, status.suspended_for)
@@ -456,11 +446,11 @@ class SourcePaths:
         for stale in [k for k, until in self.blocked.items() if until <= now]:
             del self.blocked[stale]
         items: list[WorkItem] = []
-        for site in list(self.engine.sites.values()):
+        for site in list(self.sites):
             if site.source is source and site.destination.provider == provider:
                 items.extend(site.drain())
         if items:
-            self.engine.release(items, now=now)
+            self.port.release(items, now=now)
 
     # -- state -----------------------------------------------------------------------
     async def state(self) -> list[dict[str, Any]]:
@@ -495,7 +485,7 @@ class SourcePaths:
                 for provider, rule in seen.get(source.name, {}).items():
                     caps = plan.caps(day, rule) if day is not None else None
                     try:
-                        sent_day, sent_hour = await self.engine.throttle.quota_used(
+                        sent_day, sent_hour = await self.port.throttle.backend.quota_used(
                             quota_group(source.name, provider), [w.day, w.hour]
                         )
                     except ThrottleError:

@@ -7,6 +7,11 @@ a small, bounded buffer of leased work, opens connections up to the bucket's con
 limit, sends each item when the bucket's rate allows, and reports every outcome to the
 engine. A slow or blocked site only ever holds its own buffer, so it never delays
 another destination.
+
+:class:`Sites` keeps every site of an engine, by key and by throttle bucket, with what
+they share: the node's connection budget, the connection slots held per bucket and the
+buckets suspended by throttling. Sites reach the engine only through
+:class:`~postline.deliver.port.EnginePort`.
 """
 
 from __future__ import annotations
@@ -15,44 +20,20 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 
 from postline.deliver.egress import Source
+from postline.deliver.port import Connection, EnginePort
+from postline.deliver.work import Host, WorkItem
 from postline.errors import ThrottleError
-from postline.model import EventType, RecipientState, Reply
-from postline.smtp.client import SMTPClient, SMTPClientError
-from postline.store.base import AttemptRecord, LeasedMessage, LeasedRecipient
+from postline.model import Reply
+from postline.smtp.client import SMTPClientError
 from postline.throttle.rules import Destination, Limits
 
-if TYPE_CHECKING:
-    from postline.deliver.engine import DeliveryEngine
-
-__all__ = ["Host", "Site", "WorkItem", "buffer_limit"]
+__all__ = ["Site", "Sites", "buffer_limit"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Host:
-    """One address to connect to, with the MX name it came from."""
-
-    name: str
-    address: str
-    port: int
-
-
-@dataclass(slots=True)
-class WorkItem:
-    """Recipients of one message, in one domain, for one transaction."""
-
-    message: LeasedMessage
-    recipients: list[LeasedRecipient]
-    domain: str
-    lease_until: float
-    queued_at: float = field(default_factory=time.monotonic)
 
 
 def buffer_limit(limits: Limits, workers: int, default_connections: int, window: float) -> int:
@@ -72,16 +53,106 @@ def buffer_limit(limits: Limits, workers: int, default_connections: int, window:
     return max(1, min(cap, 5000))
 
 
+class Sites:
+    """Every site of one engine, by key and by throttle bucket, and what they share: the
+    node's connection budget (``[delivery] max_connections``), the connection slots held
+    per bucket and the buckets suspended by throttling."""
+
+    def __init__(self, port: EnginePort, max_connections: int) -> None:
+        self.port = port
+        self.by_key: dict[str, Site] = {}
+        self._by_bucket: dict[str, set[Site]] = {}
+        self.max_connections = max_connections
+        self._open = 0
+        self.workers: Counter[str] = Counter()
+        """Connection slots held (workers running) per bucket on this node."""
+        self._suspended: dict[str, float] = {}
+
+    def __iter__(self) -> Iterator[Site]:
+        return iter(self.by_key.values())
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def site_of(self, dest: Destination, site_name: str, hosts: list[Host], source: Source) -> Site:
+        """The site of ``dest`` (whose key names the source, if any) at ``site_name``."""
+        key = f"{dest.key}|{site_name}"
+        site = self.by_key.get(key)
+        if site is None:
+            site = Site(self, key, dest, hosts, source)
+            self.by_key[key] = site
+            self._by_bucket.setdefault(site.bucket, set()).add(site)
+        else:
+            site.hosts = hosts  # MX answers change; preference order is refreshed
+        site.last_used = time.monotonic()
+        return site
+
+    def forget_idle(self, now: float, in_use: Callable[[Site], bool]) -> None:
+        """Drop sites idle for five minutes (no worker, buffer or claim) unless
+        ``in_use`` says otherwise (a lane of admission)."""
+        idle = [
+            k
+            for k, s in self.by_key.items()
+            if not s.workers
+            and not s.buffer
+            and not s.reserved
+            and now - s.last_used > 300
+            and not in_use(s)
+        ]
+        for key in idle:
+            site = self.by_key.pop(key)
+            self._by_bucket.get(site.bucket, set()).discard(site)
+
+    # -- connection budget (all sites of this node) ------------------------------------
+    def budget(self) -> int:
+        """Connections this node may still open."""
+        return self.max_connections - self._open
+
+    def reserve(self, bucket: str) -> None:
+        self._open += 1
+        self.workers[bucket] += 1
+
+    def release(self, bucket: str) -> None:
+        self._open -= 1
+        self.workers[bucket] -= 1
+        # A slot of a shared bucket came free: sites waiting for one get their turn.
+        for site in self._by_bucket.get(bucket, ()):
+            if site.buffer and not self.port.held(site):
+                site.spawn()
+
+    def others_waiting(self, site: Site) -> bool:
+        """True when another site of the same bucket has work but no connection."""
+        return any(
+            other is not site and other.buffer and not other.workers
+            for other in self._by_bucket.get(site.bucket, ())
+        )
+
+    # -- suspended buckets -----------------------------------------------------------
+    def suspend(self, bucket: str, until: float) -> list[WorkItem]:
+        """Hold ``bucket`` until ``until``; the buffered work of its sites, taken out."""
+        self._suspended[bucket] = max(self._suspended.get(bucket, 0.0), until)
+        held: list[WorkItem] = []
+        for other in self.by_key.values():
+            if other.bucket == bucket:
+                held.extend(other.drain())
+        return held
+
+    def suspended_until(self, bucket: str) -> float:
+        """When the adaptive suspension of ``bucket`` ends (0.0: not suspended)."""
+        return self._suspended.get(bucket, 0.0)
+
+
 class Site:
     def __init__(
         self,
-        engine: DeliveryEngine,
+        sites: Sites,
         key: str,
         destination: Destination,
         hosts: Sequence[Host],
         source: Source,
     ) -> None:
-        self.engine = engine
+        self.sites = sites
+        self.port = sites.port
         self.key = key
         self.source = source
         self.bucket = destination.key
@@ -105,12 +176,13 @@ class Site:
         """How much leased work may wait here: :func:`buffer_limit`, written out (this
         runs for every recipient handed over)."""
         limits = self.destination.limits
-        conns = limits.connections or self.engine.default_connections
+        settings = self.port.settings
+        conns = limits.connections or settings.default_connections
         cap = conns * 50
         if limits.rate is not None:
-            held = max(1, self.engine.bucket_workers[self.bucket])
+            held = max(1, self.sites.workers[self.bucket])
             rate = limits.rate * min(1.0, held / conns)
-            cap = min(cap, max(int(rate * self.engine.buffer_window), 10))
+            cap = min(cap, max(int(rate * settings.buffer_window), 10))
         return max(1, min(cap, 5000))
 
     def capacity(self) -> int:
@@ -129,8 +201,7 @@ class Site:
         """What admission may lease for this site now: nothing while it is held (down,
         suspended, blocked) or could not get a connection; otherwise its buffer room,
         once at least a quarter of the buffer is free (leases come in useful sizes)."""
-        engine = self.engine
-        if engine.held(self) or (not self.workers and engine.connection_budget() <= 0):
+        if self.port.held(self) or (not self.workers and self.sites.budget() <= 0):
             return 0
         cap = self.max_buffer()
         free = self.capacity()
@@ -157,30 +228,31 @@ class Site:
         item = self.buffer.popleft()
         if self.capacity() > 0:
             self._space.set()
-            self.engine.wake_admission()
+            self.port.wake_admission()
         return item
 
     def spawn(self) -> None:
-        limit = self.destination.limits.connections or self.engine.default_connections
+        sites = self.sites
+        limit = self.destination.limits.connections or self.port.settings.default_connections
         # One more connection when work waits that the idle ones cannot absorb; the
         # connection limit belongs to the throttle bucket, which several sites may share.
         while (
             self.buffer
-            and self.engine.bucket_workers[self.bucket] < limit
+            and sites.workers[self.bucket] < limit
             and len(self.buffer) > self.idle
-            and self.engine.connection_budget() > 0
-            and not self.engine.stopping
+            and sites.budget() > 0
+            and not self.port.stopping
         ):
-            task = self.engine.loop.create_task(self._worker(), name=f"site:{self.key}")
+            task = asyncio.get_running_loop().create_task(self._worker(), name=f"site:{self.key}")
             self.workers.add(task)
             task.add_done_callback(self._worker_done)
-            self.engine.reserve_connection(self.bucket)
+            sites.reserve(self.bucket)
             if len(self.buffer) <= len(self.workers):
                 break
 
     def _worker_done(self, task: asyncio.Task[None]) -> None:
         self.workers.discard(task)
-        self.engine.release_connection(self.bucket)
+        self.sites.release(self.bucket)
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "delivery worker for %s failed",
@@ -188,21 +260,21 @@ class Site:
                 exc_info=task.exception(),
                 extra={"action": "deliver.worker_failed"},
             )
-        if self.buffer and not self.engine.stopping and not self.engine.held(self):
+        if self.buffer and not self.port.stopping and not self.port.held(self):
             self.spawn()
 
     def wake(self) -> None:
         self._work.set()
 
     async def _next(self, timeout: float) -> WorkItem | None:
-        loop = self.engine.loop
+        loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             item = self._take()
             if item is not None:
                 return item
             remaining = deadline - loop.time()
-            if self.engine.stopping or remaining <= 0:
+            if self.port.stopping or remaining <= 0:
                 return None
             self._work.clear()
             self.idle += 1
@@ -217,7 +289,7 @@ class Site:
         items = list(self.buffer)
         self.buffer.clear()
         self._space.set()
-        self.engine.wake_admission()
+        self.port.wake_admission()
         return items
 
     def drain_tenant(self, tenant_id: str) -> list[WorkItem]:
@@ -229,27 +301,20 @@ class Site:
         return items
 
     # -- one connection --------------------------------------------------------------
-    async def _connect(self) -> tuple[SMTPClient | None, Reply | None, Host | None]:
+    async def _connect(self) -> tuple[Connection | None, Reply | None, Host | None]:
         """Try the hosts in preference order; the first session wins."""
+        port = self.port
         last: Reply | None = None
         all_permanent = True
         for host in self.hosts:
             try:
-                client = await SMTPClient.connect(
-                    host.address,
-                    host.port,
-                    ehlo_hostname=self.source.ehlo,
-                    timeouts=self.engine.timeouts,
-                    source_address=self.source.address,
-                    server_name=host.name,
-                    tls=self.engine.tls_mode,
-                )
+                client = await port.connect(host, self.source)
             except SMTPClientError as exc:
                 last = exc.reply
                 if not exc.reply.permanent:
                     all_permanent = False
-                if self.engine.is_throttling(self.destination, exc.reply):
-                    await self.engine.report_throttled(self)
+                if port.throttle.is_throttling(self.destination, exc.reply):
+                    await port.report_throttled(self)
                 log.debug(
                     "connect to %s (%s) failed: %s",
                     host.name,
@@ -278,8 +343,8 @@ class Site:
         and then given up for a moment, so that other nodes sharing the bucket — which
         retry every few hundred milliseconds — get their turn.
         """
-        engine = self.engine
-        while not engine.stopping:
+        port = self.port
+        while not port.stopping:
             lease = await self._acquire()
             if lease is None:
                 # Every slot is held (possibly by other nodes): back off, jittered.
@@ -290,7 +355,7 @@ class Site:
                 again = await self._connection(lease)
             finally:
                 try:
-                    await engine.throttle.release_connection(self.bucket, lease)
+                    await port.throttle.backend.release_connection(self.bucket, lease)
                 except ThrottleError:
                     pass  # the lease expires by itself
             if not again or not self.buffer:
@@ -298,39 +363,39 @@ class Site:
             await asyncio.sleep(self._rng.uniform(0.05, 0.25))
 
     async def _acquire(self) -> str | None:
-        engine = self.engine
+        port = self.port
         try:
-            lease = await engine.throttle.acquire_connection(
+            lease = await port.throttle.backend.acquire_connection(
                 self.bucket,
                 self.destination.limits.connections,
-                engine.node_id,
-                ttl=engine.connection_ttl,
+                port.settings.node_id,
+                ttl=port.settings.connection_ttl,
             )
         except ThrottleError as exc:
-            engine.throttle_failed(exc)
+            port.throttle.failed(exc)
             return None
-        engine.throttle_ok()
+        port.throttle.ok()
         return lease
 
     async def _connection(self, lease: str) -> bool:
         """One SMTP connection's worth of work; True when it ended only because it was
         full (``messages_per_connection``) and more work waits."""
-        engine = self.engine
-        client: SMTPClient | None = None
+        port = self.port
+        client: Connection | None = None
         host: Host | None = None
         per_conn = self.destination.limits.messages_per_connection or 100
         sent = 0
         lapsed = asyncio.Event()
         keeper = asyncio.create_task(self._keep(lease, lapsed), name=f"lease:{self.key}")
         try:
-            while not engine.stopping and not lapsed.is_set():
-                item = await self._next(engine.idle_timeout)
+            while not port.stopping and not lapsed.is_set():
+                item = await self._next(port.settings.idle_timeout)
                 if item is None:
                     return False
                 if lapsed.is_set():
                     # The slot lapsed (or the backend is away): it may be someone else's
                     # now, so this connection ends and the item waits for another.
-                    engine.release([item], now=time.time())
+                    port.release([item], now=time.time())
                     return False
                 if not await self._admit(item):
                     continue
@@ -343,13 +408,13 @@ class Site:
                         assert failure is not None
                         self._site_down(item, failure)
                         return False
-                    engine.metrics.connections.inc()
+                    port.metrics.connections.inc()
                 assert host is not None
                 await self._send(client, host, item)
                 sent += 1
                 if sent >= per_conn:
                     # Hand the slot to another site of the bucket, or to another node.
-                    return not engine.others_waiting(self)
+                    return not self.sites.others_waiting(self)
             return False
         finally:
             keeper.cancel()
@@ -359,23 +424,23 @@ class Site:
     async def _keep(self, lease: str, lapsed: asyncio.Event) -> None:
         """Renew the connection slot every third of its lifetime while the worker runs,
         however long one transaction takes; a lease that could not be renewed ends it."""
-        ttl = self.engine.connection_ttl
+        ttl = self.port.settings.connection_ttl
         while True:
             await asyncio.sleep(ttl / 3)
             try:
-                renewed = await self.engine.throttle.renew_connection(self.bucket, lease, ttl)
+                renewed = await self.port.throttle.backend.renew_connection(self.bucket, lease, ttl)
             except ThrottleError as exc:
-                self.engine.throttle_failed(exc)
+                self.port.throttle.failed(exc)
                 renewed = False
             if not renewed:
                 lapsed.set()
                 return
 
-    async def _hang_up(self, client: SMTPClient) -> None:
+    async def _hang_up(self, client: Connection) -> None:
         """QUIT (or drop a broken session), then give the receiver a moment to see the
         close: providers count concurrent connections on their side of the wire, and a
         new connection must not overlap the one just ended."""
-        self.engine.metrics.connections.dec()
+        self.port.metrics.connections.dec()
         if client.usable:
             await client.quit()
         else:
@@ -384,128 +449,68 @@ class Site:
 
     async def _admit(self, item: WorkItem) -> bool:
         """Wait for the rate limit; False when the item was handed back instead."""
-        engine = self.engine
-        if engine.is_cancelled(item):
+        port = self.port
+        if not port.admit(item, time.time()):
             return False
-        now = time.time()
-        if engine.tenant_held(item.message.tenant_id):
-            # The tenant was paused after this was leased: back to the queue, held there.
-            engine.release([item], now=now)
-            return False
-        if engine.lease_expiry(item) - now < engine.lease_margin:
-            # The lease is running out (it could not be renewed): let the queue have the
-            # work back before another node may take it.
-            engine.release([item], now=now)
-            return False
-        # The last retry is scheduled at the deadline itself: it still goes out, and its
-        # reply decides. Only a recipient that sat past its deadline (in a paused queue,
-        # behind a suspension) expires without an attempt.
-        cutoff = now - engine.lease_margin
-        live = [r for r in item.recipients if r.expires_at > cutoff]
-        if len(live) < len(item.recipients):
-            engine.expire(item, [r for r in item.recipients if r.expires_at <= cutoff], now=now)
-            if not live:
-                return False
-            item.recipients = live
         while True:
             try:
-                delay = await engine.throttle.try_acquire(
+                delay = await port.throttle.backend.try_acquire(
                     self.bucket, self.destination.limits, len(item.recipients)
                 )
                 if delay > 0:
-                    status = await engine.throttle.state(self.bucket)
+                    status = await port.throttle.backend.state(self.bucket)
                     if status.suspended_for > 0:
-                        engine.suspend(self, status.suspended_for, [item])
+                        port.suspend(self, status.suspended_for, [item])
                         return False
             except ThrottleError as exc:
                 # Fail closed: without the shared limits nothing is sent.
-                engine.throttle_failed(exc)
+                port.throttle.failed(exc)
                 delay = 1.0
             else:
-                engine.throttle_ok()
-            if engine.is_cancelled(item):
+                port.throttle.ok()
+            if port.is_cancelled(item):
                 return False
             if delay <= 0:
                 return True
-            if engine.stopping or engine.lease_expiry(item) - time.time() < engine.lease_margin:
-                engine.release([item], now=time.time())
+            if port.stopping or port.lease_expiry(item) - time.time() < port.settings.lease_margin:
+                port.release([item], now=time.time())
                 return False
             await asyncio.sleep(min(delay, 1.0))
 
-    async def _send(self, client: SMTPClient, host: Host, item: WorkItem) -> None:
-        engine = self.engine
+    async def _send(self, client: Connection, host: Host, item: WorkItem) -> None:
+        port = self.port
         rcpts = [r.address for r in item.recipients]
         started = time.monotonic()
         try:
-            mail_from, body = engine.outgoing(item)
+            mail_from, body = port.outgoing(item)
             result = await client.send(mail_from, rcpts, body)
         except SMTPClientError as exc:
-            engine.metrics.attempt_seconds.observe(time.monotonic() - started)
+            port.metrics.attempt_seconds.observe(time.monotonic() - started)
             replies = [exc.reply] * len(rcpts)
-            engine.finish(
+            port.settle(
                 self, item, replies, host, client.local_address[0], after_dot=exc.after_data_dot
             )
             return
-        engine.metrics.attempt_seconds.observe(time.monotonic() - started)
+        port.metrics.attempt_seconds.observe(time.monotonic() - started)
         self.sent += 1
         replies = list(result.outcomes())
-        engine.finish(self, item, replies, host, client.local_address[0])
-        if any(engine.is_throttling(self.destination, r) for r in replies):
-            await engine.report_throttled(self)
+        port.settle(self, item, replies, host, client.local_address[0])
+        if any(port.throttle.is_throttling(self.destination, r) for r in replies):
+            await port.report_throttled(self)
 
     def _site_down(self, item: WorkItem, reply: Reply) -> None:
         """No host would talk: the item and everything buffered share the failure."""
-        engine = self.engine
+        port = self.port
         items = [item, *self.drain()]
         if reply.transient:
-            self.down_until = time.time() + engine.site_retry
+            self.down_until = time.time() + port.settings.site_retry
         else:
             self.down_until = 0.0
         for it in items:
-            engine.finish(self, it, [reply] * len(it.recipients), None, None)
+            port.settle(self, it, [reply] * len(it.recipients), None, None)
         log.info(
             "destination %s unreachable: %s",
             self.key,
             reply,
             extra={"action": "deliver.site_down"},
         )
-
-
-def make_record(
-    item: WorkItem,
-    r: LeasedRecipient,
-    *,
-    state: RecipientState,
-    event: EventType | None,
-    at: float,
-    reply: Reply | None,
-    next_attempt_at: float = 0.0,
-    counted: bool = True,
-    mx: str | None = None,
-    data: dict[str, object] | None = None,
-    owner: str | None = None,
-    suppress: str | None = None,
-    suppress_until: float | None = None,
-) -> AttemptRecord:
-    return AttemptRecord(
-        message_id=item.message.id,
-        idx=r.idx,
-        tenant_id=r.tenant_id,
-        address=r.address,
-        state=state,
-        event=event,
-        at=at,
-        next_attempt_at=next_attempt_at,
-        counted=counted,
-        code=reply.code if reply else None,
-        enhanced=reply.enhanced if reply else None,
-        text=reply.text if reply else None,
-        mx=mx,
-        data=dict(data or {}),
-        domain=item.domain,
-        owner=owner,
-        suppress=suppress,
-        suppress_until=suppress_until,
-        stream=item.message.stream,
-        source=item.message.source,
-    )

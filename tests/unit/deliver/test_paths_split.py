@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from postline.deliver.paths import _split
-from postline.deliver.site import WorkItem
+from postline.deliver.work import WorkItem
 from postline.store.base import LeasedMessage, LeasedRecipient
 
 

@@ -1,0 +1,200 @@
+"""Routes: where each domain's mail goes, looked up per domain and kept a short while.
+
+A domain's route is a static route (``[[delivery.routes]]``) or its MX hosts, resolved
+through :class:`~postline.dns.resolver.Resolver` and matched to a throttle rule. With
+the implicit source (no ``[[delivery.sources]]``) the route is that source's
+:class:`~postline.deliver.site.Site`; with several sources it is a :class:`Target`, and
+:mod:`postline.deliver.paths` gives each source its own site towards it. A lookup that
+fails is a route too: its reply (a permanent DNS failure bounces, a temporary one
+defers) decides the outcome of the domain's mail.
+
+:class:`Routes` keeps them for ``ROUTE_TTL`` seconds (a temporary failure for five) and
+looks up the routes of due domains in the background, a few at a time, telling the
+engine which queues waited for each one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from postline.config import Config
+from postline.deliver.egress import Source
+from postline.deliver.outcome import dns_reply
+from postline.deliver.site import Site, Sites
+from postline.deliver.work import Host
+from postline.dns.resolver import Resolver
+from postline.model import Reply
+from postline.store.base import QueueKey
+from postline.throttle.rules import Destination, ThrottleRules
+
+__all__ = ["ROUTE_TTL", "Route", "Routes", "Target"]
+
+log = logging.getLogger(__name__)
+
+ROUTE_TTL = 30.0
+_RESOLVERS = 64  # route lookups running at once
+
+
+@dataclass(slots=True)
+class Target:
+    """Where one domain's mail goes: built per route, a site per source on demand."""
+
+    domain: str
+    mx: tuple[str, ...]
+    site_name: str
+    hosts: list[Host]
+    base: Destination
+    """The destination matched without a source: rule, limits, provider."""
+    sites: dict[str, Site] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    site: Site | None
+    """The site of the only source (no ``[[delivery.sources]]``)."""
+    failure: Reply | None
+    expires: float
+    target: Target | None = None
+    """With several sources: where the mail goes; a site per source on demand."""
+
+
+class Routes:
+    """The routes of one engine by domain, and their background lookups (see module).
+
+    ``single`` is the only source when there is no ``[[delivery.sources]]`` (routes are
+    its sites), None otherwise (routes are targets). ``on_routed`` gets each route looked
+    up in the background with the queues that waited for it.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        resolver: Resolver,
+        rules: ThrottleRules,
+        sites: Sites,
+        single: Source | None,
+        on_routed: Callable[[Route, set[QueueKey]], None],
+    ) -> None:
+        self._config = config
+        self._dns = resolver
+        self._rules = rules
+        self._sites = sites
+        self._single = single
+        self._on_routed = on_routed
+        self.table: dict[str, Route] = {}
+        self._resolving: dict[str, set[QueueKey]] = {}
+        self._to_resolve: deque[str] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    def get(self, domain: str) -> Route | None:
+        """The route of ``domain`` known now (possibly expired), without a lookup."""
+        return self.table.get(domain)
+
+    def target_of(self, domain: str) -> Target | None:
+        """The target of ``domain``'s current route, if it has one."""
+        route = self.table.get(domain)
+        return route.target if route is not None else None
+
+    async def route(self, domain: str) -> Route:
+        """The route of ``domain``, looked up now unless known and fresh."""
+        cached = self.table.get(domain)
+        if cached is not None and cached.expires > time.monotonic():
+            return cached
+        route = await self.resolve(domain)
+        self.table[domain] = route
+        return route
+
+    def look_up(self, domain: str, key: QueueKey | None) -> None:
+        """Find ``domain``'s route in the background; ``key`` is handed to ``on_routed``
+        with it (None: only learn the route)."""
+        waiting = self._resolving.get(domain)
+        if waiting is not None:
+            if key is not None:
+                waiting.add(key)
+            return
+        self._resolving[domain] = {key} if key is not None else set()
+        self._to_resolve.append(domain)
+        if len(self._tasks) < _RESOLVERS:
+            task = asyncio.get_running_loop().create_task(self._lookups(), name="deliver:routes")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def stop(self) -> None:
+        """No more lookups; those running are cancelled."""
+        self._stopped = True
+        for task in list(self._tasks):
+            task.cancel()
+
+    def expire(self, now: float) -> None:
+        """Forget routes expired for longer than ``ROUTE_TTL`` (``now``: monotonic)."""
+        for domain in [d for d, r in self.table.items() if r.expires < now - ROUTE_TTL]:
+            del self.table[domain]
+
+    async def _lookups(self) -> None:
+        """Look up routes of due domains, a few at a time, and hand over their queues."""
+        while self._to_resolve and not self._stopped:
+            domain = self._to_resolve.popleft()
+            try:
+                route = await self.resolve(domain)
+            except Exception:
+                log.exception(
+                    "route lookup for %s failed", domain, extra={"action": "deliver.route_failed"}
+                )
+                reply = dns_reply("temp_fail", domain, "route lookup failed")
+                route = Route(None, reply, time.monotonic() + 5.0)
+            self.table[domain] = route
+            keys = self._resolving.pop(domain, set())
+            self._on_routed(route, keys)
+
+    async def resolve(self, domain: str) -> Route:
+        """Look up ``domain``'s route (not cached)."""
+        expires = time.monotonic() + ROUTE_TTL
+        static = self._static_route(domain)
+        if static is not None:
+            host, port = static
+            try:
+                ipaddress.ip_address(host)
+                addresses: Sequence[str] = (host,)
+            except ValueError:
+                addresses = await self._dns.addresses(host)
+            if not addresses:
+                reply = dns_reply("temp_fail", domain, f"route host {host} has no address")
+                return Route(None, reply, time.monotonic() + 5.0)
+            hosts = [Host(host, a, port) for a in addresses]
+            site_name = f"route:{host}:{port}"
+            return self._route_to(domain, (host,), site_name, hosts, expires)
+        mx = await self._dns.mx(domain)
+        if mx.status != "ok":
+            reply = dns_reply(mx.status, domain, mx.detail)
+            ttl = 5.0 if mx.status == "temp_fail" else ROUTE_TTL
+            return Route(None, reply, time.monotonic() + ttl)
+        port = self._config.delivery.smtp_port
+        hosts = [Host(h.name, a, port) for h in mx.hosts for a in h.addresses]
+        names = tuple(h.name for h in mx.hosts)
+        return self._route_to(domain, names, mx.site, hosts, expires)
+
+    def _route_to(
+        self,
+        domain: str,
+        mx: tuple[str, ...],
+        site_name: str,
+        hosts: list[Host],
+        expires: float,
+    ) -> Route:
+        dest = self._rules.match(domain, mx, site_name)
+        if self._single is not None:
+            return Route(self._sites.site_of(dest, site_name, hosts, self._single), None, expires)
+        return Route(None, None, expires, Target(domain, mx, site_name, hosts, dest))
+
+    def _static_route(self, domain: str) -> tuple[str, int] | None:
+        for r in self._config.delivery.routes:
+            if r.domain == domain or r.domain == "*":
+                return r.host, r.port
+        return None
