@@ -23,7 +23,11 @@ Several processes may open one file (the workers of a node, a CLI command beside
 node). SQLite lets one of them write at a time; each writer takes an exclusive ``flock`` on
 ``<store>.lock`` around its transaction, so a writer waiting for another sleeps in the
 kernel and wakes the moment the lock is free, instead of SQLite's busy handler polling
-every 1-100 ms. With two workers the batches simply alternate, each still one fsync.
+every 1-100 ms. The lock covers the transaction only: with ``synchronous = full`` the
+write-ahead log is fsync'd right after the commit, outside the lock (the connection runs
+with NORMAL, which writes the log without syncing it), and only then are the callers
+answered; checkpoints run in a thread of their own (``_Checkpointer``), never inside a
+commit. So the fsyncs of two workers overlap, and the lock is held for the writing alone.
 
 This module is the only place that imports ``sqlite3``; driver errors become
 :mod:`postline.errors` store errors in :func:`_translate`.
@@ -39,6 +43,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -200,6 +205,13 @@ class _Writer(threading.Thread):
         self.batches = 0
         self.ops = 0
         self._lock_fd = -1
+        # With synchronous = "full" the log is fsync'd after the commit, outside the write
+        # lock (the connection itself runs with NORMAL): the fsync of one process does not
+        # hold up the writes of the others, and nothing is acknowledged before it.
+        self._sync_after = synchronous.lower() == "full"
+        self._log_path = path.with_name(path.name + "-wal")
+        self._log_fd = -1
+        self.committed = threading.Event()  # set after each batch (wakes the checkpointer)
 
     def submit(self, op: _Op, lane: int) -> None:
         with self._cond:
@@ -249,9 +261,12 @@ class _Writer(threading.Thread):
             self._lock_fd = os.open(
                 self._path.with_name(self._path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600
             )
-            conn = _connect(self._path, self._synchronous)
+            conn = _connect(self._path, "normal" if self._sync_after else self._synchronous)
             with self._locked():
                 _apply_schema(conn)
+            # Checkpoints run in their own thread (_Checkpointer), never inside a commit:
+            # a commit holds the write lock, which every process on the file waits for.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException as exc:  # reported to open()
             if self._lock_fd >= 0:
                 os.close(self._lock_fd)
@@ -283,6 +298,18 @@ class _Writer(threading.Thread):
         finally:
             conn.close()
             os.close(self._lock_fd)
+            if self._log_fd >= 0:
+                os.close(self._log_fd)
+
+    def _sync_log(self) -> None:
+        """fsync the write-ahead log (every commit so far, of any process, is durable)."""
+        fd = self._log_fd
+        if fd >= 0 and os.fstat(fd).st_nlink == 0:  # the log file was removed and made anew
+            os.close(fd)
+            fd = -1
+        if fd < 0:
+            fd = self._log_fd = os.open(self._log_path, os.O_RDONLY | os.O_CLOEXEC)
+        os.fsync(fd)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -306,8 +333,15 @@ class _Writer(threading.Thread):
                     alone = self._transaction(conn, [op])
                 assert alone is not None
                 results.extend(alone)
+        if self._sync_after and any(error is None for _, _, error in results):
+            try:
+                self._sync_log()
+            except OSError as exc:
+                err = StoreUnavailable(f"SQLite: the write-ahead log could not be synced: {exc}")
+                results = [(op, None, err) for op, _, _ in results]
         self.batches += 1
         self.ops += len(batch)
+        self.committed.set()
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any, BaseException | None]]] = {}
         for item in results:
             by_loop.setdefault(item[0].loop, []).append(item)
@@ -349,6 +383,55 @@ class _Writer(threading.Thread):
         return [(op, value, None) for op, value in zip(batch, values, strict=True)]
 
 
+_CHECKPOINT_EVERY = 0.25  # seconds at least between two checkpoints
+
+
+class _Checkpointer(threading.Thread):
+    """Copies the write-ahead log into the database file, beside the writer.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses its threshold, with
+    the write lock held: every writer of the file (each worker of a node) would wait for
+    a copy of megabytes and the fsync of the database file. Here a PASSIVE checkpoint runs
+    on its own connection at most every ``_CHECKPOINT_EVERY`` seconds while commits come
+    in; it waits for no reader or writer, and a checkpoint another process is running
+    makes this one skip a turn. Idle, it sleeps until the next commit.
+    """
+
+    def __init__(self, path: Path, synchronous: str, committed: threading.Event) -> None:
+        super().__init__(name="postline-sqlite-checkpoint", daemon=True)
+        self._path = path
+        self._synchronous = synchronous
+        self._committed = committed
+        self._closing = False
+        self.checkpoints = 0
+
+    def close(self) -> None:
+        self._closing = True
+        self._committed.set()
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self._path, self._synchronous)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except sqlite3.Error:
+            log.exception("no checkpoint connection", extra={"action": "store.checkpoint"})
+            return
+        try:
+            while True:
+                self._committed.wait()
+                if self._closing:
+                    break
+                self._committed.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    log.warning("checkpoint failed: %s", exc, extra={"action": "store.checkpoint"})
+                self.checkpoints += 1
+                time.sleep(_CHECKPOINT_EVERY)
+        finally:
+            conn.close()
+
+
 def _bodies(conn: sqlite3.Connection, ids: Collection[str]) -> dict[str, tuple[Any, ...]]:
     """Message rows (tenant, mail from, body, Message-ID, source, stream) by id."""
     if not ids:
@@ -379,6 +462,7 @@ class SQLiteCore:
         self._max_rows = max_rows
         self._readers = readers
         self._writer: _Writer | None = None
+        self._checkpointer: _Checkpointer | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -401,6 +485,8 @@ class SQLiteCore:
                 ) from err
             raise err
         self._writer = writer
+        self._checkpointer = _Checkpointer(self.path, self._synchronous, writer.committed)
+        self._checkpointer.start()
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="postline-sqlite-read")
 
     async def close(self) -> None:
@@ -409,6 +495,10 @@ class SQLiteCore:
             self._writer.close()
             await asyncio.to_thread(self._writer.join)
             self._writer = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
