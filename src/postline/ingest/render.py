@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
+from functools import lru_cache
 
 __all__ = [
     "HeaderInjection",
@@ -30,6 +31,8 @@ _UNSAFE = re.compile(r"[\r\n\x00]")
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 _HEADER_NAME = re.compile(rb"^([!-9;-~]+):", re.MULTILINE)
 _MAX_LINE = 998
+_LONG_LINE = re.compile(rb"[^\n]{%d}" % (_MAX_LINE - 1))
+"""A line longer than a 7bit part may carry once CRLF is added (998 octets with it)."""
 
 
 class HeaderInjection(ValueError):
@@ -46,9 +49,11 @@ class RenderedMessage:
         self.smtputf8 = smtputf8
 
 
+@lru_cache(maxsize=1)
 def _rfc5322_date(ts: float) -> str:
     """``Fri, 27 Nov 2026 10:00:00 +0000``: UTC with a numeric zone (not ``-0000``, which
-    says the zone is unknown, nor the obsolete ``GMT``)."""
+    says the zone is unknown, nor the obsolete ``GMT``). The last one is kept: the
+    messages of a batch share one time."""
     return format_datetime(datetime.fromtimestamp(ts, UTC))
 
 
@@ -90,6 +95,14 @@ def format_address(address: str, name: str | None = None) -> tuple[str, bool]:
     """``Name <addr>`` for a header; returns (text, needs SMTPUTF8)."""
     if _UNSAFE.search(address) or (name and _UNSAFE.search(name)):
         raise HeaderInjection("an address or display name contains a line break or NUL")
+    if not name and address.isascii():
+        return address, False  # what formataddr gives for a bare ASCII address
+    return _named_address(address, name)
+
+
+@lru_cache(maxsize=4096)
+def _named_address(address: str, name: str | None) -> tuple[str, bool]:
+    """:func:`format_address` after its checks (senders repeat: kept)."""
     if not address.isascii():
         # An internationalised address can only travel raw, in an SMTPUTF8 message.
         if name:
@@ -105,7 +118,7 @@ def _text_part(text: str, subtype: str) -> tuple[list[str], bytes, bool]:
     if raw and not raw.endswith("\n"):
         raw += "\n"
     data = raw.encode("utf-8")
-    if data.isascii() and all(len(line) <= _MAX_LINE - 2 for line in data.split(b"\n")):
+    if data.isascii() and _LONG_LINE.search(data) is None:
         headers = [
             f"Content-Type: text/{subtype}; charset=us-ascii",
             "Content-Transfer-Encoding: 7bit",

@@ -19,6 +19,7 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
 _UNSAFE = re.compile(r"[\r\n\x00]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TAG = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,64}$")
+_NAMED = re.compile(r'\s*(?:"?([^"<]*?)"?\s*)<([^<>]+)>\s*')
 
 RESERVED_HEADERS = frozenset(
     {
@@ -72,7 +73,7 @@ def _address(value: Any) -> Any:
         text = value.strip()
         if _UNSAFE.search(text):
             raise ValueError("an address may not contain line breaks or NUL")
-        m = re.fullmatch(r'\s*(?:"?([^"<]*?)"?\s*)<([^<>]+)>\s*', text)
+        m = _NAMED.fullmatch(text) if "<" in text else None
         if m:
             return {"email": m.group(2), "name": m.group(1).strip() or None}
         return {"email": text}
