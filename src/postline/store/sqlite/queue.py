@@ -54,7 +54,10 @@ class SQLiteQueue(SQLiteCore):
         # A batch's messages mostly share their tags and their event data: encoded once.
         tags_json: dict[tuple[str, ...], str] = {}
         data_json: dict[tuple[str, float | None], tuple[dict[str, Any], str]] = {}
-        queued = "queued"
+        # What the enqueue adds to the counts (no trigger counts inserted recipients).
+        states: dict[str, int] = {}
+        queues: dict[tuple[str, str], int] = {}
+        queued = RecipientState.QUEUED.value
         suppressed_state = RecipientState.SUPPRESSED.value
         accepted_type = EventType.ACCEPTED.value
         suppressed_type = EventType.SUPPRESSED.value
@@ -91,6 +94,12 @@ class SQLiteQueue(SQLiteCore):
             for r in m.recipients:
                 owned = r.idx in direct
                 suppressed = r.suppressed is not None
+                if suppressed:
+                    states[suppressed_state] = states.get(suppressed_state, 0) + 1
+                else:
+                    states[queued] = states.get(queued, 0) + 1
+                    queue = (m.tenant_id, r.domain)
+                    queues[queue] = queues.get(queue, 0) + 1
                 rcpt_rows.append(
                     (
                         m.id,
@@ -146,7 +155,11 @@ class SQLiteQueue(SQLiteCore):
                     },
                 )
             conn.executemany(_Q["insert_message"], msg_rows)
-            conn.execute(_Q["insert_recipients"], {"rows": json.dumps(rcpt_rows)})
+            conn.executemany(_Q["insert_recipient"], rcpt_rows)
+            conn.executemany(_Q["count_states"], states.items())
+            conn.executemany(
+                _Q["count_queued"], [(tenant, domain, n) for (tenant, domain), n in queues.items()]
+            )
             # Bound row by row: cheaper here than one JSON array (no JSON to make or read).
             conn.executemany(_Q["insert_event"], event_rows)
             return None
