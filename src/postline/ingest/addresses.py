@@ -38,8 +38,10 @@ class Address:
 
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
-"""RFC 5322 dot-atom text in ASCII: the local parts email-validator keeps as given."""
+_PLAIN = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@([^@\[][^@]*)")
+"""A local part of RFC 5322 dot-atom text (ASCII: the local parts email-validator keeps as
+given), one @ and a domain that is not a literal."""
+_FORBIDDEN = re.compile(r"[\r\n\x00<>]")
 _FOLDED_NAMES = frozenset(name.lower() for name in CASE_INSENSITIVE_MAILBOX_NAMES)
 """Local parts email-validator lower-cases (RFC 2142 role names): left to it."""
 _MAX_LENGTH = 254
@@ -64,39 +66,35 @@ def _checked(value: str) -> Address:
 
 
 @lru_cache(maxsize=16384)
-def _domain(domain: str) -> tuple[str, str] | None:
-    """(ASCII form lower-cased, internationalised form) of a domain as email-validator
-    checks it, or None when it refuses the domain. Its domain check does not depend on
-    the local part, so any valid one stands in for it."""
+def _domain(domain: str) -> tuple[str, int] | None:
+    """The ASCII form (lower-cased) of a domain as email-validator checks it, and the
+    longest of its three forms in UTF-8 octets (as given, internationalised, ASCII: the
+    address is checked in each); None when email-validator refuses the domain. Its
+    domain check does not depend on the local part, so any valid one stands in for it."""
     try:
         info = validate_email(
             f"a@{domain}", check_deliverability=False, allow_smtputf8=True, test_environment=True
         )
     except EmailNotValidError:
         return None
-    return info.ascii_domain.lower(), info.domain
+    longest = max(len(domain.encode()), len(info.domain.encode()), len(info.ascii_domain))
+    return info.ascii_domain.lower(), longest
 
 
 def _fast(value: str) -> Address | None:
     """An ASCII ``local@domain`` with a dot-atom local part, as email-validator would
     return it; None for any other input (and for any it would refuse)."""
-    if not value.isascii() or value.count("@") != 1:
+    plain = _PLAIN.fullmatch(value)
+    if plain is None or not value.isascii():
         return None
-    local, _, domain_part = value.partition("@")
-    if _DOT_ATOM.fullmatch(local) is None or local.lower() in _FOLDED_NAMES:
-        return None
-    if not domain_part or domain_part[0] == "[":
+    local, domain_part = plain.groups()
+    if local.lower() in _FOLDED_NAMES:
         return None
     forms = _domain(domain_part)
     if forms is None:
         return None
-    ascii_domain, domain = forms
-    # email-validator's length checks: as given, normalised, with the ASCII domain.
-    if (
-        len(value) > _MAX_LENGTH
-        or len(local) + 1 + len(domain.encode()) > _MAX_LENGTH
-        or len(local) + 1 + len(ascii_domain) > _MAX_LENGTH
-    ):
+    ascii_domain, longest = forms
+    if len(local) + 1 + longest > _MAX_LENGTH:
         return None
     return Address(address=f"{local}@{ascii_domain}", domain=ascii_domain, smtputf8=False)
 
@@ -106,6 +104,6 @@ def parse_address(value: str) -> Address:
     """Validate one bare address (no display name); raises :class:`InvalidAddress`."""
     if not value or len(value) > 320:
         raise InvalidAddress(f"{value[:40]!r} is not an email address")
-    if any(c in value for c in "\r\n\x00<>"):
+    if _FORBIDDEN.search(value):
         raise InvalidAddress(f"{value[:40]!r} contains characters not allowed in an address")
     return _fast(value) or _checked(value)

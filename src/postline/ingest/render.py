@@ -68,12 +68,16 @@ def _fold(name: str, value: str) -> str:
         return line
     out: list[str] = []
     current = f"{name}:"
+    blank = True  # the line holds nothing but white space after the name so far
     for word in value.split(" "):
-        if len(current) + 1 + len(word) > 78 and current.strip() not in (f"{name}:", ""):
+        if not blank and len(current) + 1 + len(word) > 78:
             out.append(current)
             current = " " + word
+            blank = not word.strip()
         else:
             current = f"{current} {word}"
+            if blank:
+                blank = not word.strip()
     out.append(current)
     return "\r\n".join(out)
 
@@ -154,25 +158,18 @@ def render_message(
     """Build a complete message (CRLF line endings) from API fields."""
     smtputf8 = False
     lines: list[str] = []
-
-    def addresses(name: str, items: Sequence[tuple[str, str | None]]) -> None:
-        nonlocal smtputf8
+    for name, items in (("From", (from_,)), ("To", to), ("Cc", cc), ("Reply-To", reply_to)):
         if not items:
-            return
-        parts = []
+            continue
+        shown: list[str] = []
         for addr, display in items:
             formatted, utf8 = format_address(addr, display)
             smtputf8 = smtputf8 or utf8
-            parts.append(formatted)
-        value = ", ".join(parts)
+            shown.append(formatted)
+        value = ", ".join(shown)
         if _UNSAFE.search(value):
             raise HeaderInjection(f"{name} contains a line break")
         lines.append(_fold(name, value))
-
-    addresses("From", [from_])
-    addresses("To", to)
-    addresses("Cc", cc)
-    addresses("Reply-To", reply_to)
     if subject:
         lines.append(header_line("Subject", subject, utf8=smtputf8))
     lines.append(f"Date: {_rfc5322_date(date)}")

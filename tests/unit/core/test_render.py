@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from postline.ingest.render import (
     HeaderInjection,
+    _fold,
     fix_raw,
     format_address,
     header_line,
@@ -118,3 +119,30 @@ def test_addresses_are_formatted_as_formataddr_does(address: str, name: str | No
     expected = (formataddr((name or "", address), "utf-8"), False)
     assert format_address(address, name) == expected
     assert format_address(address, name) == expected  # and again, from the cache
+
+
+def _fold_reference(name: str, value: str) -> str:
+    """Folding as first written: a line is broken before a word that would take it past
+    78 characters, unless it holds nothing but the name and white space."""
+    line = f"{name}: {value}"
+    if len(line) <= 78:
+        return line
+    out: list[str] = []
+    current = f"{name}:"
+    for word in value.split(" "):
+        if len(current) + 1 + len(word) > 78 and current.strip() not in (f"{name}:", ""):
+            out.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}"
+    out.append(current)
+    return "\r\n".join(out)
+
+
+@given(
+    name=st.sampled_from(["To", "Subject", "X-A-Rather-Long-Header-Name"]),
+    words=st.lists(st.sampled_from(["", " ", "\t", "a", "word", "x" * 30, "y" * 90]), max_size=40),
+)
+def test_folding_breaks_lines_where_it_always_did(name: str, words: list[str]) -> None:
+    value = " ".join(words)
+    assert _fold(name, value) == _fold_reference(name, value)

@@ -19,7 +19,7 @@ from postline.api.schemas import BatchOut, CancelOut, MessageAccepted, MessageOu
 from postline.domains.check import Finding, preflight, spamd_client
 from postline.domains.service import DomainService
 from postline.errors import SendingPaused, ValidationError
-from postline.ingest.schema import BatchIn, MessageIn
+from postline.ingest.schema import SURROGATES_CHECKED, BatchIn, MessageIn, may_hold_surrogates
 from postline.model import RecipientState
 from postline.model.ids import id_time, recipient_id
 from postline.store.base import EventQuery, IdempotencyClaim, MessageView, NewMessage, Tenant
@@ -225,9 +225,10 @@ async def send_batch(
     results: list[dict[str, Any]] = []
     accepted: list[NewMessage] = []
     slots: list[int] = []
+    context = None if may_hold_surrogates(raw) else {SURROGATES_CHECKED: True}
     for i, item in enumerate(payload.messages):
         try:
-            m = MessageIn.model_validate(item)
+            m = MessageIn.model_validate(item, context=context)
             built = ctx.ingestor.build_api_message(tenant.id, m, now=now)
         except (PydanticValidationError, ValidationError) as exc:
             problem = _problem_from(exc, ("messages", i))
