@@ -10,13 +10,14 @@ Date, Bcc removal). Every header value is checked for CR, LF and NUL before it g
 from __future__ import annotations
 
 import binascii
-import os
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
+
+from postline.model.ids import random_bytes
 
 __all__ = [
     "HeaderInjection",
@@ -138,7 +139,7 @@ def _text_part(text: str, subtype: str) -> tuple[list[str], bytes, bool]:
 
 
 def _boundary() -> str:
-    return "=_pl_" + binascii.hexlify(os.urandom(12)).decode()
+    return "=_pl_" + random_bytes(12).hex()
 
 
 def render_message(
