@@ -19,6 +19,7 @@ from postline.api.schemas import BatchOut, CancelOut, MessageAccepted, MessageOu
 from postline.domains.check import Finding, preflight, spamd_client
 from postline.domains.service import DomainService
 from postline.errors import SendingPaused, ValidationError
+from postline.ingest.collection import collection_paused
 from postline.ingest.schema import SURROGATES_CHECKED, BatchIn, MessageIn, may_hold_surrogates
 from postline.model import RecipientState
 from postline.model.ids import id_time, recipient_id
@@ -63,19 +64,22 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 def _accepted(m: NewMessage, now: float) -> dict[str, Any]:
     status = "scheduled" if m.next_attempt_at > now + 1 else "queued"
-    return {
-        "id": m.id,
-        "message_id": m.message_id_header,
-        "recipients": [
-            {
-                "id": recipient_id(m.id, r.idx),
-                "address": r.address,
-                "status": status if r.suppressed is None else "suppressed",
-                **({"reason": r.suppressed} if r.suppressed is not None else {}),
-            }
-            for r in m.recipients
-        ],
-    }
+    recipients = []
+    for r in m.recipients:
+        if r.suppressed is None:
+            recipients.append(
+                {"id": recipient_id(m.id, r.idx), "address": r.address, "status": status}
+            )
+        else:
+            recipients.append(
+                {
+                    "id": recipient_id(m.id, r.idx),
+                    "address": r.address,
+                    "status": "suppressed",
+                    "reason": r.suppressed,
+                }
+            )
+    return {"id": m.id, "message_id": m.message_id_header, "recipients": recipients}
 
 
 def _problem_from(
@@ -226,20 +230,22 @@ async def send_batch(
     accepted: list[NewMessage] = []
     slots: list[int] = []
     context = None if may_hold_surrogates(raw) else {SURROGATES_CHECKED: True}
-    for i, item in enumerate(payload.messages):
-        try:
-            m = MessageIn.model_validate(item, context=context)
-            built = ctx.ingestor.build_api_message(tenant.id, m, now=now)
-        except (PydanticValidationError, ValidationError) as exc:
-            problem = _problem_from(exc, ("messages", i))
-            results.append({"index": i, "status": "rejected", "error": problem.body()})
-            continue
-        accepted.append(built)
-        slots.append(len(results))
-        results.append({"index": i, "status": "accepted"})
+    with collection_paused():
+        for i, item in enumerate(payload.messages):
+            try:
+                m = MessageIn.model_validate(item, context=context)
+                built = ctx.ingestor.build_api_message(tenant.id, m, now=now)
+            except (PydanticValidationError, ValidationError) as exc:
+                problem = _problem_from(exc, ("messages", i))
+                results.append({"index": i, "status": "rejected", "error": problem.body()})
+                continue
+            accepted.append(built)
+            slots.append(len(results))
+            results.append({"index": i, "status": "accepted"})
     accepted = await ctx.ingestor.apply_suppressions(tenant.id, accepted, now=now)
-    for slot, built in zip(slots, accepted, strict=True):
-        results[slot].update(_accepted(built, now))
+    with collection_paused():
+        for slot, built in zip(slots, accepted, strict=True):
+            results[slot].update(_accepted(built, now))
     status = 202 if accepted else 422
     body = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
     if not accepted:
