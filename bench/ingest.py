@@ -12,7 +12,9 @@ request carries ``--batch`` recipients in all: ``--recipients-per-message 1000``
 one message to 1000 recipients per request.
 
     .venv/bin/python bench/ingest.py [--batches 40] [--batch 1000] [--clients 4]
-                                     [--recipients-per-message 1]
+                                     [--recipients-per-message 1] [--workers 0]
+
+``--workers`` sets the node's ``[node] workers`` (0: its default, one per CPU).
 
 Final line: ``ingest postline=…/s baseline=…/s ratio=…`` (recipients per second).
 """
@@ -145,6 +147,7 @@ def main() -> None:
         default=1,
         help="recipients of each message (1000: one message to 1000 recipients a request)",
     )
+    ap.add_argument("--workers", type=int, default=0, help="[node] workers (0: one per CPU)")
     args = ap.parse_args()
     per = args.recipients_per_message
     if per < 1 or args.batch % per:
@@ -171,6 +174,7 @@ def main() -> None:
             f'data_dir = "{tmp}/data"\n[api]\nlisten = "127.0.0.1:{port}"\n'
             "[submission]\nenabled = false\n[inbound]\nenabled = false\n[delivery]\n"
             'enabled = false\n[log]\nlevel = "warning"\n'
+            f"[node]\nworkers = {args.workers}\n"
         )
         out = subprocess.run(
             [str(POSTLINE), "tenant", "create", "bench", "--config", str(cfg)],
@@ -198,7 +202,8 @@ def main() -> None:
     print(f"postline (validated, rendered, fsync'd): {p_n} in {p_secs:.2f}s = {p_rate:.0f}/s")
     print(
         f"ingest postline={p_rate:.0f}/s baseline={b_rate:.0f}/s ratio={p_rate / b_rate:.2f} "
-        f"batch={args.batch} clients={args.clients} recipients_per_message={per}"
+        f"batch={args.batch} clients={args.clients} recipients_per_message={per} "
+        f"workers={args.workers or 'per-cpu'}"
     )
 
 
