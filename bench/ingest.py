@@ -7,7 +7,14 @@ clients. Baseline, measured in the same run with the same client and payloads: a
 FastAPI/uvicorn endpoint that only parses the JSON and answers 202 — the cost of HTTP and
 JSON alone, before any validation, rendering or storage.
 
+With ``--recipients-per-message N`` each message goes to N recipients (To), and each
+request carries ``--batch`` recipients in all: ``--recipients-per-message 1000`` sends
+one message to 1000 recipients per request.
+
     .venv/bin/python bench/ingest.py [--batches 40] [--batch 1000] [--clients 4]
+                                     [--recipients-per-message 1] [--workers 0]
+
+``--workers`` sets the node's ``[node] workers`` (0: its default, one per CPU).
 
 Final line: ``ingest postline=…/s baseline=…/s ratio=…`` (recipients per second).
 """
@@ -53,7 +60,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def payload(batch: int, offset: int) -> bytes:
+def payload(batch: int, offset: int, per_message: int = 1) -> bytes:
+    """``batch`` recipients from ``offset`` on, ``per_message`` of them to a message."""
+    if per_message > 1:
+        return json.dumps(
+            {
+                "messages": [
+                    {
+                        "from": "Shop <news@shop.example>",
+                        "to": [
+                            f"customer{n}@domain{n % 50}.example"
+                            for n in range(start, min(start + per_message, offset + batch))
+                        ],
+                        "subject": "Our November news",
+                        "text": "Hello,\n\nThis month in the shop.\n" + "Details. " * 60,
+                        "html": "<p>Hello,</p><p>This month in the shop.</p>",
+                        "tags": ["news"],
+                        "metadata": {"campaign": 11},
+                    }
+                    for start in range(offset, offset + batch, per_message)
+                ]
+            }
+        ).encode()
     messages = [
         {
             "from": "Shop <orders@shop.example>",
@@ -70,7 +98,10 @@ def payload(batch: int, offset: int) -> bytes:
     return json.dumps({"messages": messages}).encode()
 
 
-async def drive(url: str, key: str, bodies: list[bytes], clients: int) -> tuple[float, int]:
+async def drive(
+    url: str, key: str, bodies: list[bytes], clients: int, per_message: int = 1
+) -> tuple[float, int]:
+    """Seconds to post every body, and the recipients of the messages accepted."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for b in bodies:
         queue.put_nowait(b)
@@ -85,7 +116,7 @@ async def drive(url: str, key: str, bodies: list[bytes], clients: int) -> tuple[
                 r = await c.post("/v1/messages/batch", content=body)
                 if r.status_code != 202:
                     raise SystemExit(f"unexpected {r.status_code}: {r.text[:300]}")
-                accepted += r.json()["accepted"]
+                accepted += r.json()["accepted"] * per_message
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
@@ -110,9 +141,19 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument(
+        "--recipients-per-message",
+        type=int,
+        default=1,
+        help="recipients of each message (1000: one message to 1000 recipients a request)",
+    )
+    ap.add_argument("--workers", type=int, default=0, help="[node] workers (0: one per CPU)")
     args = ap.parse_args()
-    bodies = [payload(args.batch, i * args.batch) for i in range(args.batches)]
-    warm = [payload(args.batch, 10**7)]
+    per = args.recipients_per_message
+    if per < 1 or args.batch % per:
+        ap.error("--batch must be a multiple of --recipients-per-message")
+    bodies = [payload(args.batch, i * args.batch, per) for i in range(args.batches)]
+    warm = [payload(args.batch, 10**7, per)]
 
     # Baseline: HTTP + JSON only.
     port = free_port()
@@ -120,7 +161,7 @@ def main() -> None:
     try:
         wait_port(port)
         asyncio.run(drive(f"http://127.0.0.1:{port}", "x", warm, 1))
-        b_secs, b_n = asyncio.run(drive(f"http://127.0.0.1:{port}", "x", bodies, args.clients))
+        b_secs, b_n = asyncio.run(drive(f"http://127.0.0.1:{port}", "x", bodies, args.clients, per))
     finally:
         base.terminate()
         base.wait(10)
@@ -133,6 +174,7 @@ def main() -> None:
             f'data_dir = "{tmp}/data"\n[api]\nlisten = "127.0.0.1:{port}"\n'
             "[submission]\nenabled = false\n[inbound]\nenabled = false\n[delivery]\n"
             'enabled = false\n[log]\nlevel = "warning"\n'
+            f"[node]\nworkers = {args.workers}\n"
         )
         out = subprocess.run(
             [str(POSTLINE), "tenant", "create", "bench", "--config", str(cfg)],
@@ -148,7 +190,9 @@ def main() -> None:
             assert node.stdout is not None
             node.stdout.readline()
             asyncio.run(drive(f"http://127.0.0.1:{port}", key, warm, 1))
-            p_secs, p_n = asyncio.run(drive(f"http://127.0.0.1:{port}", key, bodies, args.clients))
+            p_secs, p_n = asyncio.run(
+                drive(f"http://127.0.0.1:{port}", key, bodies, args.clients, per)
+            )
         finally:
             node.terminate()
             node.wait(30)
@@ -158,7 +202,8 @@ def main() -> None:
     print(f"postline (validated, rendered, fsync'd): {p_n} in {p_secs:.2f}s = {p_rate:.0f}/s")
     print(
         f"ingest postline={p_rate:.0f}/s baseline={b_rate:.0f}/s ratio={p_rate / b_rate:.2f} "
-        f"batch={args.batch} clients={args.clients}"
+        f"batch={args.batch} clients={args.clients} recipients_per_message={per} "
+        f"workers={args.workers or 'per-cpu'}"
     )
 
 

@@ -7,6 +7,7 @@ Every backend (fixture `store` in conftest.py).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -313,6 +314,33 @@ async def test_queue_stats(store: Store) -> None:
     assert stats["one.test"].oldest_at == pytest.approx(NOW - 50)
     assert stats["two.test"].depth == 1
     assert {s.domain for s in await store.queue_stats()} == {"one.test", "two.test"}
+
+
+async def test_enqueue_counts_every_recipient_by_state_and_queue(store: Store) -> None:
+    a, b = await tenant(store, "a"), await tenant(store, "b")
+    first = message(a, "x@one.test", "y@one.test", "z@two.test")
+    first = replace(
+        first,
+        recipients=[replace(r, suppressed="bounce") if r.idx == 1 else r for r in first.recipients],
+    )
+    await store.enqueue(
+        [first, message(a, "w@one.test"), message(b, "v@one.test")],
+        leased={first.id: [2]},
+        node_id="n1",
+        lease_until=NOW + 60,
+    )
+    await store.enqueue([message(a, "u@two.test", "t@one.test")])  # onto existing counts
+    assert await store.state_counts() == {"queued": 6, "suppressed": 1}
+    depth = {s.domain: s.depth for s in await store.queue_stats(a)}
+    assert depth == {"one.test": 3, "two.test": 2}
+    assert [(s.domain, s.depth) for s in await store.queue_stats(b)] == [("one.test", 1)]
+    # The counts follow the rows on: outcomes move recipients out of the queue.
+    leased = await store.lease("two.test", now=NOW + 3600, limit=10, lease_time=30, owner="n")
+    assert sorted(r.address for m in leased for r in m.recipients) == ["u@two.test", "z@two.test"]
+    for m in leased:
+        await store.record(outcome(m, RecipientState.DELIVERED, EventType.DELIVERED))
+    assert await store.state_counts() == {"queued": 4, "suppressed": 1, "delivered": 2}
+    assert {s.domain: s.depth for s in await store.queue_stats(a)} == {"one.test": 3}
 
 
 async def test_many_concurrent_writers(store: Store) -> None:

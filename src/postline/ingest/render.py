@@ -10,12 +10,14 @@ Date, Bcc removal). Every header value is checked for CR, LF and NUL before it g
 from __future__ import annotations
 
 import binascii
-import os
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
+from functools import lru_cache
+
+from postline.model.ids import random_bytes
 
 __all__ = [
     "HeaderInjection",
@@ -30,6 +32,8 @@ _UNSAFE = re.compile(r"[\r\n\x00]")
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 _HEADER_NAME = re.compile(rb"^([!-9;-~]+):", re.MULTILINE)
 _MAX_LINE = 998
+_LONG_LINE = re.compile(rb"[^\n]{%d}" % (_MAX_LINE - 1))
+"""A line longer than a 7bit part may carry once CRLF is added (998 octets with it)."""
 
 
 class HeaderInjection(ValueError):
@@ -46,9 +50,11 @@ class RenderedMessage:
         self.smtputf8 = smtputf8
 
 
+@lru_cache(maxsize=1)
 def _rfc5322_date(ts: float) -> str:
     """``Fri, 27 Nov 2026 10:00:00 +0000``: UTC with a numeric zone (not ``-0000``, which
-    says the zone is unknown, nor the obsolete ``GMT``)."""
+    says the zone is unknown, nor the obsolete ``GMT``). The last one is kept: the
+    messages of a batch share one time."""
     return format_datetime(datetime.fromtimestamp(ts, UTC))
 
 
@@ -63,12 +69,16 @@ def _fold(name: str, value: str) -> str:
         return line
     out: list[str] = []
     current = f"{name}:"
+    blank = True  # the line holds nothing but white space after the name so far
     for word in value.split(" "):
-        if len(current) + 1 + len(word) > 78 and current.strip() not in (f"{name}:", ""):
+        if not blank and len(current) + 1 + len(word) > 78:
             out.append(current)
             current = " " + word
+            blank = not word.strip()
         else:
             current = f"{current} {word}"
+            if blank:
+                blank = not word.strip()
     out.append(current)
     return "\r\n".join(out)
 
@@ -90,6 +100,14 @@ def format_address(address: str, name: str | None = None) -> tuple[str, bool]:
     """``Name <addr>`` for a header; returns (text, needs SMTPUTF8)."""
     if _UNSAFE.search(address) or (name and _UNSAFE.search(name)):
         raise HeaderInjection("an address or display name contains a line break or NUL")
+    if not name and address.isascii():
+        return address, False  # what formataddr gives for a bare ASCII address
+    return _named_address(address, name)
+
+
+@lru_cache(maxsize=4096)
+def _named_address(address: str, name: str | None) -> tuple[str, bool]:
+    """:func:`format_address` after its checks (senders repeat: kept)."""
     if not address.isascii():
         # An internationalised address can only travel raw, in an SMTPUTF8 message.
         if name:
@@ -105,7 +123,7 @@ def _text_part(text: str, subtype: str) -> tuple[list[str], bytes, bool]:
     if raw and not raw.endswith("\n"):
         raw += "\n"
     data = raw.encode("utf-8")
-    if data.isascii() and all(len(line) <= _MAX_LINE - 2 for line in data.split(b"\n")):
+    if data.isascii() and _LONG_LINE.search(data) is None:
         headers = [
             f"Content-Type: text/{subtype}; charset=us-ascii",
             "Content-Transfer-Encoding: 7bit",
@@ -121,7 +139,7 @@ def _text_part(text: str, subtype: str) -> tuple[list[str], bytes, bool]:
 
 
 def _boundary() -> str:
-    return "=_pl_" + binascii.hexlify(os.urandom(12)).decode()
+    return "=_pl_" + random_bytes(12).hex()
 
 
 def render_message(
@@ -141,25 +159,18 @@ def render_message(
     """Build a complete message (CRLF line endings) from API fields."""
     smtputf8 = False
     lines: list[str] = []
-
-    def addresses(name: str, items: Sequence[tuple[str, str | None]]) -> None:
-        nonlocal smtputf8
+    for name, items in (("From", (from_,)), ("To", to), ("Cc", cc), ("Reply-To", reply_to)):
         if not items:
-            return
-        parts = []
+            continue
+        shown: list[str] = []
         for addr, display in items:
             formatted, utf8 = format_address(addr, display)
             smtputf8 = smtputf8 or utf8
-            parts.append(formatted)
-        value = ", ".join(parts)
+            shown.append(formatted)
+        value = ", ".join(shown)
         if _UNSAFE.search(value):
             raise HeaderInjection(f"{name} contains a line break")
         lines.append(_fold(name, value))
-
-    addresses("From", [from_])
-    addresses("To", to)
-    addresses("Cc", cc)
-    addresses("Reply-To", reply_to)
     if subject:
         lines.append(header_line("Subject", subject, utf8=smtputf8))
     lines.append(f"Date: {_rfc5322_date(date)}")

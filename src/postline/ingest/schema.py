@@ -9,16 +9,32 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from postline.ingest.addresses import InvalidAddress, parse_address
 
-__all__ = ["RESERVED_HEADERS", "AddressIn", "BatchIn", "MessageIn"]
+__all__ = [
+    "RESERVED_HEADERS",
+    "SURROGATES_CHECKED",
+    "AddressIn",
+    "BatchIn",
+    "MessageIn",
+    "may_hold_surrogates",
+]
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
 _UNSAFE = re.compile(r"[\r\n\x00]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TAG = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,64}$")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_NAMED = re.compile(r'\s*(?:"?([^"<]*?)"?\s*)<([^<>]+)>\s*')
 
 RESERVED_HEADERS = frozenset(
     {
@@ -72,7 +88,7 @@ def _address(value: Any) -> Any:
         text = value.strip()
         if _UNSAFE.search(text):
             raise ValueError("an address may not contain line breaks or NUL")
-        m = re.fullmatch(r'\s*(?:"?([^"<]*?)"?\s*)<([^<>]+)>\s*', text)
+        m = _NAMED.fullmatch(text) if "<" in text else None
         if m:
             return {"email": m.group(2), "name": m.group(1).strip() or None}
         return {"email": text}
@@ -110,6 +126,22 @@ def _unpaired_surrogate(value: Any, path: tuple[str, ...]) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+SURROGATES_CHECKED = "surrogates_checked"
+"""Validation context key: True when the caller found that the JSON text the input was
+read from cannot hold an unpaired surrogate (:func:`may_hold_surrogates`), so
+:class:`MessageIn` need not look at every string again."""
+
+
+def may_hold_surrogates(text: bytes) -> bool:
+    """Whether JSON ``text`` may decode to a string with an unpaired surrogate. False only
+    for ASCII without NUL (read as UTF-8 whatever the decoder, so no surrogate comes from
+    its bytes) that has no ``\\uD800``-``\\uDFFF`` escape: one look at a whole batch
+    instead of one walk through each message."""
+    if not text.isascii() or b"\x00" in text:
+        return True
+    return b"\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
 
 
 class MessageIn(BaseModel):
@@ -155,7 +187,9 @@ class MessageIn(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _unicode(cls, data: Any) -> Any:
+    def _unicode(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is not None and info.context.get(SURROGATES_CHECKED):
+            return data
         where = _unpaired_surrogate(data, ())
         if where is not None:
             raise ValueError(

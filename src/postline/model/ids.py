@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-__all__ = ["id_time", "new_id", "recipient_id", "split_recipient_id"]
+__all__ = ["id_time", "new_id", "random_bytes", "recipient_id", "split_recipient_id"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 
@@ -15,17 +15,14 @@ _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> two charact
 _SHIFTS = range(120, -1, -10)
 
 
-# Random bits are read from the kernel 1,024 ids at a time (one getrandom() call costs
-# tens of microseconds in some VMs); a forked process starts with a fresh supply.
-_POOL_IDS = 1024
+# Random bits are read from the kernel 10 KiB at a time (1,024 ids): one getrandom() call
+# costs tens of microseconds in some VMs, and it lets go of the GIL, which the event loop
+# may then wait milliseconds to get back from the store's writer thread. A forked process
+# starts with a fresh supply.
+_POOL_SIZE = 10 * 1024
 _pool = b""
 _pool_at = 0
 _lock = threading.Lock()
-
-
-def _refill() -> None:
-    global _pool, _pool_at
-    _pool, _pool_at = os.urandom(10 * _POOL_IDS), 0
 
 
 def _forget_pool() -> None:
@@ -36,15 +33,22 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
+def random_bytes(n: int) -> bytes:
+    """``n`` bytes from the operating system's CSPRNG (``os.urandom``), from the pool."""
+    global _pool, _pool_at
+    if n > _POOL_SIZE:
+        return os.urandom(n)
+    with _lock:  # threads (the store's writer) take ids too
+        at = _pool_at
+        if at + n > len(_pool):
+            _pool, at = os.urandom(_POOL_SIZE), 0
+        _pool_at = at + n
+        return _pool[at : at + n]
+
+
 def new_id() -> str:
     """A 26-character ULID: 48 bits of milliseconds, 80 random bits; sorts by time."""
-    global _pool_at
-    with _lock:  # threads (the store's writer) take ids too
-        if _pool_at >= len(_pool):
-            _refill()
-        at = _pool_at
-        _pool_at = at + 10
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(_pool[at : at + 10], "big")
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(random_bytes(10), "big")
     pairs = _PAIRS
     return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
 

@@ -220,6 +220,36 @@ async def test_idempotency_concurrent(client: httpx.AsyncClient, node: Node) -> 
     assert await node.store.state_counts() == {"queued": 3}
 
 
+async def test_batch_answers_each_recipient_suppressed_or_queued(
+    client: httpx.AsyncClient, node: Node
+) -> None:
+    added = await client.post(
+        "/v1/suppressions",
+        json={"suppressions": [{"address": "gone@example.test", "reason": "complaint"}]},
+    )
+    assert added.status_code in (200, 201), added.text
+    items = [
+        {"from": "a@acme.test", "to": ["ok@example.test", "GONE@example.test"], "text": "x"},
+        {"from": "a@acme.test", "to": ["next@example.test"], "text": "y"},
+    ]
+    r = await client.post("/v1/messages/batch", json={"messages": items})
+    assert r.status_code == 202, r.text
+    first, second = r.json()["results"]
+    assert first["recipients"] == [
+        {"id": f"{first['id']}.0", "address": "ok@example.test", "status": "queued"},
+        {
+            "id": f"{first['id']}.1",
+            "address": "GONE@example.test",
+            "status": "suppressed",
+            "reason": "complaint",
+        },
+    ]
+    assert second["recipients"] == [
+        {"id": f"{second['id']}.0", "address": "next@example.test", "status": "queued"}
+    ]
+    assert await node.store.state_counts() == {"queued": 2, "suppressed": 1}
+
+
 async def test_batch(client: httpx.AsyncClient, node: Node) -> None:
     items = [
         {

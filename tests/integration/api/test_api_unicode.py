@@ -55,3 +55,17 @@ async def test_one_bad_item_does_not_sink_a_batch(client: httpx.AsyncClient) -> 
     assert r.status_code == 202, r.text
     statuses = [item["status"] for item in r.json()["results"]]
     assert statuses == ["accepted", "rejected"]
+
+
+async def test_a_surrogate_in_utf8_bytes_is_refused_in_a_batch(client: httpx.AsyncClient) -> None:
+    # Not escaped: the three bytes UTF-8 would give U+D800, which JSON decoding lets through.
+    good = json.dumps(MSG).encode()
+    bad = json.dumps({**MSG, "text": "a-X-b"}).encode().replace(b"-X-", b"\xed\xa0\x80")
+    body = b'{"messages": [' + good + b", " + bad + b"]}"
+    r = await client.post(
+        "/v1/messages/batch", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 202, r.text
+    results = r.json()["results"]
+    assert [item["status"] for item in results] == ["accepted", "rejected"]
+    assert "surrogate" in results[1]["error"]["errors"][0]["message"]

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from email import message_from_bytes, policy
+from email.utils import formataddr
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postline.ingest.render import HeaderInjection, fix_raw, header_line, render_message
+from postline.ingest.render import (
+    HeaderInjection,
+    _fold,
+    fix_raw,
+    format_address,
+    header_line,
+    render_message,
+)
 
 
 def render(**kw: object):  # type: ignore[no-untyped-def]
@@ -90,3 +98,54 @@ def test_no_line_exceeds_998_characters() -> None:
     assert all(len(line) <= 998 for line in m.body.split(b"\r\n"))
     parsed = message_from_bytes(m.body, policy=policy.default)
     assert parsed["Subject"] == "x" * 998
+
+
+@pytest.mark.parametrize(("length", "encoding"), [(996, b"7bit"), (997, b"quoted-printable")])
+def test_a_text_line_of_997_characters_is_quoted_printable(length: int, encoding: bytes) -> None:
+    # 996 characters and CRLF make a line of 998, the most a 7bit part may carry.
+    m = render(text="a\n" + "x" * length + "\nb")
+    assert b"Content-Transfer-Encoding: " + encoding + b"\r\n" in m.body
+    assert all(len(line) <= 998 for line in m.body.split(b"\r\n"))
+
+
+@given(
+    address=st.from_regex(r"[a-z0-9.+_-]{1,20}@[a-z0-9.-]{1,20}", fullmatch=True),
+    name=st.one_of(
+        st.none(),
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
+            max_size=30,
+        ),
+    ),
+)
+def test_addresses_are_formatted_as_formataddr_does(address: str, name: str | None) -> None:
+    expected = (formataddr((name or "", address), "utf-8"), False)
+    assert format_address(address, name) == expected
+    assert format_address(address, name) == expected  # and again, from the cache
+
+
+def _fold_reference(name: str, value: str) -> str:
+    """Folding as first written: a line is broken before a word that would take it past
+    78 characters, unless it holds nothing but the name and white space."""
+    line = f"{name}: {value}"
+    if len(line) <= 78:
+        return line
+    out: list[str] = []
+    current = f"{name}:"
+    for word in value.split(" "):
+        if len(current) + 1 + len(word) > 78 and current.strip() not in (f"{name}:", ""):
+            out.append(current)
+            current = " " + word
+        else:
+            current = f"{current} {word}"
+    out.append(current)
+    return "\r\n".join(out)
+
+
+@given(
+    name=st.sampled_from(["To", "Subject", "X-A-Rather-Long-Header-Name"]),
+    words=st.lists(st.sampled_from(["", " ", "\t", "a", "word", "x" * 30, "y" * 90]), max_size=40),
+)
+def test_folding_breaks_lines_where_it_always_did(name: str, words: list[str]) -> None:
+    value = " ".join(words)
+    assert _fold(name, value) == _fold_reference(name, value)

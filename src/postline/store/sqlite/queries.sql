@@ -53,15 +53,22 @@ SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->
 FROM json_each(:rows)
 ORDER BY key;
 
--- name: insert_recipients
--- Many recipients in one statement: :rows is a JSON array of the twelve values of
--- insert_recipient.
+-- name: insert_recipient
+-- No trigger counts the row: the enqueue adds it to the counts (count_states,
+-- count_queued) in the same transaction.
 INSERT INTO recipients (message_id, idx, tenant_id, address, domain, state, attempts, created_at,
                         next_attempt_at, expires_at, updated_at, lease_owner, lease_expires_at)
-SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, 0,
-       value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11
-FROM json_each(:rows)
-ORDER BY key;
+VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?);
+
+-- name: count_states
+-- Recipients just enqueued in one state.
+INSERT INTO recipient_counts (state, n) VALUES (?, ?)
+ON CONFLICT (state) DO UPDATE SET n = n + excluded.n;
+
+-- name: count_queued
+-- Recipients just enqueued, queued (none deferred yet) in one queue (tenant, domain).
+INSERT INTO queue_counts (tenant_id, domain, queued, deferred) VALUES (?, ?, ?, 0)
+ON CONFLICT (tenant_id, domain) DO UPDATE SET queued = queued + excluded.queued;
 
 -- name: due_queues
 -- One page of queues with queued recipients (in (tenant, domain) order, after :after_tenant,

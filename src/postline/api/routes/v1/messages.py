@@ -19,7 +19,8 @@ from postline.api.schemas import BatchOut, CancelOut, MessageAccepted, MessageOu
 from postline.domains.check import Finding, preflight, spamd_client
 from postline.domains.service import DomainService
 from postline.errors import SendingPaused, ValidationError
-from postline.ingest.schema import BatchIn, MessageIn
+from postline.ingest.collection import collection_paused
+from postline.ingest.schema import SURROGATES_CHECKED, BatchIn, MessageIn, may_hold_surrogates
 from postline.model import RecipientState
 from postline.model.ids import id_time, recipient_id
 from postline.store.base import EventQuery, IdempotencyClaim, MessageView, NewMessage, Tenant
@@ -63,19 +64,22 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 def _accepted(m: NewMessage, now: float) -> dict[str, Any]:
     status = "scheduled" if m.next_attempt_at > now + 1 else "queued"
-    return {
-        "id": m.id,
-        "message_id": m.message_id_header,
-        "recipients": [
-            {
-                "id": recipient_id(m.id, r.idx),
-                "address": r.address,
-                "status": status if r.suppressed is None else "suppressed",
-                **({"reason": r.suppressed} if r.suppressed is not None else {}),
-            }
-            for r in m.recipients
-        ],
-    }
+    recipients = []
+    for r in m.recipients:
+        if r.suppressed is None:
+            recipients.append(
+                {"id": recipient_id(m.id, r.idx), "address": r.address, "status": status}
+            )
+        else:
+            recipients.append(
+                {
+                    "id": recipient_id(m.id, r.idx),
+                    "address": r.address,
+                    "status": "suppressed",
+                    "reason": r.suppressed,
+                }
+            )
+    return {"id": m.id, "message_id": m.message_id_header, "recipients": recipients}
 
 
 def _problem_from(
@@ -225,20 +229,23 @@ async def send_batch(
     results: list[dict[str, Any]] = []
     accepted: list[NewMessage] = []
     slots: list[int] = []
-    for i, item in enumerate(payload.messages):
-        try:
-            m = MessageIn.model_validate(item)
-            built = ctx.ingestor.build_api_message(tenant.id, m, now=now)
-        except (PydanticValidationError, ValidationError) as exc:
-            problem = _problem_from(exc, ("messages", i))
-            results.append({"index": i, "status": "rejected", "error": problem.body()})
-            continue
-        accepted.append(built)
-        slots.append(len(results))
-        results.append({"index": i, "status": "accepted"})
+    context = None if may_hold_surrogates(raw) else {SURROGATES_CHECKED: True}
+    with collection_paused():
+        for i, item in enumerate(payload.messages):
+            try:
+                m = MessageIn.model_validate(item, context=context)
+                built = ctx.ingestor.build_api_message(tenant.id, m, now=now)
+            except (PydanticValidationError, ValidationError) as exc:
+                problem = _problem_from(exc, ("messages", i))
+                results.append({"index": i, "status": "rejected", "error": problem.body()})
+                continue
+            accepted.append(built)
+            slots.append(len(results))
+            results.append({"index": i, "status": "accepted"})
     accepted = await ctx.ingestor.apply_suppressions(tenant.id, accepted, now=now)
-    for slot, built in zip(slots, accepted, strict=True):
-        results[slot].update(_accepted(built, now))
+    with collection_paused():
+        for slot, built in zip(slots, accepted, strict=True):
+            results[slot].update(_accepted(built, now))
     status = 202 if accepted else 422
     body = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
     if not accepted:
