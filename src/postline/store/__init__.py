@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 __all__ = ["Store", "create_store"]
 
 
+_SHARED_LEASE_CHUNK = 8  # queues per lease transaction when workers share a SQLite file
+
+
 def create_store(config: Config) -> Store:
     """The backend named by ``config.store``."""
     if config.store == "sqlite" or config.store.startswith("sqlite:///"):
@@ -22,6 +25,9 @@ def create_store(config: Config) -> Store:
             config.sqlite_path,
             synchronous=config.sqlite.synchronous,
             max_batch=config.sqlite.max_batch,
+            # The workers of a node write to one file: short lease transactions keep
+            # their waits for each other short (see SQLiteQueue.lease_many).
+            lease_chunk=_SHARED_LEASE_CHUNK if config.worker_count > 1 else 0,
         )
     if config.store.startswith(("postgresql://", "postgres://")):
         from postline.store.postgres.backend import PostgresStore

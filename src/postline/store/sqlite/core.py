@@ -455,12 +455,17 @@ class SQLiteCore:
         max_batch: int = 512,
         max_rows: int = 2_000,
         readers: int = 2,
+        lease_chunk: int = 0,
     ) -> None:
         self.path = Path(path)
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._max_rows = max_rows
         self._readers = readers
+        # Queues one lease transaction takes at most (0: all of a call). Several processes
+        # writing to the file wait for each other's transactions; on a deep store a lease
+        # of many queues holds the lock for tens of milliseconds (see lease_many).
+        self._lease_chunk = lease_chunk
         self._writer: _Writer | None = None
         self._checkpointer: _Checkpointer | None = None
         self._pool: ThreadPoolExecutor | None = None

@@ -202,6 +202,18 @@ class SQLiteQueue(SQLiteCore):
     async def lease_many(
         self, requests: Sequence[LeaseRequest], *, now: float, lease_time: float, owner: str
     ) -> list[QueueLease]:
+        chunk = self._lease_chunk
+        if chunk and len(requests) > chunk:
+            # One transaction per chunk, one after the other: the writes of the other
+            # processes on this file (outcomes, mail to acknowledge) get the lock between
+            # them. On 10 M queued with two workers, chunks of 8 queues took one POST's
+            # p99 from 172-239 ms to 88 ms, for 16 % fewer recipients leased per second.
+            out: list[QueueLease] = []
+            for start in range(0, len(requests), chunk):
+                out += await self.lease_many(
+                    requests[start : start + chunk], now=now, lease_time=lease_time, owner=owner
+                )
+            return out
         if not requests:
             return []
         until = now + lease_time
