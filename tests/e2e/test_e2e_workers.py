@@ -34,41 +34,17 @@ from postline.sim.profiles import DomainSpec, MXHostSpec, Profile
 from postline.sim.recorder import peak_rate_of
 from postline.sim.runner import Simulator
 from postline.store import create_store
-from support.e2e import domain, rules_toml
-from support.node import NodeProcess, cli_tenant, node_toml, served, wait_for
+from support.e2e import domain, sim_node_config
+from support.node import NodeProcess, cli_tenant, served, wait_for
 
 LEASE_TIME = 3.0
 
 
 def _config(tmp_path: Path, sim: Simulator, rules: Sequence[dict[str, object]]) -> Path:
-    extra = f"""
-[node]
-workers = 2
-shutdown_timeout = "10s"
-[dns]
-nameservers = ["{sim.dns_address}"]
-timeout = "1s"
-min_ttl = "1s"
-[delivery]
-smtp_port = {sim.smtp_port}
-helo_hostname = "node.postline.test"
-idle_timeout = "1s"
-tls = "disabled"
-[delivery.timeouts]
-connect = "3s"
-banner = "5s"
-quit = "1s"
-[retry]
-first = "1s"
-max_interval = "2s"
-max_age = "1h"
-[queue]
-lease_time = "{LEASE_TIME:g}s"
-scan_interval = "500ms"
-"""
-    path = tmp_path / "node.toml"
-    path.write_text(node_toml(tmp_path / "data", extra + rules_toml(rules)))
-    return path
+    extra = '[node]\nworkers = 2\nshutdown_timeout = "10s"'
+    return sim_node_config(
+        tmp_path, sim, rules, lease_time=LEASE_TIME, scan_interval="500ms", extra=extra
+    )
 
 
 def _workers(node: NodeProcess) -> list[int]:

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-
-import httpx
 
 from postline.sim.config import SimConfig
 from postline.sim.runner import Simulator
 from support.e2e import domain
-from support.node import NodeProcess, cli_tenant, node_toml, wait_for
+from support.node import cli_tenant, node_toml, served, wait_for
 
 
 def _config(tmp_path: Path, sim: Simulator, route: str) -> Path:
@@ -39,20 +35,6 @@ scan_interval = "100ms"
     return path
 
 
-@asynccontextmanager
-async def _node(config: Path, key: str) -> AsyncIterator[tuple[NodeProcess, httpx.AsyncClient]]:
-    node = NodeProcess(config, config.with_name("node.log"))
-    await asyncio.to_thread(node.start)
-    try:
-        headers = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(
-            base_url=f"http://{node.ready['api']}", headers=headers, timeout=30
-        ) as api:
-            yield node, api
-    finally:
-        await asyncio.to_thread(node.kill)
-
-
 async def test_restart_resumes_own_in_flight_mail_at_once(tmp_path: Path) -> None:
     held: list[asyncio.StreamWriter] = []
 
@@ -67,7 +49,7 @@ async def test_restart_resumes_own_in_flight_mail_at_once(tmp_path: Path) -> Non
         route = f'[[delivery.routes]]\ndomain = "*"\nhost = "127.0.0.1"\nport = {port}\n'
         config = _config(tmp_path, sim, route)
         key = await cli_tenant(config)
-        async with _node(config, key) as (node, api):
+        async with served(config, key) as (node, api):
             r = await api.post(
                 "/v1/messages", json={"from": "a@shop.test", "to": ["ann@inbox.test"], "text": "x"}
             )
@@ -78,7 +60,7 @@ async def test_restart_resumes_own_in_flight_mail_at_once(tmp_path: Path) -> Non
         # Same data dir and node_id, now routed to a working receiver by MX.
         config = _config(tmp_path, sim, "")
         t0 = time.monotonic()
-        async with _node(config, key) as (node, api):
+        async with served(config, key) as (node, api):
 
             async def delivered() -> bool:
                 msg = (await api.get(f"/v1/messages/{mid}")).json()

@@ -21,9 +21,9 @@ from postline.runtime import Node
 from postline.sim.config import SimConfig
 from postline.sim.profiles import DomainSpec, MXHostSpec, Profile
 from postline.sim.runner import Simulator
-from support.node import add_tenant, api_client, running_node, wait_for
+from support.node import add_tenant, api_client, node_toml, running_node, wait_for
 
-__all__ = ["E2E", "domain", "internet", "rules_toml"]
+__all__ = ["E2E", "domain", "internet", "rules_toml", "sim_node_config"]
 
 FAST_RETRY = """
 [retry]
@@ -55,6 +55,44 @@ def rules_toml(rules: Iterable[dict[str, Any]]) -> str:
             else:
                 out.append(f"{key} = {value}")
     return "\n".join(out) + "\n"
+
+
+def sim_node_config(
+    tmp_path: Path,
+    sim: Simulator,
+    rules: Iterable[dict[str, Any]],
+    *,
+    lease_time: float,
+    scan_interval: str,
+    extra: str = "",
+) -> Path:
+    """``tmp_path/node.toml`` for a ``postline serve`` that delivers to ``sim`` with short
+    timeouts and retries (crash and restart tests); ``extra`` is more TOML."""
+    text = f"""{extra}
+[dns]
+nameservers = ["{sim.dns_address}"]
+timeout = "1s"
+min_ttl = "1s"
+[delivery]
+smtp_port = {sim.smtp_port}
+helo_hostname = "node.postline.test"
+idle_timeout = "1s"
+tls = "disabled"
+[delivery.timeouts]
+connect = "3s"
+banner = "5s"
+quit = "1s"
+[retry]
+first = "1s"
+max_interval = "2s"
+max_age = "1h"
+[queue]
+lease_time = "{lease_time:g}s"
+scan_interval = "{scan_interval}"
+"""
+    path = tmp_path / "node.toml"
+    path.write_text(node_toml(tmp_path / "data", text + rules_toml(rules)))
+    return path
 
 
 @dataclass

@@ -21,16 +21,39 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
-from postline.store.base import QueueKey
+from postline.store.base import NewMessage, QueueKey
 
-__all__ = ["DueCallback", "DueRelay", "PendingDue", "due_payloads"]
+__all__ = ["DueCallback", "DueRelay", "PendingDue", "due_of", "due_payloads"]
 
 log = logging.getLogger(__name__)
 
 DueCallback = Callable[[frozenset[QueueKey]], None]
 """Called with queues that may have due work; an empty set means "rescan every queue"."""
+
+
+def due_of(
+    messages: Sequence[NewMessage], leased: Mapping[str, Collection[int]] | None
+) -> tuple[set[QueueKey], dict[QueueKey, float]]:
+    """What an enqueue of ``messages`` announces: the queues with mail due now, and the
+    others with the earliest time their new mail falls due. Recipients ``leased`` to the
+    enqueuing process (message id -> recipient indexes) and suppressed ones are not."""
+    now: set[QueueKey] = set()
+    later: dict[QueueKey, float] = {}
+    wall = time.time()
+    for m in messages:
+        direct = leased.get(m.id, ()) if leased else ()
+        at = m.next_attempt_at
+        for r in m.recipients:
+            if r.suppressed is not None or r.idx in direct:
+                continue
+            key = (m.tenant_id, r.domain)
+            if at <= wall:
+                now.add(key)
+            elif at < later.get(key, float("inf")):
+                later[key] = at
+    return now, later
 
 
 def due_payloads(

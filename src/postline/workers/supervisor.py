@@ -30,10 +30,11 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from postline.config import Config
 from postline.errors import ConfigError, PostlineError, ThrottleError
@@ -62,8 +63,7 @@ class _Worker:
     restart_at: float | None = None
     ready_fd: int = -1
     ready: bool = False
-    exited: int = 0
-    exits: list[int] = field(default_factory=list)
+    exited: int = 0  # the pid of the process that exited last
 
 
 def _run_worker(config: Config, share: WorkerShare, listeners: Listeners, ready_fd: int) -> int:
@@ -112,7 +112,6 @@ class Supervisor:
         self.echo = echo
         self.workers = [_Worker(i) for i in range(count)]
         self.listeners = Listeners()
-        self.stopping = False
 
     # -- start -------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -170,10 +169,11 @@ class Supervisor:
             os.close(fd)
             worker.ready_fd = -1
 
-    def _address(self, sock: object) -> str | None:
+    @staticmethod
+    def _address(sock: socket.socket | None) -> str | None:
         if sock is None:
             return None
-        host, port = sock.getsockname()[:2]  # type: ignore[attr-defined]
+        host, port = sock.getsockname()[:2]
         return f"{host}:{port}"
 
     # -- run ---------------------------------------------------------------------------
@@ -209,7 +209,6 @@ class Supervisor:
             self._read_ready(0.1)
             info = signal.sigtimedwait(_SIGNALS, 0)
             if info is not None and info.si_signo != signal.SIGCHLD:
-                self.stopping = True
                 return False
             for worker, status in self._reap():
                 log.error(
@@ -233,7 +232,6 @@ class Supervisor:
             )
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 log.info("stopping %d workers", self.count, extra={"action": "workers.stopping"})
-                self.stopping = True
                 return
             for worker, status in self._reap():
                 self._free_slots(worker)
@@ -298,7 +296,6 @@ class Supervisor:
                 break
             for worker in self.workers:
                 if worker.pid == pid:
-                    worker.exits.append(status)
                     worker.pid, worker.exited = 0, pid
                     if worker.ready_fd >= 0:
                         os.close(worker.ready_fd)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from postline.sim.receiver import Received, WebhookReceiver
-from support.node import NodeProcess, cli_tenant, node_toml, wait_for
+from support.node import cli_tenant, node_toml, served, wait_for
 
 MESSAGES = 300
 BATCH_SIZE = 10
@@ -42,21 +40,6 @@ poll_interval = "0.05s"
 retry_base = "0.1s"
 retry_max = "0.5s"
 """
-
-
-@asynccontextmanager
-async def _node(config: Path, key: str) -> AsyncIterator[tuple[NodeProcess, httpx.AsyncClient]]:
-    """A ``postline serve`` subprocess and an API client; killed on the way out."""
-    node = NodeProcess(config, config.with_name("node.log"))
-    await asyncio.to_thread(node.start)
-    try:
-        headers = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(
-            base_url=f"http://{node.ready['api']}", headers=headers, timeout=30
-        ) as api:
-            yield node, api
-    finally:
-        await asyncio.to_thread(node.kill)
 
 
 async def _submit(api: httpx.AsyncClient, start: int, n: int) -> None:
@@ -97,7 +80,7 @@ async def test_kill9_while_batches_are_in_flight_loses_no_event(tmp_path: Path) 
     await receiver.start()
     t0 = time.monotonic()
     try:
-        async with _node(config, key) as (node, api):
+        async with served(config, key) as (node, api):
             r = await api.post("/v1/webhooks", json={"url": receiver.url, "batch_size": BATCH_SIZE})
             assert r.status_code == 201, r.text
             hook_id, secret = r.json()["id"], r.json()["secret"]
@@ -114,7 +97,7 @@ async def test_kill9_while_batches_are_in_flight_loses_no_event(tmp_path: Path) 
             assert all(p.status == 200 for p in got[:CUT])
 
         restart = time.time()
-        async with _node(config, key) as (node, api):
+        async with served(config, key) as (node, api):
             expected = await _event_ids(api)
             assert len(expected) == MESSAGES
 

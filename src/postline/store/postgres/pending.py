@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from postline.model import EventType, RecipientState
-from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage, QueueKey
+from postline.store.announce import due_of
+from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage
 
 __all__ = ["_Enqueue", "_Retry"]
 
@@ -47,9 +47,6 @@ class _Enqueue:
         self.claim_key = (str(tenant_id), idempotency.key) if idempotency is not None else None
         self.m_cols: list[list[Any]] = [[] for _ in range(12)]
         self.r_cols: list[list[Any]] = [[] for _ in range(14)]
-        self.due_now: set[QueueKey] = set()
-        self.due_at: dict[QueueKey, float] = {}
-        wall = time.time()
         for m in messages:
             for col, value in zip(
                 self.m_cols,
@@ -99,11 +96,5 @@ class _Enqueue:
                     strict=True,
                 ):
                     col.append(value)
-                if owned or suppressed:
-                    continue
-                key = (m.tenant_id, r.domain)
-                if m.next_attempt_at <= wall:
-                    self.due_now.add(key)
-                elif m.next_attempt_at < self.due_at.get(key, float("inf")):
-                    self.due_at[key] = m.next_attempt_at
+        self.due_now, self.due_at = due_of(messages, leased)
         self.rows = len(self.m_cols[0]) + len(self.r_cols[0])

@@ -403,7 +403,6 @@ class _Checkpointer(threading.Thread):
         self._synchronous = synchronous
         self._committed = committed
         self._closing = False
-        self.checkpoints = 0
 
     def close(self) -> None:
         self._closing = True
@@ -426,7 +425,6 @@ class _Checkpointer(threading.Thread):
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:
                     log.warning("checkpoint failed: %s", exc, extra={"action": "store.checkpoint"})
-                self.checkpoints += 1
                 time.sleep(_CHECKPOINT_EVERY)
         finally:
             conn.close()

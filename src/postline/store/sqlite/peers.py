@@ -75,9 +75,7 @@ class DuePeers:
         for _ in range(64):
             try:
                 data = sock.recv(_PAYLOAD_LIMIT + 1024)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # nothing more to read (or the socket closed)
                 return
             relay.received(data.decode("utf-8", "replace"))
 
@@ -88,14 +86,16 @@ class DuePeers:
         """Tell the other processes; what piles up in one loop iteration goes together."""
         if not now and not later and not rescan:
             return
-        if not self._others():
+        if not self.others():
             return
         self._pending.add(now, later, rescan)
         if not self._flush_armed:
             self._flush_armed = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _others(self) -> list[str]:
+    def others(self) -> list[str]:
+        """The origins of the other processes listening on this file (listed at most once
+        a second)."""
         mono = time.monotonic()
         if mono - self._listed_at >= _LIST_EVERY:
             self._listed_at = mono

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from postline.model import EventType, RecipientState
 from postline.store._outcomes import plan_outcomes
 from postline.store._rows import group_leased, stat_of, sum_stats, with_paused
+from postline.store.announce import due_of
 from postline.store.base import (
     AttemptRecord,
     IdempotencyClaim,
@@ -48,9 +48,6 @@ class SQLiteQueue(SQLiteCore):
         msg_rows = []
         rcpt_rows = []
         event_rows = []
-        due_now: set[QueueKey] = set()
-        due_at: dict[QueueKey, float] = {}
-        wall = time.time()
         # A batch's messages mostly share their tags and their event data: encoded once.
         tags_json: dict[tuple[str, ...], str] = {}
         data_json: dict[tuple[str, float | None], tuple[dict[str, Any], str]] = {}
@@ -128,13 +125,6 @@ class SQLiteQueue(SQLiteCore):
                         json.dumps({**data, "reason": r.suppressed}) if suppressed else event_data,
                     )
                 )
-                if owned or suppressed:
-                    continue
-                key = (m.tenant_id, r.domain)
-                if m.next_attempt_at <= wall:
-                    due_now.add(key)
-                elif m.next_attempt_at < due_at.get(key, float("inf")):
-                    due_at[key] = m.next_attempt_at
 
         def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
             if idempotency is not None:
@@ -165,8 +155,9 @@ class SQLiteQueue(SQLiteCore):
             return None
 
         found = await self._write(op, rows=len(msg_rows) + len(rcpt_rows))
-        if found is None:
-            self._peers.announce(due_now, due_at)
+        if found is None and self._peers.others():
+            # Another process on this file may deliver these queues (a node's workers).
+            self._peers.announce(*due_of(messages, leased))
         return found
 
     async def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
