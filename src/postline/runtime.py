@@ -60,6 +60,7 @@ from postline.webhooks.service import WebhookService
 from postline.workers.link import WorkerLink
 
 __all__ = [
+    "Addresses",
     "Listeners",
     "Node",
     "bind_listeners",
@@ -110,13 +111,21 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def _bind(listen: str) -> socket.socket:
+def _bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
     host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return _bind_address(family, (host, port), listen, reuse_port=reuse_port)
+
+
+def _bind_address(
+    family: socket.AddressFamily, address: Any, listen: str, *, reuse_port: bool = False
+) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.bind((host, port))
+        sock.bind(address)
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {listen}: {exc.strerror}") from exc
@@ -125,34 +134,74 @@ def _bind(listen: str) -> socket.socket:
     return sock
 
 
+Addresses = tuple[tuple[socket.AddressFamily, Any] | None, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Listeners:
     """Sockets bound before the node starts (by the supervisor of a node's workers, which
-    all accept on them); a listener that is None is bound by the node itself."""
+    gives each worker its own); a listener that is None is bound by the node itself."""
 
     api: socket.socket | None = None
     submission: socket.socket | None = None
     inbound: socket.socket | None = None
 
+    def sockets(self) -> list[socket.socket]:
+        return [s for s in (self.api, self.submission, self.inbound) if s is not None]
 
-def bind_listeners(config: Config) -> Listeners:
-    """The listening sockets a node with this configuration serves."""
-    api = _bind(config.api.listen) if config.api.enabled else None
+    def addresses(self) -> Addresses:
+        """Where each socket listens (family and address), None for a socket not bound."""
+        return tuple(
+            None if sock is None else (sock.family, sock.getsockname())
+            for sock in (self.api, self.submission, self.inbound)
+        )
+
+    @staticmethod
+    def bind_shared(addresses: Addresses) -> Listeners:
+        """Sockets of their own on ``addresses`` (of listeners bound with ``reuse_port``),
+        shared by ``SO_REUSEPORT``: the kernel spreads new connections over every socket
+        of an address by a hash of the client's address and port."""
+        socks: list[socket.socket | None] = []
+        try:
+            for where in addresses:
+                if where is None:
+                    socks.append(None)
+                    continue
+                family, name = where
+                listen = f"{name[0]}:{name[1]}"
+                socks.append(_bind_address(family, name, listen, reuse_port=True))
+        except ConfigError:
+            Listeners(*socks).close()
+            raise
+        return Listeners(*socks)
+
+    def close(self) -> None:
+        for sock in self.sockets():
+            sock.close()
+
+
+def bind_listeners(config: Config, *, reuse_port: bool = False) -> Listeners:
+    """The listening sockets a node with this configuration serves; with ``reuse_port``
+    bound with ``SO_REUSEPORT``, so that :meth:`Listeners.bind_shared` can give each worker
+    sockets of its own on the same addresses."""
+    bound: list[socket.socket] = []
+    wanted = [
+        config.api.listen if config.api.enabled else None,
+        config.submission.listen if config.submission.enabled else None,
+        config.inbound.listen if config.inbound.enabled and config.bounce.domain else None,
+    ]
+    socks: list[socket.socket | None] = []
     try:
-        sub = _bind(config.submission.listen) if config.submission.enabled else None
-        inbound = None
-        if config.inbound.enabled and config.bounce.domain:
-            try:
-                inbound = _bind(config.inbound.listen)
-            except ConfigError:
-                if sub is not None:
-                    sub.close()
-                raise
+        for listen in wanted:
+            sock = None if listen is None else _bind(listen, reuse_port=reuse_port)
+            if sock is not None:
+                bound.append(sock)
+            socks.append(sock)
     except ConfigError:
-        if api is not None:
-            api.close()
+        for sock in bound:
+            sock.close()
         raise
-    return Listeners(api, sub, inbound)
+    return Listeners(*socks)
 
 
 def worker_name(config: Config, share: WorkerShare) -> str:

@@ -343,6 +343,38 @@ async def test_enqueue_counts_every_recipient_by_state_and_queue(store: Store) -
     assert {s.domain: s.depth for s in await store.queue_stats(a)} == {"one.test": 3}
 
 
+async def test_large_batches_store_every_row(store: Store) -> None:
+    # Past the rows one SQLite statement takes (bulk.MAX_ROWS = 1024), in both shapes:
+    # one message to many recipients, and many messages of one recipient.
+    tid = await tenant(store)
+    wide = message(tid, *(f"r{i}@d{i % 7}.test" for i in range(2500)))
+    many = [message(tid, f"m{i}@d{i % 3}.test") for i in range(1537)]
+    await store.enqueue([wide])
+    await store.enqueue(many)
+    assert await store.state_counts() == {"queued": 2500 + 1537}
+    depth = {s.domain: s.depth for s in await store.queue_stats(tid)}
+    expected: dict[str, int] = {}
+    for i in range(2500):
+        expected[f"d{i % 7}.test"] = expected.get(f"d{i % 7}.test", 0) + 1
+    for i in range(1537):
+        expected[f"d{i % 3}.test"] = expected.get(f"d{i % 3}.test", 0) + 1
+    assert depth == expected
+    view = await store.get_message(tid, wide.id)
+    assert view is not None
+    assert [r.address for r in view.recipients] == [r.address for r in wide.recipients]
+    last = await store.get_message(tid, many[-1].id)
+    assert last is not None and last.recipients[0].address == "m1536@d0.test"
+    seen = 0
+    after = 0
+    while True:
+        page = await store.events(EventQuery(tenant_id=tid, after=after, limit=1000))
+        if not page:
+            break
+        seen += len(page)
+        after = page[-1].id
+    assert seen == 2500 + 1537
+
+
 async def test_many_concurrent_writers(store: Store) -> None:
     tid = await tenant(store)
     await asyncio.gather(

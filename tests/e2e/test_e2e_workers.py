@@ -10,7 +10,9 @@
 * ``kill -9`` of the whole node (supervisor and workers) mid-delivery: the same, after a
   restart;
 * SIGTERM drains: every worker finishes, writes its outcomes and hands back its leases, so
-  a restart sends nothing twice.
+  a restart sends nothing twice;
+* connections are spread over the workers (each has sockets of its own on the node's
+  addresses), and while a killed worker is started again the others answer every new one.
 """
 
 from __future__ import annotations
@@ -267,5 +269,60 @@ async def test_sigterm_drains_every_worker(tmp_path: Path) -> None:
         report = sim.report()
         assert report.accepted_pairs() == set(sent)
         assert report.duplicate_count == 0
+    finally:
+        await sim.stop()
+
+
+def _connections_of(pid: int, port: int) -> int:
+    """Established TCP connections on local ``port`` held by process ``pid``."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
+
+
+async def test_connections_are_spread_over_the_workers(tmp_path: Path) -> None:
+    sim = Simulator(SimConfig(domains=(domain("spread.test"),), seed=3))
+    await sim.start()
+    try:
+        config = _config(tmp_path, sim, RULES)
+        key = await cli_tenant(config)
+        async with served(config, key) as (node, api):
+            port = int(node.ready["api"].rsplit(":", 1)[1])
+            clients = [
+                httpx.AsyncClient(base_url=str(api.base_url), headers=api.headers, timeout=10)
+                for _ in range(16)
+            ]
+            try:
+                for c in clients:  # one keep-alive connection each
+                    assert (await c.get("/healthz")).status_code == 200
+                workers = _workers(node)
+                held = [_connections_of(pid, port) for pid in workers]
+                print(f"\n16 connections held by the workers: {held}")
+                assert sum(held) == 16
+                assert min(held) >= 1  # all 16 on one worker: odds of 2 in 65,536
+            finally:
+                for c in clients:
+                    await c.aclose()
+            # A worker killed: the other takes every new connection while it restarts.
+            os.kill(workers[1], signal.SIGKILL)
+            t0 = time.monotonic()
+            answered = 0
+            while time.monotonic() - t0 < 2.0:
+                async with httpx.AsyncClient(base_url=str(api.base_url), timeout=5) as c:
+                    assert (await c.get("/healthz")).status_code == 200
+                    answered += 1
+            await wait_for(lambda: len(_workers(node)) == 2 and _workers(node) != workers)
+            print(f"{answered} new connections answered in the 2 s after a worker's kill -9")
     finally:
         await sim.stop()

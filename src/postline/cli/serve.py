@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 
 import typer
 
@@ -14,6 +15,13 @@ from postline.runtime import Node, configure_logging
 from postline.workers.supervisor import Supervisor
 
 __all__ = ["serve"]
+
+# How long a thread holds the GIL while another waits for it (Python's default: 5 ms). The
+# store's writer thread needs the GIL back after each statement, with the store's lock
+# held, while the event loop runs Python: at 1 ms, HTTP batch ingest with two workers went
+# from 14,900-16,800 to 16,400-17,300 recipients/s (3 interleaved runs each); the relay
+# did not move.
+SWITCH_INTERVAL = 0.001
 
 
 def _addr(address: tuple[str, int] | None) -> str | None:
@@ -25,6 +33,7 @@ def serve(config: ConfigOption) -> None:
     workers`` processes (one per CPU by default)."""
     cfg = load(config)
     configure_logging(cfg)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     workers = cfg.worker_count
     if workers > 1:
         try:

@@ -14,6 +14,7 @@ from postline.store.base import (
     MessageView,
     NewEvent,
 )
+from postline.store.sqlite.bulk import insert_rows
 from postline.store.sqlite.core import (
     _Q,
     SQLiteCore,
@@ -75,6 +76,6 @@ class SQLiteEvents(SQLiteCore):
         ]
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(_Q["insert_event"], rows)
+            insert_rows(conn, _Q["insert_event"], rows)
 
         await self._write(op)

@@ -25,6 +25,7 @@ from postline.store.base import (
     QueueLease,
     QueueStat,
 )
+from postline.store.sqlite.bulk import insert_rows
 from postline.store.sqlite.core import _Q, BULK, URGENT, SQLiteCore, _bodies
 
 __all__ = ["SQLiteQueue"]
@@ -144,14 +145,16 @@ class SQLiteQueue(SQLiteCore):
                         "created_at": idempotency.created_at,
                     },
                 )
-            conn.executemany(_Q["insert_message"], msg_rows)
-            conn.executemany(_Q["insert_recipient"], rcpt_rows)
-            conn.executemany(_Q["count_states"], states.items())
-            conn.executemany(
-                _Q["count_queued"], [(tenant, domain, n) for (tenant, domain), n in queues.items()]
+            # A statement per table, not per row (see bulk.py).
+            insert_rows(conn, _Q["insert_message"], msg_rows)
+            insert_rows(conn, _Q["insert_recipient"], rcpt_rows)
+            insert_rows(conn, _Q["count_states"], list(states.items()))
+            insert_rows(
+                conn,
+                _Q["count_queued"],
+                [(tenant, domain, n) for (tenant, domain), n in queues.items()],
             )
-            # Bound row by row: cheaper here than one JSON array (no JSON to make or read).
-            conn.executemany(_Q["insert_event"], event_rows)
+            insert_rows(conn, _Q["insert_event"], event_rows)
             return None
 
         found = await self._write(op, rows=len(msg_rows) + len(rcpt_rows))
@@ -329,7 +332,7 @@ class SQLiteQueue(SQLiteCore):
             if events is not None:
                 conn.execute(_Q["insert_events"], events)
             if suppress_rows:
-                conn.executemany(_Q["add_suppression"], suppress_rows)
+                insert_rows(conn, _Q["add_suppression"], suppress_rows)
             # A delivery ends its address's soft-bounce run; with no run anywhere (the
             # usual case) one lookup per batch spares a delete per delivered recipient.
             if clear_rows and conn.execute(_Q["any_soft_bounces"]).fetchone()[0]:
@@ -374,7 +377,8 @@ class SQLiteQueue(SQLiteCore):
             rows = conn.execute(
                 _Q["cancel"], {"message_id": message_id, "tenant_id": tenant_id, "now": now}
             ).fetchall()
-            conn.executemany(
+            insert_rows(
+                conn,
                 _Q["insert_event"],
                 [
                     (

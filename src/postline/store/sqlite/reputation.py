@@ -10,6 +10,7 @@ from postline.store.base import (
     ReputationCount,
     ReputationTotals,
 )
+from postline.store.sqlite.bulk import insert_rows
 from postline.store.sqlite.core import (
     _Q,
     SQLiteCore,
@@ -30,7 +31,7 @@ class SQLiteReputation(SQLiteCore):
             return
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(_Q["add_reputation_count"], rows)
+            insert_rows(conn, _Q["add_reputation_count"], rows)
 
         await self._write(op)
 

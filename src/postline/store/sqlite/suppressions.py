@@ -10,6 +10,7 @@ from typing import Any
 from postline.store.base import (
     Suppression,
 )
+from postline.store.sqlite.bulk import insert_rows
 from postline.store.sqlite.core import (
     _Q,
     SQLiteCore,
@@ -64,7 +65,7 @@ class SQLiteSuppressions(SQLiteCore):
         ]
 
         def op(conn: sqlite3.Connection) -> int:
-            conn.executemany(_Q["add_suppression"], rows)
+            insert_rows(conn, _Q["add_suppression"], rows)
             return len(rows)
 
         return await self._write(op)
