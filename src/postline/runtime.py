@@ -60,9 +60,9 @@ from postline.webhooks.service import WebhookService
 from postline.workers.link import WorkerLink
 
 __all__ = [
-    "Addresses",
     "Listeners",
     "Node",
+    "bind_beside",
     "bind_listeners",
     "configure_logging",
     "throttle_file",
@@ -134,13 +134,10 @@ def _bind_address(
     return sock
 
 
-Addresses = tuple[tuple[socket.AddressFamily, Any] | None, ...]
-
-
 @dataclass(frozen=True, slots=True)
 class Listeners:
-    """Sockets bound before the node starts (by the supervisor of a node's workers, which
-    gives each worker its own); a listener that is None is bound by the node itself."""
+    """Sockets bound before the node starts (by the supervisor of a node's workers); a
+    listener that is None is bound by the node itself."""
 
     api: socket.socket | None = None
     submission: socket.socket | None = None
@@ -149,41 +146,15 @@ class Listeners:
     def sockets(self) -> list[socket.socket]:
         return [s for s in (self.api, self.submission, self.inbound) if s is not None]
 
-    def addresses(self) -> Addresses:
-        """Where each socket listens (family and address), None for a socket not bound."""
-        return tuple(
-            None if sock is None else (sock.family, sock.getsockname())
-            for sock in (self.api, self.submission, self.inbound)
-        )
-
-    @staticmethod
-    def bind_shared(addresses: Addresses) -> Listeners:
-        """Sockets of their own on ``addresses`` (of listeners bound with ``reuse_port``),
-        shared by ``SO_REUSEPORT``: the kernel spreads new connections over every socket
-        of an address by a hash of the client's address and port."""
-        socks: list[socket.socket | None] = []
-        try:
-            for where in addresses:
-                if where is None:
-                    socks.append(None)
-                    continue
-                family, name = where
-                listen = f"{name[0]}:{name[1]}"
-                socks.append(_bind_address(family, name, listen, reuse_port=True))
-        except ConfigError:
-            Listeners(*socks).close()
-            raise
-        return Listeners(*socks)
-
     def close(self) -> None:
         for sock in self.sockets():
             sock.close()
 
 
-def bind_listeners(config: Config, *, reuse_port: bool = False) -> Listeners:
-    """The listening sockets a node with this configuration serves; with ``reuse_port``
-    bound with ``SO_REUSEPORT``, so that :meth:`Listeners.bind_shared` can give each worker
-    sockets of its own on the same addresses."""
+def bind_listeners(config: Config, *, api_reuse_port: bool = False) -> Listeners:
+    """The listening sockets a node with this configuration serves; with
+    ``api_reuse_port`` the API's is bound with ``SO_REUSEPORT``, so that
+    :func:`bind_beside` can give each worker an API socket of its own."""
     bound: list[socket.socket] = []
     wanted = [
         config.api.listen if config.api.enabled else None,
@@ -192,8 +163,8 @@ def bind_listeners(config: Config, *, reuse_port: bool = False) -> Listeners:
     ]
     socks: list[socket.socket | None] = []
     try:
-        for listen in wanted:
-            sock = None if listen is None else _bind(listen, reuse_port=reuse_port)
+        for i, listen in enumerate(wanted):
+            sock = None if listen is None else _bind(listen, reuse_port=api_reuse_port and i == 0)
             if sock is not None:
                 bound.append(sock)
             socks.append(sock)
@@ -202,6 +173,13 @@ def bind_listeners(config: Config, *, reuse_port: bool = False) -> Listeners:
             sock.close()
         raise
     return Listeners(*socks)
+
+
+def bind_beside(family: socket.AddressFamily, address: Any) -> socket.socket:
+    """Another listening socket on ``address`` whose first socket was bound with
+    ``SO_REUSEPORT``: the kernel spreads new connections over every socket of the address
+    by a hash of the client's address and port."""
+    return _bind_address(family, address, f"{address[0]}:{address[1]}", reuse_port=True)
 
 
 def worker_name(config: Config, share: WorkerShare) -> str:

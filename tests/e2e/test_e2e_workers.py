@@ -299,23 +299,29 @@ async def test_connections_are_spread_over_the_workers(tmp_path: Path) -> None:
         key = await cli_tenant(config)
         async with served(config, key) as (node, api):
             port = int(node.ready["api"].rsplit(":", 1)[1])
-            clients = [
-                httpx.AsyncClient(base_url=str(api.base_url), headers=api.headers, timeout=10)
-                for _ in range(16)
-            ]
-            try:
-                for c in clients:  # one keep-alive connection each
-                    assert (await c.get("/healthz")).status_code == 200
-                workers = _workers(node)
-                held = [_connections_of(pid, port) for pid in workers]
-                print(f"\n16 connections held by the workers: {held}")
-                assert sum(held) == 16
-                assert min(held) >= 1  # all 16 on one worker: odds of 2 in 65,536
-            finally:
-                for c in clients:
-                    await c.aclose()
-            # A worker killed: the other takes every new connection while it restarts.
-            os.kill(workers[1], signal.SIGKILL)
+
+            async def spread() -> list[int]:
+                """Connections held by each worker after 16 clients connected."""
+                clients = [
+                    httpx.AsyncClient(base_url=str(api.base_url), headers=api.headers, timeout=10)
+                    for _ in range(16)
+                ]
+                try:
+                    for c in clients:  # one keep-alive connection each
+                        assert (await c.get("/healthz")).status_code == 200
+                    return [_connections_of(pid, port) for pid in _workers(node)]
+                finally:
+                    for c in clients:
+                        await c.aclose()
+
+            held = await spread()
+            print(f"\n16 connections held by the workers: {held}")
+            assert sum(held) == 16
+            assert min(held) >= 1  # all 16 on one worker: odds of 2 in 65,536
+            workers = _workers(node)
+            # A worker killed (the one whose API socket was bound first): the other takes
+            # every new connection while it restarts.
+            os.kill(workers[0], signal.SIGKILL)
             t0 = time.monotonic()
             answered = 0
             while time.monotonic() - t0 < 2.0:
@@ -324,5 +330,9 @@ async def test_connections_are_spread_over_the_workers(tmp_path: Path) -> None:
                     answered += 1
             await wait_for(lambda: len(_workers(node)) == 2 and _workers(node) != workers)
             print(f"{answered} new connections answered in the 2 s after a worker's kill -9")
+            await asyncio.sleep(1.0)  # the new worker accepting
+            held = await spread()
+            print(f"16 connections after the restart: {held}")
+            assert sum(held) == 16 and min(held) >= 1
     finally:
         await sim.stop()

@@ -3,13 +3,17 @@
 Python runs one core per process, so a node of several cores runs one worker process per
 core. The supervisor, a small process that runs no event loop and no thread:
 
-1. binds the listening sockets (API, submission, inbound): one set per worker, on the same
-   addresses with ``SO_REUSEPORT``, so the kernel spreads new connections over the workers
-   by a hash of the client's address and port. One socket that all workers accept on went
-   to whichever worker woke first, which took every connection waiting: 8 clients of
-   ``bench/ingest.py`` all landed on one worker in one run of three (9.8k recipients/s
-   against 14.3k when they were spread). A dead worker's sockets are closed at once, so
-   new connections go to the others until it is started again on new ones;
+1. binds the listening sockets. Submission and inbound: one socket each that every worker
+   accepts on, so the worker that wakes first (the least busy) takes a new SMTP client,
+   and a client never finds the port closed while a worker restarts. The API: a socket
+   per worker on the same address (``SO_REUSEPORT``), the kernel spreading connections by
+   a hash of the client's address and port. HTTP clients keep their connections open, and
+   on one shared socket the worker that woke first took every connection waiting: 8
+   clients of ``bench/ingest.py`` landed on one worker in 4 runs of 4 (10.0–10.7k
+   recipients/s against 14.1–15.3k spread). For the relay the shared SMTP socket did
+   better (1,495 and 1,532 msgs/s against 1,400 and 1,486 with a socket per worker). A dead
+   worker's API socket is closed at once, so new connections go to the others until it
+   runs again on a new one;
 2. prepares what the workers share: the store's schema (migrations run once), the node's
    throttle state (``throttle.db``, fresh at every start as an in-process one would be) and
    the key files;
@@ -35,17 +39,19 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from postline.config import Config
 from postline.errors import ConfigError, PostlineError, ThrottleError
 from postline.runtime import (
-    Addresses,
     Listeners,
     Node,
+    bind_beside,
     bind_listeners,
     throttle_file,
     worker_name,
@@ -75,7 +81,7 @@ class _Worker:
     ready_fd: int = -1
     ready: bool = False
     exited: int = 0  # the pid of the process that exited last
-    listeners: Listeners | None = None  # its own sockets (closed when it dies)
+    api: socket.socket | None = None  # its own API socket (closed when it dies)
 
 
 def _run_worker(config: Config, share: WorkerShare, listeners: Listeners, ready_fd: int) -> int:
@@ -123,7 +129,8 @@ class Supervisor:
         self.count = count
         self.echo = echo
         self.workers = [_Worker(i) for i in range(count)]
-        self.addresses: Addresses = ()
+        self.listeners = Listeners()  # the API socket of worker 0, the shared SMTP ones
+        self.api_address: tuple[socket.AddressFamily, Any] | None = None
 
     # -- start -------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -143,8 +150,8 @@ class Supervisor:
             ensure_self_signed(cfg.data_dir, cfg.submission.hostname or cfg.hostname)
 
     def _fork(self, worker: _Worker) -> None:
-        if worker.listeners is None:
-            worker.listeners = Listeners.bind_shared(self.addresses)
+        if worker.api is None and self.api_address is not None:
+            worker.api = bind_beside(*self.api_address)
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
         pid = os.fork()
@@ -155,12 +162,13 @@ class Supervisor:
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
                 _die_with(parent)
                 for other in self.workers:
-                    # Another worker's socket held open here would keep taking its
+                    # Another worker's API socket held open here would keep taking its
                     # share of connections after that worker died.
-                    if other is not worker and other.listeners is not None:
-                        other.listeners.close()
+                    if other is not worker and other.api is not None:
+                        other.api.close()
                 share = WorkerShare(worker.index, self.count)
-                code = _run_worker(self.config, share, worker.listeners, write_fd)
+                listeners = Listeners(worker.api, self.listeners.submission, self.listeners.inbound)
+                code = _run_worker(self.config, share, listeners, write_fd)
             except BaseException:
                 log.exception("worker %d failed", worker.index, extra={"action": "workers.crash"})
             finally:
@@ -188,24 +196,19 @@ class Supervisor:
             os.close(fd)
             worker.ready_fd = -1
 
-    def _address(self, which: int) -> str | None:
-        where = self.addresses[which]
-        if where is None:
+    @staticmethod
+    def _address(sock: socket.socket | None) -> str | None:
+        if sock is None:
             return None
-        host, port = where[1][:2]
+        host, port = sock.getsockname()[:2]
         return f"{host}:{port}"
 
     # -- run ---------------------------------------------------------------------------
     def run(self) -> int:
-        first = bind_listeners(self.config, reuse_port=True)
-        self.addresses = first.addresses()
-        self.workers[0].listeners = first
-        try:
-            for worker in self.workers[1:]:
-                worker.listeners = Listeners.bind_shared(self.addresses)
-        except ConfigError:
-            self._close_listeners()
-            raise
+        self.listeners = bind_listeners(self.config, api_reuse_port=True)
+        self.workers[0].api = api = self.listeners.api
+        if api is not None:
+            self.api_address = (api.family, api.getsockname())
         self._prepare()
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         for worker in self.workers:
@@ -216,8 +219,8 @@ class Supervisor:
         ready = {
             "node": self.config.node_name,
             "workers": self.count,
-            "api": self._address(0),
-            "submission": self._address(1),
+            "api": self._address(self.workers[0].api),
+            "submission": self._address(self.listeners.submission),
         }
         self.echo(json.dumps({"ready": ready}))
         log.info(
@@ -261,9 +264,9 @@ class Supervisor:
                 log.info("stopping %d workers", self.count, extra={"action": "workers.stopping"})
                 return
             for worker, status in self._reap():
-                if worker.listeners is not None:
-                    worker.listeners.close()
-                    worker.listeners = None
+                if worker.api is not None:
+                    worker.api.close()
+                    worker.api = None
                 self._free_slots(worker)
                 lived = time.monotonic() - worker.started
                 worker.delay = (
@@ -360,9 +363,12 @@ class Supervisor:
 
     def _close_listeners(self) -> None:
         for worker in self.workers:
-            if worker.listeners is not None:
-                worker.listeners.close()
-                worker.listeners = None
+            if worker.api is not None:
+                worker.api.close()
+                worker.api = None
+        for sock in (self.listeners.submission, self.listeners.inbound):
+            if sock is not None:
+                sock.close()
 
 
 def _describe(status: int) -> str:
