@@ -83,7 +83,7 @@ domain = "*"
 host = "127.0.0.1"
 port = {sink}
 [[throttle.rules]]
-name = "default"
+name = "relay"
 connections = {connections}
 [node]
 workers = {workers}
@@ -485,7 +485,7 @@ domain = "*"
 host = "127.0.0.1"
 port = {sink}
 [[throttle.rules]]
-name = "default"
+name = "relay"
 connections = {connections}
 [log]
 level = "warning"

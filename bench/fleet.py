@@ -116,7 +116,7 @@ workers = {WORKERS}
 [throttle]
 {throttle}
 [[throttle.rules]]
-name = "default"
+name = "relay"
 connections = 20
 [[delivery.routes]]
 domain = "*"

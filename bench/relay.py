@@ -75,7 +75,7 @@ domain = "*"
 host = "127.0.0.1"
 port = 2626
 [[throttle.rules]]
-name = "default"
+name = "relay"
 connections = 20
 [webhooks]
 allow_http = true

@@ -58,7 +58,7 @@ domain = "*"
 host = "127.0.0.1"
 port = {sink}
 [[throttle.rules]]
-name = "default"
+name = "relay"
 connections = {connections}
 [retention]
 bodies = "{bodies}s"

@@ -42,7 +42,7 @@ domain = "*"
 host = "127.0.0.1"
 port = {port}
 [[throttle.rules]]
-name = "default"
+name = "relay"
 connections = 10
 [queue]
 lease_time = "30s"

@@ -50,7 +50,7 @@ domain = "*"
 host = "127.0.0.1"
 port = {port}
 [[throttle.rules]]
-name = "default"
+name = "relay"
 connections = 20
 [queue]
 lease_time = "10s"

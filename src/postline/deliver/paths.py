@@ -152,7 +152,9 @@ class SourcePaths:
     def site_for(self, target: Target, source: Source) -> Site:
         site = target.sites.get(source.name)
         if site is None:
-            dest = self.rules.match(target.domain, target.mx, target.site_name, source=source.name)
+            dest = self.rules.match(
+                target.domain, target.mx, target.site_name, source=source.name, relay=target.relay
+            )
             site = self.sites.site_of(dest, target.site_name, target.hosts, source)
             target.sites[source.name] = site
         return site

@@ -52,6 +52,8 @@ class Target:
     base: Destination
     """The destination matched without a source: rule, limits, provider."""
     sites: dict[str, Site] = field(default_factory=dict)
+    relay: bool = False
+    """A static route (``[[delivery.routes]]``), not the domain's MX hosts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +171,7 @@ class Routes:
                 return Route(None, reply, time.monotonic() + 5.0)
             hosts = [Host(host, a, port) for a in addresses]
             site_name = f"route:{host}:{port}"
-            return self._route_to(domain, (host,), site_name, hosts, expires)
+            return self._route_to(domain, (host,), site_name, hosts, expires, relay=True)
         mx = await self._dns.mx(domain)
         if mx.status != "ok":
             reply = dns_reply(mx.status, domain, mx.detail)
@@ -187,11 +189,14 @@ class Routes:
         site_name: str,
         hosts: list[Host],
         expires: float,
+        *,
+        relay: bool = False,
     ) -> Route:
-        dest = self._rules.match(domain, mx, site_name)
+        dest = self._rules.match(domain, mx, site_name, relay=relay)
         if self._single is not None:
             return Route(self._sites.site_of(dest, site_name, hosts, self._single), None, expires)
-        return Route(None, None, expires, Target(domain, mx, site_name, hosts, dest))
+        target = Target(domain, mx, site_name, hosts, dest, relay=relay)
+        return Route(None, None, expires, target)
 
     def _static_route(self, domain: str) -> tuple[str, int] | None:
         for r in self._config.delivery.routes:

@@ -55,6 +55,7 @@ from postline.units import DURATION_HINT, parse_duration
 
 __all__ = [
     "CATCH_ALL",
+    "RELAY",
     "SCOPES",
     "Destination",
     "Limits",
@@ -69,6 +70,10 @@ SCOPES: tuple[Scope, ...] = ("rule", "site", "domain")
 
 #: Name of the catch-all rule, which always matches last.
 CATCH_ALL = "default"
+#: Name of the rule of static routes (``[[delivery.routes]]``: a relay, not a mailbox
+#: provider), which only the user's own rules come before.
+RELAY = "relay"
+_PATTERNLESS = (CATCH_ALL, RELAY)
 
 _RULE_KEYS = frozenset(
     {
@@ -253,16 +258,31 @@ class ThrottleRules:
     constructor takes finished rules and checks only the catch-all and the reply patterns.
     """
 
-    __slots__ = ("_compiled", "_extra_replies", "rules", "throttle_replies")
+    __slots__ = ("_compiled", "_extra_replies", "_own", "relay", "rules", "throttle_replies")
 
     rules: tuple[ThrottleRule, ...]
+    relay: ThrottleRule
     throttle_replies: tuple[str, ...]
 
     def __init__(
-        self, rules: Sequence[ThrottleRule], *, throttle_replies: Sequence[str] = ()
+        self,
+        rules: Sequence[ThrottleRule],
+        *,
+        throttle_replies: Sequence[str] = (),
+        relay: ThrottleRule | None = None,
+        own: int = 0,
     ) -> None:
+        """``rules`` in order, a catch-all last; ``relay`` the rule of static routes (the
+        shipped one by default), which only the first ``own`` rules (the user's own, not
+        a provider's) come before."""
         if not rules or not rules[-1].catch_all:
             raise ValueError("the last throttle rule must be a catch-all (no domains, no mx)")
+        if relay is None:
+            relay = next(r for r in _shipped_rules() if r.name == RELAY)
+        if not relay.catch_all:
+            raise ValueError("the relay throttle rule has no domains and no mx")
+        self.relay = relay
+        self._own = min(own, len(rules) - 1)
         self.rules = tuple(rules)
         self.throttle_replies = tuple(throttle_replies)
         for pattern in self.throttle_replies:
@@ -271,7 +291,7 @@ class ThrottleRules:
             _Compiled(r, _compile_globs(r.domains), _compile_globs(r.mx)) for r in self.rules
         )
         self._extra_replies = {
-            r.name: (*r.throttle_replies, *self.throttle_replies) for r in self.rules
+            r.name: (*r.throttle_replies, *self.throttle_replies) for r in (*self.rules, self.relay)
         }
 
     def __repr__(self) -> str:
@@ -303,13 +323,14 @@ class ThrottleRules:
         replies = _parse_patterns("throttle", "throttle_replies", throttle_replies)
 
         shipped = _shipped_rules()
-        providers = [r for r in shipped if r.name != CATCH_ALL] if include_defaults else []
+        providers = [r for r in shipped if r.name not in _PATTERNLESS] if include_defaults else []
         by_name = {r.name: r for r in parsed}
         provider_names = {r.name for r in providers}
-        own = [r for r in parsed if r.name != CATCH_ALL and r.name not in provider_names]
+        own = [r for r in parsed if r.name not in _PATTERNLESS and r.name not in provider_names]
         merged = [by_name.get(r.name, r) for r in providers]
         catch_all = by_name.get(CATCH_ALL) or next(r for r in shipped if r.name == CATCH_ALL)
-        return cls([*own, *merged, catch_all], throttle_replies=replies)
+        relay = by_name.get(RELAY) or next(r for r in shipped if r.name == RELAY)
+        return cls([*own, *merged, catch_all], throttle_replies=replies, relay=relay, own=len(own))
 
     @classmethod
     def from_toml(cls, text: str, *, include_defaults: bool = True) -> ThrottleRules:
@@ -338,21 +359,28 @@ class ThrottleRules:
         site: str = "",
         *,
         source: str | None = None,
+        relay: bool = False,
     ) -> Destination:
         """The first rule that matches ``domain`` or one of ``mx_hosts``, with its bucket.
 
         ``site`` names the MX site for scope ``"site"`` (the recipient domain stands in when
         it is empty, e.g. for an implicit MX). ``source`` (an egress IP or pool name), when
         given, gives each source its own bucket, since receivers limit per sending IP.
+        ``relay``: the destination is a static route to ``mx_hosts``, a relay rather than
+        the recipient domain's mail exchangers: the user's own rules, then the ``relay``
+        rule (a provider's limits are not the relay's).
         """
         host = normalize_host(domain)
         hosts = [normalize_host(h) for h in mx_hosts]
-        for compiled in self._compiled:
+        candidates = self._compiled[: self._own] if relay else self._compiled
+        for compiled in candidates:
             if compiled.matches(host, hosts):
                 rule = compiled.rule
                 break
-        else:  # pragma: no cover - the constructor guarantees a catch-all
-            raise AssertionError("no catch-all throttle rule")
+        else:
+            if not relay:  # pragma: no cover - the constructor guarantees a catch-all
+                raise AssertionError("no catch-all throttle rule")
+            rule = self.relay
         value = host if rule.scope == "domain" else (normalize_host(site) or host)
         key = destination_key(rule.name, rule.scope, value, rule.limits, source=source)
         provider = provider_id(rule.name, rule.scope, value)
@@ -399,15 +427,22 @@ def _parse_rule(table: object, index: int) -> ThrottleRule:
             f"{where}: the '{CATCH_ALL}' rule matches every destination; remove 'domains' and"
             " 'mx', or give the rule another name"
         )
-    if name != CATCH_ALL and not domains and not mx:
+    if name == RELAY and (domains or mx):
+        raise ConfigError(
+            f"{where}: the '{RELAY}' rule applies to every static route ([[delivery.routes]]);"
+            " remove 'domains' and 'mx' (a rule with 'mx' = the route's host limits one"
+            " route), or give the rule another name"
+        )
+    if name not in _PATTERNLESS and not domains and not mx:
         raise ConfigError(
             f"{where}: needs 'domains' or 'mx' patterns; to change the limits of every other"
             f" destination, name the rule '{CATCH_ALL}'"
         )
 
     # The catch-all limits each MX site on its own unless told otherwise: one bucket for
-    # every unmatched destination would let one slow site starve all the others.
-    scope = table.get("scope", "site" if name == CATCH_ALL else "rule")
+    # every unmatched destination would let one slow site starve all the others. So does
+    # the relay rule, each route on its own.
+    scope = table.get("scope", "site" if name in _PATTERNLESS else "rule")
     if scope not in SCOPES:
         raise ConfigError(f"{where}: scope {scope!r} must be one of {', '.join(SCOPES)}")
 

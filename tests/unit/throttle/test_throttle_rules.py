@@ -116,6 +116,33 @@ def test_a_user_default_rule_replaces_the_catch_all() -> None:
     assert dest.key.startswith("default:domain=small.test:")
 
 
+def test_a_static_route_gets_the_relay_rule_not_a_providers() -> None:
+    rules = ThrottleRules.load([])  # the shipped provider rules included
+    # gmail.com through a smarthost: the relay's limits, not Google's.
+    dest = rules.match("gmail.com", ["smtp.relay.test"], "route:smtp.relay.test:587", relay=True)
+    assert dest.rule.name == "relay"
+    assert dest.rule.scope == "site"
+    assert dest.limits.messages is None and dest.limits.connections == 20
+    assert dest.provider == "relay:site=route:smtp.relay.test:587"
+    assert rules.match("gmail.com", ["alt1.gmail-smtp-in.l.google.com"]).rule.name == "google"
+
+
+def test_own_rules_come_before_the_relay_rule_and_replace_it_by_name() -> None:
+    rules = ThrottleRules.load(
+        [
+            {"name": "one-route", "mx": ["smtp.relay.test"], "connections": 2},
+            {"name": "relay", "connections": 7},
+            {"name": "google", "domains": ["gmail.com"], "connections": 1},
+        ]
+    )
+    assert rules.match("x.test", ["smtp.relay.test"], "r", relay=True).rule.name == "one-route"
+    other = rules.match("gmail.com", ["other.relay.test"], "r2", relay=True)
+    assert other.rule.name == "relay" and other.limits.connections == 7
+    # A user rule replacing a provider's is a provider's rule: not for relays.
+    assert rules.match("gmail.com", [], "mx").rule.name == "google"
+    assert "relay" not in [r.name for r in rules.rules]
+
+
 def test_scope_decides_the_key_shape() -> None:
     rules = own(
         {"name": "r", "domains": ["r*.test"], "scope": "rule", "messages": 1},
@@ -365,6 +392,11 @@ def test_invalid_rules_are_refused_with_a_clear_message(table: Any, message: str
     with pytest.raises(ConfigError) as info:
         ThrottleRules.load([table])
     assert message in str(info.value)
+
+
+def test_the_relay_rule_takes_no_patterns() -> None:
+    with pytest.raises(ConfigError, match="applies to every static route"):
+        ThrottleRules.load([{"name": "relay", "mx": ["smtp.relay.test"]}])
 
 
 def test_duplicate_names_are_refused() -> None:
