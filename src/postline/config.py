@@ -186,6 +186,23 @@ class SubmissionConfig(_Section):
     )
     tls_key: str = Field("", description="PEM private key for tls_cert.")
     timeout: Duration = Field(300.0, description="Idle timeout of a client connection.")
+    auth_lockout_failures: int = Field(
+        10,
+        ge=1,
+        description="Failed AUTH of one user name from one client address within "
+        "auth_lockout_window after which that user gets '454 4.7.0' from that address "
+        "until the oldest failures age out. trusted_networks are never locked out.",
+    )
+    auth_lockout_address_failures: int = Field(
+        100,
+        ge=1,
+        description="Failed AUTH from one client address, whatever the user names, within "
+        "auth_lockout_window after which every AUTH from it gets '454 4.7.0' (guessing "
+        "across many user names).",
+    )
+    auth_lockout_window: Duration = Field(
+        600.0, description="How long a failed AUTH counts towards the lockouts."
+    )
 
     @field_validator("listen")
     @classmethod

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -45,6 +46,7 @@ from postline.metrics import TOP_DOMAINS, Metrics
 from postline.reputation import Reputation
 from postline.retention import Cleaner
 from postline.schedule.shares import WorkerShare
+from postline.smtp.server.base import AuthFailures
 from postline.smtp.server.submission import start_submission
 from postline.store import Store, create_store
 from postline.tenants import KeyAuthenticator
@@ -65,6 +67,8 @@ __all__ = [
     "bind_beside",
     "bind_listeners",
     "configure_logging",
+    "listening",
+    "store_kind",
     "throttle_file",
     "worker_name",
 ]
@@ -74,7 +78,18 @@ log = logging.getLogger(__name__)
 _DEPTHS_EVERY = 10.0  # seconds between readings of the deepest domains (metrics)
 
 
+# The attributes every log record has; any other came from ``extra``.
+_RECORD_ATTRS = frozenset(
+    [*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "taskName"]
+)
+_JSON_VALUE = (str, int, float, bool, type(None))
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and the fields a line
+    carries in ``extra`` (``action`` always; a delivery outcome its message id, domain,
+    reply and MX host)."""
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": round(record.created, 3),
@@ -82,9 +97,9 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        action = getattr(record, "action", None)
-        if action:
-            out["action"] = action
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and key not in out and isinstance(value, _JSON_VALUE):
+                out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -101,6 +116,29 @@ def configure_logging(config: Config) -> None:
     root.setLevel(config.log.level.upper())
     for noisy in ("aiosmtpd", "mail.log", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def store_kind(config: Config) -> str:
+    """The store for a log line: the SQLite file, or PostgreSQL's host and database
+    (never the URL's credentials)."""
+    if config.store.startswith(("postgresql://", "postgres://")):
+        url = urlsplit(config.store)
+        where = f"{url.hostname or 'localhost'}{f':{url.port}' if url.port else ''}"
+        return f"postgresql {where}{url.path or ''}"
+    return f"sqlite {config.sqlite_path}"
+
+
+def listening(**addresses: tuple[str, int] | str | None) -> str:
+    """``api 127.0.0.1:8025, submission ...`` for the listeners that are open (each a
+    (host, port) pair or already ``host:port``)."""
+    parts = []
+    for name, address in addresses.items():
+        if isinstance(address, str):
+            parts.append(f"{name} {address}")
+        elif address:
+            host, port = address
+            parts.append(f"{name} {f'[{host}]' if ':' in host else host}:{port}")
+    return ", ".join(parts) or "no listeners"
 
 
 class _Uvicorn(uvicorn.Server):
@@ -242,6 +280,13 @@ class Node:
         self.ingestor: Ingestor | None = None
         self.api_address: tuple[str, int] | None = None
         self.submission_address: tuple[str, int] | None = None
+        sub = config.submission
+        # Failed SMTP AUTH of this process; clear() lets an operator lift a lockout.
+        self.auth_failures = AuthFailures(
+            per_user=sub.auth_lockout_failures,
+            per_address=sub.auth_lockout_address_failures,
+            window=sub.auth_lockout_window,
+        )
         self.inbound_address: tuple[str, int] | None = None
         self.failures: FailureHandler | None = None
         self.feedback: FeedbackProcessor | None = None
@@ -445,11 +490,17 @@ class Node:
             self._background.append(asyncio.create_task(self.cleaner.run(), name="retention"))
         self._ready = True
         log.info(
-            "node %s ready (api %s, submission %s, inbound %s)",
+            "node %s ready: %s; worker %d of %d; store %s; delivery %s",
             self.node_id,
-            self.api_address,
-            self.submission_address,
-            self.inbound_address,
+            listening(
+                api=self.api_address,
+                submission=self.submission_address,
+                inbound=self.inbound_address,
+            ),
+            self.share.index + 1,
+            self.share.count,
+            store_kind(cfg),
+            "on" if self.engine is not None else "off",
             extra={"action": "node.ready"},
         )
 
@@ -519,6 +570,7 @@ class Node:
                 metrics=self.metrics,
                 tls_context=tls,
                 trusted_tenant=trusted,
+                auth_failures=self.auth_failures,
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror}") from exc
@@ -628,8 +680,9 @@ class Node:
                 await asyncio.wait_for(self._dispatch_task, left(0.2, 5.0))
         if self.webhooks is not None:
             self.webhooks.close()
+        drained = None
         if self.engine is not None:
-            await self.engine.stop(timeout=left(0.9))
+            drained = await self.engine.stop(timeout=left(0.9))
         if self.failures is not None:
             try:
                 await asyncio.wait_for(self.failures.drain(), left(0.5, 5.0))
@@ -645,9 +698,10 @@ class Node:
             await self._link.close()
         await self.store.close()
         log.info(
-            "node %s stopped in %.1fs",
+            "node %s stopped in %.1fs: %s",
             self.node_id,
             time.monotonic() - started,
+            drained if drained is not None else "delivery off, nothing to drain",
             extra={"action": "node.stopped"},
         )
         self._stopped.set()

@@ -42,8 +42,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from postline.bounce import verp
@@ -68,7 +70,7 @@ from postline.deliver.work import Host, WorkItem
 from postline.dns.resolver import Resolver
 from postline.errors import ThrottleError
 from postline.metrics import Metrics
-from postline.model import RecipientState, Reply
+from postline.model import EventType, RecipientState, Reply
 from postline.schedule.admission import Admission, Grant, Lane
 from postline.schedule.backoff import RetryPolicy
 from postline.schedule.shares import WorkerShare
@@ -87,7 +89,7 @@ from postline.throttle.adaptive import AdaptiveParams
 from postline.throttle.base import ThrottleBackend
 from postline.throttle.rules import Limits, ThrottleRules
 
-__all__ = ["DeliveryEngine", "Recorder"]
+__all__ = ["DeliveryEngine", "Drained", "Recorder"]
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +127,93 @@ class _NoRoute:
             self.engine.finish_without_site(item, reply)
 
 
+_LOGGED = {
+    EventType.DELIVERED: "deliver.delivered",
+    EventType.DEFERRED: "deliver.deferred",
+    EventType.BOUNCED: "deliver.bounced",
+    EventType.EXPIRED: "deliver.expired",
+}
+
+
+_LOCAL_PART = re.compile(r"[^\s<>\"'@:;,()\[\]]+@")
+
+
+def _log_outcomes(records: Sequence[AttemptRecord]) -> None:
+    """One info line per final outcome and per deferral after an attempt (a recipient
+    held back by its throttle without an attempt is not logged): the message id, the
+    recipient's domain (never the address: a local part quoted in the reply is masked),
+    the reply and the MX host, as text and as
+    fields (``[log] format = "json"``)."""
+    for r in records:
+        action = _LOGGED.get(r.event) if r.event is not None else None
+        if action is None or (r.state is RecipientState.QUEUED and not r.counted):
+            continue
+        domain = r.domain or r.address.rpartition("@")[2].lower()
+        text = " ".join((r.text or "").split())[:200]
+        if "@" in text:  # replies often quote the address
+            text = _LOCAL_PART.sub("***@", text)
+        reply = " ".join(str(p) for p in (r.code, r.enhanced, text) if p)
+        fields: dict[str, Any] = {
+            "action": action,
+            "message_id": r.message_id,
+            "domain": domain,
+            "mx": r.mx,
+            "code": r.code,
+            "enhanced": r.enhanced,
+            "reply": text,
+        }
+        retry = ""
+        if r.state is RecipientState.QUEUED:
+            wait = max(0.0, r.next_attempt_at - r.at)
+            fields["retry_in"] = round(wait, 1)
+            retry = f"; retry in {wait:.0f}s"
+        log.info(
+            "message %s %s to %s via %s: %s%s",
+            r.message_id,
+            r.event,
+            domain,
+            r.mx or "-",
+            reply or "-",
+            retry,
+            extra=fields,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """What :meth:`DeliveryEngine.stop` drained."""
+
+    transactions: int
+    """Connections on the wire that finished their work."""
+    cut_off: int
+    """Connections cut off when the time ran short (their recipients handed back)."""
+    outcomes: int
+    """Outcomes written during the stop."""
+    unwritten: int
+    """Outcomes that could not be written (their recipients may be sent again)."""
+    handed_back: int
+    """Recipients handed back to the queue unsent (buffered, or still leased)."""
+
+    def __str__(self) -> str:
+        parts = [
+            _count(self.transactions, "connection") + " finished",
+            _count(self.outcomes, "outcome") + " written",
+            _count(self.handed_back, "recipient") + " handed back",
+        ]
+        if self.cut_off:
+            parts.append(_count(self.cut_off, "connection") + " cut off")
+        if self.unwritten:
+            parts.append(_count(self.unwritten, "outcome") + " not written")
+        return ", ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 class Recorder:
-    """Collects outcomes and writes them in batches; never loses one on shutdown."""
+    """Collects outcomes and writes them in batches; never loses one on shutdown.
+    Every outcome worth a line is logged as it comes (at ``info``)."""
 
     def __init__(
         self,
@@ -163,6 +250,8 @@ class Recorder:
         for r in recs:
             if r.event is not None and (r.counted or r.state is not RecipientState.QUEUED):
                 self._metrics.attempts.labels(r.event.value).inc()
+        if log.isEnabledFor(logging.INFO):
+            _log_outcomes(recs)
         self._pending.extend(recs)
         self._idle.clear()
         self._wake.set()
@@ -369,10 +458,13 @@ class DeliveryEngine:
         """False while the throttle backend fails its calls (nothing is sent then)."""
         return self.throttle.healthy
 
-    async def stop(self, timeout: float = 30.0) -> None:
+    async def stop(self, timeout: float = 30.0) -> Drained:
         """Stop leasing, hand back what waits, let transactions on the wire finish, write
-        every outcome and hand back whatever is still held — all within ``timeout``."""
+        every outcome and hand back whatever is still held — all within ``timeout``;
+        returns what the stop drained."""
         deadline = time.monotonic() + timeout
+        written = self.recorder.written
+        handed_back = 0
         self.stopping = True
         self.due.stopping = True
         # Leasing, scanning and waking stop; the recorder and the renewals go on. Lease
@@ -386,23 +478,29 @@ class DeliveryEngine:
             self.paths.cancel()
         now = time.time()
         for site in self.sites:
-            self.release(site.drain(), now=now)
+            drained = site.drain()
+            handed_back += sum(len(item.recipients) for item in drained)
+            self.release(drained, now=now)
             site.wake()
         # Transactions on the wire finish; what is left when time runs short is cut off
         # (its recipients are handed back below: at worst sent once more).
         workers = [t for site in self.sites for t in site.workers]
         flush_time = min(10.0, timeout / 3)
+        cut = 0
         if workers:
             _, not_done = await asyncio.wait(
                 workers, timeout=max(0.0, deadline - flush_time - time.monotonic())
             )
+            cut = len(not_done)
             for task in not_done:
                 task.cancel()
             if not_done:
                 await asyncio.wait(not_done, timeout=2.0)
         now = time.time()
         for site in self.sites:
-            self.release(site.drain(), now=now)
+            drained = site.drain()
+            handed_back += sum(len(item.recipients) for item in drained)
+            self.release(drained, now=now)
         self.recorder.stop()
         recorder = self._tasks[0] if self._tasks else None
         if recorder is not None:
@@ -427,6 +525,7 @@ class DeliveryEngine:
                 extra={"action": "deliver.stop_release"},
             )
         else:
+            handed_back += released
             if released:
                 log.info(
                     "handed back %d recipients on stop",
@@ -439,6 +538,13 @@ class DeliveryEngine:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=1.0)
         self._tasks = []
+        return Drained(
+            transactions=len(workers) - cut,
+            cut_off=cut,
+            outcomes=self.recorder.written - written,
+            unwritten=self.recorder.pending,
+            handed_back=handed_back,
+        )
 
     # -- leases held in memory --------------------------------------------------------
     def hold_items(self, items: Iterable[WorkItem]) -> None:

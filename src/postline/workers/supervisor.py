@@ -53,6 +53,8 @@ from postline.runtime import (
     Node,
     bind_beside,
     bind_listeners,
+    listening,
+    store_kind,
     throttle_file,
     worker_name,
 )
@@ -224,13 +226,28 @@ class Supervisor:
         }
         self.echo(json.dumps({"ready": ready}))
         log.info(
-            "node %s ready with %d workers",
+            "node %s ready: %s; %d workers; store %s",
             self.config.node_name,
+            listening(
+                api=self._address(self.workers[0].api),
+                submission=self._address(self.listeners.submission),
+                inbound=self._address(self.listeners.inbound),
+            ),
             self.count,
+            store_kind(self.config),
             extra={"action": "workers.ready"},
         )
         self._supervise()
-        self._stop_all()
+        started = time.monotonic()
+        killed = self._stop_all()
+        log.info(
+            "node %s stopped in %.1fs: %d workers drained%s",
+            self.config.node_name,
+            time.monotonic() - started,
+            self.count - killed,
+            f", {killed} killed after [node] shutdown_timeout" if killed else "",
+            extra={"action": "workers.stopped"},
+        )
         return 0
 
     def _start_up(self) -> bool:
@@ -336,8 +353,10 @@ class Supervisor:
                     out.append((worker, status))
         return out
 
-    def _stop_all(self) -> None:
-        """SIGTERM to every worker, then wait for them (SIGKILL after the drain time)."""
+    def _stop_all(self) -> int:
+        """SIGTERM to every worker, then wait for them (SIGKILL after the drain time);
+        returns how many had to be killed."""
+        killed = 0
         for worker in self.workers:
             worker.restart_at = None
             if worker.pid:
@@ -349,6 +368,7 @@ class Supervisor:
             if left <= 0:
                 for worker in self.workers:
                     if worker.pid:
+                        killed += 1
                         log.error(
                             "worker %d did not stop in time; killed",
                             worker.index,
@@ -360,6 +380,7 @@ class Supervisor:
             signal.sigtimedwait({signal.SIGCHLD}, max(0.05, min(1.0, left)))
             self._reap()
         self._close_listeners()
+        return killed
 
     def _close_listeners(self) -> None:
         for worker in self.workers:

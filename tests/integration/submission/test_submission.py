@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import logging
 import smtplib
 import ssl
 from collections.abc import AsyncIterator
@@ -200,46 +202,103 @@ async def test_a_second_starttls_is_refused_and_the_session_goes_on(node: Node) 
     assert noop[0] == 250
 
 
+def _auth(node: Node, user: str, passwords: list[str]) -> list[tuple[int, bytes]]:
+    """AUTH PLAIN with each password in turn over one STARTTLS session; the replies
+    (``(0, b"disconnected")`` once the server closed the connection)."""
+    out = []
+    with _client(node) as s:
+        s.starttls(context=_tls())
+        s.ehlo("client.test")
+        for password in passwords:
+            blob = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+            try:
+                out.append(s.docmd("AUTH PLAIN", blob))
+            except smtplib.SMTPServerDisconnected:
+                out.append((0, b"disconnected"))
+                break
+    return out
+
+
+LOCKOUT = "auth_lockout_failures = 4\nauth_lockout_address_failures = 6"
+
+
 async def test_password_guessing_is_slowed_and_cut_off(
-    node: Node, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from postline.smtp.server import base
 
-    monkeypatch.setattr(base, "AUTH_FAILURES", base.AuthFailures(limit=4))
     monkeypatch.setattr(base, "AUTH_FAILURE_DELAY", 0.05)
-    key = await add_tenant(node)
+    async with running_node(
+        tmp_path, "[delivery]\nenabled = false\n", submission_extra=LOCKOUT
+    ) as node:
+        key = await add_tenant(node)
+        wrong = [f"pl_wrong{i}" for i in range(4)]
+        # Three failures end the session.
+        first = await asyncio.to_thread(_auth, node, "acme", wrong)
+        assert [c for c, _ in first[:2]] == [535, 535]
+        assert first[2][0] == 421 and first[2][1].startswith(b"4.7.0")
+        # One more failure of this user from this address reaches the limit (4): then
+        # even the right password is refused for a while, with a temporary code that
+        # says how long.
+        assert (await asyncio.to_thread(_auth, node, "acme", wrong[:1]))[0][0] == 535
+        [(code, text)] = await asyncio.to_thread(_auth, node, "acme", [key])
+        assert (code, text) == (
+            454,
+            b"4.7.0 Too many failed logins for this user from your address; "
+            b"try again in 10 minutes",
+        )
+        # An operator lifts it without a restart.
+        assert node.auth_failures.clear(address="127.0.0.1", user="acme") == 1
+        assert (await asyncio.to_thread(_auth, node, "acme", [key]))[0][0] == 235
 
-    def guess(times: int) -> list[tuple[int, bytes]]:
-        out = []
-        with _client(node) as s:
-            s.starttls(context=_tls())
-            s.ehlo("client.test")
-            for i in range(times):
-                blob = base64.b64encode(f"\0acme\0pl_wrong{i}".encode()).decode()
-                try:
-                    out.append(s.docmd("AUTH PLAIN", blob))
-                except smtplib.SMTPServerDisconnected:
-                    out.append((0, b"disconnected"))
-                    break
-        return out
 
-    # Three failures end the session.
-    first = await asyncio.to_thread(guess, 4)
-    assert [c for c, _ in first[:2]] == [535, 535]
-    assert first[2][0] == 421 and first[2][1].startswith(b"4.7.0")
-    # One more failure from this address reaches the limit (4): then even the right
-    # password is refused for a while, with a temporary code.
-    assert (await asyncio.to_thread(guess, 1))[0][0] == 535
+async def test_one_users_failures_do_not_lock_out_another_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postline.smtp.server import base
 
-    def login_right() -> tuple[int, bytes]:
-        with _client(node) as s:
-            s.starttls(context=_tls())
-            s.ehlo("client.test")
-            blob = base64.b64encode(f"\0acme\0{key}".encode()).decode()
-            return s.docmd("AUTH PLAIN", blob)
+    monkeypatch.setattr(base, "AUTH_FAILURE_DELAY", 0.05)
+    async with running_node(
+        tmp_path, "[delivery]\nenabled = false\n", submission_extra=LOCKOUT
+    ) as node:
+        await add_tenant(node, "acme")
+        beta = await add_tenant(node, "beta")
+        for attempt in (["w1", "w2"], ["w3", "w4"]):
+            assert [c for c, _ in await asyncio.to_thread(_auth, node, "acme", attempt)] == [
+                535,
+                535,
+            ]
+        assert (await asyncio.to_thread(_auth, node, "acme", ["w5"]))[0][0] == 454
+        # Same address, another user: let in.
+        assert (await asyncio.to_thread(_auth, node, "beta", [beta]))[0][0] == 235
+        # Guessing across user names: the address's own, higher limit (6) locks it out.
+        assert [c for c, _ in await asyncio.to_thread(_auth, node, "x1", ["a", "b"])] == [535, 535]
+        [(code, text)] = await asyncio.to_thread(_auth, node, "beta", [beta])
+        assert code == 454
+        assert text.startswith(b"4.7.0 Too many failed logins from your address; try again in ")
 
-    code, text = await asyncio.to_thread(login_right)
-    assert code == 454 and text.startswith(b"4.7.0")
+
+async def test_trusted_networks_are_never_locked_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postline.smtp.server import base
+
+    monkeypatch.setattr(base, "AUTH_FAILURE_DELAY", 0.05)
+    sub = f"{LOCKOUT}\ntrusted_networks = ['127.0.0.0/8']\ntrusted_tenant = 'relay'"
+    store = SQLiteStore(tmp_path / "data" / "postline.db")
+    await store.open()
+    await store.create_tenant("relay")
+    await store.close()
+    async with running_node(
+        tmp_path, "[delivery]\nenabled = false\n", submission_extra=sub
+    ) as node:
+        key = await add_tenant(node)
+        for _ in range(4):
+            assert [c for c, _ in await asyncio.to_thread(_auth, node, "acme", ["w1", "w2"])] == [
+                535,
+                535,
+            ]
+        assert (await asyncio.to_thread(_auth, node, "acme", [key]))[0][0] == 235
 
 
 async def test_acting_for_another_identity_is_refused(node: Node) -> None:
@@ -255,3 +314,46 @@ async def test_acting_for_another_identity_is_refused(node: Node) -> None:
     assert (await asyncio.to_thread(auth, "other"))[0] == 535
     assert (await asyncio.to_thread(auth, "acme"))[0] == 235
     assert (await asyncio.to_thread(auth, ""))[0] == 235
+
+
+async def test_a_successful_auth_logs_no_deprecation_warning(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = await add_tenant(node)
+    caplog.set_level(logging.INFO)
+    assert (await asyncio.to_thread(_auth, node, "acme", [key]))[0][0] == 235
+    assert "login_data" not in caplog.text
+
+
+def _client_hello() -> bytes:
+    """The first bytes a TLS client sends: a real ClientHello."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = _tls().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+async def test_a_tls_handshake_on_the_plain_port_gets_a_clean_reply_and_log_line(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert node.submission_address is not None
+    reader, writer = await asyncio.open_connection(*node.submission_address)
+    try:
+        writer.write(_client_hello())
+        data = await asyncio.wait_for(reader.read(), 10)  # until the server closes
+    finally:
+        writer.close()
+    lines = data.decode("ascii").splitlines()
+    assert lines[0].startswith("220 ")
+    assert lines[1:] == [
+        "500 5.5.2 TLS handshake on a plain-text port; connect in plain text, then STARTTLS"
+    ]
+    [record] = [r for r in caplog.records if getattr(r, "action", "") == "smtp.tls_on_plain_port"]
+    assert record.getMessage() == (
+        "client 127.0.0.1 sent a TLS handshake on a plain-text port; connect in plain text "
+        "and use STARTTLS (there is no implicit-TLS port)"
+    )
+    # Nothing else about it: no line of binary from the SMTP layer.
+    assert all(r.getMessage().isprintable() for r in caplog.records)

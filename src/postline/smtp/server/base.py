@@ -9,9 +9,11 @@
   commands a second.
 * AUTH PLAIN and LOGIN call an *async* credential check (aiosmtpd's authenticator is
   synchronous), and are offered only after STARTTLS. Password guessing is slowed down:
-  each failure is answered after a pause, a session ends after three failures, and an
-  address with too many recent failures gets ``454 4.7.0`` for a while
-  (:class:`AuthFailures`).
+  each failure is answered after a pause, a session ends after three failures, and a
+  user name with too many recent failures from one address (or an address with many
+  more, whatever the user) gets ``454 4.7.0`` with the time left (:class:`AuthFailures`).
+* A client that opens with a TLS handshake (an implicit-TLS client on this plain-text
+  port) gets one clean log line and a ``500`` reply, and is disconnected.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
+import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +34,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from postline.smtp.replies import S501_SYNTAX
 
-__all__ = ["CredentialCheck", "EhloExtensions", "PostlineSMTP", "with_enhanced"]
+__all__ = ["AuthFailures", "CredentialCheck", "EhloExtensions", "PostlineSMTP", "with_enhanced"]
+
+log = logging.getLogger(__name__)
 
 CredentialCheck = Callable[[str, str], Awaitable[Any | None]]
 """(user name, password) → the identity to keep in the session, or None."""
@@ -94,51 +101,176 @@ class EhloExtensions:
 
 
 class AuthFailures:
-    """Recent AUTH failures per client address (one process; a fleet's nodes count apart)."""
+    """Recent AUTH failures, counted per (client address, user name) and per address.
 
-    def __init__(self, limit: int = 10, window: float = 600.0, max_peers: int = 10000) -> None:
-        self.limit = limit
+    A user name from one address is locked out after ``per_user`` failures within
+    ``window`` seconds: one client's wrong key does not lock out another user behind the
+    same address (a NAT, a host running several applications). An address is locked out
+    for every user after ``per_address`` failures, a much higher count, so that guessing
+    across many user names is still cut off. A lockout lasts until enough failures are
+    older than ``window``; :meth:`locked_for` says how long that is. One process counts
+    alone (a node's workers and a fleet's nodes count apart). :meth:`clear` forgets
+    failures at once, for an operator.
+    """
+
+    def __init__(
+        self,
+        per_user: int = 10,
+        per_address: int = 100,
+        window: float = 600.0,
+        max_keys: int = 10000,
+    ) -> None:
+        self.per_user = per_user
+        self.per_address = per_address
         self.window = window
-        self.max_peers = max_peers
-        self._seen: dict[str, list[float]] = {}
+        self.max_keys = max_keys
+        self._by_user: dict[tuple[str, str], list[float]] = {}
+        self._by_address: dict[str, list[float]] = {}
 
-    def _recent(self, peer: str, now: float) -> list[float]:
-        times = [t for t in self._seen.get(peer, ()) if now - t < self.window]
-        if times:
-            self._seen[peer] = times
+    def locked_for(self, address: str, user: str, now: float) -> tuple[float, bool]:
+        """(seconds until AUTH is let through again, whether the whole address is locked
+        out); ``(0.0, False)`` when it is let through now."""
+        wait = _wait(self._by_address, address, self.per_address, self.window, now)
+        if wait > 0:
+            return wait, True
+        return _wait(self._by_user, (address, user.lower()), self.per_user, self.window, now), False
+
+    def add(self, address: str, user: str, now: float) -> None:
+        """Count one failure of ``user`` from ``address``."""
+        _append(self._by_user, (address, user.lower()), now, self.max_keys)
+        _append(self._by_address, address, now, self.max_keys)
+
+    def clear(self, address: str | None = None, user: str | None = None) -> int:
+        """Forget failures at once: of one user from one address, of one user from any
+        address, of every user from one address, or all (no argument). An address's own
+        count loses the failures forgotten. Returns the (address, user) pairs forgotten."""
+        name = user.lower() if user is not None else None
+        if address is not None and name is None:
+            self._by_address.pop(address, None)
+        elif address is None and name is None:
+            self._by_address.clear()
+        keys = [
+            k
+            for k in self._by_user
+            if (address is None or k[0] == address) and (name is None or k[1] == name)
+        ]
+        for key in keys:
+            times = self._by_user.pop(key)
+            left = self._by_address.get(key[0])
+            if left is not None:
+                for t in times:
+                    with contextlib.suppress(ValueError):
+                        left.remove(t)
+                if not left:
+                    del self._by_address[key[0]]
+        return len(keys)
+
+
+def _wait(seen: dict[Any, list[float]], key: Any, limit: int, window: float, now: float) -> float:
+    """Seconds until ``key`` has fewer than ``limit`` failures in the window (0.0: now);
+    failures older than the window are dropped."""
+    times = seen.get(key)
+    if not times:
+        return 0.0
+    recent = [t for t in times if now - t < window]
+    if len(recent) < len(times):
+        if recent:
+            seen[key] = recent
         else:
-            self._seen.pop(peer, None)
-        return times
-
-    def blocked(self, peer: str, now: float) -> bool:
-        return len(self._recent(peer, now)) >= self.limit
-
-    def add(self, peer: str, now: float) -> None:
-        if len(self._seen) >= self.max_peers and peer not in self._seen:
-            oldest = min(self._seen, key=lambda p: self._seen[p][-1])
-            del self._seen[oldest]
-        self._seen.setdefault(peer, []).append(now)
+            del seen[key]
+    if len(recent) < limit:
+        return 0.0
+    return recent[len(recent) - limit] + window - now
 
 
-AUTH_FAILURES = AuthFailures()
+def _append(seen: dict[Any, list[float]], key: Any, now: float, max_keys: int) -> None:
+    if key not in seen and len(seen) >= max_keys:
+        del seen[min(seen, key=lambda k: seen[k][-1])]  # the one idle the longest
+    seen.setdefault(key, []).append(now)
+
+
+def _lockout_reply(seconds: float, whole_address: bool) -> str:
+    minutes = math.ceil(seconds / 60)
+    wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    who = "from your address" if whole_address else "for this user from your address"
+    return f"454 4.7.0 Too many failed logins {who}; try again in {wait}"
+
+
 AUTH_FAILURE_DELAY = 1.0
 AUTH_FAILURES_PER_SESSION = 3
 
 
 _WRITE_AT_ONCE = (b"220", b"221", b"421")
+# A TLS record of type handshake (22), protocol major version 3: a ClientHello.
+_TLS_HANDSHAKE = b"\x16\x03"
+_TLS_ON_PLAIN = "500 5.5.2 TLS handshake on a plain-text port; connect in plain text, then STARTTLS"
+
+
+class _Session(Session):
+    """aiosmtpd's session without its ``login_data`` warning: aiosmtpd sets that
+    deprecated attribute itself after every successful AUTH and logs "Session.login_data
+    is deprecated" each time. postline never reads it (the identity is ``auth_data``)."""
+
+    @property
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
 
 
 class PostlineSMTP(SMTP):
-    """aiosmtpd's SMTP with enhanced codes everywhere, fast replies and async AUTH."""
+    """aiosmtpd's SMTP with enhanced codes everywhere, fast replies and async AUTH.
+
+    ``auth_failures`` counts failed AUTH (no lockout without it); ``auth_exempt`` tells
+    the client addresses it neither counts nor locks out (trusted networks).
+    """
 
     def __init__(
-        self, handler: Any, *, check_credentials: CredentialCheck | None = None, **kwargs: Any
+        self,
+        handler: Any,
+        *,
+        check_credentials: CredentialCheck | None = None,
+        auth_failures: AuthFailures | None = None,
+        auth_exempt: Callable[[str], bool] | None = None,
+        **kwargs: Any,
     ) -> None:
         self._check_credentials = check_credentials
+        self._lockouts = auth_failures
+        self._auth_exempt = auth_exempt
         self._in_hello = False
         self._auth_failures = 0
         self._replies: list[bytes] = []
+        self._first_data = True
         super().__init__(handler, **kwargs)
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def data_received(self, data: bytes) -> None:
+        if self._first_data:
+            self._first_data = False
+            if data.startswith(_TLS_HANDSHAKE) and self._tls_protocol is None:
+                self._refuse_tls_handshake()
+                return
+        super().data_received(data)
+
+    def _refuse_tls_handshake(self) -> None:
+        """A client that starts TLS at once (an implicit-TLS client such as one set for
+        port 465) sends binary where a command belongs: one clean log line and a reply
+        it may show, rather than a line of binary and a wait for a line end."""
+        log.info(
+            "client %s sent a TLS handshake on a plain-text port; connect in plain text "
+            "and use STARTTLS (there is no implicit-TLS port)",
+            self._peer_host(),
+            extra={"action": "smtp.tls_on_plain_port"},
+        )
+        transport: Any = self.transport
+        if transport is not None and not transport.is_closing():
+            self._replies.clear()
+            transport.write(_TLS_ON_PLAIN.encode() + b"\r\n")
+            transport.close()
 
     async def push(self, status: str | bytes) -> None:
         """Queue a reply; the replies to one pipelined group of commands leave in one
@@ -290,12 +422,18 @@ class PostlineSMTP(SMTP):
         except UnicodeDecodeError:
             return AuthResult(success=False, handled=False)
         peer = self._peer_host()
-        if AUTH_FAILURES.blocked(peer, time.monotonic()):
-            await self.push("454 4.7.0 Too many failed logins from your address; try later")
-            return AuthResult(success=False, handled=True)
+        lockouts = self._lockouts
+        if lockouts is not None and self._auth_exempt is not None and self._auth_exempt(peer):
+            lockouts = None
+        if lockouts is not None:
+            wait, whole_address = lockouts.locked_for(peer, user, time.monotonic())
+            if wait > 0:
+                await self.push(_lockout_reply(wait, whole_address))
+                return AuthResult(success=False, handled=True)
         identity = await self._check_credentials(user, secret)
         if identity is None:
-            AUTH_FAILURES.add(peer, time.monotonic())
+            if lockouts is not None:
+                lockouts.add(peer, user, time.monotonic())
             self._auth_failures += 1
             await asyncio.sleep(AUTH_FAILURE_DELAY)
             if self._auth_failures >= AUTH_FAILURES_PER_SESSION:

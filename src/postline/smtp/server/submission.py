@@ -2,9 +2,11 @@
 
 No open relay: a client that neither authenticated nor connects from
 ``[submission] trusted_networks`` gets ``530 5.7.0 Authentication required`` at MAIL.
-AUTH is offered only after STARTTLS. The 250 after DATA is sent only once the message
-is durably enqueued through the same ingest path as the HTTP API. A tenant whose
-sending is paused (reputation) gets ``550 5.7.1`` with the reason at MAIL.
+AUTH is offered only after STARTTLS; failed AUTH locks a user name out for a while
+(``[submission] auth_lockout_*``), never a client in ``trusted_networks``. The 250
+after DATA is sent only once the message is durably enqueued through the same ingest
+path as the HTTP API. A tenant whose sending is paused (reputation) gets ``550 5.7.1``
+with the reason at MAIL.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from postline.smtp.replies import (
     S553_BAD_SENDER,
     S554_TRANSACTION_FAILED,
 )
-from postline.smtp.server.base import EhloExtensions, PostlineSMTP
+from postline.smtp.server.base import AuthFailures, EhloExtensions, PostlineSMTP
 from postline.store.base import Tenant
 from postline.tenants import KeyAuthenticator
 
@@ -85,7 +87,10 @@ class SubmissionHandler(EhloExtensions):
         self._trusted_peers: dict[str, bool] = {}
 
     def _trusted(self, session: Session) -> bool:
-        peer = _peer_ip(session)
+        return self.trusts(_peer_ip(session))
+
+    def trusts(self, peer: str) -> bool:
+        """Whether the client address ``peer`` is in ``trusted_networks``."""
         if not self._networks or not peer:
             return False
         known = self._trusted_peers.get(peer)
@@ -221,8 +226,13 @@ async def start_submission(
     metrics: Metrics,
     tls_context: ssl.SSLContext | None,
     trusted_tenant: Tenant | None,
+    auth_failures: AuthFailures | None = None,
 ) -> asyncio.Server:
-    """Listen for submission on ``host:port`` (or on ``sock``) in the running loop."""
+    """Listen for submission on ``host:port`` (or on ``sock``) in the running loop.
+
+    ``auth_failures`` counts failed AUTH and locks clients out (none when not given);
+    clients in ``trusted_networks`` are neither counted nor locked out.
+    """
     handler = SubmissionHandler(config, ingestor, metrics, hostname, trusted_tenant)
 
     async def check(user: str, password: str) -> Tenant | None:
@@ -232,6 +242,8 @@ async def start_submission(
         return PostlineSMTP(
             handler,
             check_credentials=check,
+            auth_failures=auth_failures,
+            auth_exempt=handler.trusts,
             hostname=hostname,
             ident="postline",
             data_size_limit=config.max_message_size,
