@@ -55,26 +55,32 @@ from postline.throttle.base import ThrottleBackend
 from postline.throttle.memory import MemoryThrottleBackend
 from postline.throttle.rules import ThrottleRules
 from postline.throttle.shared import SharedThrottleBackend
-from postline.tls import ensure_self_signed, server_context
+from postline.tls import ensure_self_signed, load_server_context
 from postline.webhooks.dispatch import Dispatcher
 from postline.webhooks.sealing import SealedSecrets
 from postline.webhooks.service import WebhookService
 from postline.workers.link import WorkerLink
 
 __all__ = [
+    "SELF_SIGNED",
     "Listeners",
     "Node",
     "bind_beside",
+    "bind_listen",
     "bind_listeners",
     "configure_logging",
+    "listen_settings",
     "listening",
     "store_kind",
     "throttle_file",
+    "tls_context",
     "worker_name",
 ]
 
 log = logging.getLogger(__name__)
 
+#: How errors name the self-signed pair of an empty ``[submission] tls_cert``.
+SELF_SIGNED = "submission.tls_cert (empty: self-signed in data_dir)"
 _DEPTHS_EVERY = 10.0  # seconds between readings of the deepest domains (metrics)
 
 
@@ -149,14 +155,26 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def _bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
+def bind_listen(listen: str, *, setting: str = "", reuse_port: bool = False) -> socket.socket:
+    """A listening socket on ``listen`` (host:port); one that cannot be bound is a
+    :class:`ConfigError` naming ``setting`` (e.g. ``api.listen``) and the address."""
     host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return _bind_address(family, (host, port), listen, reuse_port=reuse_port)
+    return _bind_address(family, (host, port), listen, setting=setting, reuse_port=reuse_port)
+
+
+def _cannot_listen(listen: str, setting: str, exc: OSError) -> ConfigError:
+    prefix = f"{setting}: " if setting else ""
+    return ConfigError(f"{prefix}cannot listen on {listen}: {exc.strerror}")
 
 
 def _bind_address(
-    family: socket.AddressFamily, address: Any, listen: str, *, reuse_port: bool = False
+    family: socket.AddressFamily,
+    address: Any,
+    listen: str,
+    *,
+    setting: str = "",
+    reuse_port: bool = False,
 ) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -166,7 +184,7 @@ def _bind_address(
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {listen}: {exc.strerror}") from exc
+        raise _cannot_listen(listen, setting, exc) from exc
     sock.listen(1024)
     sock.setblocking(False)
     return sock
@@ -189,20 +207,32 @@ class Listeners:
             sock.close()
 
 
+def listen_settings(config: Config) -> list[tuple[str, str] | None]:
+    """The API, submission and inbound listeners of a node with this configuration, each
+    as (setting, host:port), or None when that server does not run."""
+    return [
+        ("api.listen", config.api.listen) if config.api.enabled else None,
+        ("submission.listen", config.submission.listen) if config.submission.enabled else None,
+        ("inbound.listen", config.inbound.listen)
+        if config.inbound.enabled and config.bounce.domain
+        else None,
+    ]
+
+
 def bind_listeners(config: Config, *, api_reuse_port: bool = False) -> Listeners:
     """The listening sockets a node with this configuration serves; with
     ``api_reuse_port`` the API's is bound with ``SO_REUSEPORT``, so that
-    :func:`bind_beside` can give each worker an API socket of its own."""
+    :func:`bind_beside` can give each worker an API socket of its own. A socket that
+    cannot be bound is a :class:`ConfigError` naming the setting and the address."""
     bound: list[socket.socket] = []
-    wanted = [
-        config.api.listen if config.api.enabled else None,
-        config.submission.listen if config.submission.enabled else None,
-        config.inbound.listen if config.inbound.enabled and config.bounce.domain else None,
-    ]
     socks: list[socket.socket | None] = []
     try:
-        for i, listen in enumerate(wanted):
-            sock = None if listen is None else _bind(listen, reuse_port=api_reuse_port and i == 0)
+        for i, wanted in enumerate(listen_settings(config)):
+            sock = (
+                None
+                if wanted is None
+                else bind_listen(wanted[1], setting=wanted[0], reuse_port=api_reuse_port and i == 0)
+            )
             if sock is not None:
                 bound.append(sock)
             socks.append(sock)
@@ -218,6 +248,22 @@ def bind_beside(family: socket.AddressFamily, address: Any) -> socket.socket:
     ``SO_REUSEPORT``: the kernel spreads new connections over every socket of the address
     by a hash of the client's address and port."""
     return _bind_address(family, address, f"{address[0]}:{address[1]}", reuse_port=True)
+
+
+def tls_context(config: Config) -> ssl.SSLContext:
+    """The certificate of submission's STARTTLS (and inbound's): ``[submission] tls_cert``
+    and ``tls_key``, or a self-signed pair made once in ``data_dir``. A file that cannot be
+    read or used is a :class:`ConfigError` naming it and its setting."""
+    s = config.submission
+    if s.tls_cert:
+        return load_server_context(
+            Path(s.tls_cert),
+            Path(s.tls_key or s.tls_cert),
+            cert_setting="submission.tls_cert",
+            key_setting="submission.tls_key" if s.tls_key else "submission.tls_cert",
+        )
+    cert, key = ensure_self_signed(config.data_dir, s.hostname or config.hostname)
+    return load_server_context(cert, key, cert_setting=SELF_SIGNED, key_setting=SELF_SIGNED)
 
 
 def worker_name(config: Config, share: WorkerShare) -> str:
@@ -525,7 +571,7 @@ class Node:
             },
         )
         app = create_app(ctx)
-        sock = self.listeners.api or _bind(self.config.api.listen)
+        sock = self.listeners.api or bind_listen(self.config.api.listen, setting="api.listen")
         self.api_address = sock.getsockname()[:2]
         uv_config = uvicorn.Config(
             app,
@@ -548,7 +594,7 @@ class Node:
     async def _start_submission(self, auth: KeyAuthenticator) -> None:
         cfg = self.config.submission
         assert self.ingestor is not None
-        tls = self._tls()
+        tls = tls_context(self.config)
         trusted = None
         if cfg.trusted_networks:
             trusted = await self.store.get_tenant(name=cfg.trusted_tenant)
@@ -573,17 +619,8 @@ class Node:
                 auth_failures=self.auth_failures,
             )
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {cfg.listen}: {exc.strerror}") from exc
+            raise _cannot_listen(cfg.listen, "submission.listen", exc) from exc
         self.submission_address = self._submission.sockets[0].getsockname()[:2]
-
-    def _tls(self) -> ssl.SSLContext:
-        cfg = self.config.submission
-        if cfg.tls_cert:
-            return server_context(Path(cfg.tls_cert), Path(cfg.tls_key or cfg.tls_cert))
-        cert, key = ensure_self_signed(
-            self.config.data_dir, self.config.submission.hostname or self.config.hostname
-        )
-        return server_context(cert, key)
 
     async def _start_inbound(self, secrets: list[bytes], processor: FeedbackProcessor) -> None:
         b = self.config.bounce
@@ -604,12 +641,10 @@ class Node:
                 sock=self.listeners.inbound,
                 hostname=self.config.hostname,
                 max_message_size=self.config.inbound.max_message_size,
-                tls_context=self._tls(),
+                tls_context=tls_context(self.config),
             )
         except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {self.config.inbound.listen}: {exc.strerror}"
-            ) from exc
+            raise _cannot_listen(self.config.inbound.listen, "inbound.listen", exc) from exc
         self.inbound_address = self._inbound.sockets[0].getsockname()[:2]
 
     async def _refresh_metrics(self) -> None:

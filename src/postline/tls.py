@@ -11,13 +11,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["ensure_self_signed", "server_context"]
+from postline.errors import ConfigError
+
+__all__ = ["ensure_self_signed", "load_server_context", "self_signed_paths", "server_context"]
+
+
+def self_signed_paths(directory: Path) -> tuple[Path, Path]:
+    """Where :func:`ensure_self_signed` keeps its certificate and key."""
+    return directory / "tls-selfsigned.crt", directory / "tls-selfsigned.key"
 
 
 def ensure_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
     """A self-signed certificate for ``hostname`` in ``directory``, made once and reused."""
-    cert_path = directory / "tls-selfsigned.crt"
-    key_path = directory / "tls-selfsigned.key"
+    cert_path, key_path = self_signed_paths(directory)
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
     directory.mkdir(parents=True, exist_ok=True)
@@ -47,6 +53,30 @@ def ensure_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
     key_path.chmod(0o600)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
+
+
+def load_server_context(
+    cert: Path, key: Path, *, cert_setting: str, key_setting: str
+) -> ssl.SSLContext:
+    """:func:`server_context`, or a :class:`ConfigError` naming the file that cannot be
+    read or used and the setting that names it (e.g. ``submission.tls_cert``)."""
+    for path, setting in ((cert, cert_setting), (key, key_setting)):
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from exc
+    try:
+        return server_context(cert, key)
+    except ssl.SSLError as exc:
+        if cert == key:
+            what = f"{cert_setting}: {cert} does not hold a PEM certificate and its private key"
+        else:
+            what = (
+                f"{cert_setting}, {key_setting}: {cert} and {key} are not a PEM certificate "
+                "and its private key"
+            )
+        raise ConfigError(f"{what} ({exc.reason or exc})") from exc
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postline.cli import bounce, check, config_cmd, demo, serve, suppress, tenant
+from postline.cli import bounce, check, config_cmd, demo, init, serve, suppress, tenant
 from postline.cli.sim import sim
 
 __all__ = ["app", "main"]
@@ -16,6 +16,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("init")(init.init)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("sim")(sim)

@@ -9,8 +9,10 @@ from typing import Annotated, Any, cast, get_args, get_origin
 import typer
 from pydantic import BaseModel
 
-from postline.cli._common import ConfigOption, load
+from postline import preflight
+from postline.cli._common import ConfigOption, fail, load
 from postline.config import Config, _duration
+from postline.errors import ConfigError
 from postline.units import format_duration
 
 __all__ = ["app", "openapi", "reference_markdown", "with_reference"]
@@ -19,9 +21,24 @@ app = typer.Typer(help="Check a configuration file or print the reference.", no_
 
 
 @app.command("check")
-def check(config: ConfigOption) -> None:
-    """Validate a configuration file and print the effective settings."""
+def check(
+    config: ConfigOption,
+    listen: Annotated[
+        bool,
+        typer.Option(
+            help="Also check that the listen addresses are free (--no-listen for the "
+            "configuration of a node that is running)."
+        ),
+    ] = True,
+) -> None:
+    """Validate a configuration file, check what a node needs from this host to start
+    with it (certificate and key files, listen addresses; the checks `serve` makes), and
+    print the effective settings."""
     cfg = load(config)
+    try:
+        preflight.check(cfg, listen=listen)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
     typer.echo("configuration OK", err=True)
 

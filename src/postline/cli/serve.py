@@ -9,9 +9,10 @@ import sys
 
 import typer
 
+from postline import preflight
 from postline.cli._common import ConfigOption, fail, load, run
 from postline.errors import ConfigError, PostlineError
-from postline.runtime import Node, configure_logging
+from postline.runtime import Node, bind_listeners, configure_logging
 from postline.workers.supervisor import Supervisor
 
 __all__ = ["serve"]
@@ -32,6 +33,10 @@ def serve(config: ConfigOption) -> None:
     """Run a node: the HTTP API, SMTP submission and the delivery engine, in ``[node]
     workers`` processes (one per CPU by default)."""
     cfg = load(config)
+    try:
+        preflight.check(cfg)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     configure_logging(cfg)
     sys.setswitchinterval(SWITCH_INTERVAL)
     workers = cfg.worker_count
@@ -42,8 +47,13 @@ def serve(config: ConfigOption) -> None:
             raise fail(str(exc)) from None
         raise typer.Exit(code)
 
+    try:
+        listeners = bind_listeners(cfg)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
     async def main() -> None:
-        node = Node(cfg)
+        node = Node(cfg, listeners=listeners)
         try:
             await node.start()
         except (ConfigError, PostlineError) as exc:

@@ -51,6 +51,8 @@ ALLOWED: dict[str, set[str]] = {
     },
     "postline.workers.link": {"schedule"},
     "postline.workers": {"config", "errors", "runtime", "schedule", "store", "throttle", "tls"},
+    "postline.preflight": {"config", "domains", "errors", "feedback", "runtime", "tls"},
+    "postline.tls": {"errors"},
     "postline.events": {"model", "store"},
     "postline.retention": {"config", "store"},
     "postline.webhooks": {"model", "errors", "config", "store", "events"},
