@@ -88,4 +88,9 @@ def test_tenant_commands_are_audited(config: Path) -> None:
     entries = audit_log(config)
     assert [e.action for e in entries] == ["tenant.create", "tenant.pause", "tenant.resume"]
     assert {e.tenant_id for e in entries} == {entries[0].target}
-    assert entries[1].detail == {"previous": "ok", "status": "paused", "reason": "spam traps"}
+    assert entries[1].detail == {
+        "previous": "ok",
+        "status": "paused",
+        "reason": "spam traps",
+        "changed": True,
+    }

@@ -50,7 +50,7 @@ class NewTenant:
 class StatusChange:
     view: TenantView
     changed: bool
-    """False: the tenant was in that state already (nothing written, nothing audited)."""
+    """False: the tenant was in that state already (nothing changed; still audited)."""
 
 
 def check_name(name: str) -> None:
@@ -107,31 +107,38 @@ async def show_tenant(ctx: ControlContext, tenant_id: str) -> TenantView:
     return await _view(ctx, await find_tenant(ctx, id=tenant_id))
 
 
-async def _changed(ctx: ControlContext, tenant: Tenant, action: str, previous: str) -> TenantView:
-    view = await _view(ctx, tenant)
-    if ctx.on_tenant_status is not None:
+async def _record(
+    ctx: ControlContext, tenant: Tenant, action: str, before: TenantView, changed: bool
+) -> StatusChange:
+    """Apply a change on the serving node, and audit the request either way (an
+    operator's attempt is worth knowing even when it changed nothing)."""
+    view = await _view(ctx, tenant) if changed else before
+    if changed and ctx.on_tenant_status is not None:
         await ctx.on_tenant_status(tenant.id)
     await audit.record(
         ctx,
         action,
         tenant.id,
         tenant_id=tenant.id,
-        detail={"previous": previous, "status": view.status.status, "reason": view.status.reason},
+        detail={
+            "previous": before.status.status,
+            "status": view.status.status,
+            "reason": view.status.reason,
+            "changed": changed,
+        },
     )
-    return view
+    return StatusChange(view, changed)
 
 
 async def pause(ctx: ControlContext, tenant: Tenant, *, reason: str = "") -> StatusChange:
     """Pause a tenant: its new mail is refused, its queued mail held."""
     before = await _view(ctx, tenant)
-    if await pause_tenant(ctx.store, tenant, reason=reason, node_id=ctx.node_id) is None:
-        return StatusChange(before, False)
-    return StatusChange(await _changed(ctx, tenant, "tenant.pause", before.status.status), True)
+    done = await pause_tenant(ctx.store, tenant, reason=reason, node_id=ctx.node_id)
+    return await _record(ctx, tenant, "tenant.pause", before, done is not None)
 
 
 async def resume(ctx: ControlContext, tenant: Tenant) -> StatusChange:
     """Resume a paused (or warned) tenant; it is judged on outcomes from now on."""
     before = await _view(ctx, tenant)
-    if await resume_tenant(ctx.store, tenant, node_id=ctx.node_id) is None:
-        return StatusChange(before, False)
-    return StatusChange(await _changed(ctx, tenant, "tenant.resume", before.status.status), True)
+    done = await resume_tenant(ctx.store, tenant, node_id=ctx.node_id)
+    return await _record(ctx, tenant, "tenant.resume", before, done is not None)
