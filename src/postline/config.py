@@ -36,6 +36,7 @@ from postline.units import parse_duration, parse_size
 
 __all__ = [
     "DEFAULT_WARMUP",
+    "AdminConfig",
     "ApiConfig",
     "BlocksConfig",
     "BounceConfig",
@@ -824,6 +825,32 @@ class LogConfig(_Section):
     format: Literal["text", "json"] = Field("text", description="Log line format.")
 
 
+_TOKEN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class AdminConfig(_Section):
+    tokens: list[str] = Field(
+        [],
+        description="Admin API tokens given by their hash only, as 'sha256:<64 hex digits>' "
+        '(e.g. `printf %s "$TOKEN" | sha256sum`), so the file holds no secret; beside the '
+        "tokens made by 'postline admin token create'.",
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            text = item.strip().lower()
+            if not _TOKEN_HASH.fullmatch(text):
+                raise ValueError(
+                    f"{item[:8]!r}… is not 'sha256:<64 hex digits>': put the SHA-256 of a "
+                    "token here, never the token itself"
+                )
+            out.append(text)
+        return out
+
+
 class RetentionConfig(_Section):
     enabled: bool = Field(True, description="Run the cleaner on this node.")
     bodies: Duration = Field(
@@ -943,6 +970,7 @@ class Config(_Section):
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)  # type: ignore[arg-type]
     retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
+    admin: AdminConfig = Field(default_factory=AdminConfig)  # type: ignore[arg-type]
 
     @property
     def hostname(self) -> str:

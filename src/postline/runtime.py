@@ -565,6 +565,8 @@ class Node:
             ready=self._is_ready,
             unsubscribe=self.unsubscriber,
             webhooks=self.webhooks,
+            node_id=self.node_id,
+            on_tenant_status=self.reputation.refresh if self.reputation else None,
             extra={
                 "domains": self.domains,
                 "pools_of": engine.pools_of if engine else None,

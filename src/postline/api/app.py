@@ -8,6 +8,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from postline import __version__
 from postline.api.context import ApiContext, OneClickUnsubscribe, current_tenant
 from postline.api.problems import Problem, install_problem_handlers, problem_response
+from postline.api.request_id import RequestId
+from postline.control.tokens import AdminAuthenticator
 
 __all__ = ["ApiContext", "OneClickUnsubscribe", "create_app", "current_tenant"]
 
@@ -67,7 +69,7 @@ def _replay(body: Message | None, first: Message | None, receive: Receive) -> Re
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    from postline.api.routes import system, unsubscribe
+    from postline.api.routes import admin, system, unsubscribe
     from postline.api.routes.v1 import (
         domains,
         events,
@@ -92,6 +94,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.ctx = ctx
+    app.state.admin_auth = AdminAuthenticator(ctx.store, ctx.config.admin)
     install_problem_handlers(app)
     app.include_router(messages.router)
     app.include_router(events.router)
@@ -103,5 +106,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(system.router)
     app.include_router(unsubscribe.router)
+    app.include_router(admin.router)
     app.add_middleware(BodyLimit, limit=ctx.config.api.max_request_size)
+    # Outermost: even a refusal of the body limit carries the request's id.
+    app.add_middleware(RequestId)
     return app

@@ -46,6 +46,10 @@ class ApiContext:
     ready: Callable[[], bool] = lambda: True
     unsubscribe: OneClickUnsubscribe | None = None
     webhooks: WebhookService | None = None
+    node_id: str = ""
+    on_tenant_status: Callable[[str], Awaitable[None]] | None = None
+    """Called with a tenant's id after an admin changed its status (the node applies it
+    at once)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

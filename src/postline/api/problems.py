@@ -11,7 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from postline.errors import IntegrityViolation, SendingPaused, StoreUnavailable, ValidationError
+from postline.errors import (
+    IntegrityViolation,
+    NotFound,
+    SendingPaused,
+    StoreUnavailable,
+    ValidationError,
+)
 
 __all__ = ["Problem", "install_problem_handlers", "problem_response"]
 
@@ -183,6 +189,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             request.url.path,
         )
 
+    async def on_not_found(request: Request, exc: Exception) -> Response:
+        return problem_response(
+            Problem(404, "not-found", str(exc), fix="Check the id; list the objects to find it."),
+            request.url.path,
+        )
+
     async def on_internal(request: Request, exc: Exception) -> Response:
         log.error(
             "unhandled error in %s %s",
@@ -208,4 +220,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(StoreUnavailable, on_unavailable)
     app.add_exception_handler(IntegrityViolation, on_conflict)
+    app.add_exception_handler(NotFound, on_not_found)
     app.add_exception_handler(SendingPaused, on_paused)

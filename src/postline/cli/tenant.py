@@ -10,9 +10,10 @@ import typer
 
 from postline.cli._common import ConfigOption, fail, load, run
 from postline.config import Config
-from postline.errors import IntegrityViolation
+from postline.control import Actor, ControlContext, tenants
+from postline.errors import IntegrityViolation, ValidationError
 from postline.reputation.rates import OK, Counts, percent
-from postline.reputation.service import pause_tenant, resume_tenant, tenant_counts
+from postline.reputation.service import tenant_counts
 from postline.store import Store, create_store
 from postline.store.base import Tenant
 from postline.tenants import generate_key, hash_key, key_prefix
@@ -39,41 +40,32 @@ async def _with_tenant(cfg: Config, name: str, fn: Callable[[Store, Tenant], Awa
         await store.close()
 
 
-def _check_name(name: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
-        raise fail(f"tenant name {name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-'")
+async def _control(cfg: Config, fn: Callable[[ControlContext], Awaitable[T]]) -> T:
+    """Open the configured store, run ``fn`` as the node's operator, close."""
+    store = create_store(cfg)
+    await store.open()
+    try:
+        return await fn(ControlContext(store, cfg, Actor.cli(), node_id="cli"))
+    finally:
+        await store.close()
 
 
 @app.command("create")
 def create(name: Name, config: ConfigOption) -> None:
     """Create a tenant and print its first API key (alone on the last line)."""
-    _check_name(name)
     cfg = load(config)
-
-    async def main() -> str:
-        store = create_store(cfg)
-        await store.open()
-        try:
-            tenant = await store.create_tenant(name)
-            key = generate_key()
-            await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
-            typer.echo(f"tenant {name!r} created (id {tenant.id})")
-            return key
-        except IntegrityViolation:
-            raise fail(
-                f"a tenant named {name!r} already exists; use 'postline tenant key'"
-            ) from None
-        finally:
-            await store.close()
-
-    key = run(main())
+    try:
+        new = run(_control(cfg, lambda ctx: tenants.create_tenant(ctx, name)))
+    except ValidationError as exc:
+        raise fail(f"{exc}: {exc.fix}") from None
+    except IntegrityViolation:
+        raise fail(f"a tenant named {name!r} already exists; use 'postline tenant key'") from None
+    typer.echo(f"tenant {name!r} created (id {new.tenant.id})")
     typer.echo(
         f"API key (shown once; keep it secret). Use it as 'Authorization: Bearer <key>' and as "
         f"the SMTP AUTH password with user '{name}':"
     )
-    typer.echo(key)
+    typer.echo(new.key)
 
 
 @app.command("key")
@@ -137,10 +129,13 @@ def pause(
     dropped, still ageing) until 'postline tenant resume'."""
     cfg = load(config)
 
-    async def do_pause(store: Store, tenant: Tenant) -> bool:
-        return await pause_tenant(store, tenant, reason=reason, node_id="cli") is not None
+    async def do_pause(ctx: ControlContext) -> bool:
+        tenant = await ctx.store.get_tenant(name=name)
+        if tenant is None:
+            raise fail(f"no tenant named {name!r}; create it with 'postline tenant create'")
+        return (await tenants.pause(ctx, tenant, reason=reason)).changed
 
-    if not run(_with_tenant(cfg, name, do_pause)):
+    if not run(_control(cfg, do_pause)):
         raise fail(f"{name!r} is paused already", code=1)
     typer.echo(
         f"paused {name!r}: new mail is refused, queued mail is held (running nodes follow "
@@ -154,10 +149,13 @@ def resume(name: Name, config: ConfigOption) -> None:
     and the tenant is judged only on outcomes from now on (the minimum volume again)."""
     cfg = load(config)
 
-    async def do_resume(store: Store, tenant: Tenant) -> bool:
-        return await resume_tenant(store, tenant, node_id="cli") is not None
+    async def do_resume(ctx: ControlContext) -> bool:
+        tenant = await ctx.store.get_tenant(name=name)
+        if tenant is None:
+            raise fail(f"no tenant named {name!r}; create it with 'postline tenant create'")
+        return (await tenants.resume(ctx, tenant)).changed
 
-    if not run(_with_tenant(cfg, name, do_resume)):
+    if not run(_control(cfg, do_resume)):
         raise fail(f"{name!r} is neither paused nor warned", code=1)
     typer.echo(
         f"resumed {name!r}: its mail is accepted and sent again (running nodes follow within "

@@ -401,6 +401,16 @@ class Reputation:
         """Read the statuses (at start, before any mail is accepted)."""
         self._apply({s.tenant_id: s for s in await self.store.tenant_statuses()})
 
+    async def refresh(self, tenant_id: str) -> None:
+        """Read one tenant's status from the store and apply it now (after an operator
+        changed it on this node): its queues are held or released, its mail refused or
+        accepted, without waiting for the next evaluation."""
+        rows = await self.store.tenant_statuses(tenant_id)
+        statuses = dict(self._statuses)
+        statuses[tenant_id] = rows[0] if rows else TenantStatus(tenant_id, OK)
+        self._checked.pop(tenant_id, None)
+        self._apply(statuses)
+
     def status(self, tenant_id: str) -> TenantStatus:
         """The status this node knows (refreshed every ``evaluate_interval``)."""
         return self._statuses.get(tenant_id) or TenantStatus(tenant_id, OK)

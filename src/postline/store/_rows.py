@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from postline.model import RecipientState
 from postline.store.base import (
+    AuditEntry,
     Event,
     LeasedMessage,
     LeasedRecipient,
@@ -19,6 +20,7 @@ from postline.store.base import (
 
 __all__ = [
     "NamedRow",
+    "audit_entry_of",
     "event_of",
     "group_leased",
     "message_view_of",
@@ -95,6 +97,21 @@ def event_of(row: NamedRow) -> Event:
         recipient=row["recipient"],
         node_id=row["node_id"],
         data=json.loads(row["data"]),
+    )
+
+
+def audit_entry_of(row: NamedRow) -> AuditEntry:
+    """An audit log entry from the columns of ``audit_entries`` (``detail`` as JSON text)."""
+    return AuditEntry(
+        id=row["id"],
+        at=row["at"],
+        actor_kind=row["actor_kind"],
+        actor_id=row["actor_id"],
+        tenant_id=row["tenant_id"],
+        action=row["action"],
+        target=row["target"],
+        request_id=row["request_id"],
+        detail=json.loads(row["detail"]),
     )
 
 

@@ -21,8 +21,11 @@ from postline.model import EventType, RecipientState
 
 __all__ = [
     "WEBHOOK_FIELDS",
+    "AdminToken",
     "ApiKey",
     "AttemptRecord",
+    "AuditEntry",
+    "ControlStore",
     "DkimKeyRecord",
     "DomainStore",
     "Event",
@@ -36,6 +39,7 @@ __all__ = [
     "LeasedMessage",
     "LeasedRecipient",
     "MessageView",
+    "NewAuditEntry",
     "NewEvent",
     "NewMessage",
     "NewRecipient",
@@ -76,6 +80,52 @@ class ApiKey:
     tenant_id: str
     prefix: str
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """An operator's token for the admin API (stored as its SHA-256 only)."""
+
+    id: str
+    name: str
+    prefix: str
+    """The first characters of the token: shown and logged, reveals nothing."""
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAuditEntry:
+    """An action to write to the audit log: who did what, to which tenant and object."""
+
+    at: float
+    actor_kind: str
+    """``admin_token``, ``config_token``, ``tenant_key`` or ``cli``."""
+    actor_id: str
+    tenant_id: str | None
+    action: str
+    """``<object>.<verb>``: ``tenant.create``, ``tenant.pause``, ``admin_token.revoke``…"""
+    target: str
+    """The id of the object acted on."""
+    request_id: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    """What changed; never a secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A written audit log entry; ``id`` grows with every entry."""
+
+    id: int
+    at: float
+    actor_kind: str
+    actor_id: str
+    tenant_id: str | None
+    action: str
+    target: str
+    request_id: str
+    detail: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -930,6 +980,42 @@ class WebhookStore(Protocol):
         ...
 
 
+class ControlStore(Protocol):
+    """Admin tokens and the audit log of operator and tenant actions."""
+
+    async def add_admin_token(self, name: str, token_hash: str, prefix: str) -> AdminToken:
+        """Keep a new token (its SHA-256 ``token_hash``); :class:`IntegrityViolation` when
+        the hash is known already."""
+        ...
+
+    async def admin_tokens(self) -> list[AdminToken]:
+        """Every token, revoked ones too, oldest first."""
+        ...
+
+    async def admin_token_for_hash(self, token_hash: str) -> AdminToken | None:
+        """The live (not revoked) token with this hash."""
+        ...
+
+    async def touch_admin_token(self, token_id: str, *, now: float) -> None:
+        """Note that a token was used at ``now``."""
+        ...
+
+    async def revoke_admin_token(self, token_id: str, *, now: float) -> bool:
+        """Revoke a live token; False when there is none with that id."""
+        ...
+
+    async def append_audit(self, entry: NewAuditEntry) -> int:
+        """Write an entry durably; returns its id."""
+        ...
+
+    async def audit_entries(
+        self, *, tenant_id: str | None = None, after: int = 0, limit: int = 100
+    ) -> list[AuditEntry]:
+        """Up to ``limit`` entries with ids above ``after``, in id order: those of
+        ``tenant_id``, or every entry when None."""
+        ...
+
+
 class RetentionStore(Protocol):
     """Deleting what is past its retention, in short transactions."""
 
@@ -973,6 +1059,7 @@ class Store(
     DomainStore,
     WebhookStore,
     RetentionStore,
+    ControlStore,
     Protocol,
 ):
     """Durable state of a node (or of a fleet, for shared backends): every role.

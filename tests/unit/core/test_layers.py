@@ -35,7 +35,17 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
         "units",
     },
+    "postline.control": {
+        "model",
+        "errors",
+        "config",
+        "store",
+        "tenants",
+        "reputation",
+        "units",
+    },
     "postline.api": {
+        "control",
         "model",
         "errors",
         "config",

@@ -8,6 +8,7 @@ deltas: see :mod:`postline.store.postgres.core`; the queue role builds on ingest
 
 from __future__ import annotations
 
+from postline.store.postgres.control import PostgresControl
 from postline.store.postgres.core import NOTIFY_CHANNEL, DueCallback, migrations, schema_version
 from postline.store.postgres.domains import PostgresDomains
 from postline.store.postgres.events import PostgresEvents
@@ -32,6 +33,7 @@ class PostgresStore(
     PostgresReputation,
     PostgresDomains,
     PostgresRetention,
+    PostgresControl,
 ):
     """The fleet store (see :mod:`postline.store.postgres.core`): every role, on one
     connection pool."""

@@ -630,3 +630,32 @@ DELETE FROM sender_domains WHERE tenant_id = $1 AND domain = $2;
 
 -- name: remove_dkim_keys
 DELETE FROM dkim_keys WHERE tenant_id = $1 AND domain = $2;
+
+-- name: add_admin_token
+INSERT INTO admin_tokens (id, name, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5);
+
+-- name: admin_tokens
+SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM admin_tokens
+ORDER BY created_at, id;
+
+-- name: admin_token_for_hash
+SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM admin_tokens
+WHERE token_hash = $1 AND revoked_at IS NULL;
+
+-- name: touch_admin_token
+UPDATE admin_tokens SET last_used_at = $2 WHERE id = $1;
+
+-- name: revoke_admin_token
+UPDATE admin_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL;
+
+-- name: append_audit
+INSERT INTO audit_log (at, actor_kind, actor_id, tenant_id, action, target, request_id, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) RETURNING id;
+
+-- name: audit_entries
+-- One page in id order after $1; every tenant's (and none's) when $2 is NULL.
+SELECT id, at, actor_kind, actor_id, tenant_id, action, target, request_id,
+       detail::text AS detail
+FROM audit_log
+WHERE id > $1 AND ($2::text IS NULL OR tenant_id = $2)
+ORDER BY id LIMIT $3;

@@ -16,7 +16,8 @@
 --                  statement (pruned to the shards holding those ids), never in a join.
 --   events, idempotency  distributed by 'tenant_id', colocated with each other.
 --   tenants, api_keys, queue_pauses, tenant_status, postline_schema, recipient_counts,
---                  recipient_count_deltas  reference tables (small, replicated).
+--                  recipient_count_deltas, admin_tokens, audit_log  reference tables
+--                  (small, replicated).
 --   reputation_counts  distributed by 'tenant_id'.
 -- An enqueue then writes several shards in one distributed transaction (2PC). An outcome
 -- (record) does not carry the domain, so it probes every recipients shard by message_id;
@@ -26,7 +27,7 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (9);
+INSERT INTO postline_schema (version) VALUES (10);
 
 CREATE TABLE tenants (
     id          text PRIMARY KEY,
@@ -377,3 +378,27 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, updated_at);
 CREATE INDEX webhook_deliveries_age ON webhook_deliveries (updated_at);
+
+-- Admin tokens (only their SHA-256) and the audit log of operator and tenant actions.
+CREATE TABLE admin_tokens (
+    id            text PRIMARY KEY,
+    name          text NOT NULL,
+    token_hash    text NOT NULL UNIQUE,
+    prefix        text NOT NULL,
+    created_at    double precision NOT NULL,
+    last_used_at  double precision,
+    revoked_at    double precision
+);
+
+CREATE TABLE audit_log (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          double precision NOT NULL,
+    actor_kind  text NOT NULL,
+    actor_id    text NOT NULL,
+    tenant_id   text,
+    action      text NOT NULL,
+    target      text NOT NULL,
+    request_id  text NOT NULL,
+    detail      jsonb NOT NULL
+);
+CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);

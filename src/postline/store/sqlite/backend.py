@@ -7,6 +7,7 @@ Each role is written in its own module over :class:`~postline.store.sqlite.core.
 
 from __future__ import annotations
 
+from postline.store.sqlite.control import SQLiteControl
 from postline.store.sqlite.core import schema_version
 from postline.store.sqlite.domains import SQLiteDomains
 from postline.store.sqlite.events import SQLiteEvents
@@ -31,6 +32,7 @@ class SQLiteStore(
     SQLiteDomains,
     SQLiteWebhooks,
     SQLiteRetention,
+    SQLiteControl,
 ):
     """The embedded store (see module docstring): every role, on one writer and one
     reader pool."""

@@ -488,3 +488,32 @@ WHERE tenant_id IN (:tenant_id, '*') AND address = :address
 
 -- name: any_soft_bounces
 SELECT EXISTS (SELECT 1 FROM soft_bounces);
+
+-- name: add_admin_token
+INSERT INTO admin_tokens (id, name, token_hash, prefix, created_at)
+VALUES (:id, :name, :token_hash, :prefix, :created_at);
+
+-- name: admin_tokens
+SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM admin_tokens
+ORDER BY created_at, id;
+
+-- name: admin_token_for_hash
+SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM admin_tokens
+WHERE token_hash = :token_hash AND revoked_at IS NULL;
+
+-- name: touch_admin_token
+UPDATE admin_tokens SET last_used_at = :now WHERE id = :id;
+
+-- name: revoke_admin_token
+UPDATE admin_tokens SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL;
+
+-- name: append_audit
+INSERT INTO audit_log (at, actor_kind, actor_id, tenant_id, action, target, request_id, detail)
+VALUES (:at, :actor_kind, :actor_id, :tenant_id, :action, :target, :request_id, :detail);
+
+-- name: audit_entries
+-- One page in id order after :after; every tenant's (and none's) when :tenant_id is NULL.
+SELECT id, at, actor_kind, actor_id, tenant_id, action, target, request_id, detail
+FROM audit_log
+WHERE id > :after AND (:tenant_id IS NULL OR tenant_id = :tenant_id)
+ORDER BY id LIMIT :limit;

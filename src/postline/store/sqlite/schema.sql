@@ -1,5 +1,5 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 10;
+PRAGMA user_version = 11;
 
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
@@ -281,3 +281,27 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, updated_at);
 CREATE INDEX webhook_deliveries_age ON webhook_deliveries (updated_at);
+
+-- Admin tokens (only their SHA-256) and the audit log of operator and tenant actions.
+CREATE TABLE admin_tokens (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    token_hash    TEXT NOT NULL UNIQUE,
+    prefix        TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    last_used_at  REAL,
+    revoked_at    REAL
+);
+
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          REAL NOT NULL,
+    actor_kind  TEXT NOT NULL,
+    actor_id    TEXT NOT NULL,
+    tenant_id   TEXT,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);

@@ -1,0 +1,222 @@
+"""/admin/v1: the operator's API — tenants, admin tokens, the audit log.
+
+Every request needs an admin token (``Authorization: Bearer pla_…``); a tenant's API key
+is refused with 403. Each route translates HTTP to one action of :mod:`postline.control`,
+which does the work and writes the audit entry (with the request's ``X-Request-Id``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from postline.api.admin_schemas import (
+    ActorOut,
+    AdminTenantCreated,
+    AdminTenantIn,
+    AdminTenantOut,
+    AdminTenantsOut,
+    AdminTenantStatusOut,
+    AdminTokenCreated,
+    AdminTokenIn,
+    AdminTokenOut,
+    AdminTokensOut,
+    AuditEntryOut,
+    AuditOut,
+    TenantPauseIn,
+)
+from postline.api.context import ApiContext
+from postline.api.problems import Problem
+from postline.api.request_id import request_id_of
+from postline.api.schemas import ProblemOut, iso
+from postline.control import Actor, ControlContext, audit, tenants, tokens
+from postline.control.tokens import AdminAuthenticator
+from postline.store.base import AuditEntry
+
+__all__ = ["current_admin", "router"]
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="postline-admin"'}
+
+
+async def current_admin(request: Request) -> Actor:
+    """Dependency: the admin named by ``Authorization: Bearer <admin token>``."""
+    ctx: ApiContext = request.app.state.ctx
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "No admin token was given.",
+            fix="Send 'Authorization: Bearer <token>'; create a token with "
+            "'postline admin token create --config FILE'.",
+            headers=_CHALLENGE,
+        )
+    admin_auth: AdminAuthenticator = request.app.state.admin_auth
+    actor = await admin_auth.actor(token)
+    if actor is not None:
+        return actor
+    if await ctx.auth.tenant(token) is not None:
+        raise Problem(
+            403,
+            "forbidden",
+            "A tenant's API key cannot use the admin API.",
+            fix="Use an admin token ('postline admin token create --config FILE').",
+        )
+    raise Problem(
+        401,
+        "unauthenticated",
+        "The admin token is not valid (unknown or revoked).",
+        fix="Check the token, or create one with 'postline admin token create'.",
+        headers={"WWW-Authenticate": 'Bearer realm="postline-admin", error="invalid_token"'},
+    )
+
+
+def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) -> ControlContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ControlContext(
+        ctx.store,
+        ctx.config,
+        actor,
+        request_id=request_id_of(request.scope),
+        node_id=ctx.node_id,
+        on_tenant_status=ctx.on_tenant_status,
+    )
+
+
+Control = Annotated[ControlContext, Depends(_control)]
+_ERRORS: dict[int | str, dict[str, type[ProblemOut]]] = {
+    401: {"model": ProblemOut},
+    403: {"model": ProblemOut},
+}
+_NOT_FOUND: dict[int | str, dict[str, type[ProblemOut]]] = {**_ERRORS, 404: {"model": ProblemOut}}
+
+router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=_ERRORS)
+
+
+def _tenant(view: tenants.TenantView) -> AdminTenantOut:
+    s = view.status
+    changed = bool(s.changed_by)
+    return AdminTenantOut(
+        id=view.tenant.id,
+        name=view.tenant.name,
+        created_at=iso(view.tenant.created_at) or "",
+        status=AdminTenantStatusOut(
+            status=s.status,
+            reason=s.reason,
+            changed_at=iso(s.changed_at) if changed else None,
+            changed_by=s.changed_by or None,
+        ),
+    )
+
+
+def _token(t: tokens.TokenView) -> AdminTokenOut:
+    return AdminTokenOut(
+        id=t.id,
+        name=t.name,
+        prefix=t.prefix,
+        source=t.source,
+        created_at=iso(t.created_at),
+        last_used_at=iso(t.last_used_at),
+        revoked_at=iso(t.revoked_at),
+    )
+
+
+def _entry(e: AuditEntry) -> AuditEntryOut:
+    return AuditEntryOut(
+        id=e.id,
+        at=iso(e.at) or "",
+        actor=ActorOut(kind=e.actor_kind, id=e.actor_id),
+        tenant_id=e.tenant_id,
+        action=e.action,
+        target=e.target,
+        request_id=e.request_id,
+        detail=e.detail,
+    )
+
+
+@router.get("/tenants", summary="Every tenant with its sending status")
+async def list_tenants(ctl: Control) -> AdminTenantsOut:
+    return AdminTenantsOut(tenants=[_tenant(v) for v in await tenants.list_tenants(ctl)])
+
+
+@router.post(
+    "/tenants",
+    status_code=201,
+    responses={409: {"model": ProblemOut}, 422: {"model": ProblemOut}},
+    summary="Create a tenant and its first API key",
+)
+async def create_tenant(body: AdminTenantIn, ctl: Control) -> AdminTenantCreated:
+    new = await tenants.create_tenant(ctl, body.name)
+    view = tenants.TenantView(new.tenant, (await tenants.show_tenant(ctl, new.tenant.id)).status)
+    return AdminTenantCreated(tenant=_tenant(view), api_key=new.key, api_key_prefix=new.key_prefix)
+
+
+@router.get("/tenants/{tenant_id}", responses=_NOT_FOUND, summary="One tenant and its status")
+async def show_tenant(tenant_id: str, ctl: Control) -> AdminTenantOut:
+    return _tenant(await tenants.show_tenant(ctl, tenant_id))
+
+
+@router.post(
+    "/tenants/{tenant_id}/pause",
+    responses=_NOT_FOUND,
+    summary="Pause a tenant: new mail refused, queued mail held",
+)
+async def pause_tenant(
+    tenant_id: str, ctl: Control, body: TenantPauseIn | None = None
+) -> AdminTenantOut:
+    """Idempotent: pausing a paused tenant changes nothing (the audit entry says so)."""
+    tenant = await tenants.find_tenant(ctl, id=tenant_id)
+    change = await tenants.pause(ctl, tenant, reason=body.reason if body else "")
+    return _tenant(change.view)
+
+
+@router.post(
+    "/tenants/{tenant_id}/resume",
+    responses=_NOT_FOUND,
+    summary="Resume a paused (or warned) tenant",
+)
+async def resume_tenant(tenant_id: str, ctl: Control) -> AdminTenantOut:
+    """Held mail is sent again and new mail accepted; the tenant is judged on outcomes
+    from now on. Idempotent like pause."""
+    tenant = await tenants.find_tenant(ctl, id=tenant_id)
+    return _tenant((await tenants.resume(ctl, tenant)).view)
+
+
+@router.get("/tokens", summary="Admin tokens, revoked ones too")
+async def list_tokens(ctl: Control) -> AdminTokensOut:
+    return AdminTokensOut(tokens=[_token(t) for t in await tokens.list_tokens(ctl)])
+
+
+@router.post("/tokens", status_code=201, summary="Create an admin token (shown once)")
+async def create_token(ctl: Control, body: AdminTokenIn | None = None) -> AdminTokenCreated:
+    new = await tokens.create_token(ctl, body.name if body else "")
+    t = new.token
+    view = tokens.TokenView(
+        t.id, t.name, t.prefix, "store", t.created_at, t.last_used_at, t.revoked_at
+    )
+    return AdminTokenCreated(token=_token(view), secret=new.secret)
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    responses={**_NOT_FOUND, 422: {"model": ProblemOut}},
+    summary="Revoke an admin token (refused from the next request on)",
+)
+async def revoke_token(token_id: str, ctl: Control) -> AdminTokenOut:
+    return _token(await tokens.revoke_token(ctl, token_id))
+
+
+@router.get("/audit", summary="The audit log, oldest first, a page at a time")
+async def audit_log(
+    ctl: Control,
+    tenant: Annotated[str | None, Query(description="Only this tenant's entries (its id).")] = None,
+    after: Annotated[int, Query(ge=0, description="next_after of the previous page.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
+) -> AuditOut:
+    found = await audit.entries(ctl, tenant_id=tenant, after=after, limit=limit)
+    return AuditOut(
+        entries=[_entry(e) for e in found],
+        next_after=found[-1].id if len(found) == limit else None,
+    )

@@ -1,0 +1,17 @@
+"""The control plane's actions: what operators (and, later, tenants) do to the service.
+
+Each action is a function taking a :class:`ControlContext` (store, configuration, the
+:class:`Actor` and the request id) that does the work and writes its audit entry; the
+admin API (:mod:`postline.api.routes.admin`) and the CLI only translate to and from it.
+
+* :mod:`postline.control.tenants`: create (with a first API key), list, show, pause, resume;
+* :mod:`postline.control.tokens`: admin tokens, made, listed, revoked and checked;
+* :mod:`postline.control.audit`: the audit log, written and read.
+"""
+
+from __future__ import annotations
+
+from postline.control import audit, tenants, tokens
+from postline.control.context import Actor, ActorKind, ControlContext
+
+__all__ = ["Actor", "ActorKind", "ControlContext", "audit", "tenants", "tokens"]
