@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from postline.config import Config, load_config
+from postline.control import Actor, ControlContext
 from postline.errors import ConfigError
+from postline.store import create_store
 
-__all__ = ["ConfigOption", "fail", "load", "run"]
+__all__ = ["ConfigOption", "as_operator", "fail", "load", "run"]
 
 T = TypeVar("T")
 
@@ -43,3 +45,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return uvloop.run(coro)
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.run(coro)
+
+
+async def as_operator(cfg: Config, fn: Callable[[ControlContext], Awaitable[T]]) -> T:
+    """Open the configured store, run ``fn`` as the node's operator (actor ``cli``), close."""
+    store = create_store(cfg)
+    await store.open()
+    try:
+        return await fn(ControlContext(store, cfg, Actor.cli(), node_id="cli"))
+    finally:
+        await store.close()

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
-from postline.cli._common import ConfigOption, fail, load, run
-from postline.config import Config
-from postline.control import Actor, ControlContext, tokens
+from postline.cli._common import ConfigOption, as_operator, fail, load, run
+from postline.control import tokens
 from postline.errors import NotFound, ValidationError
-from postline.store import create_store
 
 __all__ = ["app"]
 
-T = TypeVar("T")
 
 app = typer.Typer(help="The admin API: its tokens.", no_args_is_help=True)
 token_app = typer.Typer(help="Admin API tokens: create, list, revoke.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
-
-
-async def _control(cfg: Config, fn: Callable[[ControlContext], Awaitable[T]]) -> T:
-    """Open the configured store, run ``fn`` as the node's operator, close."""
-    store = create_store(cfg)
-    await store.open()
-    try:
-        return await fn(ControlContext(store, cfg, Actor.cli(), node_id="cli"))
-    finally:
-        await store.close()
 
 
 def _when(ts: float | None) -> str:
@@ -44,7 +30,7 @@ def create(
 ) -> None:
     """Create an admin token and print it (alone on the last line; shown once)."""
     cfg = load(config)
-    new = run(_control(cfg, lambda ctx: tokens.create_token(ctx, name)))
+    new = run(as_operator(cfg, lambda ctx: tokens.create_token(ctx, name)))
     typer.echo(
         f"admin token {new.token.id} created. Shown once; keep it secret. Use it as "
         "'Authorization: Bearer <token>' on /admin/v1:"
@@ -56,7 +42,7 @@ def create(
 def list_tokens(config: ConfigOption) -> None:
     """List admin tokens: id, name, prefix, source, created, last used, revoked (tab-separated)."""
     cfg = load(config)
-    for t in run(_control(cfg, tokens.list_tokens)):
+    for t in run(as_operator(cfg, tokens.list_tokens)):
         fields = (t.id, t.name or "-", t.prefix or "-", t.source)
         times = (_when(t.created_at), _when(t.last_used_at), _when(t.revoked_at))
         typer.echo("\t".join((*fields, *times)))
@@ -70,7 +56,7 @@ def revoke(
     """Revoke an admin token: it is refused from the next request on."""
     cfg = load(config)
     try:
-        run(_control(cfg, lambda ctx: tokens.revoke_token(ctx, token_id)))
+        run(as_operator(cfg, lambda ctx: tokens.revoke_token(ctx, token_id)))
     except (NotFound, ValidationError) as exc:
         raise fail(str(exc)) from None
     typer.echo(f"revoked admin token {token_id}")

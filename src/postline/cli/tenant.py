@@ -8,9 +8,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from postline.cli._common import ConfigOption, fail, load, run
+from postline.cli._common import ConfigOption, as_operator, fail, load, run
 from postline.config import Config
-from postline.control import Actor, ControlContext, tenants
+from postline.control import ControlContext, tenants
 from postline.errors import IntegrityViolation, ValidationError
 from postline.reputation.rates import OK, Counts, percent
 from postline.reputation.service import tenant_counts
@@ -40,22 +40,12 @@ async def _with_tenant(cfg: Config, name: str, fn: Callable[[Store, Tenant], Awa
         await store.close()
 
 
-async def _control(cfg: Config, fn: Callable[[ControlContext], Awaitable[T]]) -> T:
-    """Open the configured store, run ``fn`` as the node's operator, close."""
-    store = create_store(cfg)
-    await store.open()
-    try:
-        return await fn(ControlContext(store, cfg, Actor.cli(), node_id="cli"))
-    finally:
-        await store.close()
-
-
 @app.command("create")
 def create(name: Name, config: ConfigOption) -> None:
     """Create a tenant and print its first API key (alone on the last line)."""
     cfg = load(config)
     try:
-        new = run(_control(cfg, lambda ctx: tenants.create_tenant(ctx, name)))
+        new = run(as_operator(cfg, lambda ctx: tenants.create_tenant(ctx, name)))
     except ValidationError as exc:
         raise fail(f"{exc}: {exc.fix}") from None
     except IntegrityViolation:
@@ -135,7 +125,7 @@ def pause(
             raise fail(f"no tenant named {name!r}; create it with 'postline tenant create'")
         return (await tenants.pause(ctx, tenant, reason=reason)).changed
 
-    if not run(_control(cfg, do_pause)):
+    if not run(as_operator(cfg, do_pause)):
         raise fail(f"{name!r} is paused already", code=1)
     typer.echo(
         f"paused {name!r}: new mail is refused, queued mail is held (running nodes follow "
@@ -155,7 +145,7 @@ def resume(name: Name, config: ConfigOption) -> None:
             raise fail(f"no tenant named {name!r}; create it with 'postline tenant create'")
         return (await tenants.resume(ctx, tenant)).changed
 
-    if not run(_control(cfg, do_resume)):
+    if not run(as_operator(cfg, do_resume)):
         raise fail(f"{name!r} is neither paused nor warned", code=1)
     typer.echo(
         f"resumed {name!r}: its mail is accepted and sent again (running nodes follow within "
