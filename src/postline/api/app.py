@@ -7,6 +7,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postline import __version__
 from postline.api.context import ApiContext, OneClickUnsubscribe, current_tenant
+from postline.api.openapi import install_openapi
 from postline.api.problems import Problem, install_problem_handlers, problem_response
 from postline.api.request_id import RequestId
 from postline.control.tokens import AdminAuthenticator
@@ -96,6 +97,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.state.admin_auth = AdminAuthenticator(ctx.store, ctx.config.admin)
     install_problem_handlers(app)
+    install_openapi(app)
     app.include_router(messages.router)
     app.include_router(events.router)
     app.include_router(queues.router)

@@ -13,10 +13,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from postline.ingest.addresses import InvalidAddress, parse_address
 
@@ -95,9 +98,42 @@ def _address(value: Any) -> Any:
     return value
 
 
-AddressField = Annotated[
-    AddressIn, Field(json_schema_extra={"examples": ["Ann <ann@example.com>"]})
-]
+class _StringOrObject:
+    """JSON schema of an address field: what the validators accept, not only the model.
+
+    ``_address`` turns ``'addr'`` and ``'Name <addr>'`` into an :class:`AddressIn` before
+    validation; the published schema must allow those strings too, or clients generated
+    from it refuse the requests the API takes."""
+
+    def __init__(self, *, single_or_list: bool = False) -> None:
+        self.single_or_list = single_or_list
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        described = handler(core_schema)
+        if self.single_or_list:
+            # list[AddressIn]: {"type": "array", "items": {"$ref": ...}, ...}
+            one = _one_address(described["items"])
+            out = {k: v for k, v in described.items() if k not in ("type", "items")}
+            return {**out, "anyOf": [*one["anyOf"], {"type": "array", "items": one}]}
+        return _one_address(described)
+
+
+def _one_address(model: JsonSchemaValue) -> JsonSchemaValue:
+    text = {
+        "type": "string",
+        "description": "'addr' or 'Name <addr>'",
+        "examples": ["Ann Lee <ann@example.com>"],
+    }
+    return {"anyOf": [text, model]}
+
+
+Address = Annotated[AddressIn, _StringOrObject()]
+"""One mailbox: 'addr', 'Name <addr>' or {email, name}."""
+
+Addresses = Annotated[list[AddressIn], _StringOrObject(single_or_list=True)]
+"""One mailbox or a list of them, each as :data:`Address`."""
 
 
 def _unpaired_surrogate(value: Any, path: tuple[str, ...]) -> str | None:
@@ -149,16 +185,16 @@ class MessageIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: AddressIn | None = Field(
+    from_: Address | None = Field(
         None,
         alias="from",
         description="Sender: 'addr', 'Name <addr>' or {email, name}. Required unless raw "
         "carries a From header.",
     )
-    to: list[AddressIn] = Field(default_factory=list, description="Recipients (To header).")
-    cc: list[AddressIn] = Field(default_factory=list, description="Recipients (Cc header).")
-    bcc: list[AddressIn] = Field(default_factory=list, description="Recipients not shown.")
-    reply_to: list[AddressIn] = Field(default_factory=list, description="Reply-To addresses.")
+    to: Addresses = Field(default_factory=list, description="Recipients (To header).")
+    cc: Addresses = Field(default_factory=list, description="Recipients (Cc header).")
+    bcc: Addresses = Field(default_factory=list, description="Recipients not shown.")
+    reply_to: Addresses = Field(default_factory=list, description="Reply-To addresses.")
     subject: str | None = Field(None, max_length=998, description="Subject line.")
     text: str | None = Field(None, description="Plain-text body.")
     html: str | None = Field(None, description="HTML body.")
@@ -328,11 +364,22 @@ class MessageIn(BaseModel):
         return out
 
 
+class _EachMessage:
+    """JSON schema of the batch's items: each is a :class:`MessageIn`. The model keeps them
+    as plain objects, validated one by one so one bad item does not refuse the batch."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        described = handler(core_schema)
+        return {**described, "items": handler(MessageIn.__pydantic_core_schema__)}
+
+
 class BatchIn(BaseModel):
     """Many messages in one request and one durable transaction."""
 
     model_config = ConfigDict(extra="forbid")
 
-    messages: list[dict[str, Any]] = Field(
+    messages: Annotated[list[dict[str, Any]], _EachMessage()] = Field(
         description="Up to [api] max_batch messages, each shaped like POST /v1/messages."
     )
