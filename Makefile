@@ -3,8 +3,12 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Programs the tests run that must not share postline's environment: openapi-python-client
+# pins httpx and typer below the versions postline uses.
+TOOLS := .venv-tools
+OPENAPI_CLIENT := openapi-python-client>=0.29,<0.30
 
-.PHONY: venv demo test lint unit bench openapi docs clean
+.PHONY: venv tools demo test lint unit bench openapi docs clean
 
 venv: $(STAMP)
 
@@ -14,6 +18,13 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# The OpenAPI document is tested by generating a client from it (tests/integration/api).
+tools: $(TOOLS)/bin/openapi-python-client
+
+$(TOOLS)/bin/openapi-python-client:
+	test -x $(TOOLS)/bin/python || $(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check '$(OPENAPI_CLIENT)'
+
 demo: venv
 	$(BIN)/postline demo
 
@@ -22,7 +33,7 @@ lint: venv
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint tools
 	$(BIN)/pytest -q
 
 unit: venv
@@ -38,4 +49,4 @@ openapi: venv
 	$(BIN)/postline config reference --update README.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
