@@ -129,6 +129,12 @@ class ApiConfig(_Section):
     idempotency_ttl: Duration = Field(
         86400.0, description="How long Idempotency-Key answers are kept per tenant."
     )
+    key_cache_ttl: Duration = Field(
+        10.0,
+        description="How long a node trusts what it looked up about an API key (HTTP API "
+        "and SMTP AUTH): a key revoked on another node or with the CLI works here for at "
+        "most this long (on the node that revoked it, not at all).",
+    )
     public_url: str = Field(
         "",
         description="Base URL under which receivers reach this API from the internet, e.g. "

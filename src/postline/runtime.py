@@ -514,7 +514,7 @@ class Node:
             self._background.append(asyncio.create_task(self.feedback.run(), name="feedback"))
             if cfg.inbound.enabled:
                 await self._start_inbound(secrets, self.feedback)
-        auth = KeyAuthenticator(self.store)
+        auth = KeyAuthenticator(self.store, ttl=cfg.api.key_cache_ttl)
         self.metrics.on_refresh(self._refresh_metrics)
         if self.share.count > 1:
             self._link = WorkerLink(cfg.data_dir, self.share)

@@ -34,6 +34,48 @@ async def test_tenants_and_keys(store: Store) -> None:
     assert [x.name for x in await store.list_tenants()] == ["acme"]
 
 
+async def test_api_key_scopes_names_and_use(store: Store) -> None:
+    t = await store.create_tenant("acme")
+    other = await store.create_tenant("other")
+    every = await store.add_api_key(t.id, "hash-all", "pl_all")
+    send = await store.add_api_key(
+        t.id, "hash-send", "pl_send", name="mailer", scopes=["send", "read", "send"]
+    )
+    assert every.scopes is None and every.name == ""
+    assert send.scopes == ("read", "send") and send.name == "mailer"
+    # A key with no scope at all is not one with every scope.
+    none = await store.add_api_key(t.id, "hash-none", "pl_none", scopes=[])
+    assert none.scopes == ()
+
+    found = await store.key_identity("hash-send")
+    assert found is not None
+    assert (found.tenant, found.key_id, found.prefix) == (t, send.id, "pl_send")
+    assert found.scopes == ("read", "send") and found.last_used_at is None
+    assert found.allows("send") and not found.allows("webhooks")
+    every_found = await store.key_identity("hash-all")
+    assert every_found is not None and every_found.scopes is None
+    assert every_found.allows("webhooks")
+    none_found = await store.key_identity("hash-none")
+    assert none_found is not None and not none_found.allows("send")
+    assert await store.key_identity("hash-unknown") is None
+
+    await store.touch_api_key(send.id, now=NOW)
+    listed = await store.api_keys(t.id)
+    assert {k.id for k in listed} == {every.id, send.id, none.id}
+    [got] = [k for k in listed if k.id == send.id]
+    assert (got.last_used_at, got.revoked_at, got.scopes) == (NOW, None, ("read", "send"))
+    assert await store.api_keys(other.id) == []
+
+    # Revoking is by tenant and id: another tenant's id does nothing, a second revoke too.
+    assert not await store.revoke_api_key_id(other.id, send.id, now=NOW)
+    assert await store.revoke_api_key_id(t.id, send.id, now=NOW + 1)
+    assert not await store.revoke_api_key_id(t.id, send.id, now=NOW + 2)
+    assert await store.key_identity("hash-send") is None
+    assert await store.tenant_for_key("hash-send") is None
+    [gone] = [k for k in await store.api_keys(t.id) if k.id == send.id]
+    assert gone.revoked_at == NOW + 1
+
+
 async def test_tenants_see_only_their_own_data(store: Store) -> None:
     a = await tenant(store, "a")
     b = await tenant(store, "b")

@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActorOut",
+    "AdminKeyCreated",
+    "AdminKeyIn",
+    "AdminKeyOut",
+    "AdminKeysOut",
     "AdminTenantCreated",
     "AdminTenantIn",
     "AdminTenantOut",
@@ -64,6 +68,39 @@ class AdminTenantCreated(BaseModel):
         "the Bearer token of /v1 and the SMTP AUTH password."
     )
     api_key_prefix: str = Field(description="The start of the key, to name it later.")
+
+
+class AdminKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", max_length=100, description="What the key is for.")
+    scopes: list[str] | None = Field(
+        None,
+        description="Some of 'send', 'read', 'suppressions', 'domains', 'webhooks'; "
+        "left out or null: all of them.",
+    )
+
+
+class AdminKeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str = Field(description="The start of the key: names it, reveals nothing.")
+    scopes: list[str] = Field(description="What the key may do on /v1 and over SMTP.")
+    created_at: str
+    last_used_at: str | None = Field(description="Noted at most once a minute.")
+    revoked_at: str | None
+
+
+class AdminKeysOut(BaseModel):
+    keys: list[AdminKeyOut]
+
+
+class AdminKeyCreated(BaseModel):
+    key: AdminKeyOut
+    secret: str = Field(
+        description="The key: shown once (only its hash is kept). It is the Bearer token of "
+        "/v1 and the SMTP AUTH password."
+    )
 
 
 class AdminTokenIn(BaseModel):

@@ -1,21 +1,37 @@
-"""What the API's routes share: the node's context and the tenant of a request."""
+"""What the API's routes share: the node's context and the tenant of a request.
+
+Every /v1 route names the scope its key needs with :func:`require` (the one place that
+maps routes to scopes; the OpenAPI document shows it as the route's ``security``
+requirement, and a test fails for a /v1 route without one).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from fastapi import Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from postline.api.problems import Problem
 from postline.config import Config
 from postline.ingest.service import Ingestor
-from postline.store.base import Store, Tenant
-from postline.tenants import KeyAuthenticator
+from postline.store.base import KeyIdentity, Store, Tenant
+from postline.tenants import SCOPES, KeyAuthenticator, Scope
 from postline.webhooks.service import WebhookService
 
-__all__ = ["ApiContext", "OneClickUnsubscribe", "current_tenant"]
+__all__ = ["ApiContext", "OneClickUnsubscribe", "current_key", "current_tenant", "require"]
+
+API_KEY_SCHEME = "ApiKey"
+"""The OpenAPI name of the Bearer API key; its requirement lists the scope a route needs."""
+
+_bearer = HTTPBearer(
+    scheme_name=API_KEY_SCHEME,
+    description="A tenant's API key (pl_…). Each route needs one scope of the key: send, "
+    "read, suppressions, domains or webhooks.",
+    auto_error=False,
+)
 
 
 class OneClickUnsubscribe(Protocol):
@@ -53,8 +69,9 @@ class ApiContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def current_tenant(request: Request) -> Tenant:
-    """Dependency: the tenant named by ``Authorization: Bearer <key>``."""
+async def current_key(request: Request) -> KeyIdentity:
+    """Dependency: the live key of ``Authorization: Bearer <key>``, its tenant and scopes
+    (401 when missing, malformed, unknown or revoked)."""
     ctx: ApiContext = request.app.state.ctx
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
@@ -75,8 +92,8 @@ async def current_tenant(request: Request) -> Tenant:
             fix="Send 'Authorization: Bearer <key>'.",
             headers={"WWW-Authenticate": 'Bearer realm="postline"'},
         )
-    tenant = await ctx.auth.tenant(key.strip())
-    if tenant is None:
+    found = await ctx.auth.identity(key.strip())
+    if found is None:
         raise Problem(
             401,
             "unauthenticated",
@@ -84,4 +101,41 @@ async def current_tenant(request: Request) -> Tenant:
             fix="Check the key, or create a new one with 'postline tenant create'.",
             headers={"WWW-Authenticate": 'Bearer realm="postline", error="invalid_token"'},
         )
-    return tenant
+    return found
+
+
+async def current_tenant(request: Request) -> Tenant:
+    """Dependency: the tenant of the request's key, whatever its scopes (routes use
+    :func:`require` instead)."""
+    return (await current_key(request)).tenant
+
+
+async def _scoped(
+    request: Request,
+    scopes: SecurityScopes,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Tenant:
+    found = await current_key(request)
+    missing = [s for s in scopes.scopes if not found.allows(s)]
+    if missing:
+        raise Problem(
+            403,
+            "insufficient-scope",
+            f"The API key {found.prefix}… lacks the '{missing[0]}' scope this request needs.",
+            fix=f"Use a key with the '{missing[0]}' scope. Ask the operator for one: "
+            f"POST /admin/v1/tenants/{found.tenant.id}/keys with "
+            f'{{"scopes": ["{missing[0]}"]}} makes it.',
+            headers={
+                "WWW-Authenticate": f'Bearer realm="postline", error="insufficient_scope", '
+                f'scope="{" ".join(missing)}"'
+            },
+        )
+    return found.tenant
+
+
+def require(scope: Scope) -> Any:
+    """Dependency factory: the request's tenant, once its key is known to have ``scope``
+    (403 ``insufficient_scope`` if not). Use as ``Annotated[Tenant, require("send")]``."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    return Security(_scoped, scopes=[scope])

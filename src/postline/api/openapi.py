@@ -72,7 +72,10 @@ def describe(document: dict[str, Any]) -> dict[str, Any]:
                 continue
             responses = operation.setdefault("responses", {})
             if scheme is not None:
-                operation["security"] = [{scheme: []}]
+                declared = operation.get("security") or []
+                if not any(scheme in requirement for requirement in declared):
+                    # Routes that declare their scopes (``require``) keep them.
+                    operation["security"] = [{scheme: []}]
                 responses.setdefault("401", {"description": _UNAUTHORIZED[scheme]})
             for status, response in responses.items():
                 if status[:1] in ("4", "5"):

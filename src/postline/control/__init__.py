@@ -5,13 +5,14 @@ Each action is a function taking a :class:`ControlContext` (store, configuration
 admin API (:mod:`postline.api.routes.admin`) and the CLI only translate to and from it.
 
 * :mod:`postline.control.tenants`: create (with a first API key), list, show, pause, resume;
+* :mod:`postline.control.keys`: a tenant's API keys, made with scopes, listed, revoked;
 * :mod:`postline.control.tokens`: admin tokens, made, listed, revoked and checked;
 * :mod:`postline.control.audit`: the audit log, written and read.
 """
 
 from __future__ import annotations
 
-from postline.control import audit, tenants, tokens
+from postline.control import audit, keys, tenants, tokens
 from postline.control.context import Actor, ActorKind, ControlContext
 
-__all__ = ["Actor", "ActorKind", "ControlContext", "audit", "tenants", "tokens"]
+__all__ = ["Actor", "ActorKind", "ControlContext", "audit", "keys", "tenants", "tokens"]

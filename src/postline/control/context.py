@@ -50,3 +50,6 @@ class ControlContext:
     on_tenant_status: Callable[[str], Awaitable[None]] | None = None
     """Called with a tenant's id after its status changed, so the serving node applies
     it at once (other nodes follow within ``[reputation] evaluate_interval``)."""
+    on_key_revoked: Callable[[], None] | None = None
+    """Called after a tenant's API key was revoked, so the serving node stops trusting
+    its cached answer at once (other nodes follow within ``[api] key_cache_ttl``)."""

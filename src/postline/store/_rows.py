@@ -4,27 +4,33 @@ select the same columns in the same order (the hot lease path), by column name e
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from postline.model import RecipientState
 from postline.store.base import (
+    ApiKey,
     AuditEntry,
     Event,
+    KeyIdentity,
     LeasedMessage,
     LeasedRecipient,
     MessageView,
     QueueStat,
     RecipientView,
+    Tenant,
 )
 
 __all__ = [
     "NamedRow",
+    "api_key_of",
     "audit_entry_of",
     "event_of",
     "group_leased",
+    "key_identity_of",
     "message_view_of",
     "recipient_view_of",
+    "scopes_text",
     "stat_of",
     "sum_stats",
     "with_paused",
@@ -154,3 +160,22 @@ def message_view_of(row: NamedRow, recipients: list[RecipientView]) -> MessageVi
         body_deleted_at=row["purged_at"],
         recipients=recipients,
     )
+
+
+def scopes_text(scopes: Iterable[str] | None) -> str | None:
+    """A key's scopes as stored: sorted, separated by spaces; None (every scope) as is."""
+    return None if scopes is None else " ".join(sorted(set(scopes)))
+
+
+def _scopes_of(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(text.split())
+
+
+def api_key_of(row: Sequence[Any]) -> ApiKey:
+    """From (id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at)."""
+    return ApiKey(row[0], row[1], row[2], row[3], row[4], _scopes_of(row[5]), row[6], row[7])
+
+
+def key_identity_of(row: Sequence[Any]) -> KeyIdentity:
+    """From (tenant id, name, created_at, key id, prefix, scopes, last_used_at)."""
+    return KeyIdentity(Tenant(row[0], row[1], row[2]), row[3], row[4], _scopes_of(row[5]), row[6])

@@ -35,6 +35,7 @@ __all__ = [
     "IdempotencyRecord",
     "InboundMessage",
     "InboundStore",
+    "KeyIdentity",
     "LeaseRequest",
     "LeasedMessage",
     "LeasedRecipient",
@@ -80,6 +81,28 @@ class ApiKey:
     tenant_id: str
     prefix: str
     created_at: float
+    name: str = ""
+    scopes: tuple[str, ...] | None = None
+    """The scopes the key was given, sorted; None: every tenant scope (keys made before
+    scopes existed, or made without naming any)."""
+    last_used_at: float | None = None
+    """Noted at most once a minute."""
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIdentity:
+    """Who a live API key speaks for: its tenant, the key itself and what it may do."""
+
+    tenant: Tenant
+    key_id: str
+    prefix: str
+    scopes: tuple[str, ...] | None
+    """As :attr:`ApiKey.scopes` (None: every tenant scope)."""
+    last_used_at: float | None = None
+
+    def allows(self, scope: str) -> bool:
+        return self.scopes is None or scope in self.scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,11 +603,37 @@ class TenantStore(Protocol):
 
     async def list_tenants(self) -> list[Tenant]: ...
 
-    async def add_api_key(self, tenant_id: str, key_hash: str, prefix: str) -> ApiKey: ...
+    async def add_api_key(
+        self,
+        tenant_id: str,
+        key_hash: str,
+        prefix: str,
+        *,
+        name: str = "",
+        scopes: Collection[str] | None = None,
+    ) -> ApiKey:
+        """Store a key by its hash; ``scopes`` None gives it every tenant scope."""
+        ...
 
     async def tenant_for_key(self, key_hash: str) -> Tenant | None: ...
 
+    async def key_identity(self, key_hash: str) -> KeyIdentity | None:
+        """The live (unrevoked) key with this hash, its tenant and scopes."""
+        ...
+
+    async def api_keys(self, tenant_id: str) -> list[ApiKey]:
+        """A tenant's keys, revoked ones too, oldest first."""
+        ...
+
     async def revoke_api_key(self, tenant_id: str, prefix: str) -> bool: ...
+
+    async def revoke_api_key_id(self, tenant_id: str, key_id: str, *, now: float) -> bool:
+        """Revoke the tenant's live key with this id; False if there is none."""
+        ...
+
+    async def touch_api_key(self, key_id: str, *, now: float) -> None:
+        """Note that the key was used at ``now``."""
+        ...
 
     async def tenant_statuses(self, tenant_id: str | None = None) -> list[TenantStatus]:
         """The stored statuses (of one tenant or of all); a tenant without one is ``ok``."""

@@ -171,7 +171,10 @@ async def test_every_mutating_admin_route_writes_an_audit_entry(node: Node) -> N
         for n, (method, path) in enumerate(routes):
             tenant = await node.store.create_tenant(f"walk-{n}")
             victim = await node.store.add_admin_token(f"victim-{n}", f"hash-{n}", "pla_victim")
-            url = path.format(tenant_id=tenant.id, token_id=victim.id)
+            key = await node.store.add_api_key(tenant.id, f"key-hash-{n}", "pl_victim")
+            # Every path parameter an admin route has, by name (extra ones are ignored).
+            params = {"tenant_id": tenant.id, "token_id": victim.id, "key_id": key.id}
+            url = path.format(**params)
             assert "{" not in url, f"{method.upper()} {path}: teach this test its parameters"
             rid = f"walk-{n}"
             r = await admin.request(

@@ -141,7 +141,10 @@ def test_security_schemes_cover_the_authenticated_routes() -> None:
         for method, operation in item.items():
             where = f"{method.upper()} {path}"
             if path.startswith("/v1/"):
-                assert operation.get("security") == [{"ApiKey": []}], where
+                # One API key, with the scope the route needs (test_api_scopes checks them).
+                (requirement,) = operation.get("security", [{}])
+                assert list(requirement) == ["ApiKey"], where
+                assert len(requirement["ApiKey"]) == 1, where
                 assert "401" in operation["responses"], where
             elif path.startswith("/admin/v1/"):
                 assert operation.get("security") == [{"AdminToken": []}], where

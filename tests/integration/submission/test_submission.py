@@ -16,6 +16,7 @@ import pytest
 from postline.errors import ConfigError
 from postline.runtime import Node
 from postline.store.sqlite.backend import SQLiteStore
+from postline.tenants import generate_key, hash_key, key_prefix
 from support.node import add_tenant, running_node
 
 MESSAGE = b"From: ann@acme.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -357,3 +358,14 @@ async def test_a_tls_handshake_on_the_plain_port_gets_a_clean_reply_and_log_line
     )
     # Nothing else about it: no line of binary from the SMTP layer.
     assert all(r.getMessage().isprintable() for r in caplog.records)
+
+
+async def test_auth_needs_a_key_with_the_send_scope(node: Node) -> None:
+    tenant = await node.store.create_tenant("acme")
+    reader, sender = generate_key(), generate_key()
+    await node.store.add_api_key(tenant.id, hash_key(reader), key_prefix(reader), scopes=["read"])
+    await node.store.add_api_key(tenant.id, hash_key(sender), key_prefix(sender), scopes=["send"])
+    [(code, text)] = await asyncio.to_thread(_auth, node, "acme", [reader])
+    assert code == 535 and text.startswith(b"5.7.8"), (code, text)
+    [(code, _)] = await asyncio.to_thread(_auth, node, "apikey", [sender])
+    assert code == 235

@@ -1,4 +1,4 @@
-"""/admin/v1: the operator's API — tenants, admin tokens, the audit log.
+"""/admin/v1: the operator's API — tenants, their API keys, admin tokens, the audit log.
 
 Every request needs an admin token (``Authorization: Bearer pla_…``); a tenant's API key
 is refused with 403. Each route translates HTTP to one action of :mod:`postline.control`,
@@ -13,6 +13,10 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from postline.api.admin_schemas import (
     ActorOut,
+    AdminKeyCreated,
+    AdminKeyIn,
+    AdminKeyOut,
+    AdminKeysOut,
     AdminTenantCreated,
     AdminTenantIn,
     AdminTenantOut,
@@ -30,9 +34,10 @@ from postline.api.context import ApiContext
 from postline.api.problems import Problem
 from postline.api.request_id import request_id_of
 from postline.api.schemas import ProblemOut, iso
-from postline.control import Actor, ControlContext, audit, tenants, tokens
+from postline.control import Actor, ControlContext, audit, keys, tenants, tokens
 from postline.control.tokens import AdminAuthenticator
-from postline.store.base import AuditEntry
+from postline.store.base import ApiKey, AuditEntry
+from postline.tenants import SCOPES
 
 __all__ = ["current_admin", "router"]
 
@@ -82,6 +87,7 @@ def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) 
         request_id=request_id_of(request.scope),
         node_id=ctx.node_id,
         on_tenant_status=ctx.on_tenant_status,
+        on_key_revoked=ctx.auth.forget,
     )
 
 
@@ -120,6 +126,18 @@ def _token(t: tokens.TokenView) -> AdminTokenOut:
         created_at=iso(t.created_at),
         last_used_at=iso(t.last_used_at),
         revoked_at=iso(t.revoked_at),
+    )
+
+
+def _key(k: ApiKey) -> AdminKeyOut:
+    return AdminKeyOut(
+        id=k.id,
+        name=k.name,
+        prefix=k.prefix,
+        scopes=list(SCOPES) if k.scopes is None else list(k.scopes),
+        created_at=iso(k.created_at) or "",
+        last_used_at=iso(k.last_used_at),
+        revoked_at=iso(k.revoked_at),
     )
 
 
@@ -182,6 +200,39 @@ async def resume_tenant(tenant_id: str, ctl: Control) -> AdminTenantOut:
     from now on. Idempotent like pause."""
     tenant = await tenants.find_tenant(ctl, id=tenant_id)
     return _tenant((await tenants.resume(ctl, tenant)).view)
+
+
+@router.get(
+    "/tenants/{tenant_id}/keys", responses=_NOT_FOUND, summary="A tenant's API keys, revoked too"
+)
+async def list_keys(tenant_id: str, ctl: Control) -> AdminKeysOut:
+    return AdminKeysOut(keys=[_key(k) for k in await keys.list_keys(ctl, tenant_id)])
+
+
+@router.post(
+    "/tenants/{tenant_id}/keys",
+    status_code=201,
+    responses={**_NOT_FOUND, 422: {"model": ProblemOut}},
+    summary="Create an API key for a tenant, with scopes (shown once)",
+)
+async def create_key(
+    tenant_id: str, ctl: Control, body: AdminKeyIn | None = None
+) -> AdminKeyCreated:
+    """Without scopes the key may do everything a tenant may (never use the admin API)."""
+    new = await keys.create_key(
+        ctl, tenant_id, name=body.name if body else "", scopes=body.scopes if body else None
+    )
+    return AdminKeyCreated(key=_key(new.key), secret=new.secret)
+
+
+@router.delete(
+    "/tenants/{tenant_id}/keys/{key_id}",
+    responses=_NOT_FOUND,
+    summary="Revoke a tenant's API key (refused at once here, within [api] key_cache_ttl "
+    "on other nodes)",
+)
+async def revoke_key(tenant_id: str, key_id: str, ctl: Control) -> AdminKeyOut:
+    return _key(await keys.revoke_key(ctl, tenant_id, key_id))
 
 
 @router.get("/tokens", summary="Admin tokens, revoked ones too")

@@ -27,7 +27,24 @@ SELECT id, name, created_at FROM tenants WHERE id = $1;
 SELECT id, name, created_at FROM tenants ORDER BY name;
 
 -- name: add_api_key
-INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5);
+INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at, name, scopes)
+VALUES ($1, $2, $3, $4, $5, $6, $7);
+
+-- name: key_identity
+SELECT t.id, t.name, t.created_at, k.id, k.prefix, k.scopes, k.last_used_at
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
+
+-- name: api_keys
+SELECT id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at
+FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id;
+
+-- name: revoke_api_key_id
+UPDATE api_keys SET revoked_at = $3
+WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL;
+
+-- name: touch_api_key
+UPDATE api_keys SET last_used_at = $2 WHERE id = $1;
 
 -- name: tenant_for_key
 SELECT t.id, t.name, t.created_at

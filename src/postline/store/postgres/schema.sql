@@ -27,7 +27,7 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (10);
+INSERT INTO postline_schema (version) VALUES (11);
 
 CREATE TABLE tenants (
     id          text PRIMARY KEY,
@@ -35,13 +35,17 @@ CREATE TABLE tenants (
     created_at  double precision NOT NULL
 );
 
+-- scopes: the key's scopes separated by spaces; NULL = every tenant scope.
 CREATE TABLE api_keys (
-    id          text PRIMARY KEY,
-    tenant_id   text NOT NULL REFERENCES tenants (id),
-    key_hash    text NOT NULL UNIQUE,
-    prefix      text NOT NULL,
-    created_at  double precision NOT NULL,
-    revoked_at  double precision
+    id            text PRIMARY KEY,
+    tenant_id     text NOT NULL REFERENCES tenants (id),
+    key_hash      text NOT NULL UNIQUE,
+    prefix        text NOT NULL,
+    created_at    double precision NOT NULL,
+    revoked_at    double precision,
+    name          text NOT NULL DEFAULT '',
+    scopes        text,
+    last_used_at  double precision
 );
 
 -- One row per message; the body is stored once however many recipients it has.

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from postline.errors import IntegrityViolation
 from postline.model.ids import new_id
-from postline.store.base import ApiKey, NewEvent, Tenant, TenantStatus
+from postline.store._rows import api_key_of, key_identity_of, scopes_text
+from postline.store.base import ApiKey, KeyIdentity, NewEvent, Tenant, TenantStatus
 from postline.store.postgres.core import _Q, PostgresCore, _rowcount
 
 if TYPE_CHECKING:
@@ -49,12 +50,28 @@ class PostgresTenants(PostgresCore):
 
         return await self._call(op)
 
-    async def add_api_key(self, tenant_id: str, key_hash: str, prefix: str) -> ApiKey:
-        key = ApiKey(id=new_id(), tenant_id=tenant_id, prefix=prefix, created_at=time.time())
+    async def add_api_key(
+        self,
+        tenant_id: str,
+        key_hash: str,
+        prefix: str,
+        *,
+        name: str = "",
+        scopes: Collection[str] | None = None,
+    ) -> ApiKey:
+        text = scopes_text(scopes)
+        key = ApiKey(
+            id=new_id(),
+            tenant_id=tenant_id,
+            prefix=prefix,
+            created_at=time.time(),
+            name=name,
+            scopes=None if text is None else tuple(text.split()),
+        )
 
         async def op(conn: Conn) -> None:
             await conn.execute(
-                _Q["add_api_key"], key.id, tenant_id, key_hash, prefix, key.created_at
+                _Q["add_api_key"], key.id, tenant_id, key_hash, prefix, key.created_at, name, text
             )
 
         await self._call(op)
@@ -66,6 +83,32 @@ class PostgresTenants(PostgresCore):
             return Tenant(*row) if row else None
 
         return await self._call(op)
+
+    async def key_identity(self, key_hash: str) -> KeyIdentity | None:
+        async def op(conn: Conn) -> KeyIdentity | None:
+            row = await conn.fetchrow(_Q["key_identity"], key_hash)
+            return key_identity_of(tuple(row)) if row else None
+
+        return await self._call(op)
+
+    async def api_keys(self, tenant_id: str) -> list[ApiKey]:
+        async def op(conn: Conn) -> list[ApiKey]:
+            return [api_key_of(tuple(row)) for row in await conn.fetch(_Q["api_keys"], tenant_id)]
+
+        return await self._call(op)
+
+    async def revoke_api_key_id(self, tenant_id: str, key_id: str, *, now: float) -> bool:
+        async def op(conn: Conn) -> bool:
+            status = await conn.execute(_Q["revoke_api_key_id"], tenant_id, key_id, now)
+            return _rowcount(status) > 0
+
+        return await self._call(op)
+
+    async def touch_api_key(self, key_id: str, *, now: float) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(_Q["touch_api_key"], key_id, now)
+
+        await self._call(op)
 
     async def revoke_api_key(self, tenant_id: str, prefix: str) -> bool:
         async def op(conn: Conn) -> bool:

@@ -13,8 +13,24 @@ SELECT id, name, created_at FROM tenants WHERE id = :id;
 SELECT id, name, created_at FROM tenants ORDER BY name;
 
 -- name: add_api_key
-INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at)
-VALUES (:id, :tenant_id, :key_hash, :prefix, :created_at);
+INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at, name, scopes)
+VALUES (:id, :tenant_id, :key_hash, :prefix, :created_at, :name, :scopes);
+
+-- name: key_identity
+SELECT t.id, t.name, t.created_at, k.id, k.prefix, k.scopes, k.last_used_at
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL;
+
+-- name: api_keys
+SELECT id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at
+FROM api_keys WHERE tenant_id = :tenant_id ORDER BY created_at, id;
+
+-- name: revoke_api_key_id
+UPDATE api_keys SET revoked_at = :now
+WHERE tenant_id = :tenant_id AND id = :id AND revoked_at IS NULL;
+
+-- name: touch_api_key
+UPDATE api_keys SET last_used_at = :now WHERE id = :id;
 
 -- name: tenant_for_key
 SELECT t.id, t.name, t.created_at

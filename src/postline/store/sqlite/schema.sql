@@ -1,5 +1,5 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 11;
+PRAGMA user_version = 12;
 
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
@@ -7,13 +7,17 @@ CREATE TABLE tenants (
     created_at  REAL NOT NULL
 );
 
+-- scopes: the key's scopes separated by spaces; NULL = every tenant scope.
 CREATE TABLE api_keys (
-    id          TEXT PRIMARY KEY,
-    tenant_id   TEXT NOT NULL REFERENCES tenants(id),
-    key_hash    TEXT NOT NULL UNIQUE,
-    prefix      TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    revoked_at  REAL
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id),
+    key_hash      TEXT NOT NULL UNIQUE,
+    prefix        TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    revoked_at    REAL,
+    name          TEXT NOT NULL DEFAULT '',
+    scopes        TEXT,
+    last_used_at  REAL
 );
 
 -- One row per message; the body is stored once however many recipients it has.

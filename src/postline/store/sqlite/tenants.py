@@ -9,8 +9,10 @@ from collections.abc import Collection
 
 from postline.errors import IntegrityViolation
 from postline.model.ids import new_id
+from postline.store._rows import api_key_of, key_identity_of, scopes_text
 from postline.store.base import (
     ApiKey,
+    KeyIdentity,
     NewEvent,
     Tenant,
     TenantStatus,
@@ -56,8 +58,24 @@ class SQLiteTenants(SQLiteCore):
             lambda conn: [Tenant(*row) for row in conn.execute(_Q["list_tenants"])]
         )
 
-    async def add_api_key(self, tenant_id: str, key_hash: str, prefix: str) -> ApiKey:
-        key = ApiKey(id=new_id(), tenant_id=tenant_id, prefix=prefix, created_at=time.time())
+    async def add_api_key(
+        self,
+        tenant_id: str,
+        key_hash: str,
+        prefix: str,
+        *,
+        name: str = "",
+        scopes: Collection[str] | None = None,
+    ) -> ApiKey:
+        text = scopes_text(scopes)
+        key = ApiKey(
+            id=new_id(),
+            tenant_id=tenant_id,
+            prefix=prefix,
+            created_at=time.time(),
+            name=name,
+            scopes=None if text is None else tuple(text.split()),
+        )
 
         def op(conn: sqlite3.Connection) -> ApiKey:
             conn.execute(
@@ -68,6 +86,8 @@ class SQLiteTenants(SQLiteCore):
                     "key_hash": key_hash,
                     "prefix": prefix,
                     "created_at": key.created_at,
+                    "name": name,
+                    "scopes": text,
                 },
             )
             return key
@@ -80,6 +100,31 @@ class SQLiteTenants(SQLiteCore):
             return Tenant(*row) if row else None
 
         return await self._read(op)
+
+    async def key_identity(self, key_hash: str) -> KeyIdentity | None:
+        def op(conn: sqlite3.Connection) -> KeyIdentity | None:
+            row = conn.execute(_Q["key_identity"], {"key_hash": key_hash}).fetchone()
+            return key_identity_of(row) if row else None
+
+        return await self._read(op)
+
+    async def api_keys(self, tenant_id: str) -> list[ApiKey]:
+        params = {"tenant_id": tenant_id}
+        return await self._read(
+            lambda conn: [api_key_of(row) for row in conn.execute(_Q["api_keys"], params)]
+        )
+
+    async def revoke_api_key_id(self, tenant_id: str, key_id: str, *, now: float) -> bool:
+        params = {"tenant_id": tenant_id, "id": key_id, "now": now}
+        return await self._write(
+            lambda conn: conn.execute(_Q["revoke_api_key_id"], params).rowcount > 0
+        )
+
+    async def touch_api_key(self, key_id: str, *, now: float) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(_Q["touch_api_key"], {"id": key_id, "now": now})
+
+        await self._write(op)
 
     async def revoke_api_key(self, tenant_id: str, prefix: str) -> bool:
         def op(conn: sqlite3.Connection) -> bool:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from postline.api.context import ApiContext, current_tenant
+from postline.api.context import ApiContext, require
 from postline.api.problems import Problem
 from postline.api.schemas import ProblemOut, iso
 from postline.dkim import RecordStatus
@@ -158,7 +158,7 @@ def _invalid(exc: ValidationError) -> Problem:
     summary="Add a sender domain",
 )
 async def add_domain(
-    payload: DomainIn, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    payload: DomainIn, request: Request, tenant: Annotated[Tenant, require("domains")]
 ) -> Response:
     """Create a DKIM key for the domain and return the DNS records to publish. Then call
     ``POST /v1/domains/{domain}/verify``."""
@@ -179,7 +179,7 @@ async def add_domain(
 
 @router.get("/domains", response_model=DomainsOut, responses=_ERRORS, summary="List sender domains")
 async def list_domains(
-    request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    request: Request, tenant: Annotated[Tenant, require("domains")]
 ) -> dict[str, Any]:
     service = _service(request)
     return {"data": [_out(service, d) for d in await service.all(tenant.id)]}
@@ -202,7 +202,7 @@ async def _get(service: DomainService, tenant: Tenant, domain: str) -> SenderDom
     summary="A sender domain, its keys and records",
 )
 async def get_domain(
-    domain: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    domain: str, request: Request, tenant: Annotated[Tenant, require("domains")]
 ) -> dict[str, Any]:
     """The records to publish, each with the result of the last check."""
     service = _service(request)
@@ -216,7 +216,7 @@ async def get_domain(
     summary="Look the records up now",
 )
 async def verify_domain(
-    domain: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    domain: str, request: Request, tenant: Annotated[Tenant, require("domains")]
 ) -> dict[str, Any]:
     """Query DNS for every record and report each as ok / missing / wrong / error with the
     fix. The domain is verified (and its mail signed) once its DKIM record is published."""
@@ -238,7 +238,7 @@ async def verify_domain(
 async def rotate_domain(
     domain: str,
     request: Request,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("domains")],
     payload: RotateIn | None = None,
 ) -> dict[str, Any]:
     """Add a pending key with a new selector. Publish its DKIM record and verify: it then
@@ -260,7 +260,7 @@ async def rotate_domain(
     "/domains/{domain}", status_code=204, responses=_ERRORS, summary="Remove a sender domain"
 )
 async def delete_domain(
-    domain: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    domain: str, request: Request, tenant: Annotated[Tenant, require("domains")]
 ) -> Response:
     """Remove the domain and its keys: mail from it is no longer signed."""
     service = _service(request)

@@ -6,10 +6,10 @@ import json
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from postline.api.context import ApiContext, current_tenant
+from postline.api.context import ApiContext, require
 from postline.api.problems import Problem
 from postline.api.schemas import EventsOut, ProblemOut
 from postline.events import event_object
@@ -69,7 +69,7 @@ def _address(value: str | None) -> str | None:
 )
 async def list_events(
     request: Request,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("read")],
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     type: Annotated[

@@ -8,12 +8,12 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from postline.api.context import ApiContext, current_tenant
+from postline.api.context import ApiContext, require
 from postline.api.problems import Problem, validation_problem
 from postline.api.schemas import BatchOut, CancelOut, MessageAccepted, MessageOut, ProblemOut, iso
 from postline.domains.check import Finding, preflight, spamd_client
@@ -159,7 +159,7 @@ async def _enqueue(
 async def send_message(
     payload: MessageIn,
     request: Request,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("send")],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Queue one message for up to 1000 recipients. 202 means it is stored durably."""
@@ -188,7 +188,7 @@ async def send_message(
 async def send_batch(
     payload: BatchIn,
     request: Request,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("send")],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Queue up to 1000 personalised messages in one durable transaction.
@@ -311,7 +311,7 @@ class CheckOut(BaseModel):
     summary="Check a message before sending it",
 )
 async def check_message(
-    payload: MessageIn, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    payload: MessageIn, request: Request, tenant: Annotated[Tenant, require("send")]
 ) -> Response:
     """Report what receivers (Gmail, Yahoo and Microsoft's sender rules, SpamAssassin)
     would object to in this message, without queueing anything: the same body as
@@ -402,7 +402,7 @@ def _overall(statuses: list[str]) -> str:
     summary="A message and every recipient's state and attempts",
 )
 async def get_message(
-    message_id: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    message_id: str, request: Request, tenant: Annotated[Tenant, require("read")]
 ) -> Response:
     ctx: ApiContext = request.app.state.ctx
     view = await ctx.store.get_message(tenant.id, message_id)
@@ -488,7 +488,7 @@ async def get_message(
     summary="Cancel whatever of a message is not yet delivered",
 )
 async def cancel_message(
-    message_id: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    message_id: str, request: Request, tenant: Annotated[Tenant, require("send")]
 ) -> Response:
     """Recipients still queued or deferred become ``cancelled``. A recipient whose
     delivery is in progress at this moment may still be delivered."""

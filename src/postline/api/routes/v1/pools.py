@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from postline.api.context import ApiContext, current_tenant
+from postline.api.context import ApiContext, require
 from postline.api.problems import Problem
 from postline.api.schemas import ProblemOut
 from postline.store.base import Tenant
@@ -24,9 +24,7 @@ PoolsOf = Callable[[str, str], Awaitable[list[dict[str, Any]]]]
     responses={401: {"model": ProblemOut, "description": "Missing or invalid API key"}},
     summary="IP pools, sources and warm-up progress",
 )
-async def ip_pools(
-    request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
-) -> dict[str, Any]:
+async def ip_pools(request: Request, tenant: Annotated[Tenant, require("read")]) -> dict[str, Any]:
     """The pools the tenant's mail can leave from — the shared ones and those dedicated
     to it — with the streams mapped to each, and per source: address, EHLO name, weight,
     warm-up (schedule, day of the plan, today's and this hour's count against the caps

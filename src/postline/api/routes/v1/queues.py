@@ -6,10 +6,10 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from postline.api.context import ApiContext, current_tenant
+from postline.api.context import ApiContext, require
 from postline.api.problems import Problem
 from postline.api.schemas import ProblemOut, QueueOut, QueuesOut, iso
 from postline.ingest.addresses import InvalidAddress, parse_address
@@ -54,7 +54,7 @@ async def _queue(ctx: ApiContext, s: QueueStat) -> dict[str, Any]:
 )
 async def list_queues(
     request: Request,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("read")],
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> Response:
@@ -88,7 +88,7 @@ async def _set(request: Request, tenant: Tenant, domain: str, paused: bool) -> R
     summary="Hold this tenant's mail to a domain",
 )
 async def pause(
-    domain: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    domain: str, request: Request, tenant: Annotated[Tenant, require("send")]
 ) -> Response:
     """Queued mail stays queued (and keeps ageing towards expiry) until resumed."""
     return await _set(request, tenant, domain, True)
@@ -101,6 +101,6 @@ async def pause(
     summary="Release held mail to a domain",
 )
 async def resume(
-    domain: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    domain: str, request: Request, tenant: Annotated[Tenant, require("send")]
 ) -> Response:
     return await _set(request, tenant, domain, False)

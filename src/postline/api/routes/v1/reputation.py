@@ -6,10 +6,10 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from postline.api.context import ApiContext, current_tenant
+from postline.api.context import ApiContext, require
 from postline.api.schemas import ProblemOut, ReputationOut, iso
 from postline.reputation.rates import OK, Counts
 from postline.store.base import Tenant
@@ -33,9 +33,7 @@ def _counts(c: Counts) -> dict[str, Any]:
     responses={401: {"model": ProblemOut}},
     summary="This tenant's bounce and complaint rates, thresholds and sending status",
 )
-async def get_reputation(
-    request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
-) -> Response:
+async def get_reputation(request: Request, tenant: Annotated[Tenant, require("read")]) -> Response:
     """Rates over the rolling window (hard bounces / (delivered + hard bounces), complaints
     / delivered), per stream and in total, against the thresholds that warn and pause.
     Counts reach the store every few seconds (``[reputation] flush_interval``)."""

@@ -13,11 +13,11 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError as PydanticValidationError
 
-from postline.api.context import ApiContext, current_tenant
+from postline.api.context import ApiContext, require
 from postline.api.problems import Problem
 from postline.api.schemas import (
     ProblemOut,
@@ -110,7 +110,7 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 )
 async def list_suppressions(
     request: Request,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("suppressions")],
     reason: Annotated[
         str | None,
         Query(description="Keep only entries with this reason: " + ", ".join(REASONS)),
@@ -191,7 +191,7 @@ def _entry_errors(index: int, exc: PydanticValidationError) -> list[dict[str, An
 async def add_suppressions(
     payload: SuppressionsIn,
     request: Request,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("suppressions")],
 ) -> Response:
     """Add up to 1000 entries, or replace the entries of addresses already on the list.
 
@@ -258,7 +258,7 @@ async def add_suppressions(
     summary="Remove an address from the tenant's suppression list",
 )
 async def remove_suppression(
-    address: str, request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    address: str, request: Request, tenant: Annotated[Tenant, require("suppressions")]
 ) -> Response:
     """The address is URL-encoded in the path (``ann%40example.com``) and matched without
     regard to case. Mail to it is sent again from then on, unless the global list holds

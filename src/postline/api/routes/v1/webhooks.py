@@ -8,11 +8,11 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from postline.api.context import ApiContext, current_tenant
+from postline.api.context import ApiContext, require
 from postline.api.problems import Problem
 from postline.api.schemas import ProblemOut
 from postline.events import iso
@@ -149,7 +149,7 @@ async def _get(service: WebhookService, tenant: Tenant, hook_id: str) -> Webhook
     summary="Register an endpoint; the answer holds its signing secret, shown only once",
 )
 async def create_webhook(
-    request: Request, body: WebhookIn, tenant: Annotated[Tenant, Depends(current_tenant)]
+    request: Request, body: WebhookIn, tenant: Annotated[Tenant, require("webhooks")]
 ) -> Response:
     service = _service(request)
     try:
@@ -167,7 +167,7 @@ async def create_webhook(
 
 @router.get("/webhooks", responses=_ERRORS, summary="The tenant's endpoints and their state")
 async def list_webhooks(
-    request: Request, tenant: Annotated[Tenant, Depends(current_tenant)]
+    request: Request, tenant: Annotated[Tenant, require("webhooks")]
 ) -> Response:
     service = _service(request)
     hooks = await service.endpoints(tenant.id)
@@ -176,7 +176,7 @@ async def list_webhooks(
 
 @router.get("/webhooks/{hook_id}", responses=_ERRORS, summary="One endpoint and its state")
 async def get_webhook(
-    request: Request, hook_id: str, tenant: Annotated[Tenant, Depends(current_tenant)]
+    request: Request, hook_id: str, tenant: Annotated[Tenant, require("webhooks")]
 ) -> Response:
     service = _service(request)
     return _json(_state(await service.state(await _get(service, tenant, hook_id))))
@@ -187,7 +187,7 @@ async def patch_webhook(
     request: Request,
     hook_id: str,
     body: WebhookPatch,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("webhooks")],
 ) -> Response:
     service = _service(request)
     changes = body.model_dump(exclude_unset=True)
@@ -207,7 +207,7 @@ async def patch_webhook(
     "/webhooks/{hook_id}", status_code=204, responses=_ERRORS, summary="Remove an endpoint"
 )
 async def delete_webhook(
-    request: Request, hook_id: str, tenant: Annotated[Tenant, Depends(current_tenant)]
+    request: Request, hook_id: str, tenant: Annotated[Tenant, require("webhooks")]
 ) -> Response:
     if not await _service(request).delete(tenant.id, hook_id):
         raise _not_found(hook_id)
@@ -220,7 +220,7 @@ async def delete_webhook(
     summary="A new signing secret; the old one keeps signing beside it for 24 hours",
 )
 async def rotate_secret(
-    request: Request, hook_id: str, tenant: Annotated[Tenant, Depends(current_tenant)]
+    request: Request, hook_id: str, tenant: Annotated[Tenant, require("webhooks")]
 ) -> Response:
     rotated = await _service(request).rotate(tenant.id, hook_id)
     if rotated is None:
@@ -237,7 +237,7 @@ async def rotate_secret(
     summary="POST one 'test' event to the endpoint now and report how it answered",
 )
 async def test_webhook(
-    request: Request, hook_id: str, tenant: Annotated[Tenant, Depends(current_tenant)]
+    request: Request, hook_id: str, tenant: Annotated[Tenant, require("webhooks")]
 ) -> Response:
     service = _service(request)
     attempt = await service.test(await _get(service, tenant, hook_id))
@@ -259,7 +259,7 @@ async def test_webhook(
 async def list_deliveries(
     request: Request,
     hook_id: str,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("webhooks")],
     status: Annotated[str | None, Query(description="ok, failed or dead")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -291,7 +291,7 @@ async def replay(
     request: Request,
     hook_id: str,
     body: ReplayIn,
-    tenant: Annotated[Tenant, Depends(current_tenant)],
+    tenant: Annotated[Tenant, require("webhooks")],
 ) -> Response:
     service = _service(request)
     since_event: int | None = None

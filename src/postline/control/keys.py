@@ -1,0 +1,97 @@
+"""A tenant's API keys: made with scopes, listed and revoked.
+
+A key is the tenant's Bearer token on /v1 and its SMTP AUTH password; its scopes
+(:data:`postline.tenants.SCOPES`) say which routes it may use. A key made without
+naming scopes has them all. Revoking stops the key on the node that serves the request at
+once, and on the others within ``[api] key_cache_ttl``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from postline.control import audit
+from postline.control.context import ControlContext
+from postline.control.tenants import find_tenant
+from postline.errors import NotFound, ValidationError
+from postline.store.base import ApiKey
+from postline.tenants import SCOPES, generate_key, hash_key, key_prefix
+
+__all__ = ["NewKey", "check_scopes", "create_key", "list_keys", "revoke_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    key: ApiKey
+    secret: str
+    """The key itself: shown once, never stored."""
+
+
+def check_scopes(scopes: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The scopes to store, sorted without repeats (None: every tenant scope)."""
+    if scopes is None:
+        return None
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise ValidationError(
+            f"unknown scope {unknown[0]!r}",
+            field="scopes",
+            fix=f"Use some of: {', '.join(SCOPES)} (or leave scopes out for all of them).",
+        )
+    if not scopes:
+        raise ValidationError(
+            "a key needs at least one scope",
+            field="scopes",
+            fix=f"Name some of: {', '.join(SCOPES)} (or leave scopes out for all of them).",
+        )
+    return tuple(sorted(set(scopes)))
+
+
+def _scopes(key: ApiKey) -> list[str]:
+    return list(SCOPES) if key.scopes is None else list(key.scopes)
+
+
+async def create_key(
+    ctx: ControlContext, tenant_id: str, *, name: str = "", scopes: Sequence[str] | None = None
+) -> NewKey:
+    """Make a key for the tenant; the secret is in the answer only."""
+    wanted = check_scopes(scopes)
+    tenant = await find_tenant(ctx, id=tenant_id)
+    secret = generate_key()
+    key = await ctx.store.add_api_key(
+        tenant.id, hash_key(secret), key_prefix(secret), name=name.strip()[:100], scopes=wanted
+    )
+    await audit.record(
+        ctx,
+        "api_key.create",
+        key.id,
+        tenant_id=tenant.id,
+        detail={"name": key.name, "prefix": key.prefix, "scopes": _scopes(key)},
+    )
+    return NewKey(key, secret)
+
+
+async def list_keys(ctx: ControlContext, tenant_id: str) -> list[ApiKey]:
+    """The tenant's keys, revoked ones too, oldest first."""
+    tenant = await find_tenant(ctx, id=tenant_id)
+    return await ctx.store.api_keys(tenant.id)
+
+
+async def revoke_key(ctx: ControlContext, tenant_id: str, key_id: str) -> ApiKey:
+    """Revoke a live key of the tenant (the serving node forgets it at once)."""
+    tenant = await find_tenant(ctx, id=tenant_id)
+    if not await ctx.store.revoke_api_key_id(tenant.id, key_id, now=time.time()):
+        raise NotFound(f"tenant {tenant.name!r} has no live API key with id {key_id!r}")
+    if ctx.on_key_revoked is not None:
+        ctx.on_key_revoked()
+    key = next(k for k in await ctx.store.api_keys(tenant.id) if k.id == key_id)
+    await audit.record(
+        ctx,
+        "api_key.revoke",
+        key.id,
+        tenant_id=tenant.id,
+        detail={"name": key.name, "prefix": key.prefix, "scopes": _scopes(key)},
+    )
+    return key
