@@ -50,3 +50,8 @@ class ControlContext:
     on_tenant_status: Callable[[str], Awaitable[None]] | None = None
     """Called with a tenant's id after its status changed, so the serving node applies
     it at once (other nodes follow within ``[reputation] evaluate_interval``)."""
+    on_pause: Callable[[str, str, bool], None] | None = None
+    """Called with (tenant id, domain, paused) after a queue pause changed, so the serving
+    node's delivery engine applies it at once (others at their next queue scan)."""
+    on_due: Callable[[str, str], None] | None = None
+    """Called with (tenant id, domain) of a queue whose mail was made due now."""
