@@ -70,7 +70,7 @@ def _replay(body: Message | None, first: Message | None, receive: Receive) -> Re
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    from postline.api.routes import admin, system, unsubscribe
+    from postline.api.routes import admin, admin_queues, system, unsubscribe
     from postline.api.routes.v1 import (
         domains,
         events,
@@ -109,6 +109,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(system.router)
     app.include_router(unsubscribe.router)
     app.include_router(admin.router)
+    app.include_router(admin_queues.router)
     app.add_middleware(BodyLimit, limit=ctx.config.api.max_request_size)
     # Outermost: even a refusal of the body limit carries the request's id.
     app.add_middleware(RequestId)

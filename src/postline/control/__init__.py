@@ -7,12 +7,14 @@ admin API (:mod:`postline.api.routes.admin`) and the CLI only translate to and f
 * :mod:`postline.control.tenants`: create (with a first API key), list, show, pause, resume;
 * :mod:`postline.control.keys`: a tenant's API keys, made with scopes, listed, revoked;
 * :mod:`postline.control.tokens`: admin tokens, made, listed, revoked and checked;
+* :mod:`postline.control.queues`: queues across tenants, viewed, suspended, resumed,
+  retried now and bounced;
 * :mod:`postline.control.audit`: the audit log, written and read.
 """
 
 from __future__ import annotations
 
-from postline.control import audit, keys, tenants, tokens
+from postline.control import audit, keys, queues, tenants, tokens
 from postline.control.context import Actor, ActorKind, ControlContext
 
-__all__ = ["Actor", "ActorKind", "ControlContext", "audit", "keys", "tenants", "tokens"]
+__all__ = ["Actor", "ActorKind", "ControlContext", "audit", "keys", "queues", "tenants", "tokens"]

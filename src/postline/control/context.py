@@ -53,3 +53,8 @@ class ControlContext:
     on_key_revoked: Callable[[], None] | None = None
     """Called after a tenant's API key was revoked, so the serving node stops trusting
     its cached answer at once (other nodes follow within ``[api] key_cache_ttl``)."""
+    on_pause: Callable[[str, str, bool], None] | None = None
+    """Called with (tenant id, domain, paused) after a queue pause changed, so the serving
+    node's delivery engine applies it at once (others at their next queue scan)."""
+    on_due: Callable[[str, str], None] | None = None
+    """Called with (tenant id, domain) of a queue whose mail was made due now."""

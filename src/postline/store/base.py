@@ -48,6 +48,7 @@ __all__ = [
     "QueueDue",
     "QueueKey",
     "QueueLease",
+    "QueuePause",
     "QueueStat",
     "QueueStore",
     "RecipientView",
@@ -60,6 +61,7 @@ __all__ = [
     "Suppression",
     "SuppressionStore",
     "Tenant",
+    "TenantQueue",
     "TenantStatus",
     "TenantStore",
     "Webhook",
@@ -377,6 +379,31 @@ class QueueStat:
     oldest_at: float
     next_attempt_at: float
     paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TenantQueue:
+    """One tenant's queue of a domain, as operators see it."""
+
+    tenant_id: str
+    depth: int
+    deferred: int
+    """Queued recipients attempted at least once."""
+    due: int
+    """Queued recipients due now and not leased, counted up to the cap asked for."""
+    oldest_at: float
+    next_attempt_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePause:
+    """A row of the pause table: tenant ``*`` holds a domain for every tenant, domain
+    ``*`` every domain of a tenant."""
+
+    tenant_id: str
+    domain: str
+    paused_at: float
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -781,6 +808,43 @@ class QueueStore(Protocol):
     async def paused_queues(self) -> set[tuple[str, str]]:
         """Every paused (tenant id, domain); tenant id ``*`` pauses a domain for all,
         domain ``*`` every domain of a tenant (see :meth:`set_tenant_status`)."""
+        ...
+
+    async def queue_pauses(self) -> list[QueuePause]:
+        """Every pause with when and why it was set, in (tenant, domain) order."""
+        ...
+
+    async def domain_queues(
+        self, domain: str, *, now: float, due_cap: int = 10_000
+    ) -> list[TenantQueue]:
+        """Every tenant's queue of ``domain`` with something queued, in tenant order: the
+        counts from counters, age and next attempt by one index probe each, and the
+        recipients due at ``now`` counted in the index up to ``due_cap``."""
+        ...
+
+    async def retry_queued(
+        self, tenant_id: str, domain: str, *, now: float, limit: int = 1000
+    ) -> int:
+        """Make up to ``limit`` queued, not leased recipients of one queue that are not
+        due yet due at ``now``, in one short transaction; returns how many (call again
+        until it returns less than ``limit``)."""
+        ...
+
+    async def bounce_queued(
+        self,
+        tenant_id: str,
+        domain: str,
+        *,
+        now: float,
+        data: Mapping[str, Any],
+        text: str = "",
+        node_id: str = "",
+        limit: int = 1000,
+    ) -> int:
+        """Bounce up to ``limit`` queued, not leased recipients of one queue (a final
+        failure decided by an operator), each with a ``bounced`` event carrying ``data``,
+        in one short transaction; returns how many. Adds no suppression and counts
+        nothing towards the tenant's reputation."""
         ...
 
     async def listen_due(self, callback: Callable[[frozenset[QueueKey]], None]) -> None:

@@ -145,7 +145,18 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def _admin_routes() -> list[tuple[str, str]]:
+def _body_fields(spec: dict[str, Any], op: dict[str, Any]) -> frozenset[str]:
+    """The property names of an operation's JSON request body."""
+    schema = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+    schema = schema.get("schema", {})
+    for alt in schema.get("anyOf", [schema]):
+        ref = alt.get("$ref", "")
+        if ref:
+            return frozenset(spec["components"]["schemas"][ref.rpartition("/")[2]]["properties"])
+    return frozenset(schema.get("properties", {}))
+
+
+def _admin_routes() -> list[tuple[str, str, frozenset[str]]]:
     ctx = ApiContext(
         config=Config.model_validate({}),
         store=cast(Any, None),
@@ -154,10 +165,10 @@ def _admin_routes() -> list[tuple[str, str]]:
     )
     spec = create_app(ctx).openapi()
     return sorted(
-        (method, path)
+        (method, path, _body_fields(spec, op))
         for path, ops in spec["paths"].items()
         if path.startswith("/admin/v1/")
-        for method in ops
+        for method, op in ops.items()
         if method in ("post", "put", "patch", "delete")
     )
 
@@ -168,7 +179,7 @@ async def test_every_mutating_admin_route_writes_an_audit_entry(node: Node) -> N
     secret = generate_token()
     await node.store.add_admin_token("walker", hash_token(secret), secret[:11])
     async with api_client(node, secret) as admin:
-        for n, (method, path) in enumerate(routes):
+        for n, (method, path, fields) in enumerate(routes):
             tenant = await node.store.create_tenant(f"walk-{n}")
             victim = await node.store.add_admin_token(f"victim-{n}", f"hash-{n}", "pla_victim")
             key = await node.store.add_api_key(tenant.id, f"key-hash-{n}", "pl_victim")
@@ -180,7 +191,9 @@ async def test_every_mutating_admin_route_writes_an_audit_entry(node: Node) -> N
             r = await admin.request(
                 method.upper(),
                 url,
-                json=BODIES.get((method, path), {}),
+                # A body naming a tenant names the one made for this route.
+                json=BODIES.get((method, path))
+                or ({"tenant": tenant.id} if "tenant" in fields else {}),
                 headers={"X-Request-Id": rid},
             )
             assert r.status_code < 300, f"{method.upper()} {path}: {r.status_code} {r.text}"

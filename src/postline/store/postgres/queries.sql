@@ -423,6 +423,71 @@ WHERE q.queued = 0
   AND NOT EXISTS (SELECT 1 FROM queue_count_deltas d
                   WHERE d.tenant_id = q.tenant_id AND d.domain = q.domain);
 
+-- name: domain_queues
+-- Every tenant's queue of domain $1 (counters and their deltas); age, next attempt and
+-- the recipients due at $2 (counted in the index, up to $3) by index probes.
+WITH c AS (
+    SELECT x.tenant_id, sum(x.queued) AS queued, sum(x.deferred) AS deferred FROM (
+        SELECT tenant_id, queued, deferred FROM queue_counts WHERE domain = $1
+        UNION ALL
+        SELECT tenant_id, queued, deferred FROM queue_count_deltas WHERE domain = $1
+    ) x
+    GROUP BY x.tenant_id
+    HAVING sum(x.queued) > 0
+)
+SELECT c.tenant_id, c.queued, c.deferred,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM recipients r
+            WHERE r.domain = $1 AND r.tenant_id = c.tenant_id AND r.state = 'queued'
+              AND r.next_attempt_at <= $2 AND r.lease_owner IS NULL
+            LIMIT $3) d),
+       (SELECT min(r.created_at) FROM recipients r
+        WHERE r.domain = $1 AND r.tenant_id = c.tenant_id AND r.state = 'queued'),
+       (SELECT min(r.next_attempt_at) FROM recipients r
+        WHERE r.domain = $1 AND r.tenant_id = c.tenant_id AND r.state = 'queued')
+FROM c
+ORDER BY c.tenant_id;
+
+-- name: retry_queued
+-- $1 tenant, $2 domain, $3 now, $4 limit: up to $4 queued, not leased recipients of one
+-- queue that are not due yet, due now (rows another writer holds are left for later).
+WITH s AS (
+    SELECT message_id, idx FROM recipients
+    WHERE domain = $2 AND tenant_id = $1 AND state = 'queued' AND next_attempt_at > $3
+      AND lease_owner IS NULL
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE recipients r SET next_attempt_at = $3, updated_at = $3
+FROM s
+WHERE r.domain = $2 AND r.tenant_id = $1 AND r.message_id = s.message_id AND r.idx = s.idx;
+
+-- name: bounce_queued
+-- $1 tenant, $2 domain, $3 now, $4 limit, $5 text, $6 node id, $7 event data: up to $4
+-- queued, not leased recipients of one queue bounced by an operator, with their events.
+WITH s AS (
+    SELECT message_id, idx FROM recipients
+    WHERE domain = $2 AND tenant_id = $1 AND state = 'queued' AND lease_owner IS NULL
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), b AS (
+    UPDATE recipients r
+    SET state = 'bounced', updated_at = $3, last_text = $5, lease_owner = NULL,
+        lease_expires_at = NULL
+    FROM s
+    WHERE r.domain = $2 AND r.tenant_id = $1 AND r.message_id = s.message_id
+      AND r.idx = s.idx
+    RETURNING r.message_id, r.idx, r.address
+), e AS (
+    INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
+    SELECT $3, $1, 'bounced', b.message_id, b.idx, b.address, $6, $7::jsonb
+    FROM b ORDER BY b.message_id, b.idx
+)
+SELECT count(*) FROM b;
+
+-- name: queue_pauses
+SELECT tenant_id, domain, paused_at, reason FROM queue_pauses ORDER BY tenant_id, domain;
+
 -- name: paused_tenant
 SELECT domain, paused_at FROM queue_pauses WHERE tenant_id IN ($1, '*');
 

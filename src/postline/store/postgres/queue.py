@@ -4,7 +4,8 @@ for due queues, leases, outcomes, counters and pauses."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from postline.errors import StoreUnavailable
@@ -19,7 +20,9 @@ from postline.store.base import (
     QueueDue,
     QueueKey,
     QueueLease,
+    QueuePause,
     QueueStat,
+    TenantQueue,
 )
 from postline.store.postgres.core import _Q, DueCallback, _Listener, _rowcount
 from postline.store.postgres.ingest import PostgresIngest
@@ -269,6 +272,57 @@ class PostgresQueue(PostgresIngest):
     async def paused_queues(self) -> set[tuple[str, str]]:
         async def op(conn: Conn) -> set[tuple[str, str]]:
             return {(t, d) for t, d in await conn.fetch(_Q["paused_all"])}
+
+        return await self._call(op)
+
+    async def queue_pauses(self) -> list[QueuePause]:
+        async def op(conn: Conn) -> list[QueuePause]:
+            return [QueuePause(*row) for row in await conn.fetch(_Q["queue_pauses"])]
+
+        return await self._call(op)
+
+    async def domain_queues(
+        self, domain: str, *, now: float, due_cap: int = 10_000
+    ) -> list[TenantQueue]:
+        async def op(conn: Conn) -> list[TenantQueue]:
+            return [
+                TenantQueue(t, int(n), int(deferred), int(due), oldest or 0.0, nxt or 0.0)
+                for t, n, deferred, due, oldest, nxt in await conn.fetch(
+                    _Q["domain_queues"], domain, now, due_cap
+                )
+            ]
+
+        return await self._call(op)
+
+    async def retry_queued(
+        self, tenant_id: str, domain: str, *, now: float, limit: int = 1000
+    ) -> int:
+        async def op(conn: Conn) -> int:
+            return _rowcount(await conn.execute(_Q["retry_queued"], tenant_id, domain, now, limit))
+
+        done = await self._call(op)
+        if done:
+            self._announce({(tenant_id, domain)}, {})
+        return done
+
+    async def bounce_queued(
+        self,
+        tenant_id: str,
+        domain: str,
+        *,
+        now: float,
+        data: Mapping[str, Any],
+        text: str = "",
+        node_id: str = "",
+        limit: int = 1000,
+    ) -> int:
+        payload = json.dumps(dict(data))
+
+        async def op(conn: Conn) -> int:
+            found = await conn.fetchval(
+                _Q["bounce_queued"], tenant_id, domain, now, limit, text, node_id, payload
+            )
+            return int(found or 0)
 
         return await self._call(op)
 

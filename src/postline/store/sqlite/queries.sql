@@ -302,6 +302,50 @@ SELECT q.domain, q.queued, q.deferred,
 FROM queue_counts q INDEXED BY queue_counts_domain
 WHERE q.domain = :domain AND q.queued > 0;
 
+-- name: domain_queues
+-- Every tenant's queue of one domain, from the counters; age, next attempt and the
+-- recipients due now (counted in the index, up to :cap) by index probes.
+SELECT q.tenant_id, q.queued, q.deferred,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM recipients r INDEXED BY recipients_due
+            WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+              AND r.next_attempt_at <= :now AND r.lease_owner IS NULL
+            LIMIT :cap)),
+       (SELECT r.created_at FROM recipients r INDEXED BY recipients_age
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+        ORDER BY r.created_at LIMIT 1),
+       (SELECT r.next_attempt_at FROM recipients r INDEXED BY recipients_due
+        WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+        ORDER BY r.next_attempt_at LIMIT 1)
+FROM queue_counts q INDEXED BY queue_counts_domain
+WHERE q.domain = :domain AND q.queued > 0
+ORDER BY q.tenant_id;
+
+-- name: retry_queued
+-- Up to :limit queued, not leased recipients of one queue that are not due yet, due now.
+UPDATE recipients SET next_attempt_at = :now, updated_at = :now
+WHERE domain = :domain AND tenant_id = :tenant_id AND (message_id, idx) IN (
+    SELECT message_id, idx FROM recipients INDEXED BY recipients_due
+    WHERE domain = :domain AND tenant_id = :tenant_id AND state = 'queued'
+      AND next_attempt_at > :now AND lease_owner IS NULL
+    LIMIT :limit);
+
+-- name: bounce_queued
+-- Up to :limit queued, not leased recipients of one queue bounced by an operator (the
+-- count triggers move them out of the queue counts).
+UPDATE recipients
+SET state = 'bounced', updated_at = :now, last_text = :text, lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE domain = :domain AND tenant_id = :tenant_id AND (message_id, idx) IN (
+    SELECT message_id, idx FROM recipients INDEXED BY recipients_due
+    WHERE domain = :domain AND tenant_id = :tenant_id AND state = 'queued'
+      AND lease_owner IS NULL
+    LIMIT :limit)
+RETURNING message_id, idx, address;
+
+-- name: queue_pauses
+SELECT tenant_id, domain, paused_at, reason FROM queue_pauses ORDER BY tenant_id, domain;
+
 -- name: queue_depths_top
 -- The deepest domains (every tenant) and, as domain NULL, the total.
 SELECT domain, sum(queued) AS n FROM queue_counts WHERE queued > 0

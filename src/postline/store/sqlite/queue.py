@@ -23,7 +23,9 @@ from postline.store.base import (
     QueueDue,
     QueueKey,
     QueueLease,
+    QueuePause,
     QueueStat,
+    TenantQueue,
 )
 from postline.store.sqlite.bulk import insert_rows
 from postline.store.sqlite.core import _Q, BULK, URGENT, SQLiteCore, _bodies
@@ -458,6 +460,67 @@ class SQLiteQueue(SQLiteCore):
 
     async def paused_queues(self) -> set[tuple[str, str]]:
         return await self._read(lambda conn: {(t, d) for t, d in conn.execute(_Q["paused_all"])})
+
+    async def queue_pauses(self) -> list[QueuePause]:
+        return await self._read(
+            lambda conn: [QueuePause(*row) for row in conn.execute(_Q["queue_pauses"])]
+        )
+
+    async def domain_queues(
+        self, domain: str, *, now: float, due_cap: int = 10_000
+    ) -> list[TenantQueue]:
+        params = {"domain": domain, "now": now, "cap": due_cap}
+
+        def op(conn: sqlite3.Connection) -> list[TenantQueue]:
+            return [
+                TenantQueue(t, int(n), int(deferred), int(due), oldest or 0.0, nxt or 0.0)
+                for t, n, deferred, due, oldest, nxt in conn.execute(_Q["domain_queues"], params)
+            ]
+
+        return await self._read(op)
+
+    async def retry_queued(
+        self, tenant_id: str, domain: str, *, now: float, limit: int = 1000
+    ) -> int:
+        params = {"tenant_id": tenant_id, "domain": domain, "now": now, "limit": limit}
+        done: int = await self._write(
+            lambda conn: conn.execute(_Q["retry_queued"], params).rowcount, rows=limit
+        )
+        if done:
+            self._peers.announce({(tenant_id, domain)}, {})
+        return done
+
+    async def bounce_queued(
+        self,
+        tenant_id: str,
+        domain: str,
+        *,
+        now: float,
+        data: Mapping[str, Any],
+        text: str = "",
+        node_id: str = "",
+        limit: int = 1000,
+    ) -> int:
+        params = {
+            "tenant_id": tenant_id,
+            "domain": domain,
+            "now": now,
+            "text": text,
+            "limit": limit,
+        }
+        payload = json.dumps(dict(data))
+
+        def op(conn: sqlite3.Connection) -> int:
+            rows = sorted(conn.execute(_Q["bounce_queued"], params).fetchall())
+            if rows:
+                events = [
+                    [now, tenant_id, EventType.BOUNCED.value, m, i, a, node_id, payload]
+                    for m, i, a in rows
+                ]
+                conn.execute(_Q["insert_events"], {"rows": json.dumps(events)})
+            return len(rows)
+
+        return await self._write(op, rows=limit)
 
     async def set_paused(
         self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""

@@ -1,0 +1,334 @@
+"""Queues across tenants: the operator's view per destination domain, and actions on a
+selection of queues — suspend, resume, retry now, bounce.
+
+A selection names a tenant, a domain or both. Suspending holds the selected queues with a
+row of the pause table (tenant ``*``: a domain for every tenant; domain ``*``: every
+domain of a tenant), the same hold as ``POST /v1/queues/{domain}/pause``; a suspension
+with a duration says until when in its reason and is lifted by the first queue view or
+action after that time. Retry now and bounce touch the queued recipients no delivery
+holds a lease on, a batch (:data:`BATCH`) per write transaction, so the queue is never
+locked for long. Each action writes an audit entry with the selection and its count.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from postline.control import audit
+from postline.control.context import ControlContext
+from postline.control.tenants import find_tenant
+from postline.errors import ValidationError
+from postline.store.base import QueuePause, TenantQueue
+
+__all__ = [
+    "BATCH",
+    "DUE_CAP",
+    "MAX_PAGE",
+    "OPERATOR",
+    "DomainQueues",
+    "QueueSelector",
+    "Suspension",
+    "TenantQueueView",
+    "bounce",
+    "list_queues",
+    "resume",
+    "retry_now",
+    "suspend",
+]
+
+BATCH = 1000
+"""Recipients changed per write transaction."""
+DUE_CAP = 10_000
+"""Recipients due now are counted up to this many per queue (``due_capped`` beyond)."""
+MAX_PAGE = 200
+OPERATOR = "operator"
+"""The reason of a suspension (and the category of a bounce) an operator made."""
+
+_UNTIL = re.compile(r" until=(\d+(?:\.\d+)?)$")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSelector:
+    """The queues an action applies to: a tenant's, a domain's, or one tenant's queue of a
+    domain."""
+
+    tenant_id: str | None = None
+    domain: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tenant_id and not self.domain:
+            raise ValidationError(
+                "a queue selection needs a tenant, a domain or both",
+                field="tenant",
+                fix='Send {"tenant": "<tenant id>"}, {"domain": "example.com"} or both.',
+            )
+
+    @property
+    def target(self) -> str:
+        """``tenant/domain`` for the audit log, ``*`` for the part not given."""
+        return f"{self.tenant_id or '*'}/{self.domain or '*'}"
+
+    def as_detail(self) -> dict[str, str | None]:
+        return {"tenant": self.tenant_id, "domain": self.domain}
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """A hold on queues: tenant ``*`` holds a domain for every tenant, domain ``*`` every
+    domain of a tenant."""
+
+    tenant_id: str
+    domain: str
+    since: float
+    until: float | None
+    reason: str
+
+    @classmethod
+    def of(cls, p: QueuePause) -> Suspension:
+        found = _UNTIL.search(p.reason)
+        until = float(found.group(1)) if found else None
+        reason = p.reason[: found.start()] if found else p.reason
+        return cls(p.tenant_id, p.domain, p.paused_at, until, reason)
+
+    def holds(self, tenant_id: str, domain: str) -> bool:
+        return self.tenant_id in (tenant_id, "*") and self.domain in (domain, "*")
+
+
+@dataclass(frozen=True, slots=True)
+class TenantQueueView:
+    queue: TenantQueue
+    suspended: Suspension | None
+
+
+@dataclass(frozen=True, slots=True)
+class DomainQueues:
+    """One destination domain: every selected tenant's queue, and the holds on it."""
+
+    domain: str
+    tenants: list[TenantQueueView]
+    suspensions: list[Suspension] = field(default_factory=list)
+
+    @property
+    def depth(self) -> int:
+        return sum(t.queue.depth for t in self.tenants)
+
+    @property
+    def deferred(self) -> int:
+        return sum(t.queue.deferred for t in self.tenants)
+
+    @property
+    def due(self) -> int:
+        return sum(t.queue.due for t in self.tenants)
+
+    @property
+    def oldest_at(self) -> float | None:
+        return min((t.queue.oldest_at for t in self.tenants if t.queue.depth), default=None)
+
+
+async def _suspensions(ctx: ControlContext, now: float) -> list[Suspension]:
+    """Every hold, after lifting the suspensions whose time is up."""
+    out = []
+    for p in await ctx.store.queue_pauses():
+        s = Suspension.of(p)
+        if s.until is not None and s.until <= now:
+            await ctx.store.set_paused(s.tenant_id, s.domain, False, now=now)
+            if ctx.on_pause is not None:
+                ctx.on_pause(s.tenant_id, s.domain, False)
+            await audit.record(
+                ctx,
+                "queue.resume",
+                f"{s.tenant_id}/{s.domain}",
+                tenant_id=None if s.tenant_id == "*" else s.tenant_id,
+                detail={"expired": True, "until": s.until},
+            )
+            continue
+        out.append(s)
+    return out
+
+
+async def list_queues(
+    ctx: ControlContext,
+    *,
+    domain: str | None = None,
+    tenant_id: str | None = None,
+    after: str = "",
+    limit: int = 100,
+) -> tuple[list[DomainQueues], str | None]:
+    """One page of destination domains in name order (after ``after``), each with every
+    tenant's queue (only ``tenant_id``'s when given); the cursor of the next page, if any.
+
+    Domains come from the queue counters; each domain's split costs index probes per
+    tenant queue, never a scan of the queue."""
+    now = time.time()
+    limit = max(1, min(limit, MAX_PAGE))
+    holds = await _suspensions(ctx, now)
+    if domain is not None:
+        names = [domain]
+    else:
+        stats = await ctx.store.queue_stats(tenant_id, after=after, limit=limit + 1)
+        names = [s.domain for s in stats]
+    more = len(names) > limit
+    names = names[:limit]
+    page = []
+    for name in names:
+        queues = await ctx.store.domain_queues(name, now=now, due_cap=DUE_CAP)
+        if tenant_id is not None:
+            queues = [q for q in queues if q.tenant_id == tenant_id]
+        shown = {q.tenant_id for q in queues} | ({tenant_id} if tenant_id else set())
+        page.append(
+            DomainQueues(
+                name,
+                [
+                    TenantQueueView(q, next((h for h in holds if h.holds(q.tenant_id, name)), None))
+                    for q in queues
+                ],
+                [
+                    h
+                    for h in holds
+                    if (
+                        h.domain == name
+                        and (h.tenant_id == "*" or h.tenant_id in shown or tenant_id is None)
+                    )
+                    or (h.domain == "*" and h.tenant_id in shown)
+                ],
+            )
+        )
+    return page, names[-1] if more else None
+
+
+async def _queues(ctx: ControlContext, sel: QueueSelector) -> list[tuple[str, str, int]]:
+    """The selected queues with something queued: (tenant id, domain, depth)."""
+    if sel.domain is not None:
+        return [
+            (q.tenant_id, sel.domain, q.depth)
+            for q in await ctx.store.domain_queues(sel.domain, now=time.time(), due_cap=0)
+            if sel.tenant_id is None or q.tenant_id == sel.tenant_id
+        ]
+    assert sel.tenant_id is not None
+    out: list[tuple[str, str, int]] = []
+    after = ""
+    while True:
+        stats = await ctx.store.queue_stats(sel.tenant_id, after=after, limit=1000)
+        out += [(sel.tenant_id, s.domain, s.depth) for s in stats if s.depth]
+        if len(stats) < 1000:
+            return out
+        after = stats[-1].domain
+
+
+async def _check(ctx: ControlContext, sel: QueueSelector) -> None:
+    if sel.tenant_id is not None:
+        await find_tenant(ctx, id=sel.tenant_id)
+
+
+async def suspend(ctx: ControlContext, sel: QueueSelector, *, duration: float | None = None) -> int:
+    """Hold the selected queues (until ``duration`` seconds from now, or until resumed);
+    returns how many queued recipients are held."""
+    await _check(ctx, sel)
+    now = time.time()
+    until = now + duration if duration else None
+    tenant, domain = sel.tenant_id or "*", sel.domain or "*"
+    reason = OPERATOR if until is None else f"{OPERATOR} until={until:.0f}"
+    # A new suspension replaces the hold it overlaps exactly (a new duration).
+    for p in await ctx.store.queue_pauses():
+        if (p.tenant_id, p.domain) == (tenant, domain) and p.reason.startswith(OPERATOR):
+            await ctx.store.set_paused(tenant, domain, False, now=now)
+    await ctx.store.set_paused(tenant, domain, True, now=now, reason=reason)
+    if ctx.on_pause is not None:
+        ctx.on_pause(tenant, domain, True)
+    count = sum(n for _t, _d, n in await _queues(ctx, sel))
+    await audit.record(
+        ctx,
+        "queue.suspend",
+        sel.target,
+        tenant_id=sel.tenant_id,
+        detail={"selector": sel.as_detail(), "count": count, "until": until},
+    )
+    return count
+
+
+async def resume(ctx: ControlContext, sel: QueueSelector) -> int:
+    """Lift the hold on the selected queues; returns how many queued recipients it
+    released. A tenant's whole-queue hold set by a tenant pause is left to
+    ``tenants.resume``."""
+    await _check(ctx, sel)
+    tenant, domain = sel.tenant_id or "*", sel.domain or "*"
+    if domain == "*":
+        held = [
+            p for p in await ctx.store.queue_pauses() if (p.tenant_id, p.domain) == (tenant, domain)
+        ]
+        if held and not held[0].reason.startswith(OPERATOR):
+            raise ValidationError(
+                f"tenant {tenant} is paused as a whole, not suspended",
+                field="tenant",
+                fix=f"Resume the tenant: POST /admin/v1/tenants/{tenant}/resume.",
+            )
+    await ctx.store.set_paused(tenant, domain, False, now=time.time())
+    if ctx.on_pause is not None:
+        ctx.on_pause(tenant, domain, False)
+    count = sum(n for _t, _d, n in await _queues(ctx, sel))
+    await audit.record(
+        ctx,
+        "queue.resume",
+        sel.target,
+        tenant_id=sel.tenant_id,
+        detail={"selector": sel.as_detail(), "count": count},
+    )
+    return count
+
+
+async def retry_now(ctx: ControlContext, sel: QueueSelector) -> int:
+    """Make the selected queued recipients that no delivery holds due now; how many."""
+    await _check(ctx, sel)
+    now = time.time()
+    count = 0
+    for tenant, domain, _n in await _queues(ctx, sel):
+        done = 0
+        while True:
+            n = await ctx.store.retry_queued(tenant, domain, now=now, limit=BATCH)
+            done += n
+            if n < BATCH:
+                break
+        if done and ctx.on_due is not None:
+            ctx.on_due(tenant, domain)
+        count += done
+    await audit.record(
+        ctx,
+        "queue.retry_now",
+        sel.target,
+        tenant_id=sel.tenant_id,
+        detail={"selector": sel.as_detail(), "count": count},
+    )
+    return count
+
+
+async def bounce(ctx: ControlContext, sel: QueueSelector, *, reason: str) -> int:
+    """Bounce the selected queued recipients that no delivery holds (a final failure with
+    a ``bounced`` event of category ``operator``; no suppression); how many."""
+    await _check(ctx, sel)
+    text = reason or "bounced by an operator"
+    data = {"category": OPERATOR, "reason": text, "text": text}
+    count = 0
+    for tenant, domain, _n in await _queues(ctx, sel):
+        while True:
+            n = await ctx.store.bounce_queued(
+                tenant,
+                domain,
+                now=time.time(),
+                data=data,
+                text=text,
+                node_id=ctx.node_id,
+                limit=BATCH,
+            )
+            count += n
+            if n < BATCH:
+                break
+    await audit.record(
+        ctx,
+        "queue.bounce",
+        sel.target,
+        tenant_id=sel.tenant_id,
+        detail={"selector": sel.as_detail(), "count": count, "reason": text},
+    )
+    return count
