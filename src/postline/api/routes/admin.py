@@ -39,7 +39,7 @@ from postline.control.tokens import AdminAuthenticator
 from postline.store.base import ApiKey, AuditEntry
 from postline.tenants import SCOPES
 
-__all__ = ["current_admin", "router"]
+__all__ = ["Control", "current_admin", "router"]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="postline-admin"'}
 
@@ -79,7 +79,10 @@ async def current_admin(request: Request) -> Actor:
 
 
 def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) -> ControlContext:
+    """The context of an admin action: the acting admin, the request's id, and the hooks
+    with which the serving node applies a change at once."""
     ctx: ApiContext = request.app.state.ctx
+    wake = ctx.extra.get("wake_queue")
     return ControlContext(
         ctx.store,
         ctx.config,
@@ -88,6 +91,8 @@ def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) 
         node_id=ctx.node_id,
         on_tenant_status=ctx.on_tenant_status,
         on_key_revoked=ctx.auth.forget,
+        on_pause=ctx.on_pause,
+        on_due=wake if callable(wake) else None,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from postline.api.admin_queue_schemas import (
     AdminDomainQueueOut,
@@ -22,11 +22,9 @@ from postline.api.admin_queue_schemas import (
     AdminSuspensionOut,
     AdminTenantQueueOut,
 )
-from postline.api.context import ApiContext
-from postline.api.request_id import request_id_of
-from postline.api.routes.admin import current_admin
+from postline.api.routes.admin import Control
 from postline.api.schemas import ProblemOut, iso
-from postline.control import Actor, ControlContext, queues
+from postline.control import queues
 from postline.errors import ValidationError
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.units import parse_duration
@@ -34,22 +32,6 @@ from postline.units import parse_duration
 __all__ = ["router"]
 
 
-def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) -> ControlContext:
-    ctx: ApiContext = request.app.state.ctx
-    wake = ctx.extra.get("wake_queue")
-    return ControlContext(
-        ctx.store,
-        ctx.config,
-        actor,
-        request_id=request_id_of(request.scope),
-        node_id=ctx.node_id,
-        on_tenant_status=ctx.on_tenant_status,
-        on_pause=ctx.on_pause,
-        on_due=wake if callable(wake) else None,
-    )
-
-
-Control = Annotated[ControlContext, Depends(_control)]
 _ERRORS: dict[int | str, dict[str, type[ProblemOut]]] = {
     401: {"model": ProblemOut},
     403: {"model": ProblemOut},
