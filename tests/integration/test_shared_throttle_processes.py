@@ -54,6 +54,10 @@ async def holder(backend, out, task):
         held_to = time.monotonic()
         await backend.release_connection("conn:" + path, lease)
         out.append((held_from, held_to))
+        # A site gives its slot up for a moment before it asks again (deliver/site.py),
+        # so the other process gets its turn; without the pause one process could keep
+        # every slot for the whole run.
+        await asyncio.sleep(0.001)
 
 
 async def sender(backend, out):
