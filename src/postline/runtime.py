@@ -199,13 +199,6 @@ class Listeners:
     submission: socket.socket | None = None
     inbound: socket.socket | None = None
 
-    def sockets(self) -> list[socket.socket]:
-        return [s for s in (self.api, self.submission, self.inbound) if s is not None]
-
-    def close(self) -> None:
-        for sock in self.sockets():
-            sock.close()
-
 
 def listen_settings(config: Config) -> list[tuple[str, str] | None]:
     """The API, submission and inbound listeners of a node with this configuration, each

@@ -4,10 +4,12 @@ select the same columns in the same order (the hot lease path), by column name e
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from postline.model import RecipientState
+from postline.model.ids import new_id
 from postline.store.base import (
     ApiKey,
     AuditEntry,
@@ -29,6 +31,7 @@ __all__ = [
     "group_leased",
     "key_identity_of",
     "message_view_of",
+    "new_api_key",
     "recipient_view_of",
     "scopes_text",
     "stat_of",
@@ -165,6 +168,22 @@ def message_view_of(row: NamedRow, recipients: list[RecipientView]) -> MessageVi
 def scopes_text(scopes: Iterable[str] | None) -> str | None:
     """A key's scopes as stored: sorted, separated by spaces; None (every scope) as is."""
     return None if scopes is None else " ".join(sorted(set(scopes)))
+
+
+def new_api_key(
+    tenant_id: str, prefix: str, name: str, scopes: Iterable[str] | None
+) -> tuple[ApiKey, str | None]:
+    """A key about to be stored (new id, created now), and its scopes as stored."""
+    text = scopes_text(scopes)
+    key = ApiKey(
+        id=new_id(),
+        tenant_id=tenant_id,
+        prefix=prefix,
+        created_at=time.time(),
+        name=name,
+        scopes=_scopes_of(text),
+    )
+    return key, text
 
 
 def _scopes_of(text: str | None) -> tuple[str, ...] | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from postline.errors import IntegrityViolation
 from postline.model.ids import new_id
-from postline.store._rows import api_key_of, key_identity_of, scopes_text
+from postline.store._rows import api_key_of, key_identity_of, new_api_key
 from postline.store.base import ApiKey, KeyIdentity, NewEvent, Tenant, TenantStatus
 from postline.store.postgres.core import _Q, PostgresCore, _rowcount
 
@@ -59,15 +59,7 @@ class PostgresTenants(PostgresCore):
         name: str = "",
         scopes: Collection[str] | None = None,
     ) -> ApiKey:
-        text = scopes_text(scopes)
-        key = ApiKey(
-            id=new_id(),
-            tenant_id=tenant_id,
-            prefix=prefix,
-            created_at=time.time(),
-            name=name,
-            scopes=None if text is None else tuple(text.split()),
-        )
+        key, text = new_api_key(tenant_id, prefix, name, scopes)
 
         async def op(conn: Conn) -> None:
             await conn.execute(
