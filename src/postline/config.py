@@ -707,7 +707,8 @@ class DomainsConfig(_Section):
         False,
         description="Refuse mail whose From domain is not a verified sender domain of the "
         "tenant (POST /v1/domains). Turn on in production; off lets development send "
-        "from any domain (unsigned unless the domain has a key).",
+        "from any domain (unsigned unless it is a verified sender domain of the tenant: a "
+        "key alone does not sign until its DNS record is verified).",
     )
     dkim_algorithm: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ed25519"] = Field(
         "rsa-2048", description="Key type of new DKIM keys (a request may ask for another)."
@@ -721,7 +722,8 @@ class DomainsConfig(_Section):
         "",
         description="SPF mechanism senders must include, e.g. 'include:_spf.mail.example'; "
         "empty = 'ip4:'/'ip6:' of [[delivery.sources]] (or [delivery] source_address, or "
-        "a:<hostname>).",
+        "a:<hostname> when the host name is a public one; else no SPF record is suggested "
+        "and the domain's notes say why).",
     )
     dmarc_rua: str = Field("", description="Aggregate-report address put in the DMARC suggestion.")
     recheck_interval: Duration = Field(

@@ -1,5 +1,6 @@
 """SMTP submission to delivery: a message submitted over STARTTLS + AUTH PLAIN reaches the
-receiver with its own Message-ID kept and a Received header on top."""
+receiver with its own Message-ID kept, a Received header on top and the MIME-Version it
+lacked."""
 
 from __future__ import annotations
 
@@ -83,4 +84,5 @@ async def test_submitted_message_is_delivered_unchanged_but_for_received(
         ]
         assert b"Subject: Your order shipped" in lines
         assert b"Date: Fri, 27 Nov 2026 10:00:00 +0000" in lines
+        assert b"MIME-Version: 1.0" in lines  # the client sent none
         assert body == b"It is on its way.\r\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postline import __version__
@@ -10,6 +10,7 @@ from postline.api.context import ApiContext, OneClickUnsubscribe, current_tenant
 from postline.api.openapi import install_openapi
 from postline.api.problems import Problem, install_problem_handlers, problem_response
 from postline.api.request_id import RequestId
+from postline.api.strict_query import known_query_parameters
 from postline.control.tokens import AdminAuthenticator
 
 __all__ = ["ApiContext", "OneClickUnsubscribe", "create_app", "current_tenant"]
@@ -93,6 +94,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         # No redirect to the slash-less path: it would be built from the client's Host
         # header. An unknown path is a 404 problem.
         redirect_slashes=False,
+        dependencies=[Depends(known_query_parameters)],
     )
     app.state.ctx = ctx
     app.state.admin_auth = AdminAuthenticator(ctx.store, ctx.config.admin)

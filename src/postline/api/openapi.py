@@ -77,6 +77,11 @@ def describe(document: dict[str, Any]) -> dict[str, Any]:
                     # Routes that declare their scopes (``require``) keep them.
                     operation["security"] = [{scheme: []}]
                 responses.setdefault("401", {"description": _UNAUTHORIZED[scheme]})
+                # Refused in shared code: strict_query.py and the validation handler.
+                if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                    responses.setdefault("400", {"description": "Unknown query parameter"})
+                if "requestBody" in operation:
+                    responses.setdefault("415", {"description": "The body is not sent as JSON"})
             for status, response in responses.items():
                 if status[:1] in ("4", "5"):
                     response["content"] = {MEDIA_TYPE: {"schema": dict(_PROBLEM_REF)}}

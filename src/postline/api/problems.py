@@ -130,6 +130,20 @@ def validation_problem(errors: list[dict[str, Any]], *, prefix: tuple[Any, ...] 
     )
 
 
+def _is_json(media: str) -> bool:
+    return media == "application/json" or media.endswith("+json")
+
+
+def _not_json(media: str) -> Problem:
+    return Problem(
+        415,
+        "unsupported-media-type",
+        f"The body was sent as {media!r}; this API reads JSON.",
+        fix="Send the header 'Content-Type: application/json' (with curl: --json '{...}', "
+        "or -H 'Content-Type: application/json' beside -d).",
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
@@ -137,7 +151,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return problem_response(validation_problem(list(exc.errors())), request.url.path)
+        errors = list(exc.errors())
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        body_error = any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors)
+        if body_error and media and not _is_json(media):
+            return problem_response(_not_json(media), request.url.path)
+        return problem_response(validation_problem(errors), request.url.path)
 
     async def on_ingest_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ValidationError)

@@ -62,6 +62,7 @@ __all__ = [
     "expected_records",
     "make_resolver",
     "parse_tags",
+    "txt_strings",
 ]
 
 Purpose: TypeAlias = Literal["dkim", "spf", "dmarc", "return_path"]
@@ -74,6 +75,9 @@ _DMARC_VERSION: Final = re.compile(r"\s*v\s*=\s*DMARC1\s*(?:;|$)")
 _WSP: Final = re.compile(r"\s+")
 
 
+_TXT_STRING: Final = 255  # bytes in one TXT character-string (RFC 1035 §3.3)
+
+
 @dataclass(frozen=True)
 class DnsRecord:
     """A record to publish: ``type`` (TXT, MX, CNAME) at ``name`` with ``value``."""
@@ -82,6 +86,46 @@ class DnsRecord:
     name: str
     value: str
     purpose: Purpose
+
+    @property
+    def strings(self) -> list[str]:
+        """A TXT value as the character-strings DNS carries: at most 255 bytes each
+        (a 2048-bit DKIM key needs two; resolvers join them). Other types: the value."""
+        if self.type != "TXT":
+            return [self.value]
+        return txt_strings(self.value)
+
+    @property
+    def zone(self) -> str:
+        """The record as a line of a zone file (BIND syntax), TXT strings quoted."""
+        if self.type == "TXT":
+            data = " ".join(f'"{_zone_escape(part)}"' for part in self.strings)
+        elif (self.type == "MX" and self.value) or self.type == "CNAME":
+            data = self.value if self.value.endswith(".") else f"{self.value}."
+        else:
+            data = self.value
+        return f"{self.name}. IN {self.type} {data}".rstrip()
+
+
+def txt_strings(value: str) -> list[str]:
+    """``value`` cut into TXT character-strings of at most 255 bytes (ASCII values:
+    characters; a value that is not ASCII is cut between characters)."""
+    parts: list[str] = []
+    current = ""
+    size = 0
+    for char in value:
+        width = len(char.encode())
+        if size + width > _TXT_STRING:
+            parts.append(current)
+            current, size = "", 0
+        current += char
+        size += width
+    parts.append(current)
+    return parts
+
+
+def _zone_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 @dataclass(frozen=True)
@@ -118,7 +162,7 @@ def expected_records(
     public_key: str,
     algorithm: Algorithm,
     *,
-    spf: str,
+    spf: str | None,
     bounce_domain: str | None = None,
     bounce_mx: str | None = None,
     return_path_cname: str | None = None,
@@ -127,15 +171,18 @@ def expected_records(
     """The records ``domain`` publishes to send through this node, in the order above.
 
     ``spf``: the node's SPF mechanism(s), e.g. ``include:spf.postline.example`` or
-    ``ip4:192.0.2.1 ip6:2001:db8::1``. ``bounce_domain``: the node's return-path
+    ``ip4:192.0.2.1 ip6:2001:db8::1``; None when the node does not know what it sends
+    from (then no SPF record is asked for). ``bounce_domain``: the node's return-path
     domain; with it, a return-path record is asked for: an MX of ``bounce_domain``
     naming ``bounce_mx`` (any host when None), or, with ``return_path_cname`` (a name
     in ``domain``, e.g. ``bounces.shop.example``), a CNAME from that name to
     ``bounce_domain``. ``dmarc_rua``: the address aggregate reports go to.
     """
     domain = _domain(domain)
-    mechanisms = spf.split()
-    if not mechanisms or any(_SPF_VERSION.match(m) or _is_all(m) for m in mechanisms):
+    mechanisms = spf.split() if spf is not None else None
+    if mechanisms is not None and (
+        not mechanisms or any(_SPF_VERSION.match(m) or _is_all(m) for m in mechanisms)
+    ):
         raise ConfigError(
             f"bad SPF mechanism {spf!r}: give what to include, e.g. "
             "'include:spf.postline.example' or 'ip4:192.0.2.1'"
@@ -146,11 +193,10 @@ def expected_records(
         if "@" not in address:
             raise ConfigError(f"bad DMARC report address {dmarc_rua!r}")
         dmarc += f"; rua=mailto:{address}"
-    records = [
-        dkim_record(domain, selector, public_key, algorithm),
-        DnsRecord("TXT", domain, f"v=spf1 {' '.join(mechanisms)} ~all", "spf"),
-        DnsRecord("TXT", f"_dmarc.{domain}", dmarc, "dmarc"),
-    ]
+    records = [dkim_record(domain, selector, public_key, algorithm)]
+    if mechanisms is not None:
+        records.append(DnsRecord("TXT", domain, f"v=spf1 {' '.join(mechanisms)} ~all", "spf"))
+    records.append(DnsRecord("TXT", f"_dmarc.{domain}", dmarc, "dmarc"))
     if bounce_domain:
         bounce = _domain(bounce_domain)
         if return_path_cname:

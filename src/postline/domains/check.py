@@ -798,7 +798,7 @@ class _Sender:
     bulk: bool
     from_domain: str
     envelope_domain: str
-    node_spf: str
+    node_spf: str | None
     dmarc_value: str
     public_url: str
     records: dict[str, RecordStatus] = field(default_factory=dict)
@@ -876,14 +876,15 @@ async def _sender_checks(
                     continue
             wanted[key] = record
     else:
-        wanted["spf"] = DnsRecord("TXT", fd, f"v=spf1 {node_spf} ~all", "spf")
+        if node_spf is not None:
+            wanted["spf"] = DnsRecord("TXT", fd, f"v=spf1 {node_spf} ~all", "spf")
         if config.bounce.domain:
             wanted["return_path"] = DnsRecord(
                 "MX", config.bounce.domain, f"10 {config.hostname}", "return_path"
             )
     wanted.pop("dmarc", None)
     spf_domain = wanted["spf"].name if "spf" in wanted else fd
-    if envelope != spf_domain:
+    if envelope != spf_domain and node_spf is not None:
         wanted["spf_envelope"] = DnsRecord("TXT", envelope, f"v=spf1 {node_spf} ~all", "spf")
     keys = list(wanted)
     results, dmarc, existing_key = await asyncio.gather(
@@ -896,7 +897,8 @@ async def _sender_checks(
     dkim_finding, dkim_aligned = _dkim(s, message, existing_key)
     out.append(dkim_finding)
     out += _spf(s, dkim_aligned)
-    spf_aligned = _aligned(envelope, fd) and _envelope_spf(s).status == "ok"
+    env_spf = _envelope_spf(s)
+    spf_aligned = _aligned(envelope, fd) and env_spf is not None and env_spf.status == "ok"
     out += _dmarc_findings(s, dmarc, dkim_aligned, spf_aligned)
     out.append(_return_path(s, mail_from))
     out.append(_unsubscribe(s, message))
@@ -916,7 +918,7 @@ async def _sender_checks(
     return out, s.signer
 
 
-def _default_spf(config: Config) -> str:
+def _default_spf(config: Config) -> str | None:
     return DomainService._default_spf(config)
 
 
@@ -1024,13 +1026,24 @@ def _dkim(
     ), True
 
 
-def _envelope_spf(s: _Sender) -> RecordStatus:
-    return s.records.get("spf_envelope") or s.records["spf"]
+def _envelope_spf(s: _Sender) -> RecordStatus | None:
+    return s.records.get("spf_envelope") or s.records.get("spf")
 
 
 def _spf(s: _Sender, dkim_ok: bool) -> list[Finding]:
     out: list[Finding] = []
     env = _envelope_spf(s)
+    if env is None:
+        return [
+            Finding(
+                "spf",
+                "warning",
+                "SPF cannot be checked: this node does not know the address it sends from "
+                f"(host name {s.config.hostname!r}, no source address configured)",
+                "set [[delivery.sources]] or [delivery] source_address to the node's public "
+                "address, or [domains] spf to the mechanism senders must include",
+            )
+        ]
     via = f"the envelope sender (return path) is in {s.envelope_domain}, whose SPF receivers check"
     if env.status == "ok":
         out.append(

@@ -113,14 +113,47 @@ class DomainService:
         return host if self.bounce_domain and "." in host else None
 
     @staticmethod
-    def _default_spf(config: Config) -> str:
+    def _default_spf(config: Config) -> str | None:
+        """The SPF mechanisms naming what this node sends from: the addresses of its
+        sources, else its host name's A/AAAA records when the name is a public one;
+        None when it knows neither (a bare ``a`` would authorise the sender domain's
+        own web server, not this node)."""
         addresses = [s.address for s in config.delivery.sources] or (
             [config.delivery.source_address] if config.delivery.source_address else []
         )
         if addresses:
             return " ".join(f"ip6:{a}" if ":" in a else f"ip4:{a}" for a in addresses)
-        host = config.hostname.rstrip(".")
-        return f"a:{host}" if "." in host else "a"
+        host = config.hostname.rstrip(".").lower()
+        return f"a:{host}" if _public_name(host) else None
+
+    def notes(self) -> list[dict[str, str]]:
+        """The records a domain is not asked to publish on this node, and why."""
+        out: list[dict[str, str]] = []
+        if self.spf is None:
+            out.append(
+                {
+                    "purpose": "spf",
+                    "detail": "No SPF record is suggested: this node does not know the "
+                    f"address it sends from (its host name {self.config.hostname!r} is "
+                    "not a public name, and no source address is configured).",
+                    "fix": "Set [[delivery.sources]] or [delivery] source_address to the "
+                    "node's public address, or [domains] spf to the mechanism senders "
+                    "must include (e.g. 'include:_spf.mail.example').",
+                }
+            )
+        if self.bounce_domain is None:
+            out.append(
+                {
+                    "purpose": "return_path",
+                    "detail": "No return-path record is asked for: without [bounce] domain "
+                    "the envelope sender stays in the sender's own domain, so bounces "
+                    "that arrive after delivery go to that domain's mail servers, not to "
+                    "this node (synchronous refusals are still seen).",
+                    "fix": "Set [bounce] domain to a domain whose MX names this node to "
+                    "receive every bounce and complaint.",
+                }
+            )
+        return out
 
     # -- keys -------------------------------------------------------------------------
     def _context(self, tenant_id: str, domain: str) -> bytes:
@@ -375,7 +408,18 @@ def _status_json(r: RecordStatus) -> dict[str, Any]:
 
 
 def record_json(r: DnsRecord) -> dict[str, Any]:
-    return dataclasses.asdict(r)
+    """A record as the API shows it: its fields, its TXT strings and a zone-file line."""
+    return {**dataclasses.asdict(r), "strings": r.strings, "zone": r.zone}
+
+
+def _public_name(host: str) -> bool:
+    """Whether ``host`` looks like a name others can look up (not ``localhost`` or a
+    name without a dot)."""
+    labels = host.split(".")
+    return len(labels) >= 2 and not (
+        labels[-1] in ("localhost", "localdomain", "local", "internal", "lan", "home")
+        or labels[0] == "localhost"
+    )
 
 
 def statuses(domain: SenderDomain) -> Sequence[dict[str, Any]]:

@@ -236,8 +236,11 @@ def fix_raw(
 ) -> tuple[bytes, str]:
     """Normalise a raw message for sending; returns (bytes, Message-ID header value).
 
-    Line endings become CRLF; a missing Date or Message-ID is added; Bcc is removed;
-    ``prepend`` header lines (e.g. Received) and the X-Postline-ID go on top.
+    Line endings become CRLF; a missing Date or Message-ID is added, and a missing
+    MIME-Version (``1.0``: a message without one is read as MIME anyway, RFC 2045 §4)
+    unless the message is DKIM-signed already, where a new header could break the
+    signature; Bcc is removed; ``prepend`` header lines (e.g. Received) and the
+    X-Postline-ID go on top.
     Raises ``ValueError`` when the data has no header section.
     """
     data = _LINE_ENDINGS.sub(b"\r\n", data)
@@ -260,4 +263,9 @@ def fix_raw(
         head += f"Message-ID: {message_id}\r\n".encode()
     if _header_value(head, b"date") is None:
         head += f"Date: {_rfc5322_date(date)}\r\n".encode()
+    if (
+        _header_value(head, b"mime-version") is None
+        and _header_value(head, b"dkim-signature") is None
+    ):
+        head += b"MIME-Version: 1.0\r\n"
     return b"".join(extra) + head + b"\r\n" + body, mid

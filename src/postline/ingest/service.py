@@ -194,10 +194,13 @@ class Ingestor:
         if check_sender and self.sender_check is not None:
             self.sender_check(tenant_id, mail_from.rpartition("@")[2])
         if len(body) > self.limits.max_message_size:
+            what = "the message" if m.raw is not None else "the message as sent (headers, "
+            if m.raw is None:
+                what += "text, HTML and attachments, encoded)"
             raise ValidationError(
-                f"the message is {len(body)} bytes, more than the limit of "
-                f"{self.limits.max_message_size}",
-                field="raw" if m.raw is not None else "html",
+                f"{what} is {len(body):,} bytes, more than this node's limit of "
+                f"{self.limits.max_message_size:,} bytes ([submission] max_message_size)",
+                field="raw" if m.raw is not None else None,
                 fix="make the message smaller (link to large files instead of attaching them)",
             )
         return NewMessage(

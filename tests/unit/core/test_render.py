@@ -93,6 +93,16 @@ def test_fix_raw_adds_missing_headers_and_strips_bcc() -> None:
         fix_raw(b"no headers here at all\r\n", message_id="<n@a>", date=0)
 
 
+def test_fix_raw_adds_mime_version_unless_signed() -> None:
+    added, _ = fix_raw(b"From: a@acme.test\r\n\r\nb\r\n", message_id="<n@a>", date=0)
+    assert added.count(b"MIME-Version: 1.0\r\n") == 1
+    given, _ = fix_raw(b"MIME-Version: 1.0\r\n\r\nb\r\n", message_id="<n@a>", date=0)
+    assert given.lower().count(b"mime-version") == 1
+    signed = b"DKIM-Signature: v=1; a=rsa-sha256; d=a.test; h=from:mime-version; b=x\r\n"
+    kept, _ = fix_raw(signed + b"From: a@a.test\r\n\r\nb\r\n", message_id="<n@a>", date=0)
+    assert b"MIME-Version" not in kept  # a new header would break the signature
+
+
 def test_no_line_exceeds_998_characters() -> None:
     m = render(subject="x" * 998, headers=[("X-Many", " ".join(["word"] * 600))])
     assert all(len(line) <= 998 for line in m.body.split(b"\r\n"))

@@ -50,11 +50,24 @@ class RecordOut(BaseModel):
     name: str
     value: str
     purpose: str = Field(description="dkim, spf, dmarc or return_path.")
+    strings: list[str] = Field(
+        description="A TXT value as DNS carries it: character-strings of at most 255 bytes "
+        "(a 2048-bit DKIM key needs two). Paste them as separate quoted strings of one "
+        "record where your DNS host asks for them; most DNS consoles split a long value by "
+        "themselves. For MX and CNAME: the value."
+    )
+    zone: str = Field(description="The record as a line of a zone file (BIND syntax).")
     status: str | None = Field(
         None, description="ok, missing, wrong or error (lookup failed) at the last check."
     )
     found: list[str] = Field(default_factory=list, description="What DNS answered.")
     fix: str = Field("", description="What to publish or change when not ok.")
+
+
+class NoteOut(BaseModel):
+    purpose: str = Field(description="spf or return_path: a record not asked for.")
+    detail: str = Field(description="Why this node asks for no such record.")
+    fix: str = Field(description="What to configure on the node to get one.")
 
 
 class KeyOut(BaseModel):
@@ -76,6 +89,9 @@ class DomainOut(BaseModel):
     checked_at: str | None
     keys: list[KeyOut]
     records: list[RecordOut]
+    notes: list[NoteOut] = Field(
+        description="Records this node does not ask the domain to publish, and why."
+    )
 
 
 class DomainsOut(BaseModel):
@@ -128,6 +144,7 @@ def _out(
             for k in d.keys
         ],
         "records": records,
+        "notes": service.notes(),
     }
 
 

@@ -162,7 +162,10 @@ async def send_message(
     tenant: Annotated[Tenant, require("send")],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Queue one message for up to 1000 recipients. 202 means it is stored durably."""
+    """Queue one message for up to 1000 recipients (`[api] max_recipients`).
+    202 means it is stored durably. The message as sent — headers, text, HTML and
+    attachments after encoding — may be at most `[submission] max_message_size` bytes
+    (default 25 MiB; base64 makes attachments a third larger); a bigger one gets 422."""
     ctx: ApiContext = request.app.state.ctx
     raw = await request.body()
     request_hash = hashlib.sha256(b"POST /v1/messages\n" + raw).hexdigest()
