@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,6 +63,8 @@ _LOCAL_MIX = [
     ("drop", 0.003),
 ]
 BOUNCE_DOMAIN = "bounce.demo.test"
+# How long the demo's node retries a recipient before it expires ([retry] max_age).
+MAX_AGE = 60.0
 # Share of accepted mail that comes back later, per kind (complaints only from the
 # providers that run feedback loops).
 _LATE_BOUNCES = 0.005
@@ -214,7 +217,7 @@ listen = "127.0.0.1:{inbound_port}"
 first = "3s"
 multiplier = 2.0
 max_interval = "10s"
-max_age = "60s"
+max_age = "{MAX_AGE:.0f}s"
 
 [queue]
 scan_interval = "250ms"
@@ -320,11 +323,10 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
                     queued = _state(m, "queued")
                     deferred = int(m.get('postline_delivery_attempts_total{result="deferred"}', 0))
                     progress.update(accepted_bar, completed=accepted)
-                    progress.update(
-                        final_bar,
-                        completed=done,
-                        extra=f"queued {queued}, retries so far {deferred}",
-                    )
+                    extra = f"queued {queued}, retries so far {deferred}"
+                    if send.done() and queued:
+                        extra = await _waiting(client, queued)
+                    progress.update(final_bar, completed=done, extra=extra)
                     if send.done():
                         ids = send.result()
                         if queued == 0 and done >= len(recipients):
@@ -379,6 +381,29 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
             console.print(f"state kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _waiting(client: httpx.AsyncClient, queued: int) -> str:
+    """What the last queued recipients wait for: their next retry, and their expiry
+    ``MAX_AGE`` after acceptance."""
+    page = (await client.get("/v1/queues", params={"limit": 500})).json()
+    now = time.time()
+    queues = [q for q in page.get("queues", []) if q["depth"]]
+    waiting = sum(q["deferred"] for q in queues)
+    retries = [_epoch(q["next_attempt_at"]) for q in queues if q["next_attempt_at"]]
+    oldest = [_epoch(q["oldest_at"]) for q in queues if q["oldest_at"]]
+    if not waiting:
+        return f"queued {queued}, being sent"
+    text = f"{waiting} waiting for their retry"
+    if retries:
+        text += f" (next in {max(0.0, min(retries) - now):.0f} s)"
+    if oldest:
+        text += f"; expire in {max(0.0, min(oldest) + MAX_AGE - now):.0f} s"
+    return text
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 async def _sender_domain(client: httpx.AsyncClient, sim: Simulator) -> None:
@@ -518,7 +543,15 @@ def _summary(
     console.print(table)
 
     limits = Table(title="throttled destinations: what the sim's MX saw", header_style="bold")
-    for col in ("destination", "node limit", "peak rate seen (1 s)", "peak conns", "conn limit"):
+    columns = (
+        "destination",
+        "node limit",
+        "peak in any 1 s",
+        "at most",
+        "peak conns",
+        "conn limit",
+    )
+    for col in columns:
         limits.add_column(col, justify="right" if col != "destination" else "left")
     hints = {h["name"]: h for h in sim.throttle_hints()}
     for name in ("google", "microsoft", "yahoo", "apple"):
@@ -535,14 +568,22 @@ def _summary(
             default=0,
         )
         limit = f"{h['messages']}/s +{h.get('burst', 0)} burst"
-        limits.add_row(name, limit, f"{peak:.0f}/s", str(conns), str(h["connections"]))
+        bound = int(h["messages"]) + int(h.get("burst", 0)) + 1 + int(h["connections"])
+        limits.add_row(name, limit, f"{peak:.0f}", str(bound), str(conns), str(h["connections"]))
     for domain in ("ratelimited.test", "tinylimit.test"):
         peak = report.peak_rate_by_domain.get(domain, 0.0)
         stats = report.connections_by_domain.get(domain)
         limits.add_row(
-            domain, "default rule", f"{peak:.0f}/s", str(stats.peak if stats else 0), "-"
+            domain, "default rule", f"{peak:.0f}", "-", str(stats.peak if stats else 0), "-"
         )
     console.print(limits)
+    console.print(
+        "peak 1 s: the most messages the sim's MX accepted (DATA done) in any "
+        "sliding one-second window. The node's limiter admits at most rate + burst + 1 "
+        "messages in any second; a message admitted just before a window may finish "
+        "inside it, one per open connection, so the MX can see up to rate + burst + 1 + "
+        "connections ('at most')."
+    )
 
     exact = _exact(ids, delivered, report)
     verdict = "[green]OK[/green]" if exact and report.duplicate_count == 0 else "[red]FAILED[/red]"
