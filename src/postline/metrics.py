@@ -9,6 +9,7 @@ reputation, warm-up) taken once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -40,6 +41,16 @@ class _QueueCollector(Collector):
         if other > 0:
             depth.add_metric(["other"], other)
         yield depth
+        age = GaugeMetricFamily(
+            "postline_queue_oldest_seconds",
+            "Age of the oldest recipient still queued, per domain of postline_queue_depth's "
+            "top 50 (read with it).",
+            labels=["domain"],
+        )
+        now = time.time()
+        for domain, at in sorted(self._m.queue_oldest.items()):
+            age.add_metric([domain], max(0.0, now - at))
+        yield age
         yield GaugeMetricFamily(
             "postline_leased_recipients",
             "Recipients this node holds: leased, and not yet recorded (bounded by [queue] "
@@ -200,10 +211,12 @@ class _WebhookCollector(Collector):
 NODE_WIDE = frozenset(
     {
         "postline_queue_depth",
+        "postline_queue_oldest_seconds",
         "postline_recipients",
         "postline_reputation_bounce_rate",
         "postline_reputation_complaint_rate",
         "postline_tenant_paused",
+        "postline_reputation_threshold",
         "postline_warmup_day",
         "postline_warmup_sent",
         "postline_warmup_cap",
@@ -331,9 +344,17 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
+        self.reputation_threshold = Gauge(
+            "postline_reputation_threshold",
+            "The node's reputation thresholds ([reputation] bounce_warn, bounce_pause, "
+            "complaint_warn, complaint_pause), for alerts that compare the rates with them.",
+            ["rate", "action"],
+            registry=r,
+        )
         # Queued recipients in all and in the deepest domains (refreshed before a scrape).
         self.queue_total = 0
         self.queue_top: list[tuple[str, int]] = []
+        self.queue_oldest: dict[str, float] = {}
         self.leased = 0
         self.outcomes_pending = 0
         self.state_counts: dict[str, int] = {}

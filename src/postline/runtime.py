@@ -455,6 +455,14 @@ class Node:
         # Reputation: counts outcomes, judges tenants, holds and refuses paused ones.
         # Statuses are read before the engine starts and before any mail is accepted.
         engine = self.engine
+        rep = cfg.reputation
+        for rate, action, value in (
+            ("bounce", "warn", rep.bounce_warn),
+            ("bounce", "pause", rep.bounce_pause),
+            ("complaint", "warn", rep.complaint_warn),
+            ("complaint", "pause", rep.complaint_pause),
+        ):
+            self.metrics.reputation_threshold.labels(rate, action).set(value)
         reputation = self.reputation = Reputation(
             self.store,
             cfg.reputation,
@@ -667,6 +675,7 @@ class Node:
             log.exception("queue depths not read", extra={"action": "node.depths"})
             return
         self.metrics.queue_total, self.metrics.queue_top = depths.total, depths.top
+        self.metrics.queue_oldest = depths.oldest
         self._depths_at = time.monotonic()
 
     async def _housekeeping(self) -> None:

@@ -528,6 +528,11 @@ async def test_counters_follow_every_change(store: Store) -> None:
     assert await store.state_counts() == {"queued": 4}
     depths = await store.queue_depths()
     assert depths.total == 4 and depths.top == [("one.test", 3), ("two.test", 1)]
+    # The oldest queued recipient of each domain, over every tenant.
+    assert depths.oldest == {
+        "one.test": pytest.approx(NOW - 30),
+        "two.test": pytest.approx(NOW - 30),
+    }
     [leased] = await store.lease_many(
         [LeaseRequest(a, "one.test", 10)], now=NOW, lease_time=30, owner="n1"
     )
@@ -563,6 +568,7 @@ async def test_counters_follow_every_change(store: Store) -> None:
     assert (all_one.domain, all_one.depth) == ("one.test", 1)
     depths = await store.queue_depths()
     assert depths.total == 1 and depths.top == [("one.test", 1)]
+    assert depths.oldest == {"one.test": pytest.approx(m2.created_at)}
     await store.drop_empty_queues()  # (counters of empty queues; none of the views change)
     assert (await store.queue_depths()).total == 1
     assert [(s.domain, s.depth) for s in await store.queue_stats(b)] == [("one.test", 1)]

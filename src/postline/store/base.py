@@ -408,10 +408,12 @@ class QueuePause:
 
 @dataclass(frozen=True, slots=True)
 class QueueDepths:
-    """Queued recipients in the whole store and in its deepest domains (every tenant)."""
+    """Queued recipients in the whole store and in its deepest domains (every tenant),
+    and when the oldest recipient still queued in each of those domains was accepted."""
 
     total: int
     top: list[tuple[str, int]]
+    oldest: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

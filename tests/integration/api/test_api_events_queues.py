@@ -89,6 +89,9 @@ async def test_health_metrics_openapi(client: httpx.AsyncClient) -> None:
     metrics = (await client.get("/metrics")).text
     assert 'postline_ingested_messages_total{source="api"} 1.0' in metrics
     assert 'postline_queue_depth{domain="m.test"} 1.0' in metrics
+    [age] = [ln for ln in metrics.splitlines() if ln.startswith("postline_queue_oldest_seconds{")]
+    assert age.startswith('postline_queue_oldest_seconds{domain="m.test"} ')
+    assert 0 <= float(age.rsplit(" ", 1)[1]) < 60
     served = (await client.get("/openapi.json")).json()
     checked_in = json.loads((ROOT / "docs/reference/openapi.json").read_text())
     assert served == checked_in, "run `make openapi` and commit docs/reference/openapi.json"

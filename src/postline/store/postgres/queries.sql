@@ -391,6 +391,20 @@ WITH x AS (
 UNION ALL
 (SELECT domain, n::bigint FROM d ORDER BY n DESC LIMIT $1);
 
+-- name: queue_oldest
+-- When the oldest recipient still queued in each domain of $1 (every tenant) was
+-- accepted: one probe of recipients_age per (domain, tenant) with mail there.
+SELECT q.domain, min(o.created_at)
+FROM (SELECT DISTINCT domain, tenant_id FROM queue_counts WHERE domain = ANY($1::text[])
+      UNION
+      SELECT domain, tenant_id FROM queue_count_deltas WHERE domain = ANY($1::text[])) q
+CROSS JOIN LATERAL (
+    SELECT r.created_at FROM recipients r
+    WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+    ORDER BY r.created_at LIMIT 1
+) o
+GROUP BY q.domain;
+
 -- name: fold_counts
 -- Moves pending deltas into the totals (one node at a time; a concurrent fold skips). The
 -- deltas a DELETE does not see (committed later) wait for the next fold.

@@ -253,7 +253,10 @@ class PostgresQueue(PostgresIngest):
         async def op(conn: Conn) -> QueueDepths:
             rows = await conn.fetch(_Q["queue_depths"], top)
             total = next((int(n) for d, n in rows if d is None), 0)
-            return QueueDepths(total, [(d, int(n)) for d, n in rows if d is not None])
+            ranked = [(d, int(n)) for d, n in rows if d is not None]
+            aged = await conn.fetch(_Q["queue_oldest"], [d for d, _ in ranked])
+            oldest = {d: float(at) for d, at in aged if at is not None}
+            return QueueDepths(total, ranked, oldest)
 
         return await self._call(op)
 

@@ -354,6 +354,14 @@ GROUP BY domain ORDER BY n DESC LIMIT :top;
 -- name: queue_depth_total
 SELECT coalesce(sum(queued), 0) FROM queue_counts;
 
+-- name: queue_oldest
+-- When the oldest recipient still queued for :domain (every tenant) was accepted: one
+-- index probe per tenant with mail there.
+SELECT min((SELECT r.created_at FROM recipients r INDEXED BY recipients_age
+            WHERE r.domain = q.domain AND r.tenant_id = q.tenant_id AND r.state = 'queued'
+            ORDER BY r.created_at LIMIT 1))
+FROM queue_counts q WHERE q.domain = :domain AND q.queued > 0;
+
 -- name: drop_empty_queues
 -- Counter rows of queues with nothing queued (housekeeping; the triggers add them back).
 DELETE FROM queue_counts WHERE queued = 0;

@@ -443,7 +443,12 @@ class SQLiteQueue(SQLiteCore):
         def op(conn: sqlite3.Connection) -> QueueDepths:
             (total,) = conn.execute(_Q["queue_depth_total"]).fetchone()
             ranked = [(d, int(n)) for d, n in conn.execute(_Q["queue_depths_top"], {"top": top})]
-            return QueueDepths(int(total), ranked)
+            oldest: dict[str, float] = {}
+            for domain, _ in ranked:
+                (at,) = conn.execute(_Q["queue_oldest"], {"domain": domain}).fetchone()
+                if at is not None:
+                    oldest[domain] = float(at)
+            return QueueDepths(int(total), ranked, oldest)
 
         return await self._read(op)
 
