@@ -101,7 +101,7 @@ def overview_html(data: dict[str, Any]) -> str:
     )
     return (
         '<section id="warnings"></section>'
-        '<section class="cards" id="queue-cards"></section>'
+        '<section id="queue-cards"></section>'
         f'<h2>Per minute, last <span id="window"></span></h2><div class="charts">{charts}</div>'
         '<div class="two"><section><h2>Deepest destinations</h2><div id="top"></div></section>'
         '<section><h2>Paused and warned tenants</h2><div id="held"></div></section></div>'
@@ -110,6 +110,13 @@ def overview_html(data: dict[str, Any]) -> str:
 
 
 # -- destinations --------------------------------------------------------------------------
+
+
+def _site(throttle: dict[str, Any] | None) -> str:
+    """The MX site of a route's throttle key (``rule:site=mx1,mx2:hash``), if known."""
+    key = str((throttle or {}).get("key") or "")
+    _, found, rest = key.partition("site=")
+    return rest.split(":", 1)[0] if found else ""
 
 
 async def destinations_data(ctl: ControlContext, dash: DashboardContext) -> dict[str, Any]:
@@ -122,6 +129,7 @@ async def destinations_data(ctl: ControlContext, dash: DashboardContext) -> dict
             shown.add(s.domain)
             page += (await queues.list_queues(ctl, domain=s.domain))[0]
     page.sort(key=lambda d: d.domain)
+    names = await _tenant_names(ctl)
     rows = []
     providers: dict[str, dict[str, Any]] = {}
     for d in page:
@@ -143,6 +151,7 @@ async def destinations_data(ctl: ControlContext, dash: DashboardContext) -> dict
                 "tenants": [
                     {
                         "tenant": t.queue.tenant_id,
+                        "name": names.get(t.queue.tenant_id, t.queue.tenant_id),
                         "depth": t.queue.depth,
                         "suspended": t.suspended is not None,
                     }
@@ -152,7 +161,10 @@ async def destinations_data(ctl: ControlContext, dash: DashboardContext) -> dict
             }
         )
         rule = str((throttle or {}).get("rule") or "(no route yet)")
-        p = providers.setdefault(rule, {"provider": rule, "domains": 0, "depth": 0, "due": 0})
+        site = _site(throttle)
+        p = providers.setdefault(
+            f"{rule} {site}", {"provider": rule, "site": site, "domains": 0, "depth": 0, "due": 0}
+        )
         p["domains"] += 1
         p["depth"] += d.depth
         p["due"] += d.due

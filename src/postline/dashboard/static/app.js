@@ -157,7 +157,6 @@
     if (t.unavailable) return `${t.rule}: throttle unavailable`;
     if (t.sources) return `${t.rule}: ${Object.keys(t.sources).length} sources`;
     const parts = [t.rule];
-    if (t.key) parts.push(t.key);
     parts.push(`rate ×${t.rate_factor}`);
     parts.push(`conns ${t.connections}/${t.connection_limit ?? "∞"}`);
     if (t.suspended_for > 0) parts.push(`backing off ${age(t.suspended_for)}`);
@@ -165,9 +164,9 @@
   }
 
   function renderDestinations(d) {
-    replace("providers", table(["provider (rule)", "domains", "queued", "due"], d.providers.map((p) => [p.provider, num(p.domains), num(p.depth), num(p.due)]), "Nothing queued."));
+    replace("providers", table(["provider (rule)", "MX site", "domains", "queued", "due"], d.providers.map((p) => [p.provider, p.site || "–", num(p.domains), num(p.depth), num(p.due)]), "Nothing queued."));
     const rows = d.destinations.map((q) => {
-      const actions = el("td");
+      const actions = el("td", { class: "actions" });
       if (q.suspended) {
         actions.append(actionForm("/ui/destinations/resume", { domain: q.domain }, "Resume"));
       } else {
@@ -184,8 +183,8 @@
         : el("span", { class: "status ok", text: "sending" });
       return [
         el("strong", { text: q.domain }), num(q.depth), el("td", { class: "num", text: q.due >= d.due_cap ? fmt(q.due) + "+" : fmt(q.due) }),
-        num(q.deferred), age(q.oldest_age), state, throttleText(q.throttle),
-        q.tenants.map((t) => t.tenant + " " + t.depth + (t.suspended ? " (held)" : "")).join(", "),
+        num(q.deferred), age(q.oldest_age), state, el("td", { class: "throttle", text: throttleText(q.throttle) }),
+        q.tenants.map((t) => t.name + " " + t.depth + (t.suspended ? " (held)" : "")).join(", "),
         actions,
       ];
     });
