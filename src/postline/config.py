@@ -42,6 +42,7 @@ __all__ = [
     "BounceConfig",
     "CheckConfig",
     "Config",
+    "DashboardConfig",
     "DeliveryConfig",
     "DnsConfig",
     "Duration",
@@ -859,6 +860,44 @@ class AdminConfig(_Section):
         return out
 
 
+class DashboardConfig(_Section):
+    enabled: bool = Field(
+        True,
+        description="Serve the operator dashboard at /ui on the API's address (sign-in with "
+        "an admin token; see docs/dashboard.md).",
+    )
+    session_ttl: Duration = Field(
+        8 * 3600.0,
+        ge=1.0,
+        le=7 * 86400.0,
+        description="How long a dashboard sign-in lasts; the operator signs in again after it "
+        "(revoking the admin token ends its sessions at once).",
+    )
+    chart_window: Duration = Field(
+        3 * 3600.0,
+        ge=600.0,
+        description="How far back the overview's per-minute charts reach.",
+    )
+    history: Duration = Field(
+        86400.0,
+        ge=3600.0,
+        description="How long the per-minute traffic counts behind the charts are kept.",
+    )
+    search_scan: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description="Message search by recipient or tag looks at this many of the latest "
+        "messages (a bounded walk of the creation-time index, never a full scan).",
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> DashboardConfig:
+        if self.chart_window > self.history:
+            raise ValueError("dashboard.chart_window must be at most dashboard.history")
+        return self
+
+
 class RetentionConfig(_Section):
     enabled: bool = Field(True, description="Run the cleaner on this node.")
     bodies: Duration = Field(
@@ -979,6 +1018,7 @@ class Config(_Section):
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)  # type: ignore[arg-type]
     retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
     admin: AdminConfig = Field(default_factory=AdminConfig)  # type: ignore[arg-type]
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)  # type: ignore[arg-type]
 
     @property
     def hostname(self) -> str:

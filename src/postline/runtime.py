@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from postline.activity import ActivityCounter
 from postline.api.app import create_app
 from postline.api.context import ApiContext
 from postline.api.http import BoundedHttpToolsProtocol
@@ -297,6 +299,16 @@ async def _throttle_backend(cfg: Config, share: WorkerShare) -> ThrottleBackend:
     )
 
 
+def _both(*observers: Callable[..., None]) -> Callable[..., None]:
+    """One observer calling each of ``observers`` with the same arguments."""
+
+    def call(*args: Any) -> None:
+        for observe in observers:
+            observe(*args)
+
+    return call
+
+
 class Node:
     """One postline node. ``await node.start()``, then ``await node.stop()``."""
 
@@ -330,6 +342,7 @@ class Node:
         self.failures: FailureHandler | None = None
         self.feedback: FeedbackProcessor | None = None
         self.reputation: Reputation | None = None
+        self.activity = ActivityCounter(self.store, keep=config.dashboard.history)
         self.unsubscriber: Unsubscriber | None = None
         self.domains: DomainService | None = None
         self.webhooks: WebhookService | None = None
@@ -388,6 +401,17 @@ class Node:
             and (ingestor is None or ingestor.writes_healthy(time.time()))
             and (ingestor is None or ingestor.acks_healthy(time.monotonic()))
         )
+
+    def _health(self) -> dict[str, bool]:
+        """Each part of the node's readiness (the dashboard's warnings)."""
+        ingestor = self.ingestor
+        return {
+            "ready": self._ready,
+            "throttle": self.engine is None or self.engine.throttle_healthy,
+            "store_writes": ingestor is None or ingestor.writes_healthy(time.time()),
+            "acks": ingestor is None or ingestor.acks_healthy(time.monotonic()),
+            "delivery": self.engine is not None,
+        }
 
     async def start(self) -> None:
         cfg = self.config
@@ -471,8 +495,9 @@ class Node:
             on_hold=engine.hold_tenant if engine is not None else None,
         )
         await reputation.load()
+        activity = self.activity
         if engine is not None:
-            engine.on_recorded = reputation.observe
+            engine.on_recorded = _both(reputation.observe, activity.observe)
             await engine.start()
         self.ingestor = Ingestor(
             self.store,
@@ -491,6 +516,7 @@ class Node:
             ack_budget=cfg.node.ready_ack_budget,
         )
         self.ingestor.sender_check = self.domains.check_sender
+        self.ingestor.on_accepted = activity.accepted
         self._background.append(asyncio.create_task(self.domains.run(), name="domains"))
         self.failures.ingestor = self.ingestor
         self._background.append(asyncio.create_task(self.failures.run(), name="failures"))
@@ -510,8 +536,8 @@ class Node:
                 metrics=self.metrics,
                 unsubscriber=self.unsubscriber,
             )
-            self.feedback.on_recorded = reputation.observe
-            self.feedback.on_complaint = reputation.complained
+            self.feedback.on_recorded = _both(reputation.observe, activity.observe)
+            self.feedback.on_complaint = _both(reputation.complained, activity.complained)
             self._background.append(asyncio.create_task(self.feedback.run(), name="feedback"))
             if cfg.inbound.enabled:
                 await self._start_inbound(secrets, self.feedback)
@@ -529,6 +555,7 @@ class Node:
         if first:
             self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._background.append(asyncio.create_task(reputation.run(), name="reputation"))
+        self._background.append(asyncio.create_task(activity.run(purge=first), name="activity"))
         if self.dispatcher is not None:
             self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="webhooks")
         if cfg.retention.enabled and first:
@@ -568,6 +595,10 @@ class Node:
             webhooks=self.webhooks,
             node_id=self.node_id,
             on_tenant_status=self.reputation.refresh if self.reputation else None,
+            session_secret=hashlib.sha256(
+                b"postline dashboard sessions\0" + key_secret(self.config).encode()
+            ).digest(),
+            health=self._health,
             extra={
                 "domains": self.domains,
                 "pools_of": engine.pools_of if engine else None,
@@ -730,6 +761,7 @@ class Node:
                 log.exception("final failures not handled", extra={"action": "node.stop"})
         if self.reputation is not None:
             await self.reputation.close()
+        await self.activity.close()
         if self.resolver is not None:
             await self.resolver.aclose()
         if self.throttle is not None:

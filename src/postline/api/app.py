@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI
+import os
+
+from fastapi import Depends, FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postline import __version__
@@ -11,7 +13,9 @@ from postline.api.openapi import install_openapi
 from postline.api.problems import Problem, install_problem_handlers, problem_response
 from postline.api.request_id import RequestId
 from postline.api.strict_query import known_query_parameters
+from postline.control import Actor, ControlContext
 from postline.control.tokens import AdminAuthenticator
+from postline.dashboard import DashboardContext, SessionCodec
 
 __all__ = ["ApiContext", "OneClickUnsubscribe", "create_app", "current_tenant"]
 
@@ -70,6 +74,34 @@ def _replay(body: Message | None, first: Message | None, receive: Receive) -> Re
     return replay
 
 
+def _mount_dashboard(app: FastAPI, ctx: ApiContext) -> None:
+    """The operator dashboard at /ui, with the admin API's tokens and control context."""
+    from postline.api.routes.admin import control_context
+    from postline.dashboard import router
+
+    admin_auth: AdminAuthenticator = app.state.admin_auth
+    secret = ctx.session_secret or os.urandom(32)
+
+    async def is_tenant_key(token: str) -> bool:
+        return await ctx.auth.tenant(token) is not None
+
+    def control(actor: Actor, request: Request) -> ControlContext:
+        return control_context(actor, request)
+
+    app.state.dashboard = DashboardContext(
+        config=ctx.config,
+        secret=secret,
+        control=control,
+        authenticate=admin_auth.actor,
+        is_tenant_key=is_tenant_key,
+        still_valid=admin_auth.still_valid,
+        health=ctx.health or (lambda: {"ready": ctx.ready()}),
+        throttle_state=ctx.throttle_state,
+    )
+    app.state.dashboard_codec = SessionCodec(secret)
+    app.include_router(router)
+
+
 def create_app(ctx: ApiContext) -> FastAPI:
     from postline.api.routes import admin, admin_queues, system, unsubscribe
     from postline.api.routes.v1 import (
@@ -112,6 +144,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(unsubscribe.router)
     app.include_router(admin.router)
     app.include_router(admin_queues.router)
+    if ctx.config.dashboard.enabled:
+        _mount_dashboard(app, ctx)
     app.add_middleware(BodyLimit, limit=ctx.config.api.max_request_size)
     # Outermost: even a refusal of the body limit carries the request's id.
     app.add_middleware(RequestId)

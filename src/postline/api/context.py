@@ -66,6 +66,10 @@ class ApiContext:
     on_tenant_status: Callable[[str], Awaitable[None]] | None = None
     """Called with a tenant's id after an admin changed its status (the node applies it
     at once)."""
+    session_secret: bytes = b""
+    """Signs the dashboard's session cookies; empty: a random one for this process."""
+    health: Callable[[], dict[str, bool]] | None = None
+    """The node's health by part (see ``postline.dashboard.DashboardContext.health``)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

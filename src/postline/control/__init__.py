@@ -9,12 +9,39 @@ admin API (:mod:`postline.api.routes.admin`) and the CLI only translate to and f
 * :mod:`postline.control.tokens`: admin tokens, made, listed, revoked and checked;
 * :mod:`postline.control.queues`: queues across tenants, viewed, suspended, resumed,
   retried now and bounced;
-* :mod:`postline.control.audit`: the audit log, written and read.
+* :mod:`postline.control.audit`: the audit log, written and read;
+* :mod:`postline.control.overview`, :mod:`~postline.control.standing`,
+  :mod:`~postline.control.messages`, :mod:`~postline.control.lists`: what the operator
+  dashboard reads — traffic per minute and the queue at a glance, tenants against the
+  reputation thresholds, messages with their timeline, suppressions and sender domains.
 """
 
 from __future__ import annotations
 
-from postline.control import audit, keys, queues, tenants, tokens
+from postline.control import (
+    audit,
+    keys,
+    lists,
+    messages,
+    overview,
+    queues,
+    standing,
+    tenants,
+    tokens,
+)
 from postline.control.context import Actor, ActorKind, ControlContext
 
-__all__ = ["Actor", "ActorKind", "ControlContext", "audit", "keys", "queues", "tenants", "tokens"]
+__all__ = [
+    "Actor",
+    "ActorKind",
+    "ControlContext",
+    "audit",
+    "keys",
+    "lists",
+    "messages",
+    "overview",
+    "queues",
+    "standing",
+    "tenants",
+    "tokens",
+]

@@ -36,6 +36,7 @@ __all__ = [
     "resume",
     "retry_now",
     "suspend",
+    "suspensions",
 ]
 
 BATCH = 1000
@@ -146,6 +147,12 @@ async def _suspensions(ctx: ControlContext, now: float) -> list[Suspension]:
             continue
         out.append(s)
     return out
+
+
+async def suspensions(ctx: ControlContext) -> list[Suspension]:
+    """Every hold on queues in (tenant, domain) order, after lifting those whose time is
+    up (tenant pauses too: their reason is not ``operator``)."""
+    return await _suspensions(ctx, time.time())
 
 
 async def list_queues(

@@ -90,6 +90,17 @@ class AdminAuthenticator:
             await self._store.touch_admin_token(found.id, now=now)
         return Actor("admin_token", found.id)
 
+    async def still_valid(self, actor: Actor) -> bool:
+        """Whether the token an admin signed in with is still live: a config token still
+        listed, a stored token not revoked (a dashboard session ends with its token)."""
+        if actor.kind == "config_token":
+            return any(_config_id(h) == actor.id for h in self._config)
+        if actor.kind != "admin_token":
+            return False
+        return any(
+            t.id == actor.id and t.revoked_at is None for t in await self._store.admin_tokens()
+        )
+
 
 async def create_token(ctx: ControlContext, name: str = "") -> NewToken:
     """Make a token; the secret is in the answer only."""

@@ -100,6 +100,8 @@ class Ingestor:
         # Raises ValidationError when a tenant may not send from a domain (unverified
         # sender domains; see postline.domains).
         self.sender_check: Callable[[str, str], None] | None = None
+        # Observer of accepted recipients (the per-minute traffic counts): their number.
+        self.on_accepted: Callable[[int], None] | None = None
         self.accepted_messages = 0
         self.accepted_recipients = 0
         # When the store last refused to take mail (disk full, database down); cleared
@@ -427,6 +429,8 @@ class Ingestor:
             source = messages[0].source
             self.metrics.ingested_messages.labels(source).inc(len(messages))
             self.metrics.ingested_recipients.labels(source).inc(n_rcpts)
+        if self.on_accepted is not None and n_rcpts:
+            self.on_accepted(n_rcpts)
         if dispatcher is not None:
             dispatcher.take(messages, claims, lease_until=lease_until)
             dispatcher.notify(

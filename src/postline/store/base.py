@@ -21,6 +21,8 @@ from postline.model import EventType, RecipientState
 
 __all__ = [
     "WEBHOOK_FIELDS",
+    "ActivityCount",
+    "ActivityStore",
     "AdminToken",
     "ApiKey",
     "AttemptRecord",
@@ -519,6 +521,22 @@ class ReputationCount:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityCount:
+    """Recipients of every tenant accepted and with an outcome within one minute. Stored
+    counts are sums: adding a count for an existing bucket adds to it (every node adds
+    its own share)."""
+
+    bucket: float
+    """Start of the minute (epoch seconds)."""
+    accepted: int = 0
+    delivered: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    """Final failures (bounced or expired), hard and soft."""
+    complained: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ReputationTotals:
     """Sums of the counts of one tenant's stream over a window."""
 
@@ -873,6 +891,19 @@ class EventLog(Protocol):
 
     async def events(self, query: EventQuery) -> list[Event]: ...
 
+    async def find_messages(
+        self,
+        *,
+        recipient: str | None = None,
+        tag: str | None = None,
+        scan: int = 10_000,
+        limit: int = 50,
+    ) -> list[str]:
+        """Ids of messages (every tenant's) with ``recipient`` (any case) and ``tag`` among
+        the latest ``scan`` messages, newest first, at most ``limit``: a bounded walk of
+        the creation-time index, one recipient probe per message looked at."""
+        ...
+
     async def append_events(self, events: Sequence[NewEvent], *, node_id: str = "") -> None: ...
 
 
@@ -958,6 +989,24 @@ class ReputationStore(Protocol):
 
     async def purge_reputation_counts(self, older_than: float) -> int:
         """Drop buckets starting before ``older_than``; returns how many."""
+        ...
+
+
+class ActivityStore(Protocol):
+    """Traffic per minute over every tenant (the operator's charts): one small row a
+    minute, so reading hours of it never touches the message or event tables."""
+
+    async def add_activity(self, counts: Sequence[ActivityCount]) -> None:
+        """Add counts to the stored ones of the same minute."""
+        ...
+
+    async def activity(self, *, since: float) -> list[ActivityCount]:
+        """The minutes starting at or after ``since``, oldest first (minutes without
+        traffic have no row)."""
+        ...
+
+    async def purge_activity(self, older_than: float) -> int:
+        """Drop minutes starting before ``older_than``; returns how many."""
         ...
 
 
@@ -1171,6 +1220,7 @@ class Store(
     SuppressionStore,
     InboundStore,
     ReputationStore,
+    ActivityStore,
     DomainStore,
     WebhookStore,
     RetentionStore,

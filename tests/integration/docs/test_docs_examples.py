@@ -117,7 +117,8 @@ async def test_curl_examples_are_answered_2xx(doc: Path, tmp_path: Path) -> None
         }
         script = [
             # Each curl prints its status on a line of its own after the body.
-            'curl() { command curl -sS -o /dev/null -w "status %{http_code} %{url_effective}\\n" "$@"; }'
+            "curl() { command curl -sS -o /dev/null "
+            '-w "status %{http_code} %{url_effective}\\n" "$@"; }'
         ]
         # The block as written, pointed at this node.
         local = r"(https?://)?(localhost|127\.0\.0\.1):8025"

@@ -58,7 +58,11 @@ ALLOWED: dict[str, set[str]] = {
         "domains",
         "events",
         "webhooks",
+        "dashboard",
     },
+    # The operator dashboard acts and reads only through the control layer: no store.
+    "postline.dashboard": {"control", "config", "errors", "model", "units"},
+    "postline.activity": {"model", "store"},
     "postline.workers.link": {"schedule"},
     "postline.workers": {"config", "errors", "runtime", "schedule", "store", "throttle", "tls"},
     "postline.preflight": {"config", "domains", "errors", "feedback", "runtime", "tls"},

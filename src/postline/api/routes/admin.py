@@ -39,7 +39,7 @@ from postline.control.tokens import AdminAuthenticator
 from postline.store.base import ApiKey, AuditEntry
 from postline.tenants import SCOPES
 
-__all__ = ["Control", "current_admin", "router"]
+__all__ = ["Control", "control_context", "current_admin", "router"]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="postline-admin"'}
 
@@ -78,9 +78,9 @@ async def current_admin(request: Request) -> Actor:
     )
 
 
-def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) -> ControlContext:
+def control_context(actor: Actor, request: Request) -> ControlContext:
     """The context of an admin action: the acting admin, the request's id, and the hooks
-    with which the serving node applies a change at once."""
+    with which the serving node applies a change at once (the dashboard's too)."""
     ctx: ApiContext = request.app.state.ctx
     wake = ctx.extra.get("wake_queue")
     return ControlContext(
@@ -94,6 +94,10 @@ def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) 
         on_pause=ctx.on_pause,
         on_due=wake if callable(wake) else None,
     )
+
+
+def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) -> ControlContext:
+    return control_context(actor, request)
 
 
 Control = Annotated[ControlContext, Depends(_control)]

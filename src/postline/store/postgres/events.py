@@ -34,6 +34,20 @@ class PostgresEvents(PostgresCore):
 
         return await self._call(op)
 
+    async def find_messages(
+        self,
+        *,
+        recipient: str | None = None,
+        tag: str | None = None,
+        scan: int = 10_000,
+        limit: int = 50,
+    ) -> list[str]:
+        async def op(conn: Conn) -> list[str]:
+            rows = await conn.fetch(_Q["find_messages"], tag, recipient, scan, limit)
+            return [str(row[0]) for row in rows]
+
+        return await self._call(op)
+
     async def events(self, query: EventQuery) -> list[Event]:
         """Events after the cursor, never past an id that may still be committed later.
 

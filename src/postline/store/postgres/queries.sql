@@ -755,3 +755,30 @@ SELECT id, at, actor_kind, actor_id, tenant_id, action, target, request_id,
 FROM audit_log
 WHERE id > $1 AND ($2::text IS NULL OR tenant_id = $2)
 ORDER BY id LIMIT $3;
+
+-- name: add_activity
+-- One row per minute (the caller merges duplicates), in minute order.
+INSERT INTO activity_counts AS c (bucket, accepted, delivered, deferred, bounced, complained)
+SELECT * FROM unnest($1::float8[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[])
+ON CONFLICT (bucket) DO UPDATE
+SET accepted = c.accepted + excluded.accepted, delivered = c.delivered + excluded.delivered,
+    deferred = c.deferred + excluded.deferred, bounced = c.bounced + excluded.bounced,
+    complained = c.complained + excluded.complained;
+
+-- name: activity
+SELECT bucket, accepted, delivered, deferred, bounced, complained FROM activity_counts
+WHERE bucket >= $1 ORDER BY bucket;
+
+-- name: purge_activity
+DELETE FROM activity_counts WHERE bucket < $1;
+
+-- name: find_messages
+-- The latest $3 messages by the creation-time index, each probed for the recipient.
+SELECT m.id FROM (
+    SELECT id, tags, created_at FROM messages ORDER BY created_at DESC LIMIT $3
+) m
+WHERE ($1::text IS NULL OR m.tags ? $1::text)
+  AND ($2::text IS NULL OR EXISTS (
+      SELECT 1 FROM recipients r WHERE r.message_id = m.id AND lower(r.address) = lower($2)))
+ORDER BY m.created_at DESC
+LIMIT $4;

@@ -16,8 +16,8 @@
 --                  statement (pruned to the shards holding those ids), never in a join.
 --   events, idempotency  distributed by 'tenant_id', colocated with each other.
 --   tenants, api_keys, queue_pauses, tenant_status, postline_schema, recipient_counts,
---                  recipient_count_deltas, admin_tokens, audit_log  reference tables
---                  (small, replicated).
+--                  recipient_count_deltas, admin_tokens, audit_log, activity_counts
+--                  reference tables (small, replicated).
 --   reputation_counts  distributed by 'tenant_id'.
 -- An enqueue then writes several shards in one distributed transaction (2PC). An outcome
 -- (record) does not carry the domain, so it probes every recipients shard by message_id;
@@ -27,7 +27,7 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (11);
+INSERT INTO postline_schema (version) VALUES (12);
 
 CREATE TABLE tenants (
     id          text PRIMARY KEY,
@@ -406,3 +406,14 @@ CREATE TABLE audit_log (
     detail      jsonb NOT NULL
 );
 CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);
+
+-- Traffic per minute over every tenant (the operator dashboard's charts): sums, added to
+-- by every node. On Citus: a reference table (one small row a minute).
+CREATE TABLE activity_counts (
+    bucket      double precision PRIMARY KEY,
+    accepted    integer NOT NULL DEFAULT 0,
+    delivered   integer NOT NULL DEFAULT 0,
+    deferred    integer NOT NULL DEFAULT 0,
+    bounced     integer NOT NULL DEFAULT 0,
+    complained  integer NOT NULL DEFAULT 0
+);

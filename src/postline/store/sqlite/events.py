@@ -40,6 +40,19 @@ class SQLiteEvents(SQLiteCore):
 
         return await self._read(op)
 
+    async def find_messages(
+        self,
+        *,
+        recipient: str | None = None,
+        tag: str | None = None,
+        scan: int = 10_000,
+        limit: int = 50,
+    ) -> list[str]:
+        params = {"recipient": recipient, "tag": tag, "scan": scan, "limit": limit}
+        return await self._read(
+            lambda conn: [row[0] for row in conn.execute(_Q["find_messages"], params)]
+        )
+
     async def events(self, query: EventQuery) -> list[Event]:
         params = {
             "tenant_id": query.tenant_id,

@@ -585,3 +585,30 @@ SELECT id, at, actor_kind, actor_id, tenant_id, action, target, request_id, deta
 FROM audit_log
 WHERE id > :after AND (:tenant_id IS NULL OR tenant_id = :tenant_id)
 ORDER BY id LIMIT :limit;
+
+-- name: add_activity
+INSERT INTO activity_counts (bucket, accepted, delivered, deferred, bounced, complained)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (bucket) DO UPDATE
+SET accepted = accepted + excluded.accepted, delivered = delivered + excluded.delivered,
+    deferred = deferred + excluded.deferred, bounced = bounced + excluded.bounced,
+    complained = complained + excluded.complained;
+
+-- name: activity
+SELECT bucket, accepted, delivered, deferred, bounced, complained FROM activity_counts
+WHERE bucket >= :since ORDER BY bucket;
+
+-- name: purge_activity
+DELETE FROM activity_counts WHERE bucket < :older_than;
+
+-- name: find_messages
+-- The latest :scan messages by the creation-time index, each probed for the recipient.
+SELECT m.id FROM (
+    SELECT id, tags, created_at FROM messages ORDER BY created_at DESC LIMIT :scan
+) m
+WHERE (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(m.tags) t WHERE t.value = :tag))
+  AND (:recipient IS NULL OR EXISTS (
+      SELECT 1 FROM recipients r
+      WHERE r.message_id = m.id AND r.address = :recipient COLLATE NOCASE))
+ORDER BY m.created_at DESC
+LIMIT :limit;

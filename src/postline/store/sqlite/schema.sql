@@ -1,5 +1,5 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 12;
+PRAGMA user_version = 13;
 
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
@@ -309,3 +309,14 @@ CREATE TABLE audit_log (
     detail      TEXT NOT NULL
 );
 CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);
+
+-- Traffic per minute over every tenant (the operator dashboard's charts): sums, added to
+-- by every node.
+CREATE TABLE activity_counts (
+    bucket      REAL PRIMARY KEY,
+    accepted    INTEGER NOT NULL DEFAULT 0,
+    delivered   INTEGER NOT NULL DEFAULT 0,
+    deferred    INTEGER NOT NULL DEFAULT 0,
+    bounced     INTEGER NOT NULL DEFAULT 0,
+    complained  INTEGER NOT NULL DEFAULT 0
+);
