@@ -9,12 +9,23 @@ admin API (:mod:`postline.api.routes.admin`) and the CLI only translate to and f
 * :mod:`postline.control.tokens`: admin tokens, made, listed, revoked and checked;
 * :mod:`postline.control.queues`: queues across tenants, viewed, suspended, resumed,
   retried now and bounced;
+* :mod:`postline.control.reroutes`: a destination's mail sent to a static host for a while;
 * :mod:`postline.control.audit`: the audit log, written and read.
 """
 
 from __future__ import annotations
 
-from postline.control import audit, keys, queues, tenants, tokens
+from postline.control import audit, keys, queues, reroutes, tenants, tokens
 from postline.control.context import Actor, ActorKind, ControlContext
 
-__all__ = ["Actor", "ActorKind", "ControlContext", "audit", "keys", "queues", "tenants", "tokens"]
+__all__ = [
+    "Actor",
+    "ActorKind",
+    "ControlContext",
+    "audit",
+    "keys",
+    "queues",
+    "reroutes",
+    "tenants",
+    "tokens",
+]

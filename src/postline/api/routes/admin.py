@@ -83,6 +83,7 @@ def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) 
     with which the serving node applies a change at once."""
     ctx: ApiContext = request.app.state.ctx
     wake = ctx.extra.get("wake_queue")
+    rerouted = ctx.extra.get("reroutes_changed")
     return ControlContext(
         ctx.store,
         ctx.config,
@@ -93,6 +94,7 @@ def _control(request: Request, actor: Annotated[Actor, Depends(current_admin)]) 
         on_key_revoked=ctx.auth.forget,
         on_pause=ctx.on_pause,
         on_due=wake if callable(wake) else None,
+        on_reroute=rerouted if callable(rerouted) else None,
     )
 
 

@@ -741,3 +741,19 @@ SELECT id, at, actor_kind, actor_id, tenant_id, action, target, request_id,
 FROM audit_log
 WHERE id > $1 AND ($2::text IS NULL OR tenant_id = $2)
 ORDER BY id LIMIT $3;
+
+-- name: add_reroute
+-- A reroute replaces the one with the same domain and provider.
+INSERT INTO reroutes (id, domain, provider, host, port, created_at, until, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (domain, provider) DO UPDATE SET
+    id = excluded.id, host = excluded.host, port = excluded.port,
+    created_at = excluded.created_at, until = excluded.until, reason = excluded.reason;
+
+-- name: reroutes
+SELECT id, domain, provider, host, port, created_at, until, reason FROM reroutes
+ORDER BY created_at, id;
+
+-- name: remove_reroute
+DELETE FROM reroutes WHERE id = $1
+RETURNING id, domain, provider, host, port, created_at, until, reason;

@@ -16,7 +16,7 @@
 --                  statement (pruned to the shards holding those ids), never in a join.
 --   events, idempotency  distributed by 'tenant_id', colocated with each other.
 --   tenants, api_keys, queue_pauses, tenant_status, postline_schema, recipient_counts,
---                  recipient_count_deltas, admin_tokens, audit_log  reference tables
+--                  recipient_count_deltas, admin_tokens, audit_log, reroutes  reference tables
 --                  (small, replicated).
 --   reputation_counts  distributed by 'tenant_id'.
 -- An enqueue then writes several shards in one distributed transaction (2PC). An outcome
@@ -27,7 +27,7 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (11);
+INSERT INTO postline_schema (version) VALUES (12);
 
 CREATE TABLE tenants (
     id          text PRIMARY KEY,
@@ -406,3 +406,18 @@ CREATE TABLE audit_log (
     detail      jsonb NOT NULL
 );
 CREATE INDEX audit_log_tenant ON audit_log (tenant_id, id);
+
+-- Operators' temporary static routes (POST /admin/v1/queues/reroute): mail to domain (or to
+-- every domain whose MX hosts match the throttle rule provider; the other one is '') goes to
+-- host:port until the time in until. Every node reads the table at each queue scan.
+CREATE TABLE reroutes (
+    id          text PRIMARY KEY,
+    domain      text NOT NULL,
+    provider    text NOT NULL,
+    host        text NOT NULL,
+    port        integer NOT NULL,
+    created_at  double precision NOT NULL,
+    until       double precision NOT NULL,
+    reason      text NOT NULL,
+    UNIQUE (domain, provider)
+);

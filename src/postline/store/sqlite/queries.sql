@@ -577,3 +577,19 @@ SELECT id, at, actor_kind, actor_id, tenant_id, action, target, request_id, deta
 FROM audit_log
 WHERE id > :after AND (:tenant_id IS NULL OR tenant_id = :tenant_id)
 ORDER BY id LIMIT :limit;
+
+-- name: add_reroute
+-- A reroute replaces the one with the same domain and provider.
+INSERT INTO reroutes (id, domain, provider, host, port, created_at, until, reason)
+VALUES (:id, :domain, :provider, :host, :port, :created_at, :until, :reason)
+ON CONFLICT (domain, provider) DO UPDATE SET
+    id = excluded.id, host = excluded.host, port = excluded.port,
+    created_at = excluded.created_at, until = excluded.until, reason = excluded.reason;
+
+-- name: reroutes
+SELECT id, domain, provider, host, port, created_at, until, reason FROM reroutes
+ORDER BY created_at, id;
+
+-- name: remove_reroute
+DELETE FROM reroutes WHERE id = :id
+RETURNING id, domain, provider, host, port, created_at, until, reason;
