@@ -72,6 +72,7 @@ def _replay(body: Message | None, first: Message | None, receive: Receive) -> Re
 def create_app(ctx: ApiContext) -> FastAPI:
     from postline.api.routes import admin, admin_queues, system, unsubscribe
     from postline.api.routes.v1 import (
+        audit,
         domains,
         events,
         messages,
@@ -106,6 +107,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(pools.router)
     app.include_router(reputation.router)
     app.include_router(webhooks.router)
+    app.include_router(audit.router)
     app.include_router(system.router)
     app.include_router(unsubscribe.router)
     app.include_router(admin.router)

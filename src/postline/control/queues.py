@@ -37,6 +37,7 @@ __all__ = [
     "Suspension",
     "TenantQueueView",
     "bounce",
+    "hold",
     "list_queues",
     "resume",
     "retry_now",
@@ -369,3 +370,18 @@ async def bounce(ctx: ControlContext, sel: QueueSelector, *, reason: str) -> int
         detail={"selector": sel.as_detail(), "count": count, "reason": text},
     )
     return count
+
+
+async def hold(ctx: ControlContext, tenant_id: str, domain: str, paused: bool) -> None:
+    """A tenant's own pause (or resume) of its queue of ``domain`` (``POST
+    /v1/queues/{domain}/pause``): the same hold as an operator's, with reason ``api``."""
+    await ctx.store.set_paused(tenant_id, domain, paused, now=time.time(), reason="api")
+    if ctx.on_pause is not None:
+        ctx.on_pause(tenant_id, domain, paused)
+    await audit.record(
+        ctx,
+        "queue.pause" if paused else "queue.resume",
+        f"{tenant_id}/{domain}",
+        tenant_id=tenant_id,
+        detail={"selector": {"tenant": tenant_id, "domain": domain}},
+    )
