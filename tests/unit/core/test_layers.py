@@ -60,6 +60,7 @@ ALLOWED: dict[str, set[str]] = {
         "webhooks",
     },
     "postline.workers.link": {"schedule"},
+    "postline.client": set(),
     "postline.workers": {"config", "errors", "runtime", "schedule", "store", "throttle", "tls"},
     "postline.preflight": {"config", "domains", "errors", "feedback", "runtime", "tls"},
     "postline.tls": {"errors"},
