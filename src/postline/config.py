@@ -587,8 +587,9 @@ class QueueConfig(_Section):
     scan_interval: Duration = Field(
         15.0,
         description="How often the whole queue is scanned for due mail nobody announced "
-        "(leases of a node that died, retries scheduled by other nodes). Mail this node "
-        "queued or deferred itself is woken on time without it.",
+        "(leases of a node that died, retries scheduled by other nodes), and the operators' "
+        "reroutes and queue holds are read again: other nodes follow an admin action within it. "
+        "Mail this node queued or deferred itself is woken on time without it.",
     )
     max_lease: int = Field(200, ge=1, description="Most recipients leased in one call.")
     max_leased: int = Field(
