@@ -7,6 +7,8 @@ in the README is generated (``postline config reference``).
 Environment overrides use ``POSTLINE_<SECTION>__<KEY>`` (double underscore between
 levels), e.g. ``POSTLINE_API__LISTEN=0.0.0.0:8025`` or ``POSTLINE_DATA_DIR=/var/lib/postline``.
 Values are parsed as TOML scalars when they look like one (numbers, booleans, arrays).
+``POSTLINE_CONFIG``, ``POSTLINE_URL`` and ``POSTLINE_ADMIN_TOKEN`` are the command line's
+own (the configuration file, and the node and token of the admin commands), not overrides.
 """
 
 from __future__ import annotations
@@ -586,8 +588,9 @@ class QueueConfig(_Section):
     scan_interval: Duration = Field(
         15.0,
         description="How often the whole queue is scanned for due mail nobody announced "
-        "(leases of a node that died, retries scheduled by other nodes). Mail this node "
-        "queued or deferred itself is woken on time without it.",
+        "(leases of a node that died, retries scheduled by other nodes), and the operators' "
+        "reroutes and queue holds are read again: other nodes follow an admin action within it. "
+        "Mail this node queued or deferred itself is woken on time without it.",
     )
     max_lease: int = Field(200, ge=1, description="Most recipients leased in one call.")
     max_leased: int = Field(
@@ -1051,9 +1054,13 @@ def _env_value(raw: str) -> Any:
         return raw
 
 
+_NOT_OVERRIDES = frozenset({"POSTLINE_CONFIG", "POSTLINE_URL", "POSTLINE_ADMIN_TOKEN"})
+"""Variables of the command line, not configuration overrides."""
+
+
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, raw in environ.items():
-        if not name.startswith("POSTLINE_") or name in ("POSTLINE_CONFIG",):
+        if not name.startswith("POSTLINE_") or name in _NOT_OVERRIDES:
             continue
         path = name.removeprefix("POSTLINE_").lower().split("__")
         node = data

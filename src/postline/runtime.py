@@ -603,6 +603,7 @@ class Node:
                 "domains": self.domains,
                 "pools_of": engine.pools_of if engine else None,
                 "wake_queue": (lambda t, d: engine.due.enter((t, d), 0.0)) if engine else None,
+                "reroutes_changed": engine.reroutes_changed if engine else None,
             },
         )
         app = create_app(ctx)

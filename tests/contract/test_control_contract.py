@@ -9,7 +9,7 @@ import pytest
 
 from postline.errors import IntegrityViolation
 from postline.store import Store
-from postline.store.base import NewAuditEntry
+from postline.store.base import NewAuditEntry, Reroute
 
 
 async def test_admin_tokens(store: Store) -> None:
@@ -80,3 +80,20 @@ async def test_audit_log_pages_by_id_and_filters_by_tenant(store: Store) -> None
     assert [e.action for e in t1] == ["tenant.create", "tenant.pause"]
     assert [e.id for e in await store.audit_entries(tenant_id="t1", after=ids[0])] == [ids[2]]
     assert await store.audit_entries(tenant_id="nobody") == []
+
+
+async def test_reroutes_replace_by_selector_and_are_removed_by_id(store: Store) -> None:
+    assert await store.reroutes() == []
+    a = Reroute("r1", "example.com", "", "127.0.0.1", 2525, 100.0, 200.0, "maintenance")
+    b = Reroute("r2", "", "google", "relay.test", 25, 101.0, 300.0, "")
+    await store.add_reroute(a)
+    await store.add_reroute(b)
+    assert await store.reroutes() == [a, b]
+    # The same selector again replaces the row (a new id, host and time).
+    a2 = Reroute("r3", "example.com", "", "127.0.0.2", 2526, 102.0, 400.0, "longer")
+    await store.add_reroute(a2)
+    assert await store.reroutes() == [b, a2]
+    assert await store.remove_reroute("r1") is None
+    assert await store.remove_reroute("r3") == a2
+    assert await store.reroutes() == [b]
+    assert not b.active(300.0) and b.active(299.0)

@@ -9,9 +9,12 @@ __all__ = [
     "AdminDomainQueueOut",
     "AdminQueueActionOut",
     "AdminQueueBounceIn",
+    "AdminQueueResumeIn",
     "AdminQueueSelectorIn",
     "AdminQueueSuspendIn",
     "AdminQueuesOut",
+    "AdminRerouteIn",
+    "AdminRerouteOut",
     "AdminSuspensionOut",
     "AdminTenantQueueOut",
 ]
@@ -27,6 +30,55 @@ class AdminQueueSelectorIn(BaseModel):
     domain: str | None = Field(
         None, description="A recipient domain, exactly.", examples=["example.com"]
     )
+
+
+class AdminQueueResumeIn(AdminQueueSelectorIn):
+    provider: str | None = Field(
+        None,
+        description="Instead of tenant and domain: end the reroute of this provider (a "
+        "domain without tenant ends the domain's reroute too).",
+        examples=["google"],
+    )
+
+
+class AdminRerouteIn(BaseModel):
+    """Where a destination's mail goes for a while: a domain or a provider (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str | None = Field(
+        None, description="A recipient domain, exactly.", examples=["example.com"]
+    )
+    provider: str | None = Field(
+        None,
+        description="Every domain whose MX hosts match this throttle rule (e.g. 'google', "
+        "'microsoft', a rule of yours), or one MX site as warm-up caps name it (e.g. "
+        "'default:site=mx1.example.net').",
+        examples=["google"],
+    )
+    host: str = Field(
+        max_length=253,
+        description="The relay: a host name or an IP address.",
+        examples=["relay.example.net"],
+    )
+    port: int = Field(25, description="The relay's SMTP port.", examples=[25])
+    duration: str = Field(
+        description="How long, e.g. '30m' or '2h' (at most 30 days); then the mail goes "
+        "where its route says again.",
+        examples=["2h"],
+    )
+    reason: str = Field("", max_length=1000, description="Why (kept in the audit log).")
+
+
+class AdminRerouteOut(BaseModel):
+    id: str = Field(description="Names the reroute for DELETE /admin/v1/queues/reroute/{id}.")
+    domain: str | None
+    provider: str | None
+    host: str
+    port: int
+    since: str
+    until: str
+    reason: str
 
 
 class AdminQueueSuspendIn(AdminQueueSelectorIn):
@@ -73,6 +125,10 @@ class AdminDomainQueueOut(BaseModel):
     oldest_age: float | None = Field(description="Seconds since the oldest was queued.")
     suspended: bool = Field(description="Every listed tenant's queue is held.")
     suspensions: list[AdminSuspensionOut]
+    rerouted: AdminRerouteOut | None = Field(
+        description="The reroute of this domain in force, if any (a provider's reroute "
+        "covers the domains whose MX hosts match it: see 'reroutes')."
+    )
     tenants: list[AdminTenantQueueOut]
 
 
@@ -80,11 +136,15 @@ class AdminQueuesOut(BaseModel):
     queues: list[AdminDomainQueueOut]
     due_cap: int = Field(description="Recipients due now are counted up to this per queue.")
     next_after: str | None = Field(description="Pass as 'after' for the next page.")
+    reroutes: list[AdminRerouteOut] = Field(
+        description="Every reroute in force (domains and providers), oldest first."
+    )
 
 
 class AdminQueueActionOut(BaseModel):
     action: str
     tenant: str | None
     domain: str | None
+    provider: str | None = None
     count: int = Field(description="Queued recipients the action held, released or changed.")
     until: str | None = None

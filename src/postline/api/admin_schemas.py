@@ -23,6 +23,7 @@ __all__ = [
     "AdminTokensOut",
     "AuditEntryOut",
     "AuditOut",
+    "TenantAuditOut",
     "TenantPauseIn",
 ]
 
@@ -147,3 +148,10 @@ class AuditEntryOut(BaseModel):
 class AuditOut(BaseModel):
     entries: list[AuditEntryOut]
     next_after: int | None = Field(description="Pass as ?after= for the next page.")
+
+
+class TenantAuditOut(BaseModel):
+    entries: list[AuditEntryOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null: this was the last."
+    )

@@ -105,6 +105,7 @@ def _mount_dashboard(app: FastAPI, ctx: ApiContext) -> None:
 def create_app(ctx: ApiContext) -> FastAPI:
     from postline.api.routes import admin, admin_queues, system, unsubscribe
     from postline.api.routes.v1 import (
+        audit,
         domains,
         events,
         messages,
@@ -140,6 +141,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(pools.router)
     app.include_router(reputation.router)
     app.include_router(webhooks.router)
+    app.include_router(audit.router)
     app.include_router(system.router)
     app.include_router(unsubscribe.router)
     app.include_router(admin.router)

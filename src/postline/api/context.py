@@ -15,13 +15,23 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from postline.api.problems import Problem
+from postline.api.request_id import request_id_of
 from postline.config import Config
+from postline.control import Actor, ControlContext, audit
 from postline.ingest.service import Ingestor
 from postline.store.base import KeyIdentity, Store, Tenant
 from postline.tenants import SCOPES, KeyAuthenticator, Scope
 from postline.webhooks.service import WebhookService
 
-__all__ = ["ApiContext", "OneClickUnsubscribe", "current_key", "current_tenant", "require"]
+__all__ = [
+    "ApiContext",
+    "OneClickUnsubscribe",
+    "audited",
+    "current_key",
+    "current_tenant",
+    "require",
+    "tenant_control",
+]
 
 API_KEY_SCHEME = "ApiKey"
 """The OpenAPI name of the Bearer API key; its requirement lists the scope a route needs."""
@@ -120,6 +130,7 @@ async def _scoped(
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Tenant:
     found = await current_key(request)
+    request.state.key = found
     missing = [s for s in scopes.scopes if not found.allows(s)]
     if missing:
         raise Problem(
@@ -143,3 +154,34 @@ def require(scope: Scope) -> Any:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
     return Security(_scoped, scopes=[scope])
+
+
+def tenant_control(request: Request, tenant: Tenant) -> ControlContext:
+    """The context of a tenant's own action on /v1: the acting key (actor ``tenant_key``,
+    its id), the request's id and the hooks with which the serving node applies it."""
+    ctx: ApiContext = request.app.state.ctx
+    key: KeyIdentity | None = getattr(request.state, "key", None)
+    actor = Actor("tenant_key", key.key_id if key else "", tenant.id)
+    wake = ctx.extra.get("wake_queue")
+    return ControlContext(
+        ctx.store,
+        ctx.config,
+        actor,
+        request_id=request_id_of(request.scope),
+        node_id=ctx.node_id,
+        on_pause=ctx.on_pause,
+        on_due=wake if callable(wake) else None,
+    )
+
+
+async def audited(
+    request: Request,
+    tenant: Tenant,
+    action: str,
+    target: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Write the audit entry of a tenant's change of its configuration through /v1."""
+    await audit.record(
+        tenant_control(request, tenant), action, target, tenant_id=tenant.id, detail=detail
+    )

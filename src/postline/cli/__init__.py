@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from postline.cli import admin, bounce, check, config_cmd, demo, init, serve, suppress, tenant
+from postline.cli import (
+    admin,
+    bounce,
+    check,
+    config_cmd,
+    demo,
+    init,
+    key,
+    queue,
+    serve,
+    suppress,
+    tenant,
+)
 from postline.cli.sim import sim
 
 __all__ = ["app", "main"]
@@ -23,6 +35,8 @@ app.command("sim")(sim)
 app.command("openapi")(config_cmd.openapi)
 app.command("check")(check.check)
 app.add_typer(tenant.app, name="tenant")
+app.add_typer(key.app, name="key")
+app.add_typer(queue.app, name="queue")
 app.add_typer(admin.app, name="admin")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(bounce.app, name="bounce")

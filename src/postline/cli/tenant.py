@@ -1,14 +1,21 @@
-"""``postline tenant``: create tenants, manage their API keys, pause and resume them."""
+"""``postline tenant``: tenants — listed, shown, created, paused and resumed.
+
+With ``--url`` (or POSTLINE_URL) a command talks to that node's admin API (an admin token
+in POSTLINE_ADMIN_TOKEN); without it, ``create``, ``pause``, ``resume``, ``key``,
+``revoke``, ``list`` and ``status`` open the store of the node's ``--config`` file on this
+host (bootstrap, before any admin token exists)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from postline.cli._common import ConfigOption, as_operator, fail, load, run
+from postline.cli._remote import JsonOption, TokenOption, UrlOption, admin_client, emit, table
 from postline.config import Config
 from postline.control import ControlContext, tenants
 from postline.errors import IntegrityViolation, ValidationError
@@ -25,6 +32,88 @@ T = TypeVar("T")
 app = typer.Typer(help="Tenants, API keys, pauses.", no_args_is_help=True)
 
 Name = Annotated[str, typer.Argument(help="Tenant name (letters, digits, '.', '_', '-').")]
+Either = Annotated[str, typer.Argument(help="The tenant: its name (or, with --url, its id).")]
+LocalConfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The node's TOML configuration file: open its store on this host (when no "
+        "--url is given).",
+        envvar="POSTLINE_CONFIG",
+        show_default=False,
+    ),
+]
+
+
+def _local(config: Path | None) -> Config:
+    if config is None:
+        raise fail(
+            "give --url (or POSTLINE_URL) for a node's admin API, or --config for the "
+            "store of a node on this host"
+        )
+    return load(config)
+
+
+def _status(t: dict[str, Any]) -> str:
+    s = t["status"]
+    return str(s["status"]) + (f" ({s['reason']})" if s["reason"] and s["status"] != "ok" else "")
+
+
+def _tenant_table(tenants: list[dict[str, Any]]) -> None:
+    table(
+        "Tenants",
+        ["name", "id", "status", "changed", "by", "created"],
+        [
+            (
+                t["name"],
+                t["id"],
+                _status(t),
+                t["status"]["changed_at"],
+                t["status"]["changed_by"],
+                t["created_at"],
+            )
+            for t in tenants
+        ],
+    )
+
+
+@app.command("ls")
+def ls(url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False) -> None:
+    """Every tenant with its sending status (over the admin API)."""
+    with admin_client(url, token) as api:
+        data = api.tenants()
+    emit(data, as_json, lambda: _tenant_table(data["tenants"]))
+
+
+@app.command("show")
+def show(
+    tenant: Either, url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False
+) -> None:
+    """One tenant, its status and its API keys (over the admin API)."""
+    with admin_client(url, token) as api:
+        data = api.find_tenant(tenant)
+        keys = api.keys(data["id"])["keys"]
+
+    def human() -> None:
+        _tenant_table([data])
+        table(
+            "API keys",
+            ["id", "name", "prefix", "scopes", "last used", "revoked"],
+            [
+                (
+                    k["id"],
+                    k["name"],
+                    k["prefix"],
+                    " ".join(k["scopes"]),
+                    k["last_used_at"],
+                    k["revoked_at"],
+                )
+                for k in keys
+            ],
+        )
+
+    emit(data, as_json, human)
 
 
 async def _with_tenant(cfg: Config, name: str, fn: Callable[[Store, Tenant], Awaitable[T]]) -> T:
@@ -41,9 +130,29 @@ async def _with_tenant(cfg: Config, name: str, fn: Callable[[Store, Tenant], Awa
 
 
 @app.command("create")
-def create(name: Name, config: ConfigOption) -> None:
+def create(
+    name: Name,
+    config: LocalConfig = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Create a tenant and print its first API key (alone on the last line)."""
-    cfg = load(config)
+    if url:
+        with admin_client(url, token) as api:
+            data = api.create_tenant(name)
+
+        def human() -> None:
+            typer.echo(f"tenant {name!r} created (id {data['tenant']['id']})")
+            typer.echo(
+                "API key (shown once; keep it secret). Use it as 'Authorization: Bearer "
+                f"<key>' and as the SMTP AUTH password with user '{name}':"
+            )
+            typer.echo(data["api_key"])
+
+        emit(data, as_json, human)
+        return
+    cfg = _local(config)
     try:
         new = run(as_operator(cfg, lambda ctx: tenants.create_tenant(ctx, name)))
     except ValidationError as exc:
@@ -109,15 +218,23 @@ def list_tenants(config: ConfigOption) -> None:
 
 @app.command("pause")
 def pause(
-    name: Name,
-    config: ConfigOption,
+    name: Either,
+    config: LocalConfig = None,
     reason: Annotated[
         str, typer.Option("--reason", help="Why; shown to the tenant in every refusal.")
     ] = "",
+    url: UrlOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Pause a tenant: its new mail is refused and its queued mail held (not sent, not
     dropped, still ageing) until 'postline tenant resume'."""
-    cfg = load(config)
+    if url:
+        with admin_client(url, token) as api:
+            data = api.pause_tenant(api.find_tenant(name)["id"], reason)
+        emit(data, as_json, lambda: typer.echo(f"{data['name']!r}: {_status(data)}"))
+        return
+    cfg = _local(config)
 
     async def do_pause(ctx: ControlContext) -> bool:
         tenant = await ctx.store.get_tenant(name=name)
@@ -134,10 +251,21 @@ def pause(
 
 
 @app.command("resume")
-def resume(name: Name, config: ConfigOption) -> None:
+def resume(
+    name: Either,
+    config: LocalConfig = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Resume a paused (or warned) tenant: new mail is accepted again, held mail is sent,
     and the tenant is judged only on outcomes from now on (the minimum volume again)."""
-    cfg = load(config)
+    if url:
+        with admin_client(url, token) as api:
+            data = api.resume_tenant(api.find_tenant(name)["id"])
+        emit(data, as_json, lambda: typer.echo(f"{data['name']!r}: {_status(data)}"))
+        return
+    cfg = _local(config)
 
     async def do_resume(ctx: ControlContext) -> bool:
         tenant = await ctx.store.get_tenant(name=name)

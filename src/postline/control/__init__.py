@@ -9,6 +9,7 @@ admin API (:mod:`postline.api.routes.admin`) and the CLI only translate to and f
 * :mod:`postline.control.tokens`: admin tokens, made, listed, revoked and checked;
 * :mod:`postline.control.queues`: queues across tenants, viewed, suspended, resumed,
   retried now and bounced;
+* :mod:`postline.control.reroutes`: a destination's mail sent to a static host for a while;
 * :mod:`postline.control.audit`: the audit log, written and read;
 * :mod:`postline.control.overview`, :mod:`~postline.control.standing`,
   :mod:`~postline.control.messages`, :mod:`~postline.control.lists`: what the operator
@@ -25,6 +26,7 @@ from postline.control import (
     messages,
     overview,
     queues,
+    reroutes,
     standing,
     tenants,
     tokens,
@@ -41,6 +43,7 @@ __all__ = [
     "messages",
     "overview",
     "queues",
+    "reroutes",
     "standing",
     "tenants",
     "tokens",

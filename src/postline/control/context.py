@@ -20,7 +20,7 @@ class Actor:
 
     * ``admin_token``: a token made by ``postline admin token create`` (id: its id);
     * ``config_token``: a hash in ``[admin] tokens`` (id: ``sha256:`` + 12 hex digits);
-    * ``tenant_key``: a tenant's API key (id: the key's prefix; ``tenant_id`` set);
+    * ``tenant_key``: a tenant's API key (id: the key's id; ``tenant_id`` set);
     * ``cli``: a command run on the node with its configuration file.
     """
 
@@ -58,3 +58,6 @@ class ControlContext:
     node's delivery engine applies it at once (others at their next queue scan)."""
     on_due: Callable[[str, str], None] | None = None
     """Called with (tenant id, domain) of a queue whose mail was made due now."""
+    on_reroute: Callable[[], None] | None = None
+    """Called after a reroute was added or removed, so the serving node's delivery engine
+    reads the reroutes at once (others at their next queue scan)."""

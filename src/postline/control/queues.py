@@ -1,13 +1,18 @@
 """Queues across tenants: the operator's view per destination domain, and actions on a
-selection of queues — suspend, resume, retry now, bounce.
+selection of queues — suspend, resume, retry now, bounce (and reroute, in
+:mod:`postline.control.reroutes`).
 
-A selection names a tenant, a domain or both. Suspending holds the selected queues with a
-row of the pause table (tenant ``*``: a domain for every tenant; domain ``*``: every
-domain of a tenant), the same hold as ``POST /v1/queues/{domain}/pause``; a suspension
-with a duration says until when in its reason and is lifted by the first queue view or
-action after that time. Retry now and bounce touch the queued recipients no delivery
-holds a lease on, a batch (:data:`BATCH`) per write transaction, so the queue is never
-locked for long. Each action writes an audit entry with the selection and its count.
+A selection names a tenant, a domain or both; ``resume`` may name a ``provider`` instead,
+to end the reroute of that provider (suspensions, retries and bounces are per queue, and
+a queue is a tenant's mail to one domain, so a provider selects none of them exactly).
+
+Suspending holds the selected queues with a row of the pause table (tenant ``*``: a
+domain for every tenant; domain ``*``: every domain of a tenant), the same hold as
+``POST /v1/queues/{domain}/pause``; a suspension with a duration says until when in its
+reason and is lifted by the first queue view or action after that time. Retry now and
+bounce touch the queued recipients no delivery holds a lease on, a batch (:data:`BATCH`)
+per write transaction, so the queue is never locked for long. Each action writes an
+audit entry with the selection and its count.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from postline.control import audit
+from postline.control import audit, reroutes
 from postline.control.context import ControlContext
 from postline.control.tenants import find_tenant
 from postline.errors import ValidationError
@@ -32,6 +37,7 @@ __all__ = [
     "Suspension",
     "TenantQueueView",
     "bounce",
+    "hold",
     "list_queues",
     "resume",
     "retry_now",
@@ -57,9 +63,17 @@ class QueueSelector:
 
     tenant_id: str | None = None
     domain: str | None = None
+    provider: str | None = None
+    """A throttle rule or site (see :mod:`postline.control.reroutes`); ``resume`` only."""
 
     def __post_init__(self) -> None:
-        if not self.tenant_id and not self.domain:
+        if self.provider and (self.tenant_id or self.domain):
+            raise ValidationError(
+                "a provider selects a reroute alone, without tenant or domain",
+                field="provider",
+                fix='Send {"provider": "google"} alone to end its reroute.',
+            )
+        if not self.tenant_id and not self.domain and not self.provider:
             raise ValidationError(
                 "a queue selection needs a tenant, a domain or both",
                 field="tenant",
@@ -69,10 +83,24 @@ class QueueSelector:
     @property
     def target(self) -> str:
         """``tenant/domain`` for the audit log, ``*`` for the part not given."""
+        if self.provider:
+            return f"provider:{self.provider}"
         return f"{self.tenant_id or '*'}/{self.domain or '*'}"
 
     def as_detail(self) -> dict[str, str | None]:
+        if self.provider:
+            return {"provider": self.provider}
         return {"tenant": self.tenant_id, "domain": self.domain}
+
+    def per_queue(self, action: str) -> None:
+        """Refuse a provider for an action on queues (only ``resume`` takes one)."""
+        if self.provider:
+            raise ValidationError(
+                f"{action} applies to queues (a tenant's mail to a domain), not to a provider",
+                field="provider",
+                fix="Select a tenant, a domain or both; a provider selects only a reroute "
+                "(POST /admin/v1/queues/reroute, ended by resume).",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +260,7 @@ async def _check(ctx: ControlContext, sel: QueueSelector) -> None:
 async def suspend(ctx: ControlContext, sel: QueueSelector, *, duration: float | None = None) -> int:
     """Hold the selected queues (until ``duration`` seconds from now, or until resumed);
     returns how many queued recipients are held."""
+    sel.per_queue("suspend")
     await _check(ctx, sel)
     now = time.time()
     until = now + duration if duration else None
@@ -256,9 +285,16 @@ async def suspend(ctx: ControlContext, sel: QueueSelector, *, duration: float | 
 
 
 async def resume(ctx: ControlContext, sel: QueueSelector) -> int:
-    """Lift the hold on the selected queues; returns how many queued recipients it
-    released. A tenant's whole-queue hold set by a tenant pause is left to
-    ``tenants.resume``."""
+    """Lift the hold on the selected queues, and end the reroute of a domain or provider
+    selected alone; returns how many queued recipients it released (0 for a provider). A
+    tenant's whole-queue hold set by a tenant pause is left to ``tenants.resume``."""
+    if sel.tenant_id is None:
+        await reroutes.lift(ctx, domain=sel.domain, provider=sel.provider)
+    if sel.provider:
+        await audit.record(
+            ctx, "queue.resume", sel.target, detail={"selector": sel.as_detail(), "count": 0}
+        )
+        return 0
     await _check(ctx, sel)
     tenant, domain = sel.tenant_id or "*", sel.domain or "*"
     if domain == "*":
@@ -287,6 +323,7 @@ async def resume(ctx: ControlContext, sel: QueueSelector) -> int:
 
 async def retry_now(ctx: ControlContext, sel: QueueSelector) -> int:
     """Make the selected queued recipients that no delivery holds due now; how many."""
+    sel.per_queue("retry-now")
     await _check(ctx, sel)
     now = time.time()
     count = 0
@@ -313,6 +350,7 @@ async def retry_now(ctx: ControlContext, sel: QueueSelector) -> int:
 async def bounce(ctx: ControlContext, sel: QueueSelector, *, reason: str) -> int:
     """Bounce the selected queued recipients that no delivery holds (a final failure with
     a ``bounced`` event of category ``operator``; no suppression); how many."""
+    sel.per_queue("bounce")
     await _check(ctx, sel)
     text = reason or "bounced by an operator"
     data = {"category": OPERATOR, "reason": text, "text": text}
@@ -339,3 +377,18 @@ async def bounce(ctx: ControlContext, sel: QueueSelector, *, reason: str) -> int
         detail={"selector": sel.as_detail(), "count": count, "reason": text},
     )
     return count
+
+
+async def hold(ctx: ControlContext, tenant_id: str, domain: str, paused: bool) -> None:
+    """A tenant's own pause (or resume) of its queue of ``domain`` (``POST
+    /v1/queues/{domain}/pause``): the same hold as an operator's, with reason ``api``."""
+    await ctx.store.set_paused(tenant_id, domain, paused, now=time.time(), reason="api")
+    if ctx.on_pause is not None:
+        ctx.on_pause(tenant_id, domain, paused)
+    await audit.record(
+        ctx,
+        "queue.pause" if paused else "queue.resume",
+        f"{tenant_id}/{domain}",
+        tenant_id=tenant_id,
+        detail={"selector": {"tenant": tenant_id, "domain": domain}},
+    )

@@ -83,6 +83,7 @@ from postline.store.base import (
     NewMessage,
     QueueKey,
     QueueLease,
+    Reroute,
     Store,
 )
 from postline.throttle.adaptive import AdaptiveParams
@@ -427,6 +428,8 @@ class DeliveryEngine:
                 ),
             )
         self._source_lanes: dict[str, SourceLane] = {}
+        self._stored_reroutes: list[Reroute] = []
+        self._reroute_wake = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -439,14 +442,54 @@ class DeliveryEngine:
                 released,
                 extra={"action": "deliver.release_on_start"},
             )
+        await self._load_reroutes()
         self._tasks = [
             self.loop.create_task(self.recorder.run(), name="deliver:recorder"),
             self.loop.create_task(self._renew_loop(), name="deliver:renew"),
             self.loop.create_task(self.due.scan_loop(), name="deliver:scanner"),
             self.loop.create_task(self.due.timer_loop(), name="deliver:timers"),
             self.loop.create_task(self._admit_loop(), name="deliver:admission"),
+            self.loop.create_task(self._reroute_loop(), name="deliver:reroutes"),
         ]
         await self.store.listen_due(self.due.announced)
+
+    # -- reroutes (postline.control.reroutes) ----------------------------------------
+    def reroutes_changed(self) -> None:
+        """An operator added or removed a reroute on this node: read them now."""
+        self._reroute_wake.set()
+
+    async def _load_reroutes(self) -> None:
+        """Read the stored reroutes and apply those in force (kept as they were when the
+        store cannot be read)."""
+        try:
+            self._stored_reroutes = await self.store.reroutes()
+        except Exception:
+            log.exception("reading reroutes failed", extra={"action": "deliver.reroutes_failed"})
+        now = time.time()
+        if self.routes.set_reroutes([r for r in self._stored_reroutes if r.active(now)]):
+            log.info(
+                "reroutes in force: %s",
+                ", ".join(
+                    f"{r.domain or r.provider} -> {r.host}:{r.port}" for r in self.routes.reroutes
+                )
+                or "none",
+                extra={"action": "deliver.reroutes"},
+            )
+
+    async def _reroute_loop(self) -> None:
+        """Read the reroutes every ``[queue] scan_interval``, when told to, and when one
+        in force ends: every node of a fleet follows an operator within that interval."""
+        interval = self.config.queue.scan_interval
+        while not self.stopping:
+            now = time.time()
+            ends = [r.until - now for r in self.routes.reroutes]
+            timeout = min([interval, *ends])
+            self._reroute_wake.clear()
+            try:
+                await asyncio.wait_for(self._reroute_wake.wait(), max(0.01, timeout))
+            except TimeoutError:
+                pass
+            await self._load_reroutes()
 
     @property
     def held_count(self) -> int:

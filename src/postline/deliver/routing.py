@@ -1,6 +1,8 @@
 """Routes: where each domain's mail goes, looked up per domain and kept a short while.
 
-A domain's route is a static route (``[[delivery.routes]]``) or its MX hosts, resolved
+A domain's route is an operator's reroute in force (:mod:`postline.control.reroutes`,
+of the domain or of the throttle rule its MX hosts match), a static route
+(``[[delivery.routes]]``) or its MX hosts, resolved
 through :class:`~postline.dns.resolver.Resolver` and matched to a throttle rule. With
 the implicit source (no ``[[delivery.sources]]``) the route is that source's
 :class:`~postline.deliver.site.Site`; with several sources it is a :class:`Target`, and
@@ -30,7 +32,7 @@ from postline.deliver.site import Site, Sites
 from postline.deliver.work import Host
 from postline.dns.resolver import Resolver
 from postline.model import Reply
-from postline.store.base import QueueKey
+from postline.store.base import QueueKey, Reroute
 from postline.throttle.rules import Destination, ThrottleRules
 
 __all__ = ["ROUTE_TTL", "Route", "Routes", "Target"]
@@ -94,6 +96,26 @@ class Routes:
         self._to_resolve: deque[str] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self._reroutes: tuple[Reroute, ...] = ()
+        self._generation = 0  # changes of the reroutes
+
+    @property
+    def reroutes(self) -> tuple[Reroute, ...]:
+        return self._reroutes
+
+    def set_reroutes(self, reroutes: Sequence[Reroute]) -> bool:
+        """The operators' reroutes in force now; when they changed, every known route is
+        looked up again (work already handed to a lane finishes there). Whether they
+        changed."""
+        new = tuple(reroutes)
+        if new == self._reroutes:
+            return False
+        self._reroutes = new
+        self._generation += 1
+        for domain, route in list(self.table.items()):
+            self.table[domain] = Route(route.site, route.failure, 0.0, route.target)
+            self.look_up(domain, None)
+        return True
 
     def get(self, domain: str) -> Route | None:
         """The route of ``domain`` known now (possibly expired), without a lookup."""
@@ -143,8 +165,12 @@ class Routes:
         """Look up routes of due domains, a few at a time, and hand over their queues."""
         while self._to_resolve and not self._stopped:
             domain = self._to_resolve.popleft()
+            generation = self._generation
             try:
                 route = await self.resolve(domain)
+                if generation != self._generation:
+                    # The reroutes changed meanwhile: used once, looked up again next time.
+                    route = Route(route.site, route.failure, 0.0, route.target)
             except Exception:
                 log.exception(
                     "route lookup for %s failed", domain, extra={"action": "deliver.route_failed"}
@@ -158,20 +184,9 @@ class Routes:
     async def resolve(self, domain: str) -> Route:
         """Look up ``domain``'s route (not cached)."""
         expires = time.monotonic() + ROUTE_TTL
-        static = self._static_route(domain)
+        static = self._rerouted(domain) or self._static_route(domain)
         if static is not None:
-            host, port = static
-            try:
-                ipaddress.ip_address(host)
-                addresses: Sequence[str] = (host,)
-            except ValueError:
-                addresses = await self._dns.addresses(host)
-            if not addresses:
-                reply = dns_reply("temp_fail", domain, f"route host {host} has no address")
-                return Route(None, reply, time.monotonic() + 5.0)
-            hosts = [Host(host, a, port) for a in addresses]
-            site_name = f"route:{host}:{port}"
-            return self._route_to(domain, (host,), site_name, hosts, expires, relay=True)
+            return await self._static(domain, static, expires)
         mx = await self._dns.mx(domain)
         if mx.status != "ok":
             reply = dns_reply(mx.status, domain, mx.detail)
@@ -180,7 +195,35 @@ class Routes:
         port = self._config.delivery.smtp_port
         hosts = [Host(h.name, a, port) for h in mx.hosts for a in h.addresses]
         names = tuple(h.name for h in mx.hosts)
+        if any(r.provider for r in self._reroutes):
+            dest = self._rules.match(domain, names, mx.site)
+            static = self._rerouted(domain, (dest.rule.name, dest.provider))
+            if static is not None:
+                return await self._static(domain, static, expires)
         return self._route_to(domain, names, mx.site, hosts, expires)
+
+    async def _static(self, domain: str, static: tuple[str, int], expires: float) -> Route:
+        """The route of ``domain`` to a relay (a static route or a reroute)."""
+        host, port = static
+        try:
+            ipaddress.ip_address(host)
+            addresses: Sequence[str] = (host,)
+        except ValueError:
+            addresses = await self._dns.addresses(host)
+        if not addresses:
+            reply = dns_reply("temp_fail", domain, f"route host {host} has no address")
+            return Route(None, reply, time.monotonic() + 5.0)
+        hosts = [Host(host, a, port) for a in addresses]
+        site_name = f"route:{host}:{port}"
+        return self._route_to(domain, (host,), site_name, hosts, expires, relay=True)
+
+    def _rerouted(self, domain: str, providers: Sequence[str] = ()) -> tuple[str, int] | None:
+        """The relay of a reroute of ``domain`` (or, given the names of the rule its MX
+        hosts match, of that provider), the newest first."""
+        for r in reversed(self._reroutes):
+            if (r.domain and r.domain == domain) or (r.provider and r.provider in providers):
+                return r.host, r.port
+        return None
 
     def _route_to(
         self,

@@ -57,6 +57,7 @@ __all__ = [
     "ReputationCount",
     "ReputationStore",
     "ReputationTotals",
+    "Reroute",
     "RetentionStore",
     "SenderDomain",
     "Store",
@@ -406,6 +407,25 @@ class QueuePause:
     domain: str
     paused_at: float
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reroute:
+    """An operator's temporary static route: mail to ``domain`` (or to every domain whose
+    mail exchangers match the throttle rule or provider ``provider``) goes to ``host``:
+    ``port`` until ``until``. Exactly one of ``domain`` and ``provider`` is set."""
+
+    id: str
+    domain: str
+    provider: str
+    host: str
+    port: int
+    created_at: float
+    until: float
+    reason: str = ""
+
+    def active(self, now: float) -> bool:
+        return self.until > now
 
 
 @dataclass(frozen=True, slots=True)
@@ -1170,6 +1190,19 @@ class ControlStore(Protocol):
 
     async def append_audit(self, entry: NewAuditEntry) -> int:
         """Write an entry durably; returns its id."""
+        ...
+
+    async def add_reroute(self, reroute: Reroute) -> None:
+        """Store an operator's reroute; one with the same domain and provider is replaced
+        in the same transaction."""
+        ...
+
+    async def reroutes(self) -> list[Reroute]:
+        """Every stored reroute (expired ones too, until removed), oldest first."""
+        ...
+
+    async def remove_reroute(self, reroute_id: str) -> Reroute | None:
+        """Remove a reroute; the removed row, None if there was none with that id."""
         ...
 
     async def audit_entries(

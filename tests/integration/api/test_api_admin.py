@@ -18,6 +18,7 @@ from postline.cli import app as cli_app
 from postline.config import Config
 from postline.control.tokens import generate_token, hash_token
 from postline.runtime import Node
+from postline.store.base import Reroute
 from support.node import api_client, running_node
 
 NO_DELIVERY = "[delivery]\nenabled = false\n"
@@ -142,6 +143,12 @@ async def test_a_config_token_is_accepted_by_its_hash(tmp_path: Path) -> None:
 # Bodies of the mutating routes that need one; every other route is sent {}.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/admin/v1/tenants"): {"name": "walked"},
+    ("post", "/admin/v1/queues/reroute"): {
+        "domain": "walked.test",
+        "host": "127.0.0.1",
+        "port": 2525,
+        "duration": "1h",
+    },
 }
 
 
@@ -183,8 +190,15 @@ async def test_every_mutating_admin_route_writes_an_audit_entry(node: Node) -> N
             tenant = await node.store.create_tenant(f"walk-{n}")
             victim = await node.store.add_admin_token(f"victim-{n}", f"hash-{n}", "pla_victim")
             key = await node.store.add_api_key(tenant.id, f"key-hash-{n}", "pl_victim")
+            reroute = Reroute(f"rr-{n}", f"r{n}.test", "", "127.0.0.1", 25, 1.0, 4e9)
+            await node.store.add_reroute(reroute)
             # Every path parameter an admin route has, by name (extra ones are ignored).
-            params = {"tenant_id": tenant.id, "token_id": victim.id, "key_id": key.id}
+            params = {
+                "tenant_id": tenant.id,
+                "token_id": victim.id,
+                "key_id": key.id,
+                "reroute_id": reroute.id,
+            }
             url = path.format(**params)
             assert "{" not in url, f"{method.upper()} {path}: teach this test its parameters"
             rid = f"walk-{n}"

@@ -104,6 +104,12 @@ async def test_curl_examples_are_answered_2xx(doc: Path, tmp_path: Path) -> None
         async with api_client(node, key) as api:
             hook = await api.post("/v1/webhooks", json={"url": "https://hooks.example/x"})
             assert hook.status_code == 201, hook.text
+        async with api_client(node, admin) as ops:
+            reroute = await ops.post(
+                "/admin/v1/queues/reroute",
+                json={"domain": "before.example", "host": "relay.example", "duration": "1h"},
+            )
+            assert reroute.status_code == 201, reroute.text
         assert node.api_address is not None
         host, port = node.api_address
         env = {
@@ -114,6 +120,7 @@ async def test_curl_examples_are_answered_2xx(doc: Path, tmp_path: Path) -> None
             "KEY_ID": second.id,
             "TOKEN_ID": spare_token.id,
             "HOOK": hook.json()["id"],
+            "REROUTE_ID": reroute.json()["id"],
         }
         script = [
             # Each curl prints its status on a line of its own after the body.

@@ -64,6 +64,7 @@ ALLOWED: dict[str, set[str]] = {
     "postline.dashboard": {"control", "config", "errors", "model", "units"},
     "postline.activity": {"model", "store"},
     "postline.workers.link": {"schedule"},
+    "postline.client": set(),
     "postline.workers": {"config", "errors", "runtime", "schedule", "store", "throttle", "tls"},
     "postline.preflight": {"config", "domains", "errors", "feedback", "runtime", "tls"},
     "postline.tls": {"errors"},

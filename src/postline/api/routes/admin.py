@@ -83,6 +83,7 @@ def control_context(actor: Actor, request: Request) -> ControlContext:
     with which the serving node applies a change at once (the dashboard's too)."""
     ctx: ApiContext = request.app.state.ctx
     wake = ctx.extra.get("wake_queue")
+    rerouted = ctx.extra.get("reroutes_changed")
     return ControlContext(
         ctx.store,
         ctx.config,
@@ -93,6 +94,7 @@ def control_context(actor: Actor, request: Request) -> ControlContext:
         on_key_revoked=ctx.auth.forget,
         on_pause=ctx.on_pause,
         on_due=wake if callable(wake) else None,
+        on_reroute=rerouted if callable(rerouted) else None,
     )
 
 

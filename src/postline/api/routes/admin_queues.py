@@ -1,8 +1,9 @@
 """/admin/v1/queues: every tenant's queues per destination domain, and the operator's
-actions on them (suspend, resume, retry now, bounce).
+actions on them (suspend, resume, retry now, bounce, reroute).
 
-Each route translates HTTP to one action of :mod:`postline.control.queues`, which does
-the work in short batches and writes the audit entry.
+Each route translates HTTP to one action of :mod:`postline.control.queues` or
+:mod:`postline.control.reroutes`, which does the work in short batches and writes the
+audit entry.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ from postline.api.admin_queue_schemas import (
     AdminDomainQueueOut,
     AdminQueueActionOut,
     AdminQueueBounceIn,
+    AdminQueueResumeIn,
     AdminQueueSelectorIn,
     AdminQueuesOut,
     AdminQueueSuspendIn,
+    AdminRerouteIn,
+    AdminRerouteOut,
     AdminSuspensionOut,
     AdminTenantQueueOut,
 )
 from postline.api.routes.admin import Control
 from postline.api.schemas import ProblemOut, iso
-from postline.control import queues
+from postline.control import queues, reroutes
 from postline.errors import ValidationError
 from postline.ingest.addresses import InvalidAddress, parse_address
+from postline.store.base import Reroute
 from postline.units import parse_duration
 
 __all__ = ["router"]
@@ -56,7 +61,30 @@ def _domain(value: str | None) -> str | None:
 
 
 def _selector(body: AdminQueueSelectorIn) -> queues.QueueSelector:
-    return queues.QueueSelector(body.tenant or None, _domain(body.domain))
+    provider = body.provider if isinstance(body, AdminQueueResumeIn) else None
+    return queues.QueueSelector(body.tenant or None, _domain(body.domain), provider or None)
+
+
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValidationError(
+            f"{value!r} is not a duration", field="duration", fix="Use e.g. '30m', '2h' or '1d'."
+        ) from None
+
+
+def _reroute(r: Reroute) -> AdminRerouteOut:
+    return AdminRerouteOut(
+        id=r.id,
+        domain=r.domain or None,
+        provider=r.provider or None,
+        host=r.host,
+        port=r.port,
+        since=iso(r.created_at) or "",
+        until=iso(r.until) or "",
+        reason=r.reason,
+    )
 
 
 def _suspension(s: queues.Suspension | None) -> AdminSuspensionOut | None:
@@ -71,8 +99,9 @@ def _suspension(s: queues.Suspension | None) -> AdminSuspensionOut | None:
     )
 
 
-def _domain_out(d: queues.DomainQueues, now: float) -> AdminDomainQueueOut:
+def _domain_out(d: queues.DomainQueues, now: float, rerouted: list[Reroute]) -> AdminDomainQueueOut:
     oldest = d.oldest_at
+    rerouted_here = [r for r in rerouted if r.domain == d.domain]
     return AdminDomainQueueOut(
         domain=d.domain,
         depth=d.depth,
@@ -82,6 +111,7 @@ def _domain_out(d: queues.DomainQueues, now: float) -> AdminDomainQueueOut:
         oldest_age=round(max(0.0, now - oldest), 3) if oldest is not None else None,
         suspended=bool(d.tenants) and all(t.suspended is not None for t in d.tenants),
         suspensions=[s for s in map(_suspension, d.suspensions) if s is not None],
+        rerouted=_reroute(rerouted_here[-1]) if rerouted_here else None,
         tenants=[
             AdminTenantQueueOut(
                 tenant=t.queue.tenant_id,
@@ -111,14 +141,24 @@ async def list_queues(
     page, next_after = await queues.list_queues(
         ctl, domain=_domain(domain), tenant_id=tenant or None, after=after, limit=limit
     )
+    rerouted = await reroutes.list_reroutes(ctl)
     now = time.time()
     return AdminQueuesOut(
-        queues=[_domain_out(d, now) for d in page], due_cap=queues.DUE_CAP, next_after=next_after
+        queues=[_domain_out(d, now, rerouted) for d in page],
+        due_cap=queues.DUE_CAP,
+        next_after=next_after,
+        reroutes=[_reroute(r) for r in rerouted],
     )
 
 
 def _out(action: str, sel: queues.QueueSelector, count: int) -> AdminQueueActionOut:
-    return AdminQueueActionOut(action=action, tenant=sel.tenant_id, domain=sel.domain, count=count)
+    return AdminQueueActionOut(
+        action=action,
+        tenant=sel.tenant_id,
+        domain=sel.domain,
+        provider=sel.provider,
+        count=count,
+    )
 
 
 @router.post("/queues/suspend", responses=_ACTION, summary="Hold the selected queues (for a while)")
@@ -126,16 +166,7 @@ async def suspend(body: AdminQueueSuspendIn, ctl: Control) -> AdminQueueActionOu
     """Queued mail stays queued (and keeps ageing towards expiry) until resumed or the
     duration ends. A tenant alone holds all its queues; a domain alone, every tenant's."""
     sel = _selector(body)
-    duration = None
-    if body.duration:
-        try:
-            duration = parse_duration(body.duration)
-        except ValueError:
-            raise ValidationError(
-                f"{body.duration!r} is not a duration",
-                field="duration",
-                fix="Use e.g. '30m', '2h' or '1d'.",
-            ) from None
+    duration = _duration(body.duration) if body.duration else None
     started = time.time()
     count = await queues.suspend(ctl, sel, duration=duration)
     out = _out("suspend", sel, count)
@@ -145,7 +176,9 @@ async def suspend(body: AdminQueueSuspendIn, ctl: Control) -> AdminQueueActionOu
 
 
 @router.post("/queues/resume", responses=_ACTION, summary="Release the selected queues")
-async def resume(body: AdminQueueSelectorIn, ctl: Control) -> AdminQueueActionOut:
+async def resume(body: AdminQueueResumeIn, ctl: Control) -> AdminQueueActionOut:
+    """Lifts the suspension of the selection; a domain or a provider alone also ends its
+    reroute."""
     sel = _selector(body)
     return _out("resume", sel, await queues.resume(ctl, sel))
 
@@ -166,3 +199,37 @@ async def bounce(body: AdminQueueBounceIn, ctl: Control) -> AdminQueueActionOut:
     ``operator`` with the reason; no address is suppressed."""
     sel = _selector(body)
     return _out("bounce", sel, await queues.bounce(ctl, sel, reason=body.reason))
+
+
+@router.post(
+    "/queues/reroute",
+    status_code=201,
+    responses=_ERRORS,
+    summary="Send a destination's mail to a static host for a while",
+)
+async def reroute(body: AdminRerouteIn, ctl: Control) -> AdminRerouteOut:
+    """Like a temporary ``[[delivery.routes]]`` entry, before the configured ones: mail
+    to the domain (or to every domain whose MX hosts match the provider's throttle rule)
+    goes to ``host:port`` until the duration ends, ``resume`` names the same domain or
+    provider, or the reroute is deleted. Every node follows within ``[queue]
+    scan_interval`` (this one at once); a new reroute of the same destination replaces
+    the old one. Mail being delivered at the change finishes where it went."""
+    found = await reroutes.reroute(
+        ctl,
+        domain=_domain(body.domain) if body.domain else None,
+        provider=(body.provider or "").strip().lower() or None,
+        host=body.host,
+        port=body.port,
+        duration=_duration(body.duration),
+        reason=body.reason,
+    )
+    return _reroute(found)
+
+
+@router.delete(
+    "/queues/reroute/{reroute_id}",
+    responses=_ACTION,
+    summary="End a reroute now",
+)
+async def end_reroute(reroute_id: str, ctl: Control) -> AdminRerouteOut:
+    return _reroute(await reroutes.remove(ctl, reroute_id))

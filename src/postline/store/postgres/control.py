@@ -1,4 +1,4 @@
-"""PostgreSQL store: admin tokens and the audit log."""
+"""PostgreSQL store: admin tokens, the audit log and operators' reroutes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from postline.errors import IntegrityViolation
 from postline.model.ids import new_id
 from postline.store._rows import audit_entry_of
-from postline.store.base import AdminToken, AuditEntry, NewAuditEntry
+from postline.store.base import AdminToken, AuditEntry, NewAuditEntry, Reroute
 from postline.store.postgres.core import _Q, PostgresCore, _rowcount
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ __all__ = ["PostgresControl"]
 
 
 class PostgresControl(PostgresCore):
-    """Admin tokens and the audit log.
+    """Admin tokens, the audit log and operators' reroutes.
 
     Audit ids come from an identity column: two entries written at once may commit out
     of id order, so a reader paging with ``after`` may see a gap filled a moment later
@@ -89,5 +89,36 @@ class PostgresControl(PostgresCore):
         async def op(conn: Conn) -> list[AuditEntry]:
             rows = await conn.fetch(_Q["audit_entries"], after, tenant_id, limit)
             return [audit_entry_of(row) for row in rows]
+
+        return await self._call(op)
+
+    async def add_reroute(self, reroute: Reroute) -> None:
+        r = reroute
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                _Q["add_reroute"],
+                r.id,
+                r.domain,
+                r.provider,
+                r.host,
+                r.port,
+                r.created_at,
+                r.until,
+                r.reason,
+            )
+
+        await self._call(op)
+
+    async def reroutes(self) -> list[Reroute]:
+        async def op(conn: Conn) -> list[Reroute]:
+            return [Reroute(*row) for row in await conn.fetch(_Q["reroutes"])]
+
+        return await self._call(op)
+
+    async def remove_reroute(self, reroute_id: str) -> Reroute | None:
+        async def op(conn: Conn) -> Reroute | None:
+            row = await conn.fetchrow(_Q["remove_reroute"], reroute_id)
+            return Reroute(*row) if row else None
 
         return await self._call(op)

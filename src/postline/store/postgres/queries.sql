@@ -782,3 +782,19 @@ WHERE ($1::text IS NULL OR m.tags ? $1::text)
       SELECT 1 FROM recipients r WHERE r.message_id = m.id AND lower(r.address) = lower($2)))
 ORDER BY m.created_at DESC
 LIMIT $4;
+
+-- name: add_reroute
+-- A reroute replaces the one with the same domain and provider.
+INSERT INTO reroutes (id, domain, provider, host, port, created_at, until, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (domain, provider) DO UPDATE SET
+    id = excluded.id, host = excluded.host, port = excluded.port,
+    created_at = excluded.created_at, until = excluded.until, reason = excluded.reason;
+
+-- name: reroutes
+SELECT id, domain, provider, host, port, created_at, until, reason FROM reroutes
+ORDER BY created_at, id;
+
+-- name: remove_reroute
+DELETE FROM reroutes WHERE id = $1
+RETURNING id, domain, provider, host, port, created_at, until, reason;

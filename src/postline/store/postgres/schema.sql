@@ -16,8 +16,8 @@
 --                  statement (pruned to the shards holding those ids), never in a join.
 --   events, idempotency  distributed by 'tenant_id', colocated with each other.
 --   tenants, api_keys, queue_pauses, tenant_status, postline_schema, recipient_counts,
---                  recipient_count_deltas, admin_tokens, audit_log, activity_counts
---                  reference tables (small, replicated).
+--                  recipient_count_deltas, admin_tokens, audit_log, activity_counts,
+--                  reroutes  reference tables (small, replicated).
 --   reputation_counts  distributed by 'tenant_id'.
 -- An enqueue then writes several shards in one distributed transaction (2PC). An outcome
 -- (record) does not carry the domain, so it probes every recipients shard by message_id;
@@ -27,7 +27,7 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (12);
+INSERT INTO postline_schema (version) VALUES (13);
 
 CREATE TABLE tenants (
     id          text PRIMARY KEY,
@@ -416,4 +416,19 @@ CREATE TABLE activity_counts (
     deferred    integer NOT NULL DEFAULT 0,
     bounced     integer NOT NULL DEFAULT 0,
     complained  integer NOT NULL DEFAULT 0
+);
+
+-- Operators' temporary static routes (POST /admin/v1/queues/reroute): mail to domain (or to
+-- every domain whose MX hosts match the throttle rule provider; the other one is '') goes to
+-- host:port until the time in until. Every node reads the table at each queue scan.
+CREATE TABLE reroutes (
+    id          text PRIMARY KEY,
+    domain      text NOT NULL,
+    provider    text NOT NULL,
+    host        text NOT NULL,
+    port        integer NOT NULL,
+    created_at  double precision NOT NULL,
+    until       double precision NOT NULL,
+    reason      text NOT NULL,
+    UNIQUE (domain, provider)
 );

@@ -1,4 +1,4 @@
-"""SQLite store: admin tokens and the audit log."""
+"""SQLite store: admin tokens, the audit log and operators' reroutes."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import time
 from postline.errors import IntegrityViolation
 from postline.model.ids import new_id
 from postline.store._rows import audit_entry_of
-from postline.store.base import AdminToken, AuditEntry, NewAuditEntry
+from postline.store.base import AdminToken, AuditEntry, NewAuditEntry, Reroute
 from postline.store.sqlite.core import _Q, SQLiteCore
 
 __all__ = ["SQLiteControl"]
 
 
 class SQLiteControl(SQLiteCore):
-    """Admin tokens and the audit log."""
+    """Admin tokens, the audit log and operators' reroutes."""
 
     async def add_admin_token(self, name: str, token_hash: str, prefix: str) -> AdminToken:
         token = AdminToken(id=new_id(), name=name, prefix=prefix, created_at=time.time())
@@ -91,3 +91,32 @@ class SQLiteControl(SQLiteCore):
             return [audit_entry_of(row) for row in cur.execute(_Q["audit_entries"], params)]
 
         return await self._read(op)
+
+    async def add_reroute(self, reroute: Reroute) -> None:
+        params = {
+            "id": reroute.id,
+            "domain": reroute.domain,
+            "provider": reroute.provider,
+            "host": reroute.host,
+            "port": reroute.port,
+            "created_at": reroute.created_at,
+            "until": reroute.until,
+            "reason": reroute.reason,
+        }
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(_Q["add_reroute"], params)
+
+        await self._write(op)
+
+    async def reroutes(self) -> list[Reroute]:
+        return await self._read(
+            lambda conn: [Reroute(*row) for row in conn.execute(_Q["reroutes"])]
+        )
+
+    async def remove_reroute(self, reroute_id: str) -> Reroute | None:
+        def op(conn: sqlite3.Connection) -> Reroute | None:
+            row = conn.execute(_Q["remove_reroute"], {"id": reroute_id}).fetchone()
+            return Reroute(*row) if row else None
+
+        return await self._write(op)

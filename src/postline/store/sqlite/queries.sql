@@ -612,3 +612,19 @@ WHERE (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(m.tags) t WHERE t.value =
       WHERE r.message_id = m.id AND r.address = :recipient COLLATE NOCASE))
 ORDER BY m.created_at DESC
 LIMIT :limit;
+
+-- name: add_reroute
+-- A reroute replaces the one with the same domain and provider.
+INSERT INTO reroutes (id, domain, provider, host, port, created_at, until, reason)
+VALUES (:id, :domain, :provider, :host, :port, :created_at, :until, :reason)
+ON CONFLICT (domain, provider) DO UPDATE SET
+    id = excluded.id, host = excluded.host, port = excluded.port,
+    created_at = excluded.created_at, until = excluded.until, reason = excluded.reason;
+
+-- name: reroutes
+SELECT id, domain, provider, host, port, created_at, until, reason FROM reroutes
+ORDER BY created_at, id;
+
+-- name: remove_reroute
+DELETE FROM reroutes WHERE id = :id
+RETURNING id, domain, provider, host, port, created_at, until, reason;

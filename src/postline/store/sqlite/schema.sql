@@ -1,5 +1,5 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 13;
+PRAGMA user_version = 14;
 
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
@@ -319,4 +319,19 @@ CREATE TABLE activity_counts (
     deferred    INTEGER NOT NULL DEFAULT 0,
     bounced     INTEGER NOT NULL DEFAULT 0,
     complained  INTEGER NOT NULL DEFAULT 0
+);
+
+-- Operators' temporary static routes (POST /admin/v1/queues/reroute): mail to domain (or to
+-- every domain whose MX hosts match the throttle rule provider; the other one is '') goes to
+-- host:port until the time in until. Every node reads the table at each queue scan.
+CREATE TABLE reroutes (
+    id          TEXT PRIMARY KEY,
+    domain      TEXT NOT NULL,
+    provider    TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    created_at  REAL NOT NULL,
+    until       REAL NOT NULL,
+    reason      TEXT NOT NULL,
+    UNIQUE (domain, provider)
 );

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from postline.api.context import ApiContext, require
+from postline.api.context import ApiContext, audited, require
 from postline.api.problems import Problem
 from postline.api.schemas import ProblemOut, iso
 from postline.dkim import RecordStatus
@@ -167,6 +167,11 @@ def _invalid(exc: ValidationError) -> Problem:
     )
 
 
+def _keys(d: SenderDomain) -> dict[str, Any]:
+    """What the audit log keeps of a domain: its status and keys' selectors (no key)."""
+    return {"status": d.status, "selectors": [k.selector for k in d.keys]}
+
+
 @router.post(
     "/domains",
     status_code=201,
@@ -191,6 +196,7 @@ async def add_domain(
             f"The domain {payload.domain!r} was added already.",
             fix="GET /v1/domains/{domain} shows its records; POST .../rotate makes a new key.",
         )
+    await audited(request, tenant, "domain.add", created.domain, _keys(created))
     return JSONResponse(_out(service, created), status_code=201)
 
 
@@ -243,6 +249,14 @@ async def verify_domain(
     if result is None:
         raise _not_found(domain)
     updated, results = result
+    if updated.status != found.status:
+        await audited(
+            request,
+            tenant,
+            "domain.verify",
+            updated.domain,
+            {"previous": found.status, "status": updated.status},
+        )
     return _out(service, updated, results)
 
 
@@ -270,6 +284,7 @@ async def rotate_domain(
         raise _invalid(exc) from exc
     if rotated is None:
         raise _not_found(domain)
+    await audited(request, tenant, "domain.rotate", rotated.domain, _keys(rotated))
     return _out(service, rotated)
 
 
@@ -283,4 +298,5 @@ async def delete_domain(
     service = _service(request)
     found = await _get(service, tenant, domain)
     await service.remove(tenant.id, found.domain)
+    await audited(request, tenant, "domain.remove", found.domain, _keys(found))
     return Response(status_code=204)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from postline.api.context import ApiContext, require
+from postline.api.context import ApiContext, require, tenant_control
 from postline.api.problems import Problem
 from postline.api.schemas import ProblemOut, QueueOut, QueuesOut, iso
+from postline.control import queues
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.store.base import QueueStat, Tenant
 
@@ -73,9 +73,7 @@ async def list_queues(
 async def _set(request: Request, tenant: Tenant, domain: str, paused: bool) -> Response:
     ctx: ApiContext = request.app.state.ctx
     name = _domain(domain)
-    await ctx.store.set_paused(tenant.id, name, paused, now=time.time(), reason="api")
-    if ctx.on_pause is not None:
-        ctx.on_pause(tenant.id, name, paused)
+    await queues.hold(tenant_control(request, tenant), tenant.id, name, paused)
     found = await ctx.store.queue_stats(tenant.id, domain=name)
     stat = found[0] if found else QueueStat(name, 0, 0, 0.0, 0.0, paused)
     return Response(json.dumps(await _queue(ctx, stat)), media_type="application/json")

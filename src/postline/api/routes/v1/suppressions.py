@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError as PydanticValidationError
 
-from postline.api.context import ApiContext, require
+from postline.api.context import ApiContext, audited, require
 from postline.api.problems import Problem
 from postline.api.schemas import (
     ProblemOut,
@@ -178,6 +178,9 @@ def _entry_errors(index: int, exc: PydanticValidationError) -> list[dict[str, An
     return out
 
 
+_AUDITED = 20  # addresses of one request named in its audit entry (the rest counted)
+
+
 @router.post(
     "/suppressions",
     response_model=SuppressionsAdded,
@@ -243,6 +246,9 @@ async def add_suppressions(
             errors=errors,
         )
     await ctx.store.add_suppressions(list(entries.values()))
+    shown = sorted(entries)[:_AUDITED]
+    detail = {"count": len(entries), "addresses": shown, "more": len(entries) - len(shown)}
+    await audited(request, tenant, "suppression.add", tenant.id, detail)
     return _json(200, {"added": len(entries)})
 
 
@@ -264,7 +270,8 @@ async def remove_suppression(
     regard to case. Mail to it is sent again from then on, unless the global list holds
     it."""
     ctx: ApiContext = request.app.state.ctx
-    if not await ctx.store.remove_suppression(tenant.id, _address(address)):
+    removed = _address(address)
+    if not await ctx.store.remove_suppression(tenant.id, removed):
         raise Problem(
             404,
             "not-found",
@@ -272,4 +279,5 @@ async def remove_suppression(
             fix="Check the address with GET /v1/suppressions?address=...; entries of the "
             "global list are removed by the operator ('postline suppress remove --global').",
         )
+    await audited(request, tenant, "suppression.remove", removed)
     return Response(status_code=204)

@@ -7,12 +7,13 @@ import json
 import time
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from postline.api.context import ApiContext, require
+from postline.api.context import ApiContext, audited, require
 from postline.api.problems import Problem
 from postline.api.schemas import ProblemOut
 from postline.events import iso
@@ -142,6 +143,18 @@ async def _get(service: WebhookService, tenant: Tenant, hook_id: str) -> Webhook
     return hook
 
 
+def _audit(hook: Webhook) -> dict[str, Any]:
+    """What the audit log keeps of an endpoint: where it posts (scheme, host and path; no
+    query, no credentials), what and whether (never its secret)."""
+    url = urlsplit(hook.url)
+    port = f":{url.port}" if url.port else ""
+    return {
+        "url": f"{url.scheme}://{url.hostname or ''}{port}{url.path}",
+        "events": list(hook.events),
+        "status": hook.status,
+    }
+
+
 @router.post(
     "/webhooks",
     status_code=201,
@@ -162,6 +175,7 @@ async def create_webhook(
         )
     except Invalid as exc:
         raise _invalid(exc) from None
+    await audited(request, tenant, "webhook.create", hook.id, _audit(hook))
     return _json({**_hook(hook), "secret": secret}, 201)
 
 
@@ -200,6 +214,9 @@ async def patch_webhook(
         raise _invalid(exc) from None
     if hook is None:
         raise _not_found(hook_id)
+    await audited(
+        request, tenant, "webhook.update", hook.id, {**_audit(hook), "changed": sorted(changes)}
+    )
     return _json(_state(await service.state(hook)))
 
 
@@ -209,8 +226,11 @@ async def patch_webhook(
 async def delete_webhook(
     request: Request, hook_id: str, tenant: Annotated[Tenant, require("webhooks")]
 ) -> Response:
-    if not await _service(request).delete(tenant.id, hook_id):
+    service = _service(request)
+    hook = await _get(service, tenant, hook_id)
+    if not await service.delete(tenant.id, hook_id):
         raise _not_found(hook_id)
+    await audited(request, tenant, "webhook.delete", hook.id, _audit(hook))
     return Response(status_code=204)
 
 
@@ -226,6 +246,7 @@ async def rotate_secret(
     if rotated is None:
         raise _not_found(hook_id)
     hook, secret = rotated
+    await audited(request, tenant, "webhook.rotate_secret", hook.id, _audit(hook))
     return _json(
         {"id": hook.id, "secret": secret, "old_secret_expires_at": iso(hook.old_secret_until)}
     )

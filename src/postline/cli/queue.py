@@ -1,0 +1,266 @@
+"""``postline queue``: every tenant's queues on a node's admin API — list, show, suspend,
+resume, bounce, retry now, reroute (``--url`` / POSTLINE_URL, admin token in
+POSTLINE_ADMIN_TOKEN)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from postline.cli._remote import JsonOption, TokenOption, UrlOption, admin_client, emit, table
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Queues across tenants, over a node's admin API: list, suspend, resume, bounce, "
+    "retry, reroute.",
+    no_args_is_help=True,
+)
+
+TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="A tenant's id.")]
+DomainOpt = Annotated[str | None, typer.Option("--domain", "-d", help="A recipient domain.")]
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def _holds(d: dict[str, Any]) -> str:
+    held = [
+        f"{s['tenant']}/{s['domain']}" + (f" until {s['until']}" if s["until"] else "")
+        for s in d["suspensions"]
+    ]
+    if d.get("rerouted"):
+        r = d["rerouted"]
+        held.append(f"rerouted to {r['host']}:{r['port']} until {r['until']}")
+    return "; ".join(held)
+
+
+def _reroutes(data: dict[str, Any]) -> None:
+    if data.get("reroutes"):
+        table(
+            "Reroutes",
+            ["id", "destination", "relay", "until", "reason"],
+            [
+                (
+                    r["id"],
+                    f"domain {r['domain']}" if r["domain"] else f"provider {r['provider']}",
+                    f"{r['host']}:{r['port']}",
+                    r["until"],
+                    r["reason"],
+                )
+                for r in data["reroutes"]
+            ],
+        )
+
+
+@app.command("ls")
+def ls(
+    url: UrlOption = None,
+    token: TokenOption = None,
+    tenant: TenantOpt = None,
+    after: Annotated[str, typer.Option(help="next_after of the previous page.")] = "",
+    limit: Annotated[int, typer.Option(help="Domains per page (1-200).")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Destination domains with their depth, due and deferred counts, oldest age, holds
+    and reroutes."""
+    with admin_client(url, token) as api:
+        data = api.queues(tenant=tenant, after=after, limit=limit)
+
+    def human() -> None:
+        table(
+            "Queues",
+            ["domain", "depth", "due", "deferred", "oldest age", "tenants", "held / rerouted"],
+            [
+                (
+                    d["domain"],
+                    d["depth"],
+                    d["due"],
+                    d["deferred"],
+                    _age(d["oldest_age"]),
+                    len(d["tenants"]),
+                    _holds(d),
+                )
+                for d in data["queues"]
+            ],
+        )
+        _reroutes(data)
+        if data["next_after"]:
+            typer.echo(f"more: --after {data['next_after']}")
+
+    emit(data, as_json, human)
+
+
+@app.command("show")
+def show(
+    domain: Annotated[str, typer.Argument(help="The recipient domain.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One destination domain: each tenant's queue, its holds and reroute."""
+    with admin_client(url, token) as api:
+        data = api.queues(domain=domain)
+
+    def human() -> None:
+        for d in data["queues"]:
+            typer.echo(
+                f"{d['domain']}: {d['depth']} queued, {d['due']} due, {d['deferred']} deferred, "
+                f"oldest {_age(d['oldest_age'])}" + (f"; {_holds(d)}" if _holds(d) else "")
+            )
+            table(
+                "",
+                ["tenant", "depth", "due", "deferred", "oldest", "next attempt", "suspended"],
+                [
+                    (
+                        t["tenant"],
+                        t["depth"],
+                        t["due"],
+                        t["deferred"],
+                        t["oldest_at"],
+                        t["next_attempt_at"],
+                        (t["suspended"] or {}).get("until") or ("yes" if t["suspended"] else ""),
+                    )
+                    for t in d["tenants"]
+                ],
+            )
+        _reroutes(data)
+
+    emit(data, as_json, human)
+
+
+def _action(
+    action: str, selector: dict[str, Any], url: str | None, token: str | None, as_json: bool
+) -> None:
+    with admin_client(url, token) as api:
+        data = api.queue_action(action, selector)
+
+    def human() -> None:
+        what = " ".join(f"{k} {data[k]}" for k in ("tenant", "domain", "provider") if data.get(k))
+        until = f" until {data['until']}" if data.get("until") else ""
+        typer.echo(f"{action} {what}: {data['count']} queued recipients{until}")
+
+    emit(data, as_json, human)
+
+
+@app.command("suspend")
+def suspend(
+    url: UrlOption = None,
+    token: TokenOption = None,
+    tenant: TenantOpt = None,
+    domain: DomainOpt = None,
+    duration: Annotated[
+        str | None, typer.Option(help="How long, e.g. 30m or 2h; default: until resumed.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hold the selected queues (a tenant's, a domain's, or both): nothing is sent."""
+    sel = {"tenant": tenant, "domain": domain, "duration": duration}
+    _action("suspend", sel, url, token, as_json)
+
+
+@app.command("resume")
+def resume(
+    url: UrlOption = None,
+    token: TokenOption = None,
+    tenant: TenantOpt = None,
+    domain: DomainOpt = None,
+    provider: Annotated[
+        str | None, typer.Option(help="End this provider's reroute (alone).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Release the selected queues; a domain or provider alone also ends its reroute."""
+    sel = {"tenant": tenant, "domain": domain, "provider": provider}
+    _action("resume", sel, url, token, as_json)
+
+
+@app.command("retry")
+def retry(
+    url: UrlOption = None,
+    token: TokenOption = None,
+    tenant: TenantOpt = None,
+    domain: DomainOpt = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the selected deferred mail due now."""
+    _action("retry-now", {"tenant": tenant, "domain": domain}, url, token, as_json)
+
+
+@app.command("bounce")
+def bounce(
+    url: UrlOption = None,
+    token: TokenOption = None,
+    tenant: TenantOpt = None,
+    domain: DomainOpt = None,
+    reason: Annotated[str, typer.Option(help="Why; the text of every bounced event.")] = "",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (bouncing is final).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Bounce the selected queued mail (final; no address is suppressed)."""
+    if not yes:
+        what = " and ".join(f"{k} {v}" for k, v in (("tenant", tenant), ("domain", domain)) if v)
+        typer.confirm(f"Bounce every queued recipient of {what or 'nothing'}?", abort=True)
+    sel = {"tenant": tenant, "domain": domain, "reason": reason}
+    _action("bounce", sel, url, token, as_json)
+
+
+@app.command("reroute")
+def reroute(
+    host: Annotated[str, typer.Option(help="The relay: host name or IP address.")],
+    duration: Annotated[str, typer.Option(help="How long, e.g. 30m, 2h (at most 30d).")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    domain: DomainOpt = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            help="A throttle rule (google, microsoft, …) or MX site, instead of a domain."
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option(help="The relay's SMTP port.")] = 25,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Send a domain's (or provider's) mail to a static host for a while; ended by
+    'queue resume', 'queue reroute-end' or its time."""
+    body = {
+        "domain": domain,
+        "provider": provider,
+        "host": host,
+        "port": port,
+        "duration": duration,
+        "reason": reason,
+    }
+    with admin_client(url, token) as api:
+        data = api.reroute(body)
+
+    def human() -> None:
+        what = f"domain {data['domain']}" if data["domain"] else f"provider {data['provider']}"
+        typer.echo(
+            f"rerouted {what} to {data['host']}:{data['port']} until {data['until']} "
+            f"(id {data['id']}; every node follows within [queue] scan_interval)"
+        )
+
+    emit(data, as_json, human)
+
+
+@app.command("reroute-end")
+def reroute_end(
+    reroute_id: Annotated[str, typer.Argument(help="The reroute's id (see 'queue ls').")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """End a reroute now."""
+    with admin_client(url, token) as api:
+        data = api.end_reroute(reroute_id)
+    emit(data, as_json, lambda: typer.echo(f"reroute {data['id']} ended"))
