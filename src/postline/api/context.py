@@ -21,7 +21,14 @@ from postline.store.base import KeyIdentity, Store, Tenant
 from postline.tenants import SCOPES, KeyAuthenticator, Scope
 from postline.webhooks.service import WebhookService
 
-__all__ = ["ApiContext", "OneClickUnsubscribe", "current_key", "current_tenant", "require"]
+__all__ = [
+    "ApiContext",
+    "OneClickUnsubscribe",
+    "Readiness",
+    "current_key",
+    "current_tenant",
+    "require",
+]
 
 API_KEY_SCHEME = "ApiKey"
 """The OpenAPI name of the Bearer API key; its requirement lists the scope a route needs."""
@@ -47,6 +54,20 @@ class OneClickUnsubscribe(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """What /readyz answers: ``status`` is ``ready``, ``starting``, ``stopping`` or
+    ``unavailable``; ``reasons`` say what cannot work (each a ``component``, a
+    ``detail`` and ``since``, an ISO 8601 UTC time)."""
+
+    status: str = "ready"
+    reasons: tuple[dict[str, str], ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
 @dataclass
 class ApiContext:
     """What the API needs from the node; built by the runtime."""
@@ -59,7 +80,7 @@ class ApiContext:
     metrics_text: Callable[[], Awaitable[bytes]] | None = None
     on_pause: Callable[[str, str, bool], None] | None = None
     on_cancel: Callable[[str], None] | None = None
-    ready: Callable[[], bool] = lambda: True
+    ready: Callable[[], Readiness] = Readiness
     unsubscribe: OneClickUnsubscribe | None = None
     webhooks: WebhookService | None = None
     node_id: str = ""
