@@ -45,6 +45,9 @@ class ConfigError(PostlineError):
 class StoreError(PostlineError):
     """The store failed."""
 
+    op: str | None = None
+    """The store operation it was counted as, once reported (``postline.store.health``)."""
+
 
 class StoreUnavailable(StoreError):
     """The store cannot take writes right now; retry later."""

@@ -4,7 +4,8 @@ A node with several worker processes answers ``/metrics`` from whichever worker 
 request: it adds the other workers' figures (``Metrics.peers``) to its own with
 :func:`merge_expositions` — counters, histograms and per-process gauges summed, figures
 every worker reads from the shared store or throttle (queue depths, recipients by state,
-reputation, warm-up) taken once.
+reputation, warm-up) taken once, ``postline_ready`` the lowest (0 while any worker is not
+ready).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-__all__ = ["NODE_WIDE", "Metrics", "RetentionFigures", "WebhookFigures", "merge_expositions"]
+__all__ = [
+    "LOWEST",
+    "NODE_WIDE",
+    "Metrics",
+    "RetentionFigures",
+    "StoreFigures",
+    "WebhookFigures",
+    "merge_expositions",
+]
 
 TOP_DOMAINS = 50
 
@@ -153,6 +162,39 @@ def _counter(
     return family
 
 
+class StoreFigures(Protocol):
+    """What the store's health counts (``postline.store.health.StoreHealth``)."""
+
+    @property
+    def errors(self) -> Mapping[str, int]: ...
+
+
+class _HealthCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        store = self._m.store
+        if store is not None:
+            errors = store.errors
+            yield _counter(
+                "postline_store_errors",
+                "Store operations that failed because the store could not be reached or "
+                "could not take writes (database down, disk full, locked), by operation.",
+                "op",
+                list(errors),
+                errors,
+            )
+        ready = self._m.ready
+        if ready is not None:
+            yield GaugeMetricFamily(
+                "postline_ready",
+                "1 while the node can accept mail (/readyz answers 200), else 0; a node of "
+                "several workers shows the lowest.",
+                value=1 if ready() else 0,
+            )
+
+
 class _RetentionCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
@@ -226,6 +268,9 @@ NODE_WIDE = frozenset(
 """Families every worker reads from what the node shares: one worker's figure is the
 node's (the others' are not added)."""
 
+LOWEST = frozenset({"postline_ready"})
+"""Families whose node figure is the lowest of the workers' (not their sum)."""
+
 
 class _Families(Collector):
     def __init__(self, families: list[Metric]) -> None:
@@ -258,10 +303,10 @@ def merge_expositions(own: bytes, others: Iterable[bytes]) -> bytes:
                     mine.samples.append(sample)
                     continue
                 old = mine.samples[at]
-                # Creation times: the earliest; everything else adds up.
+                # Creation times and LOWEST: the smallest; everything else adds up.
                 value = (
                     min(old.value, sample.value)
-                    if sample.name.endswith("_created")
+                    if sample.name.endswith("_created") or family.name in LOWEST
                     else old.value + sample.value
                 )
                 mine.samples[at] = old._replace(value=value)
@@ -366,6 +411,10 @@ class Metrics:
         r.register(_WebhookCollector(self))
         self.retention: RetentionFigures | None = None
         r.register(_RetentionCollector(self))
+        # The store's health (errors by operation) and whether the node is ready.
+        self.store: StoreFigures | None = None
+        self.ready: Callable[[], bool] | None = None
+        r.register(_HealthCollector(self))
         self._refresh: Callable[[], Awaitable[None]] | None = None
         # The other workers' expositions (a node of several worker processes).
         self.peers: Callable[[], Awaitable[list[bytes]]] | None = None

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ import uvicorn
 
 from postline.activity import ActivityCounter
 from postline.api.app import create_app
-from postline.api.context import ApiContext
+from postline.api.context import ApiContext, Readiness
 from postline.api.http import BoundedHttpToolsProtocol
 from postline.config import Config, parse_listen
 from postline.deliver.engine import DeliveryEngine
@@ -36,7 +37,7 @@ from postline.dns.resolver import Resolver
 from postline.domains.finalize import Finalizer
 from postline.domains.keys import key_secret
 from postline.domains.service import DomainService
-from postline.errors import ConfigError, ThrottleError
+from postline.errors import ConfigError, StoreUnavailable, ThrottleError
 from postline.feedback.failures import FailureHandler
 from postline.feedback.inbound import InboundHandler, start_inbound
 from postline.feedback.keys import verp_secrets
@@ -124,6 +125,9 @@ def configure_logging(config: Config) -> None:
     root.setLevel(config.log.level.upper())
     for noisy in ("aiosmtpd", "mail.log", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # asyncpg's pool logs a traceback each time it fails to reconnect; the store's health
+    # (postline.store.health) reports an outage once, with counts.
+    logging.getLogger("asyncpg.pool").setLevel(max(logging.ERROR, root.level))
 
 
 def store_kind(config: Config) -> str:
@@ -357,6 +361,7 @@ class Node:
         self._depths_at: float | None = None
         self._depths_task: asyncio.Task[None] | None = None
         self._ready = False
+        self._stopping = False
         self._stopped = asyncio.Event()
         self._link: WorkerLink | None = None
 
@@ -393,14 +398,37 @@ class Node:
 
         return headers
 
-    def _is_ready(self) -> bool:
+    def readiness(self) -> Readiness:
+        """What /readyz answers (no store round trip: each part is a state this process
+        keeps): starting, stopping, or unavailable while the store does not answer, the
+        throttle backend does not answer or accepting a message is slow."""
+        if self._stopping:
+            return Readiness("stopping")
+        if not self._ready:
+            return Readiness("starting")
+        reasons = []
+        store = self.store.health.reason()
+        if store is not None:
+            reasons.append(store)
+        throttle = self.engine.throttle_reason() if self.engine is not None else None
+        if throttle is not None:
+            reasons.append(throttle)
         ingestor = self.ingestor
-        return (
-            self._ready
-            and (self.engine is None or self.engine.throttle_healthy)
-            and (ingestor is None or ingestor.writes_healthy(time.time()))
-            and (ingestor is None or ingestor.acks_healthy(time.monotonic()))
-        )
+        if ingestor is not None and not ingestor.acks_healthy(time.monotonic()):
+            reasons.append(
+                {
+                    "component": "ingest",
+                    "detail": "accepting a message takes longer than [node] ready_ack_budget "
+                    f"({ingestor.ack_budget:g} s)",
+                    "since": datetime.now(UTC)
+                    .isoformat(timespec="milliseconds")
+                    .replace("+00:00", "Z"),
+                }
+            )
+        return Readiness("unavailable", tuple(reasons)) if reasons else Readiness()
+
+    def _is_ready(self) -> bool:
+        return self.readiness().ready
 
     def _health(self) -> dict[str, bool]:
         """Each part of the node's readiness (the dashboard's warnings)."""
@@ -408,7 +436,7 @@ class Node:
         return {
             "ready": self._ready,
             "throttle": self.engine is None or self.engine.throttle_healthy,
-            "store_writes": ingestor is None or ingestor.writes_healthy(time.time()),
+            "store_writes": self.store.health.reason() is None,
             "acks": ingestor is None or ingestor.acks_healthy(time.monotonic()),
             "delivery": self.engine is not None,
         }
@@ -543,6 +571,8 @@ class Node:
                 await self._start_inbound(secrets, self.feedback)
         auth = KeyAuthenticator(self.store, ttl=cfg.api.key_cache_ttl)
         self.metrics.on_refresh(self._refresh_metrics)
+        self.metrics.store = self.store.health
+        self.metrics.ready = self._is_ready
         if self.share.count > 1:
             self._link = WorkerLink(cfg.data_dir, self.share)
             await self._link.serve(self.metrics.render_own)
@@ -590,7 +620,7 @@ class Node:
             metrics_text=self.metrics.render,
             on_pause=engine.set_paused if engine else None,
             on_cancel=engine.cancelled if engine else None,
-            ready=self._is_ready,
+            ready=self.readiness,
             unsubscribe=self.unsubscriber,
             webhooks=self.webhooks,
             node_id=self.node_id,
@@ -687,8 +717,13 @@ class Node:
         """Before a scrape: counters only, so a scrape costs the same at any depth. The
         deepest domains (a ranking of every queue) are read in the background, at most
         every ``_DEPTHS_EVERY`` seconds; a scrape shows the last ranking (the very first
-        one waits for it)."""
-        self.metrics.state_counts = await self.store.state_counts()
+        one waits for it). While the store does not answer, a scrape shows the last
+        figures read (and ``postline_ready`` 0)."""
+        try:
+            self.metrics.state_counts = await self.store.state_counts()
+        except StoreUnavailable as exc:
+            self.store.health.failed("metrics", exc)
+            return
         if self._depths_at is None:
             await self._read_depths()
         elif time.monotonic() - self._depths_at > _DEPTHS_EVERY and (
@@ -703,6 +738,9 @@ class Node:
     async def _read_depths(self) -> None:
         try:
             depths = await self.store.queue_depths(TOP_DOMAINS)
+        except StoreUnavailable as exc:
+            self.store.health.failed("metrics", exc)
+            return
         except Exception:
             log.exception("queue depths not read", extra={"action": "node.depths"})
             return
@@ -715,6 +753,8 @@ class Node:
             try:
                 await self.store.purge_idempotency(time.time() - self.config.api.idempotency_ttl)
                 await self.store.drop_empty_queues()
+            except StoreUnavailable as exc:
+                self.store.health.failed("maintenance", exc)
             except Exception:
                 log.exception("housekeeping failed", extra={"action": "node.housekeeping"})
             await asyncio.sleep(600)
@@ -729,6 +769,7 @@ class Node:
             return max(0.1, min(at_most, (deadline - time.monotonic()) * share))
 
         self._ready = False
+        self._stopping = True
         if self._submission is not None:
             self._submission.close()
         if self._inbound is not None:

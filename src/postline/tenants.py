@@ -19,6 +19,7 @@ import os
 import time
 from typing import Final, Literal
 
+from postline.errors import StoreUnavailable
 from postline.store.base import KeyIdentity, Store, Tenant
 
 __all__ = [
@@ -78,11 +79,15 @@ class KeyAuthenticator:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        found = await self._store.key_identity(digest)
-        if found is not None:
-            wall = time.time()
-            if found.last_used_at is None or wall - found.last_used_at >= _TOUCH_EVERY:
-                await self._store.touch_api_key(found.key_id, now=wall)
+        try:
+            found = await self._store.key_identity(digest)
+            if found is not None:
+                wall = time.time()
+                if found.last_used_at is None or wall - found.last_used_at >= _TOUCH_EVERY:
+                    await self._store.touch_api_key(found.key_id, now=wall)
+        except StoreUnavailable as exc:
+            self._store.health.failed("keys", exc)
+            raise
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[digest] = (now + self._ttl, found)

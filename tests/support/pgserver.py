@@ -8,7 +8,9 @@ Without PostgreSQL binaries the fixtures skip, except when the environment varia
 is set: CI must never skip the fleet tests, so there they fail.
 
 Fixtures (import them into a ``conftest.py``): ``pg_server`` (session) and ``pg_dsn``
-(a DSN to a new, empty database, dropped after the test).
+(a DSN to a new, empty database, dropped after the test). A test that stops and restarts
+its server (:meth:`PgServer.halt`, :meth:`PgServer.resume`) uses ``own_pg_server``, a
+server of its own that no other test shares.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pytest
 __all__ = [
     "PgServer",
     "find_bin_dir",
+    "own_pg_server",
     "pg_dsn",
     "pg_server",
     "require_postgres",
@@ -196,6 +199,30 @@ class PgServer:
                 return
         raise RuntimeError(f"PostgreSQL did not start: {last}")
 
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would (``pg_ctl stop -m immediate``: no
+        checkpoint, every client connection cut), keeping its data directory and port for
+        :meth:`resume`."""
+        self._run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(self.data_dir))
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port and data directory (it recovers
+        from its write-ahead log first)."""
+        assert self._log is not None
+        self._run(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "30",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self._log),
+            "-o",
+            f"-p {self.port}",
+        )
+
     def stop(self) -> None:
         if self._tmp is None:
             return
@@ -300,3 +327,14 @@ async def pg_dsn(pg_server: PgServer) -> AsyncIterator[str]:
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(pg_server.drop_database(dsn), 30)
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[PgServer]:
+    """A server for this test alone (it may halt and resume it), removed afterwards."""
+    server = PgServer(require_postgres())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -95,7 +95,7 @@ def _mount_dashboard(app: FastAPI, ctx: ApiContext) -> None:
         authenticate=admin_auth.actor,
         is_tenant_key=is_tenant_key,
         still_valid=admin_auth.still_valid,
-        health=ctx.health or (lambda: {"ready": ctx.ready()}),
+        health=ctx.health or (lambda: {"ready": ctx.ready().ready}),
         throttle_state=ctx.throttle_state,
     )
     app.state.dashboard_codec = SessionCodec(secret)

@@ -26,6 +26,7 @@ from postline.webhooks.service import WebhookService
 __all__ = [
     "ApiContext",
     "OneClickUnsubscribe",
+    "Readiness",
     "audited",
     "current_key",
     "current_tenant",
@@ -57,6 +58,20 @@ class OneClickUnsubscribe(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """What /readyz answers: ``status`` is ``ready``, ``starting``, ``stopping`` or
+    ``unavailable``; ``reasons`` say what cannot work (each a ``component``, a
+    ``detail`` and ``since``, an ISO 8601 UTC time)."""
+
+    status: str = "ready"
+    reasons: tuple[dict[str, str], ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
 @dataclass
 class ApiContext:
     """What the API needs from the node; built by the runtime."""
@@ -69,7 +84,7 @@ class ApiContext:
     metrics_text: Callable[[], Awaitable[bytes]] | None = None
     on_pause: Callable[[str, str, bool], None] | None = None
     on_cancel: Callable[[str], None] | None = None
-    ready: Callable[[], bool] = lambda: True
+    ready: Callable[[], Readiness] = Readiness
     unsubscribe: OneClickUnsubscribe | None = None
     webhooks: WebhookService | None = None
     node_id: str = ""

@@ -184,6 +184,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_unavailable(request: Request, exc: Exception) -> Response:
+        # Counted and logged with the store's outage, not a line per request.
+        ctx = getattr(request.app.state, "ctx", None)
+        if ctx is not None:
+            ctx.store.health.refused("api", exc)
         return problem_response(
             Problem(
                 503,

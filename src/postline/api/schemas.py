@@ -23,6 +23,8 @@ __all__ = [
     "ProblemOut",
     "QueueOut",
     "QueuesOut",
+    "ReadyOut",
+    "ReadyReason",
     "RecipientAccepted",
     "ReputationCountsOut",
     "ReputationOut",
@@ -47,6 +49,26 @@ class ProblemOut(BaseModel):
     fix: str | None = None
     instance: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+class ReadyReason(BaseModel):
+    component: Literal["store", "throttle", "ingest"] = Field(
+        description="What cannot work: 'store' (the message store does not answer), "
+        "'throttle' (the throttle backend, e.g. Redis, does not answer: nothing is sent), "
+        "'ingest' (accepting a message takes longer than [node] ready_ack_budget)."
+    )
+    detail: str = Field(description="The last error, or what is slow.")
+    since: str = Field(description="When it started (ISO 8601, UTC).")
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "starting", "stopping", "unavailable"] = Field(
+        description="'ready' (HTTP 200); otherwise HTTP 503: 'starting', 'stopping' "
+        "(SIGTERM: draining), or 'unavailable' with the reasons."
+    )
+    reasons: list[ReadyReason] | None = Field(
+        None, description="Why the node cannot accept mail now (status 'unavailable')."
+    )
 
 
 class RecipientAccepted(BaseModel):

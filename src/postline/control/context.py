@@ -58,6 +58,6 @@ class ControlContext:
     node's delivery engine applies it at once (others at their next queue scan)."""
     on_due: Callable[[str, str], None] | None = None
     """Called with (tenant id, domain) of a queue whose mail was made due now."""
-    on_reroute: Callable[[], None] | None = None
-    """Called after a reroute was added or removed, so the serving node's delivery engine
-    reads the reroutes at once (others at their next queue scan)."""
+    on_reroute: Callable[[], Awaitable[None]] | None = None
+    """Awaited after a reroute was added or removed: the serving node's delivery engine
+    reads the reroutes before the action answers (others at their next queue scan)."""

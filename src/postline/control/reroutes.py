@@ -48,9 +48,9 @@ def _target(r: Reroute) -> str:
     return f"domain:{r.domain}" if r.domain else f"provider:{r.provider}"
 
 
-def _changed(ctx: ControlContext) -> None:
+async def _changed(ctx: ControlContext) -> None:
     if ctx.on_reroute is not None:
-        ctx.on_reroute()
+        await ctx.on_reroute()
 
 
 def check_host(host: str) -> str:
@@ -116,7 +116,7 @@ async def reroute(
         reason=reason.strip()[:1000],
     )
     await ctx.store.add_reroute(found)
-    _changed(ctx)
+    await _changed(ctx)
     await audit.record(ctx, "queue.reroute", _target(found), detail=_detail(found))
     return found
 
@@ -141,7 +141,7 @@ async def remove(ctx: ControlContext, reroute_id: str) -> Reroute:
     found = await ctx.store.remove_reroute(reroute_id)
     if found is None:
         raise NotFound(f"no reroute has id {reroute_id!r}")
-    _changed(ctx)
+    await _changed(ctx)
     await audit.record(ctx, "queue.reroute_end", _target(found), detail=_detail(found))
     return found
 
@@ -155,7 +155,7 @@ async def lift(ctx: ControlContext, *, domain: str | None, provider: str | None)
             ended.append(r)
             await audit.record(ctx, "queue.reroute_end", _target(r), detail=_detail(r))
     if ended:
-        _changed(ctx)
+        await _changed(ctx)
     return ended
 
 

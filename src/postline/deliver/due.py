@@ -27,10 +27,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from postline.errors import StoreUnavailable
 from postline.schedule.admission import Admission
 from postline.schedule.shares import WorkerShare
 from postline.schedule.wakeups import Wakeups
-from postline.store.base import QueueKey, QueueStore
+from postline.store.base import QueueKey, Store
 
 __all__ = ["DueQueues"]
 
@@ -45,7 +46,7 @@ class DueQueues:
 
     def __init__(
         self,
-        store: QueueStore,
+        store: Store,
         node_id: str,
         scan_interval: float,
         admission: Admission[QueueKey],
@@ -132,6 +133,8 @@ class DueQueues:
             try:
                 self.paused = await self._store.paused_queues()
                 await self._scan()
+            except StoreUnavailable as exc:  # logged with the store's outage
+                self._store.health.failed("scan", exc)
             except Exception:
                 log.exception("queue scan failed", extra={"action": "deliver.scan_failed"})
             self._after_scan()

@@ -46,6 +46,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from postline.bounce import verp
@@ -68,7 +69,7 @@ from postline.deliver.routing import Route, Routes
 from postline.deliver.site import Site, Sites
 from postline.deliver.work import Host, WorkItem
 from postline.dns.resolver import Resolver
-from postline.errors import ThrottleError
+from postline.errors import StoreUnavailable, ThrottleError
 from postline.metrics import Metrics
 from postline.model import EventType, RecipientState, Reply
 from postline.schedule.admission import Admission, Grant, Lane
@@ -281,6 +282,11 @@ class Recorder:
                     await asyncio.shield(self._store.record(batch, node_id=self._node_id))
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:  # logged with the store's outage
+                self._store.health.failed("record", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             except Exception:
                 log.exception(
                     "could not record %d outcomes; retrying",
@@ -290,6 +296,7 @@ class Recorder:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            self._store.health.ok()
             self.written += len(batch)
             if self._on_written is not None:
                 self._on_written(batch)
@@ -454,8 +461,10 @@ class DeliveryEngine:
         await self.store.listen_due(self.due.announced)
 
     # -- reroutes (postline.control.reroutes) ----------------------------------------
-    def reroutes_changed(self) -> None:
-        """An operator added or removed a reroute on this node: read them now."""
+    async def reroutes_changed(self) -> None:
+        """An operator added or removed a reroute on this node: read them now, so the
+        action answers once this node follows it."""
+        await self._load_reroutes()
         self._reroute_wake.set()
 
     async def _load_reroutes(self) -> None:
@@ -500,6 +509,20 @@ class DeliveryEngine:
     def throttle_healthy(self) -> bool:
         """False while the throttle backend fails its calls (nothing is sent then)."""
         return self.throttle.healthy
+
+    def throttle_reason(self) -> dict[str, str] | None:
+        """Why nothing is sent (for /readyz), or None while the throttle backend answers."""
+        gate = self.throttle
+        if gate.healthy:
+            return None
+        since = gate.down_since or time.time()
+        return {
+            "component": "throttle",
+            "detail": gate.error,
+            "since": datetime.fromtimestamp(since, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+        }
 
     async def stop(self, timeout: float = 30.0) -> Drained:
         """Stop leasing, hand back what waits, let transactions on the wire finish, write
@@ -561,6 +584,13 @@ class DeliveryEngine:
             released = await asyncio.wait_for(
                 self.store.release_leases(self.node_id, now=time.time()),
                 max(0.5, deadline - time.monotonic()),
+            )
+        except StoreUnavailable as exc:
+            self.store.health.failed("release", exc)
+            log.warning(
+                "could not hand back this node's leases (%s); they come back when they expire",
+                exc,
+                extra={"action": "deliver.stop_release"},
             )
         except Exception:
             log.exception(
@@ -691,6 +721,9 @@ class DeliveryEngine:
                         renewed = await self.store.renew_leases(
                             self.node_id, refs[start : start + 1000], until=until
                         )
+                except StoreUnavailable as exc:  # logged with the store's outage
+                    self.store.health.failed("renew", exc)
+                    break
                 except Exception:
                     log.exception("lease renewal failed", extra={"action": "deliver.renew"})
                     break
@@ -1071,13 +1104,17 @@ class DeliveryEngine:
             results = await self.store.lease_many(
                 requests, now=now, lease_time=self.lease_time, owner=self.node_id
             )
-        except Exception:
+        except Exception as exc:
             self._asked -= asked
             for g in grants:
                 self.admission.done(g, drained=False)
-            log.exception("lease failed", extra={"action": "deliver.lease_failed"})
+            if isinstance(exc, StoreUnavailable):  # logged with the store's outage
+                self.store.health.failed("lease", exc)
+            else:
+                log.exception("lease failed", extra={"action": "deliver.lease_failed"})
             await asyncio.sleep(1.0)
             return
+        self.store.health.ok()
         self._asked -= asked
         until = now + self.lease_time
         for grant, got in zip(grants, results, strict=True):

@@ -23,6 +23,7 @@ Sites are passed to the port as :class:`SiteRef`: the few things the engine read
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -68,21 +69,28 @@ class ThrottleGate:
         self.backend = backend
         self.rules = rules
         self.healthy = True
+        self.down_since: float | None = None
+        """When the backend started failing (wall clock), while it does."""
+        self.error = ""
+        """The last error of the backend."""
 
     def failed(self, exc: Exception) -> None:
         """The throttle backend failed a call: nothing is sent until it answers again."""
+        self.error = str(exc)
         if self.healthy:
             log.error(
                 "throttle backend unavailable, sending paused: %s",
                 exc,
                 extra={"action": "deliver.throttle_down"},
             )
+            self.down_since = time.time()
         self.healthy = False
 
     def ok(self) -> None:
         """The throttle backend answered a call."""
         if not self.healthy:
             log.warning("throttle backend back", extra={"action": "deliver.throttle_up"})
+            self.down_since = None
         self.healthy = True
 
     def is_throttling(self, destination: Destination, reply: Reply) -> bool:

@@ -39,7 +39,7 @@ from postline.dkim import (
     unseal,
 )
 from postline.dkim import DkimKey as SigningKey
-from postline.errors import ValidationError
+from postline.errors import StoreUnavailable, ValidationError
 from postline.store.base import DkimKeyRecord, SenderDomain, Store
 
 __all__ = ["ALGORITHMS", "DomainService", "normalize_domain"]
@@ -390,7 +390,12 @@ class DomainService:
             await asyncio.sleep(self.refresh_interval)
             if time.time() - last_recheck >= self.recheck_interval:
                 last_recheck = time.time()
-                await self._recheck()
+                try:
+                    await self._recheck()
+                except StoreUnavailable as exc:  # logged with the store's outage
+                    self.store.health.failed("maintenance", exc)
+                except Exception:
+                    log.exception("re-check of sender domains failed")
 
     async def _recheck(self) -> None:
         for d in await self.store.list_sender_domains(None):

@@ -43,6 +43,7 @@ from postline.bounce.parse import RecipientResult
 from postline.bounce.policy import counts_as_soft, suppresses
 from postline.bounce.tokens import MAX_TOKEN, MIN_TOKEN
 from postline.config import SuppressionConfig
+from postline.errors import StoreUnavailable
 from postline.feedback.soft import note_soft_bounces
 from postline.feedback.unsubscribe import Unsubscriber, decode_address
 from postline.metrics import Metrics
@@ -133,6 +134,9 @@ class FeedbackProcessor:
                 )
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:  # logged with the store's outage
+                self.store.health.failed("feedback", exc)
+                batch = []
             except Exception:
                 log.exception("could not read inbound reports", extra={"action": "feedback.read"})
                 batch = []

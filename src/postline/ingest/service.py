@@ -26,6 +26,7 @@ from postline.store.base import (
     NewRecipient,
     QueueKey,
     Store,
+    Suppression,
 )
 
 __all__ = ["Dispatcher", "IngestLimits", "Ingestor", "SendingGate"]
@@ -104,9 +105,8 @@ class Ingestor:
         self.on_accepted: Callable[[int], None] | None = None
         self.accepted_messages = 0
         self.accepted_recipients = 0
-        # When the store last refused to take mail (disk full, database down); cleared
-        # by the next write that succeeds (see writes_healthy).
-        self.store_refused_at: float | None = None
+        # Writes the store refused (disk full, database down); the store's health
+        # (Store.health) has the rest: what failed, since when, what was refused.
         self.refused_writes = 0
         # Acknowledgement latency (monotonic times): writes in progress by start, and
         # when the last write that took longer than ack_budget finished.
@@ -317,7 +317,11 @@ class Ingestor:
         (checked by the API and SMTP submission before they build anything; reports
         postline sends itself are not refused, they are held with the tenant's queue)."""
         if self.gate is not None:
-            await self.gate.check(tenant_id)
+            try:
+                await self.gate.check(tenant_id)
+            except StoreUnavailable as exc:
+                self.store.health.failed("tenants", exc)
+                raise
 
     # -- suppression -----------------------------------------------------------------
     async def apply_suppressions(
@@ -329,7 +333,7 @@ class Ingestor:
         addresses = sorted({r.address.lower() for m in messages for r in m.recipients})
         if not addresses:
             return list(messages)
-        found = await self.store.suppressed(tenant_id, addresses, now=now)
+        found = await self.suppressed(tenant_id, addresses, now=now)
         if not found:
             return list(messages)
         out = []
@@ -347,12 +351,15 @@ class Ingestor:
             out.append(m)
         return out
 
-    def writes_healthy(self, now: float, *, retry_after: float = 10.0) -> bool:
-        """False while the store refuses mail: until ``retry_after`` seconds after its last
-        refusal, when the node offers itself again (a load balancer then sends a request
-        that either succeeds, which clears this, or is refused and starts the wait over)."""
-        last = self.store_refused_at
-        return last is None or now - last >= retry_after
+    async def suppressed(
+        self, tenant_id: str, addresses: Sequence[str], *, now: float
+    ) -> dict[str, Suppression]:
+        """The addresses (lower case) on the tenant's or the global suppression list."""
+        try:
+            return await self.store.suppressed(tenant_id, addresses, now=now)
+        except StoreUnavailable as exc:
+            self.store.health.failed("suppressions", exc)
+            raise
 
     def acks_healthy(self, now: float, *, hold: float = 10.0) -> bool:
         """False while accepting mail is slow: a write in progress for longer than the
@@ -408,7 +415,7 @@ class Ingestor:
                 dispatcher.unclaim(claims)
             if isinstance(exc, StoreUnavailable):
                 self.refused_writes += 1
-                self.store_refused_at = time.time()
+                self.store.health.failed("enqueue", exc)
                 if self.metrics is not None:
                     self.metrics.store_refusals.inc()
             raise
@@ -417,7 +424,7 @@ class Ingestor:
             finished = time.monotonic()
             if finished - started > self.ack_budget:
                 self._slow_at = finished
-        self.store_refused_at = None
+        self.store.health.ok()
         if replay is not None:
             if dispatcher is not None:
                 dispatcher.unclaim(claims)

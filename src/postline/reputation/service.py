@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from postline.config import ReputationConfig
-from postline.errors import SendingPaused
+from postline.errors import SendingPaused, StoreUnavailable
 from postline.metrics import Metrics
 from postline.model import EventType, RecipientState
 from postline.reputation.rates import (
@@ -452,6 +452,8 @@ class Reputation:
                     await self.flush()
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:  # logged with the store's outage; tried again
+                self.store.health.failed("reputation", exc)
             except Exception:
                 log.exception("reputation round failed", extra={"action": "reputation.failed"})
             await asyncio.sleep(tick)

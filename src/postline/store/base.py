@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from postline.model import EventType, RecipientState
+from postline.store.health import StoreHealth
 
 __all__ = [
     "WEBHOOK_FIELDS",
@@ -1266,6 +1267,18 @@ class Store(
     the node builds one object that plays them all.
     """
 
+    health: StoreHealth
+    """Whether the store answers, as this process sees it: every caller that meets
+    :class:`~postline.errors.StoreUnavailable` reports it here (see
+    :mod:`postline.store.health`)."""
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """One cheap round trip that needs the store as mail does (PostgreSQL: a query on
+        a pooled connection; SQLite: an empty write transaction); raises
+        :class:`~postline.errors.StoreUnavailable` when it cannot. Used only by the health
+        probe while the store is down."""
+        ...

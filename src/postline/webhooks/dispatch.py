@@ -27,10 +27,11 @@ from typing import Any, Protocol
 
 from postline import __version__
 from postline.config import WebhooksConfig
-from postline.errors import ConfigError
+from postline.errors import ConfigError, StoreUnavailable
 from postline.events import event_object
 from postline.model.ids import new_id
 from postline.store.base import Event, EventLog, EventQuery, Webhook, WebhookDelivery, WebhookStore
+from postline.store.health import StoreHealth
 from postline.webhooks import signing
 from postline.webhooks.client import HttpClient, HttpError
 from postline.webhooks.sealing import SealedSecrets
@@ -65,6 +66,8 @@ class SecretUnavailable(Exception):
 
 class _Store(WebhookStore, EventLog, Protocol):
     """The roles the dispatcher uses."""
+
+    health: StoreHealth
 
 
 def backoff(attempts: int, rng: random.Random, *, base: float = 5.0, cap: float = 3600.0) -> float:
@@ -204,6 +207,9 @@ class Dispatcher:
             hooks = await self.store.claim_webhooks(
                 self.node_id, now=now, lease_time=self.config.lease_time, limit=room
             )
+        except StoreUnavailable as exc:  # logged with the store's outage
+            self.store.health.failed("webhooks", exc)
+            return
         except Exception:
             log.exception("claiming webhook endpoints failed")
             return
@@ -223,6 +229,9 @@ class Dispatcher:
             until = self.clock() + self.config.lease_time
             try:
                 kept = set(await self.store.renew_webhooks(self.node_id, self.held, until=until))
+            except StoreUnavailable as exc:
+                self.store.health.failed("webhooks", exc)
+                continue
             except Exception:
                 log.exception("renewing webhook endpoints failed")
                 continue

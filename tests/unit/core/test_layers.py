@@ -73,7 +73,7 @@ ALLOWED: dict[str, set[str]] = {
     "postline.webhooks": {"model", "errors", "config", "store", "events"},
     "postline.reputation": {"model", "errors", "config", "store", "metrics", "units"},
     "postline.sim": {"model", "errors", "smtp"},
-    "postline.tenants": {"store"},
+    "postline.tenants": {"store", "errors"},
     "postline.bounce": {"model", "errors"},
     "postline.keyfile": set(),
     "postline.dkim": {"errors", "dns"},

@@ -34,12 +34,25 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from postline.smtp.replies import S501_SYNTAX
 
-__all__ = ["AuthFailures", "CredentialCheck", "EhloExtensions", "PostlineSMTP", "with_enhanced"]
+__all__ = [
+    "AuthFailures",
+    "AuthUnavailable",
+    "CredentialCheck",
+    "EhloExtensions",
+    "PostlineSMTP",
+    "with_enhanced",
+]
 
 log = logging.getLogger(__name__)
 
 CredentialCheck = Callable[[str, str], Awaitable[Any | None]]
-"""(user name, password) → the identity to keep in the session, or None."""
+"""(user name, password) → the identity to keep in the session, or None; raises
+:class:`AuthUnavailable` when the credentials cannot be checked now."""
+
+
+class AuthUnavailable(Exception):
+    """The credentials cannot be checked now (the store is down): ``454 4.7.0``."""
+
 
 _SIMPLE_ADDRESS = re.compile(r"<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,255})>")
 _UNSTUFF = re.compile(rb"(^|\r\n)\.")
@@ -430,7 +443,12 @@ class PostlineSMTP(SMTP):
             if wait > 0:
                 await self.push(_lockout_reply(wait, whole_address))
                 return AuthResult(success=False, handled=True)
-        identity = await self._check_credentials(user, secret)
+        try:
+            identity = await self._check_credentials(user, secret)
+        except AuthUnavailable:
+            # RFC 4954: a temporary failure, not a wrong password (nothing is counted).
+            await self.push("454 4.7.0 Temporary authentication failure; try again later")
+            return AuthResult(success=False, handled=True)
         if identity is None:
             if lockouts is not None:
                 lockouts.add(peer, user, time.monotonic())

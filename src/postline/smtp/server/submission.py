@@ -6,7 +6,8 @@ AUTH is offered only after STARTTLS; failed AUTH locks a user name out for a whi
 (``[submission] auth_lockout_*``), never a client in ``trusted_networks``. The 250
 after DATA is sent only once the message is durably enqueued through the same ingest
 path as the HTTP API. A tenant whose sending is paused (reputation) gets ``550 5.7.1``
-with the reason at MAIL.
+with the reason at MAIL. While the store cannot be reached, a command that needs it gets
+``451 4.3.0`` (AUTH: ``454 4.7.0``), and the client tries again later.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from aiosmtpd.smtp import Envelope, Session
 
 from postline.config import SubmissionConfig
-from postline.errors import SendingPaused, StoreError, ValidationError
+from postline.errors import SendingPaused, StoreError, StoreUnavailable, ValidationError
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.ingest.service import Ingestor
 from postline.metrics import Metrics
@@ -43,7 +44,7 @@ from postline.smtp.replies import (
     S553_BAD_SENDER,
     S554_TRANSACTION_FAILED,
 )
-from postline.smtp.server.base import AuthFailures, EhloExtensions, PostlineSMTP
+from postline.smtp.server.base import AuthFailures, AuthUnavailable, EhloExtensions, PostlineSMTP
 from postline.store.base import Tenant
 from postline.tenants import KeyAuthenticator
 
@@ -124,8 +125,8 @@ class SubmissionHandler(EhloExtensions):
             await self.ingestor.check_sending(tenant.id)
         except SendingPaused as exc:
             return exc.smtp
-        except StoreError:
-            return S451_LOCAL_ERROR
+        except StoreError as exc:
+            return self._refused(exc)
         if not address:
             return S553_BAD_SENDER + ": a null sender cannot submit mail"
         try:
@@ -154,11 +155,11 @@ class SubmissionHandler(EhloExtensions):
         except InvalidAddress:
             return S553_BAD_ADDRESS
         try:
-            listed = await self.ingestor.store.suppressed(
+            listed = await self.ingestor.suppressed(
                 tenant.id, [rcpt.address.lower()], now=time.time()
             )
-        except StoreError:
-            return S451_LOCAL_ERROR
+        except StoreError as exc:
+            return self._refused(exc)
         if listed:
             (entry,) = listed.values()
             return f"{S550_RECIPIENT_SUPPRESSED} ({entry.reason})"
@@ -198,17 +199,26 @@ class SubmissionHandler(EhloExtensions):
         try:
             await self.ingestor.enqueue(tenant.id, [message])
         except StoreError as exc:
-            log.warning(
-                "store failed (%s); submission deferred",
-                exc,
-                extra={"action": "submission.defer"},
-            )
-            return S451_LOCAL_ERROR
+            return self._refused(exc)
         except Exception:
             # Never a permanent refusal (or internal text) for our own failure.
             log.exception("submission failed", extra={"action": "submission.error"})
             return S451_LOCAL_ERROR
         return f"250 2.0.0 Ok: queued as {message.id}"
+
+    def _refused(self, exc: StoreError) -> str:
+        """The reply to a command the store failed: ``451 4.3.0``, try again later. An
+        unavailable store is counted (and logged once in a while, with the counts: see
+        ``postline.store.health``), any other store failure logged at once."""
+        if isinstance(exc, StoreUnavailable):
+            self.ingestor.store.health.refused("smtp", exc)
+        else:
+            log.warning(
+                "store failed (%s); submission deferred",
+                exc,
+                extra={"action": "submission.defer"},
+            )
+        return S451_LOCAL_ERROR
 
     async def handle_RSET(self, server: Any, session: Session, envelope: Envelope) -> str:
         return S250_OK
@@ -236,7 +246,11 @@ async def start_submission(
     handler = SubmissionHandler(config, ingestor, metrics, hostname, trusted_tenant)
 
     async def check(user: str, password: str) -> Tenant | None:
-        return await auth.check_smtp(user, password)
+        try:
+            return await auth.check_smtp(user, password)
+        except StoreUnavailable as exc:
+            ingestor.store.health.refused("smtp", exc)
+            raise AuthUnavailable(str(exc)) from exc
 
     def factory() -> PostlineSMTP:
         return PostlineSMTP(

@@ -42,6 +42,7 @@ import asyncpg
 from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
 from postline.model.ids import new_id
 from postline.store.announce import DueCallback, DueRelay, PendingDue
+from postline.store.health import StoreHealth
 from postline.store.postgres.pending import _Enqueue
 from postline.store.queries import load_queries
 
@@ -153,8 +154,12 @@ class _Listener:
         self.lost.set()
 
     async def run(self) -> None:
+        """Listen; a lost connection marks the store down at once (it is the first to
+        know when the server goes away, before any request does), is logged once, and
+        is made again until it works."""
         delay = 0.1
         first = True
+        lost = False
         while True:
             conn: asyncpg.Connection[asyncpg.Record] | None = None
             try:
@@ -169,7 +174,9 @@ class _Listener:
                 if not first:
                     # Announcements may have been missed while the connection was down.
                     self.relay.deliver(frozenset())
-                first = False
+                if lost:
+                    log.warning("LISTEN connection back", extra={"action": "store.listen_back"})
+                first = lost = False
                 delay = 0.1
                 self.ready.set()
                 while not self.lost.is_set():
@@ -177,6 +184,7 @@ class _Listener:
                         await asyncio.wait_for(self.lost.wait(), _LISTEN_PING)
                     if not self.lost.is_set():
                         await conn.fetchval("SELECT 1", timeout=_LISTEN_PING)
+                error: BaseException = StoreUnavailable("PostgreSQL: the connection was lost")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -184,15 +192,21 @@ class _Listener:
                     self.error = _translate(exc)
                     self.ready.set()
                     return
-                log.warning(
-                    "LISTEN connection lost: %s; reconnecting",
-                    exc,
-                    extra={"action": "store.listen_lost"},
-                )
+                error = exc
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
+            mapped = _translate(error)
+            if isinstance(mapped, StoreUnavailable):
+                self.store.health.failed("listen", mapped)
+            if not lost:
+                log.warning(
+                    "LISTEN connection lost: %s; reconnecting",
+                    error,
+                    extra={"action": "store.listen_lost"},
+                )
+                lost = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -238,6 +252,7 @@ class PostgresCore:
         self._pending: list[_Enqueue] = []
         self._writers: set[asyncio.Task[None]] = set()
         self._max_writers = max(1, min(4, max_size - 1))
+        self.health = StoreHealth(self.ping)
         self._batches = 0
         self._ops = 0
         self._folder: asyncio.Task[None] | None = None
@@ -270,7 +285,14 @@ class PostgresCore:
             self._fold_loop(), name="postline-pg-fold"
         )
 
+    async def ping(self) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.fetchval("SELECT 1")
+
+        await self._call(op)
+
     async def close(self) -> None:
+        await self.health.close()
         while self._writers:
             await asyncio.gather(*self._writers, return_exceptions=True)
         for listener in self._listeners:

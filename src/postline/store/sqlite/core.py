@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 
 from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
 from postline.model.ids import new_id
+from postline.store.health import StoreHealth
 from postline.store.queries import load_queries
 from postline.store.sqlite.peers import DuePeers
 
@@ -472,6 +473,7 @@ class SQLiteCore:
         self._lock = threading.Lock()
         self.origin = new_id()  # tells this store's own announcements from other processes'
         self._peers = DuePeers(self.path, self.origin)
+        self.health = StoreHealth(self.ping)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -492,7 +494,12 @@ class SQLiteCore:
         self._checkpointer.start()
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="postline-sqlite-read")
 
+    async def ping(self) -> None:
+        # An empty write transaction: it needs the write lock, as every write does.
+        await self._write(lambda conn: None, lane=URGENT)
+
     async def close(self) -> None:
+        await self.health.close()
         self._peers.close()
         if self._writer is not None:
             self._writer.close()

@@ -18,7 +18,7 @@ from postline.api.problems import Problem, validation_problem
 from postline.api.schemas import BatchOut, CancelOut, MessageAccepted, MessageOut, ProblemOut, iso
 from postline.domains.check import Finding, preflight, spamd_client
 from postline.domains.service import DomainService
-from postline.errors import SendingPaused, ValidationError
+from postline.errors import SendingPaused, StoreUnavailable, ValidationError
 from postline.ingest.collection import collection_paused
 from postline.ingest.schema import SURROGATES_CHECKED, BatchIn, MessageIn, may_hold_surrogates
 from postline.model import RecipientState
@@ -109,7 +109,11 @@ async def _check_key(
             "The Idempotency-Key header must be 1-255 printable ASCII characters.",
             fix="Use e.g. a UUID as the key.",
         )
-    stored = await ctx.store.get_idempotency(tenant.id, key)
+    try:
+        stored = await ctx.store.get_idempotency(tenant.id, key)
+    except StoreUnavailable as exc:
+        ctx.store.health.failed("idempotency", exc)
+        raise
     if stored is None:
         return None
     return _replay(stored.request_hash, stored.status, stored.response, request_hash)
