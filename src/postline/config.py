@@ -570,6 +570,14 @@ class ThrottleConfig(_Section):
         description="Lifetime of a connection slot, renewed while the connection lives; the "
         "slots of a node that died free themselves after this long.",
     )
+    quarantine: bool = Field(
+        True,
+        description="Redis backend: after the Redis server changed or lost its state "
+        "(restart, failover), grant no new connection slot of a limited destination for "
+        "one connection_lease while nodes re-register the slots they hold, so that no "
+        "destination sees more connections than its limit (docs/scaling.md). Every node "
+        "must use the same connection_lease and quarantine.",
+    )
     defaults: bool = Field(
         True, description="Append the shipped provider rules after the rules below."
     )

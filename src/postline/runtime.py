@@ -295,7 +295,9 @@ async def _throttle_backend(cfg: Config, share: WorkerShare) -> ThrottleBackend:
         from postline.throttle.redis import RedisThrottleBackend
 
         try:
-            return await RedisThrottleBackend.connect(t.backend, params=params)
+            return await RedisThrottleBackend.connect(
+                t.backend, params=params, quarantine=t.quarantine
+            )
         except ThrottleError as exc:
             raise ConfigError(f"throttle backend {t.backend}: {exc}") from exc
     raise ConfigError(

@@ -208,7 +208,13 @@ data_dot = "10s"
 quit = "1s"
 """
             + node_extra
-            + (f'[throttle]\nbackend = "{throttle_backend}"\n' if throttle_backend else "")
+            # A Redis the node has not used before grants no connection slot for one
+            # connection lease (the fencing quarantine, docs/scaling.md): a short one.
+            + (
+                f'[throttle]\nbackend = "{throttle_backend}"\nconnection_lease = "3s"\n'
+                if throttle_backend
+                else ""
+            )
             + rules_toml(rules)
         )
         top = f'store = "{store}"' if store else ""

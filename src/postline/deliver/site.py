@@ -31,7 +31,7 @@ from postline.model import Reply
 from postline.smtp.client import SMTPClientError
 from postline.throttle.rules import Destination, Limits
 
-__all__ = ["Site", "Sites", "buffer_limit"]
+__all__ = ["FENCE_MARGIN", "Site", "Sites", "Slot", "buffer_limit"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,57 @@ def buffer_limit(limits: Limits, workers: int, default_connections: int, window:
         rate = limits.rate * min(1.0, max(1, workers) / conns)
         cap = min(cap, max(int(rate * window), 10))
     return max(1, min(cap, 5000))
+
+
+FENCE_MARGIN = 0.25
+"""The share of a connection lease a holder gives up at its end: a slot is trusted until
+``ttl * (1 - FENCE_MARGIN)`` after the call that last confirmed it was sent."""
+
+
+class Slot:
+    """One connection slot a worker holds: the lease, until when it is proven, and the
+    connection that uses it.
+
+    The backend lets a lease expire ``ttl`` after it ran the call that granted or last
+    renewed it, on its clock. The holder cannot know when that was, but not earlier than
+    when it sent the call: so it trusts the slot until ``ttl`` minus a margin
+    (:data:`FENCE_MARGIN`) after sending it, on its own monotonic clock, and closes the
+    connection at that deadline unless a renewal confirmed the slot since. The margin
+    absorbs the closing and the two clocks running at different rates (a few percent at
+    most). A node cut off from the backend therefore stops using a slot before the
+    backend gives it to anyone else; with the Redis backend's epochs
+    (:mod:`postline.throttle.redis`) the same holds when the backend lost its leases.
+    """
+
+    __slots__ = ("client", "confirmed_at", "deadline", "lapsed", "lease", "ttl")
+
+    def __init__(self, lease: str, ttl: float, sent: float) -> None:
+        self.lease = lease
+        self.ttl = ttl
+        self.client: Connection | None = None
+        self.lapsed = False
+        self.confirmed_at = sent
+        self.deadline = sent + ttl * (1.0 - FENCE_MARGIN)
+
+    def confirm(self, sent: float) -> None:
+        """A renewal sent at ``sent`` (monotonic) was granted."""
+        self.confirmed_at = sent
+        self.deadline = max(self.deadline, sent + self.ttl * (1.0 - FENCE_MARGIN))
+
+    def remaining(self) -> float:
+        """Seconds the slot stays proven (0.0 once lapsed)."""
+        if self.lapsed:
+            return 0.0
+        return max(0.0, self.deadline - time.monotonic())
+
+    def proven(self) -> bool:
+        return self.remaining() > 0.0
+
+    def fence(self) -> None:
+        """The slot can no longer be proven: stop using it, closing its connection now."""
+        self.lapsed = True
+        if self.client is not None:
+            self.client.abort()
 
 
 class Sites:
@@ -345,72 +396,86 @@ class Site:
         """
         port = self.port
         while not port.stopping:
-            lease = await self._acquire()
-            if lease is None:
+            slot = await self._acquire()
+            if slot is None:
                 # Every slot is held (possibly by other nodes): back off, jittered.
                 self.denied_until = time.monotonic() + 1.0
                 await asyncio.sleep(self._rng.uniform(0.1, 0.5))
                 return
             try:
-                again = await self._connection(lease)
+                again = await self._connection(slot)
             finally:
                 try:
-                    await port.throttle.backend.release_connection(self.bucket, lease)
+                    await port.throttle.backend.release_connection(self.bucket, slot.lease)
                 except ThrottleError:
                     pass  # the lease expires by itself
             if not again or not self.buffer:
                 return
             await asyncio.sleep(self._rng.uniform(0.05, 0.25))
 
-    async def _acquire(self) -> str | None:
+    async def _acquire(self) -> Slot | None:
         port = self.port
+        ttl = port.settings.connection_ttl
+        sent = time.monotonic()
         try:
             lease = await port.throttle.backend.acquire_connection(
-                self.bucket,
-                self.destination.limits.connections,
-                port.settings.node_id,
-                ttl=port.settings.connection_ttl,
+                self.bucket, self.destination.limits.connections, port.settings.node_id, ttl=ttl
             )
         except ThrottleError as exc:
             port.throttle.failed(exc)
             return None
         port.throttle.ok()
-        return lease
+        return None if lease is None else Slot(lease, ttl, sent)
 
-    async def _connection(self, lease: str) -> bool:
+    async def _connection(self, slot: Slot) -> bool:
         """One SMTP connection's worth of work; True when it ended only because it was
-        full (``messages_per_connection``) and more work waits."""
+        full (``messages_per_connection``) and more work waits.
+
+        Nothing is sent, and no connection opened, unless the slot is proven (see
+        :class:`Slot`); the keeper closes the connection the moment it no longer is.
+        """
         port = self.port
-        client: Connection | None = None
         host: Host | None = None
         per_conn = self.destination.limits.messages_per_connection or 100
         sent = 0
-        lapsed = asyncio.Event()
-        keeper = asyncio.create_task(self._keep(lease, lapsed), name=f"lease:{self.key}")
+        keeper = asyncio.create_task(self._keep(slot), name=f"lease:{self.key}")
         try:
-            while not port.stopping and not lapsed.is_set():
+            while not port.stopping and slot.proven():
                 item = await self._next(port.settings.idle_timeout)
                 if item is None:
                     return False
-                if lapsed.is_set():
+                if not slot.proven():
                     # The slot lapsed (or the backend is away): it may be someone else's
                     # now, so this connection ends and the item waits for another.
                     port.release([item], now=time.time())
                     return False
                 if not await self._admit(item):
                     continue
-                if client is not None and not client.usable:
-                    await self._hang_up(client)
-                    client = None
-                if client is None:
-                    client, failure, host = await self._connect()
+                if not slot.proven():
+                    # Waiting for the rate may outlast the slot (the backend was away).
+                    port.release([item], now=time.time())
+                    return False
+                if slot.client is not None and not slot.client.usable:
+                    await self._hang_up(slot)
+                if slot.client is None:
+                    try:
+                        # Connecting may not outlive the slot: nobody could close it then.
+                        async with asyncio.timeout(slot.remaining()):
+                            client, failure, host = await self._connect()
+                    except TimeoutError:
+                        port.release([item], now=time.time())
+                        return False
                     if client is None:
                         assert failure is not None
                         self._site_down(item, failure)
                         return False
+                    slot.client = client
                     port.metrics.connections.inc()
+                    if not slot.proven():
+                        port.release([item], now=time.time())
+                        return False
                 assert host is not None
-                await self._send(client, host, item)
+                await self._send(slot.client, host, item)
                 sent += 1
                 if sent >= per_conn:
                     # Hand the slot to another site of the bucket, or to another node.
@@ -418,30 +483,52 @@ class Site:
             return False
         finally:
             keeper.cancel()
-            if client is not None:
-                await asyncio.shield(self._hang_up(client))
+            if slot.client is not None:
+                await asyncio.shield(self._hang_up(slot))
 
-    async def _keep(self, lease: str, lapsed: asyncio.Event) -> None:
+    async def _keep(self, slot: Slot) -> None:
         """Renew the connection slot every third of its lifetime while the worker runs,
-        however long one transaction takes; a lease that could not be renewed ends it."""
-        ttl = self.port.settings.connection_ttl
+        however long one transaction takes, retrying a failed renewal every second; at the
+        slot's deadline without a confirmed renewal, or when the backend says the lease is
+        gone, the connection is closed at once (:meth:`Slot.fence`)."""
+        port = self.port
+        ttl = port.settings.connection_ttl
+        renew_at = slot.confirmed_at + ttl / 3
         while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                renewed = await self.port.throttle.backend.renew_connection(self.bucket, lease, ttl)
-            except ThrottleError as exc:
-                self.port.throttle.failed(exc)
-                renewed = False
-            if not renewed:
-                lapsed.set()
+            await asyncio.sleep(max(0.0, min(renew_at, slot.deadline) - time.monotonic()))
+            if time.monotonic() >= slot.deadline:
+                slot.fence()
                 return
+            sent = time.monotonic()
+            try:
+                async with asyncio.timeout(slot.remaining()):
+                    renewed = await port.throttle.backend.renew_connection(
+                        self.bucket, slot.lease, ttl
+                    )
+            except TimeoutError:
+                slot.fence()
+                return
+            except ThrottleError as exc:
+                port.throttle.failed(exc)
+                renew_at = time.monotonic() + 1.0
+                continue
+            port.throttle.ok()
+            if not renewed:
+                slot.fence()
+                return
+            slot.confirm(sent)
+            renew_at = sent + ttl / 3
 
-    async def _hang_up(self, client: Connection) -> None:
-        """QUIT (or drop a broken session), then give the receiver a moment to see the
-        close: providers count concurrent connections on their side of the wire, and a
-        new connection must not overlap the one just ended."""
+    async def _hang_up(self, slot: Slot) -> None:
+        """QUIT (or drop a broken session or one whose slot is no longer proven), then
+        give the receiver a moment to see the close: providers count concurrent
+        connections on their side of the wire, and a new connection must not overlap the
+        one just ended."""
+        client, slot.client = slot.client, None
+        if client is None:
+            return
         self.port.metrics.connections.dec()
-        if client.usable:
+        if client.usable and slot.proven():
             await client.quit()
         else:
             client.abort()

@@ -42,12 +42,43 @@ second, capped backoff), and report the backend as not ready (``/readyz``, metri
 Releasing a lease may fail too: the lease then expires after its ``ttl`` by itself. A call
 whose reply was lost may have been applied (one retry on a broken connection): the error
 is on the safe side (a message counted twice, a slot held until its lease expires).
+**Fencing connection slots** (``quarantine=True``, which every node of a fleet runs). A
+Redis that comes back empty (restart without persistence), from an old snapshot, as a
+promoted replica that missed the last writes, or as another server behind the same
+address does not know every slot that nodes still use. Two halves keep a bucket within
+its limit anyway:
+
+- *Server side, epochs.* The record ``…throttle:fence`` names the server that granted the
+  leases by its ``INFO`` run_id, which every server start changes. A connection script
+  run by another run_id begins a new epoch and a *quarantine* of one lease lifetime
+  (``ttl``, the longest any caller passes): no new slot of a limited bucket is granted,
+  and a lease that the new epoch does not know is re-registered when its holder renews
+  it (``renew_connection`` sends the epoch that last confirmed it) while the bucket has
+  room. A holder that cannot renew in time gives its slot up (below); when the
+  quarantine ends, no lease of the old epoch can still be in use.
+- *Node side, deadlines* (``deliver.site``). A holder trusts a slot until ``ttl`` minus a
+  margin after it SENT the call that last confirmed it, on its own monotonic clock, and
+  closes the connection at that deadline if no renewal confirmed the slot since. The
+  server's expiry of the same lease is ``ttl`` after it RAN the call, on its own clock,
+  which cannot be earlier; the margin absorbs the closing and the two clocks running at
+  different rates. So a node cut off from Redis while the others are not stops using a
+  slot before Redis lets another node take it.
+
+Both use one clock each: the quarantine is measured on the server's ``TIME`` (a step of
+the server's wall clock during a quarantine shortens or lengthens it), the deadline on
+the node's monotonic clock. Limits: a server whose records survive but whose run_id does
+not change cannot lose leases, except by ``FLUSHALL`` / ``DEL`` by hand (delete the fence
+record too, and the next call quarantines); two primaries at once (a failover while the
+old primary still answers some nodes) are two fleets; and rate limits are not fenced:
+a new epoch forgets the GCRA state, so each bucket may send one burst early. The fence
+record is one key for all buckets, so this backend does not run on Redis Cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -67,6 +98,8 @@ from postline.throttle.keys import BackendKeys, backend_keys, quota_keys
 from postline.throttle.rules import Limits
 
 __all__ = ["RedisThrottleBackend", "ThrottleError", "ThrottleUnavailable"]
+
+log = logging.getLogger(__name__)
 
 _SCRIPTS = (
     "try_acquire",
@@ -164,6 +197,8 @@ class RedisThrottleBackend:
     instead. ``key_prefix`` starts every record name (``postline:throttle:{key}:rate``).
     ``timeout`` bounds connecting and each reply, so a hung server fails a call instead of
     stalling it. The client is lazy: ``open`` (or ``connect``) checks the server early.
+    ``quarantine``: fence connection slots against a server that lost them (see the
+    module); every node of a fleet must agree on it and on the lease ``ttl``.
     """
 
     def __init__(
@@ -174,11 +209,19 @@ class RedisThrottleBackend:
         clock: Callable[[], float] | None = None,
         key_prefix: str = "postline:",
         timeout: float = 2.0,
+        quarantine: bool = False,
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         self.params = params
         self.key_prefix = key_prefix
+        self.quarantine = quarantine
+        self._fence_key = f"{key_prefix}throttle:fence"
+        # Leases acquired here: lease id -> (limit as text, the epoch that last confirmed
+        # it), for re-registration with a new epoch.
+        self._held: dict[str, tuple[str, str]] = {}
+        self.epoch = ""
+        """The last epoch seen (the Redis run_id; '' before the first fenced call)."""
         self._clock = clock
         self._client = aioredis.Redis.from_url(
             url,
@@ -203,9 +246,17 @@ class RedisThrottleBackend:
         clock: Callable[[], float] | None = None,
         key_prefix: str = "postline:",
         timeout: float = 2.0,
+        quarantine: bool = False,
     ) -> RedisThrottleBackend:
         """Build a backend and ``open`` it (raises ``ThrottleUnavailable`` if Redis is down)."""
-        backend = cls(url, params=params, clock=clock, key_prefix=key_prefix, timeout=timeout)
+        backend = cls(
+            url,
+            params=params,
+            clock=clock,
+            key_prefix=key_prefix,
+            timeout=timeout,
+            quarantine=quarantine,
+        )
         try:
             await backend.open()
         except BaseException:
@@ -236,6 +287,23 @@ class RedisThrottleBackend:
     def keys(self, key: str) -> BackendKeys:
         """The names of the records of bucket ``key``."""
         return backend_keys(key, prefix=f"{self.key_prefix}throttle")
+
+    def _quarantine(self, ttl: float) -> str:
+        """The quarantine argument of the connection scripts: one lease lifetime."""
+        return _num(ttl) if self.quarantine else ""
+
+    def _saw(self, epoch: str) -> None:
+        if epoch and epoch != self.epoch:
+            if self.epoch:
+                log.warning(
+                    "the Redis throttle server changed or lost its state (run_id %s, "
+                    "was %s): no new connection slot for one lease lifetime, held slots "
+                    "re-register",
+                    epoch,
+                    self.epoch,
+                    extra={"action": "throttle.new_epoch"},
+                )
+            self.epoch = epoch
 
     def _now(self, now: float | None) -> str:
         if self._closed:
@@ -278,33 +346,60 @@ class RedisThrottleBackend:
         self, key: str, limit: int | None, holder: str, ttl: float, *, now: float | None = None
     ) -> str | None:
         """See ``ThrottleBackend``. The lease id is ``<uuid>@<holder>``, so the sorted set
-        of leases shows which node holds each slot."""
+        of leases shows which node holds each slot. With ``quarantine``, None also while
+        a new epoch's quarantine lasts (limited buckets only; see the module)."""
         if not ttl > 0:
             raise ValueError(f"ttl must be positive, got {ttl!r}")
         t = self._now(now)
         lease_id = f"{uuid.uuid4().hex}@{holder}"
-        granted = await self._run(
+        cap = "" if limit is None else str(limit)
+        granted, epoch = await self._run(
             "acquire_connection",
-            (self.keys(key).leases,),
-            (t, "" if limit is None else str(limit), _num(ttl), lease_id),
+            (self.keys(key).leases, self._fence_key),
+            (t, cap, _num(ttl), lease_id, self._quarantine(ttl)),
         )
-        return None if granted is None else _text(granted)
+        self._saw(_text(epoch))
+        if not _text(granted):
+            return None
+        if self.quarantine:
+            self._held[lease_id] = (cap, _text(epoch))
+        return lease_id
 
     async def renew_connection(
         self, key: str, lease_id: str, ttl: float, *, now: float | None = None
     ) -> bool:
+        """See ``ThrottleBackend``. With ``quarantine``, a lease this backend acquired that
+        a new epoch does not know is re-registered while the epoch's quarantine lasts and
+        the bucket has room (see the module)."""
         if not ttl > 0:
             raise ValueError(f"ttl must be positive, got {ttl!r}")
         t = self._now(now)
-        renewed = await self._run(
-            "renew_connection", (self.keys(key).leases,), (t, lease_id, _num(ttl))
+        cap, known = self._held.get(lease_id, ("", ""))
+        renewed, epoch = await self._run(
+            "renew_connection",
+            (self.keys(key).leases, self._fence_key),
+            (t, lease_id, _num(ttl), self._quarantine(ttl), known, cap),
         )
-        return bool(renewed)
+        epoch = _text(epoch)
+        self._saw(epoch)
+        if not int(renewed):
+            self._held.pop(lease_id, None)
+            return False
+        if lease_id in self._held:
+            if known != epoch:
+                log.warning(
+                    "connection slot of %s re-registered with a new Redis epoch",
+                    key,
+                    extra={"action": "throttle.slot_reregistered"},
+                )
+            self._held[lease_id] = (cap, epoch)
+        return True
 
     async def release_connection(
         self, key: str, lease_id: str, *, now: float | None = None
     ) -> None:
         self._now(now)
+        self._held.pop(lease_id, None)
         await self._run("release_connection", (self.keys(key).leases,), (lease_id,))
 
     async def connections(self, key: str, *, now: float | None = None) -> int:
@@ -376,4 +471,5 @@ class RedisThrottleBackend:
     async def close(self) -> None:
         """Close the connection pool; further calls raise ``RuntimeError``."""
         self._closed = True
+        self._held.clear()
         await self._client.aclose()

@@ -84,3 +84,34 @@ local function adaptive_reply(state)
   end
   return out
 end
+
+-- Fencing (connection slots): the record ``fence`` names the server that holds the
+-- fleet's leases now, by its INFO run_id, which changes with every start of a server and
+-- differs between servers. A script run by a server whose run_id is not the recorded one
+-- (an empty restart, a restart from a snapshot, a promoted replica, another server at the
+-- same address) begins a new epoch: leases granted before may be missing, so for
+-- ``quarantine`` seconds no new slot of a limited bucket is granted, while holders
+-- re-register the slots they still use. Returns the epoch (the run_id) and when its
+-- quarantine ends.
+
+local function server_id()
+  local info = redis.call('INFO', 'server')
+  return string.match(info, 'run_id:(%x+)') or ''
+end
+
+local function fence(key, now, quarantine)
+  local run_id = server_id()
+  local raw = redis.call('HMGET', key, 'epoch', 'since', 'quiet')
+  if raw[1] == run_id then
+    local since = tonumber(raw[2])
+    local quiet = tonumber(raw[3])
+    if quarantine > quiet then
+      -- a holder with a longer lease: its slots may outlive the shorter quarantine
+      redis.call('HSET', key, 'quiet', fmt(quarantine))
+      quiet = quarantine
+    end
+    return run_id, since + quiet
+  end
+  redis.call('HSET', key, 'epoch', run_id, 'since', fmt(now), 'quiet', fmt(quarantine))
+  return run_id, now + quarantine
+end
