@@ -42,6 +42,7 @@ from postline.feedback.processor import FeedbackProcessor
 from postline.feedback.unsubscribe import Unsubscriber
 from postline.feedback.unsubscribe import headers as unsubscribe_headers
 from postline.ingest.service import IngestLimits, Ingestor
+from postline.limits import Limiter
 from postline.metrics import TOP_DOMAINS, Metrics
 from postline.reputation import Reputation
 from postline.retention import Cleaner
@@ -317,6 +318,7 @@ class Node:
         self.resolver: Resolver | None = None
         self.throttle: ThrottleBackend | None = None
         self.ingestor: Ingestor | None = None
+        self.limiter: Limiter | None = None
         self.api_address: tuple[str, int] | None = None
         self.submission_address: tuple[str, int] | None = None
         sub = config.submission
@@ -466,6 +468,7 @@ class Node:
         if engine is not None:
             engine.on_recorded = reputation.observe
             await engine.start()
+        self.limiter = Limiter(self.store, throttle, cfg.limits, ttl=cfg.api.key_cache_ttl)
         self.ingestor = Ingestor(
             self.store,
             node_id=self.node_id,
@@ -481,6 +484,7 @@ class Node:
             lease_time=cfg.queue.lease_time,
             gate=reputation,
             ack_budget=cfg.node.ready_ack_budget,
+            send_limits=self.limiter,
         )
         self.ingestor.sender_check = self.domains.check_sender
         self._background.append(asyncio.create_task(self.domains.run(), name="domains"))
@@ -560,6 +564,7 @@ class Node:
             webhooks=self.webhooks,
             node_id=self.node_id,
             on_tenant_status=self.reputation.refresh if self.reputation else None,
+            limiter=self.limiter,
             extra={
                 "domains": self.domains,
                 "pools_of": engine.pools_of if engine else None,

@@ -79,6 +79,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         queues,
         reputation,
         suppressions,
+        usage,
         webhooks,
     )
 
@@ -106,6 +107,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(pools.router)
     app.include_router(reputation.router)
     app.include_router(webhooks.router)
+    app.include_router(usage.router)
     app.include_router(system.router)
     app.include_router(unsubscribe.router)
     app.include_router(admin.router)

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityS
 from postline.api.problems import Problem
 from postline.config import Config
 from postline.ingest.service import Ingestor
+from postline.limits import Limiter
 from postline.store.base import KeyIdentity, Store, Tenant
 from postline.tenants import SCOPES, KeyAuthenticator, Scope
 from postline.webhooks.service import WebhookService
@@ -66,12 +67,18 @@ class ApiContext:
     on_tenant_status: Callable[[str], Awaitable[None]] | None = None
     """Called with a tenant's id after an admin changed its status (the node applies it
     at once)."""
+    limiter: Limiter | None = None
+    """The node's rate limits and quotas (None: nothing is limited)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def current_key(request: Request) -> KeyIdentity:
     """Dependency: the live key of ``Authorization: Bearer <key>``, its tenant and scopes
-    (401 when missing, malformed, unknown or revoked)."""
+    (401 when missing, malformed, unknown or revoked). Kept as ``request.state.api_key``
+    for the route (its rate limit)."""
+    known = getattr(request.state, "api_key", None)
+    if isinstance(known, KeyIdentity):
+        return known
     ctx: ApiContext = request.app.state.ctx
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
@@ -101,6 +108,7 @@ async def current_key(request: Request) -> KeyIdentity:
             fix="Check the key, or create a new one with 'postline tenant create'.",
             headers={"WWW-Authenticate": 'Bearer realm="postline", error="invalid_token"'},
         )
+    request.state.api_key = found
     return found
 
 

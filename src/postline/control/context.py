@@ -58,3 +58,6 @@ class ControlContext:
     node's delivery engine applies it at once (others at their next queue scan)."""
     on_due: Callable[[str, str], None] | None = None
     """Called with (tenant id, domain) of a queue whose mail was made due now."""
+    on_limits: Callable[[], None] | None = None
+    """Called after a tenant's limits changed, so the serving node applies them at once
+    (other nodes follow within ``[api] key_cache_ttl``)."""

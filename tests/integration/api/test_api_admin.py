@@ -142,6 +142,7 @@ async def test_a_config_token_is_accepted_by_its_hash(tmp_path: Path) -> None:
 # Bodies of the mutating routes that need one; every other route is sent {}.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/admin/v1/tenants"): {"name": "walked"},
+    ("patch", "/admin/v1/tenants/{tenant_id}"): {"limits": {"daily_quota": 10}},
 }
 
 
