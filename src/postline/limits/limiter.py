@@ -1,8 +1,8 @@
 """The limiter ingest asks before it enqueues what a tenant (through one of its keys)
 submitted.
 
-Rates are GCRA buckets on the node's throttle backend: ``tenant:<digest>`` and
-``key=<key id>:<digest>`` of group ``limits@<tenant id>`` (the digest covers the limit,
+Rates are GCRA buckets on the node's throttle backend: ``tenant.<digest>`` and
+``key=<key id>.<digest>`` of group ``limits@<tenant id>`` (the digest covers the limit,
 so a changed limit starts a fresh bucket). Both are taken in one atomic step
 (``ThrottleBackend.acquire_all``): a request refused by one limit counts against neither.
 A request counts its recipients (a message to N recipients counts N); one larger than
@@ -72,13 +72,13 @@ class Limiter:
         scopes: list[tuple[str, int, int]] = []
         if limits.rate:
             rule = Limits(messages=limits.rate, period=1.0, burst=limits.burst)
-            buckets.append((f"tenant:{limits_digest(rule)}", rule))
+            buckets.append((f"tenant.{limits_digest(rule)}", rule))
             scopes.append(("tenant", limits.rate, limits.burst))
         if key is not None:
             own = key_rate(self.config, key.rate, key.burst)
             if own.rate:
                 rule = Limits(messages=own.rate, period=1.0, burst=own.burst)
-                buckets.append((f"key={key.key_id}:{limits_digest(rule)}", rule))
+                buckets.append((f"key={key.key_id}.{limits_digest(rule)}", rule))
                 scopes.append(("key", own.rate, own.burst))
         if buckets and n > 0 and self.throttle is not None:
             wait, at = await self.throttle.acquire_all(f"limits@{tenant_id}", buckets, n)
