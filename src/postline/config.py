@@ -49,6 +49,7 @@ __all__ = [
     "DnsConfig",
     "Duration",
     "InboundConfig",
+    "LimitsConfig",
     "LogConfig",
     "PoolConfig",
     "QueueConfig",
@@ -840,6 +841,41 @@ class CheckConfig(_Section):
         return value
 
 
+class LimitsConfig(_Section):
+    rate: int = Field(
+        0,
+        ge=0,
+        description="Recipients per second each tenant may submit (HTTP and SMTP; a message "
+        "to N recipients counts N), held across a fleet by the [throttle] backend; 0 = "
+        "unlimited. A tenant's own limit (admin API) replaces it.",
+    )
+    burst: int = Field(
+        0,
+        ge=0,
+        description="Recipients an idle tenant may submit at once before 'rate' applies; "
+        "0 = as many as 'rate'.",
+    )
+    daily: int = Field(
+        0,
+        ge=0,
+        description="Recipients each tenant may have accepted per UTC calendar day, counted "
+        "durably in the store; 0 = unlimited. A tenant's own quota replaces it.",
+    )
+    monthly: int = Field(
+        0,
+        ge=0,
+        description="Recipients each tenant may have accepted per UTC calendar month; "
+        "0 = unlimited.",
+    )
+    key_rate: int = Field(
+        0,
+        ge=0,
+        description="Recipients per second each API key may submit, on top of its tenant's "
+        "rate; 0 = no limit of its own. A key's own limit (admin API) replaces it.",
+    )
+    key_burst: int = Field(0, ge=0, description="The burst of key_rate; 0 = as many as key_rate.")
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     format: Literal["text", "json"] = Field("text", description="Log line format.")
@@ -1030,6 +1066,7 @@ class Config(_Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)  # type: ignore[arg-type]
     admin: AdminConfig = Field(default_factory=AdminConfig)  # type: ignore[arg-type]
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)  # type: ignore[arg-type]
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)  # type: ignore[arg-type]
 
     @property
     def hostname(self) -> str:

@@ -8,6 +8,8 @@ PostlineError                 root; only supervisors catch anything broader
 │   └── NotFound              the named object does not exist
 ├── ValidationError           the input is wrong; the message says how to fix it
 ├── SendingPaused             the tenant is paused (reputation): an operator must resume it
+├── RateLimited               a tenant's or an API key's rate limit: retry after a wait
+├── QuotaExceeded             a tenant's daily or monthly quota: wait for the reset
 ├── ThrottleError             the throttle backend failed (a bug or a misconfiguration)
 │   └── ThrottleUnavailable   it cannot be reached: wait and retry, send nothing meanwhile
 └── SMTPClientError           an outbound SMTP conversation failed (postline.smtp.wire)
@@ -22,6 +24,8 @@ __all__ = [
     "IntegrityViolation",
     "NotFound",
     "PostlineError",
+    "QuotaExceeded",
+    "RateLimited",
     "SendingPaused",
     "StoreError",
     "StoreUnavailable",
@@ -83,6 +87,47 @@ class SendingPaused(PostlineError):
         self.fix = fix
         self.smtp = smtp
         """The refusal as one SMTP reply line (code, enhanced code and text)."""
+
+
+class RateLimited(PostlineError):
+    """A sending rate limit was reached."""
+
+    def __init__(
+        self, message: str, *, scope: str, rate: int, burst: int, retry_after: float
+    ) -> None:
+        super().__init__(message)
+        self.scope = scope
+        """``tenant`` or ``key``: whose limit."""
+        self.rate = rate
+        """Recipients per second."""
+        self.burst = burst
+        self.retry_after = retry_after
+        """Seconds until the same request would be granted."""
+
+
+class QuotaExceeded(PostlineError):
+    """A sending quota was reached."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        period: str,
+        limit: int,
+        used: int,
+        requested: int,
+        resets_at: float,
+    ) -> None:
+        super().__init__(message)
+        self.period = period
+        """``daily`` or ``monthly``."""
+        self.limit = limit
+        self.used = used
+        """Recipients counted in the period so far."""
+        self.requested = requested
+        """Recipients of the refused call."""
+        self.resets_at = resets_at
+        """When the period ends (UTC midnight of the next day or month), epoch seconds."""
 
 
 class ThrottleError(PostlineError):

@@ -45,6 +45,7 @@ from postline.feedback.processor import FeedbackProcessor
 from postline.feedback.unsubscribe import Unsubscriber
 from postline.feedback.unsubscribe import headers as unsubscribe_headers
 from postline.ingest.service import IngestLimits, Ingestor
+from postline.limits import Limiter
 from postline.metrics import TOP_DOMAINS, Metrics
 from postline.reputation import Reputation
 from postline.retention import Cleaner
@@ -335,6 +336,7 @@ class Node:
         self.resolver: Resolver | None = None
         self.throttle: ThrottleBackend | None = None
         self.ingestor: Ingestor | None = None
+        self.limiter: Limiter | None = None
         self.api_address: tuple[str, int] | None = None
         self.submission_address: tuple[str, int] | None = None
         sub = config.submission
@@ -529,6 +531,7 @@ class Node:
         if engine is not None:
             engine.on_recorded = _both(reputation.observe, activity.observe)
             await engine.start()
+        self.limiter = Limiter(self.store, throttle, cfg.limits, ttl=cfg.api.key_cache_ttl)
         self.ingestor = Ingestor(
             self.store,
             node_id=self.node_id,
@@ -544,6 +547,7 @@ class Node:
             lease_time=cfg.queue.lease_time,
             gate=reputation,
             ack_budget=cfg.node.ready_ack_budget,
+            send_limits=self.limiter,
         )
         self.ingestor.sender_check = self.domains.check_sender
         self.ingestor.on_accepted = activity.accepted
@@ -631,6 +635,7 @@ class Node:
                 b"postline dashboard sessions\0" + key_secret(self.config).encode()
             ).digest(),
             health=self._health,
+            limiter=self.limiter,
             extra={
                 "domains": self.domains,
                 "pools_of": engine.pools_of if engine else None,

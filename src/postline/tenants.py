@@ -97,14 +97,14 @@ class KeyAuthenticator:
         found = await self.identity(key)
         return None if found is None else found.tenant
 
-    async def check_smtp(self, username: str, password: str) -> Tenant | None:
+    async def check_smtp(self, username: str, password: str) -> KeyIdentity | None:
         """SMTP AUTH: the password is an API key with the ``send`` scope; the user name is
         the tenant or 'apikey'. A key without ``send`` fails like a wrong one."""
         found = await self.identity(password)
         if found is None or not found.allows("send"):
             return None
         if username == "apikey" or hmac.compare_digest(username, found.tenant.name):
-            return found.tenant
+            return found
         return None
 
     def forget(self) -> None:

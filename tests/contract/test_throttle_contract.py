@@ -387,3 +387,35 @@ async def test_a_quota_counter_is_forgotten_after_its_ttl(
     await asyncio.sleep(1.2)  # Redis keeps idle records one second past their time
     assert await backend.quota_used(key, ["h"]) == [0]
     assert await backend.take_quota(key, [short], 1) == 1
+
+
+# --- several buckets at once (a tenant's and its key's sending rates) ---------------------
+
+
+async def test_acquire_all_takes_from_every_bucket_or_from_none(backend: ThrottleBackend) -> None:
+    group = f"limits@{uuid.uuid4().hex}"
+    tenant = ("tenant", Limits(messages=5, period=1.0, burst=10))
+    key = ("key=a", Limits(messages=1, period=1.0, burst=3))
+    other = ("key=b", Limits(messages=1, period=1.0, burst=3))
+    # The key's burst of 3 runs out first; refused, the tenant's bucket is not charged.
+    assert await backend.acquire_all(group, [tenant, key], 3, now=T0) == (0.0, -1)
+    wait, at = await backend.acquire_all(group, [tenant, key], 1, now=T0)
+    assert at == 1 and wait == pytest.approx(1.0)
+    # Another key of the tenant has the tenant's remaining 7 minus its own burst of 3.
+    assert await backend.acquire_all(group, [tenant, other], 3, now=T0) == (0.0, -1)
+    assert await backend.acquire_all(group, [tenant, other], 1, now=T0) == (pytest.approx(1.0), 1)
+    # The tenant has 4 left: 4 more through a key without a limit, then the tenant refuses.
+    assert await backend.acquire_all(group, [tenant], 4, now=T0) == (0.0, -1)
+    fresh = ("key=d", Limits(messages=1, period=1.0, burst=3))
+    wait, at = await backend.acquire_all(group, [tenant, fresh], 1, now=T0 + 0.1)
+    assert at == 0 and wait == pytest.approx(0.1)
+    # The refusal charged the fresh key nothing: its whole burst is there.
+    assert await backend.acquire_all(group, [fresh], 3, now=T0 + 0.1) == (0.0, -1)
+    # Time refills both; an unlimited bucket is left alone.
+    unlimited = ("key=c", Limits())
+    assert await backend.acquire_all(group, [tenant, key, unlimited], 1, now=T0 + 1.0) == (
+        0.0,
+        -1,
+    )
+    with pytest.raises(ValueError):
+        await backend.acquire_all(group, [tenant], 0, now=T0)

@@ -6,15 +6,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from postline.api.schemas import UsageOut
+
 __all__ = [
     "ActorOut",
     "AdminKeyCreated",
     "AdminKeyIn",
+    "AdminKeyLimitsOut",
     "AdminKeyOut",
     "AdminKeysOut",
     "AdminTenantCreated",
     "AdminTenantIn",
+    "AdminTenantLimitsIn",
+    "AdminTenantLimitsOut",
     "AdminTenantOut",
+    "AdminTenantPatch",
     "AdminTenantStatusOut",
     "AdminTenantsOut",
     "AdminTokenCreated",
@@ -27,12 +33,62 @@ __all__ = [
     "TenantPauseIn",
 ]
 
+_MAX = 1_000_000_000
+
+
+class AdminTenantLimitsIn(BaseModel):
+    """A tenant's own limits. A field left out is not changed (on create: the default); null
+    puts it back to the ``[limits]`` default; 0 means unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_per_second: int | None = Field(
+        None,
+        ge=0,
+        le=_MAX,
+        description="Recipients per second the tenant may submit, HTTP and SMTP together (a "
+        "message to N recipients counts N); held across the fleet.",
+    )
+    burst: int | None = Field(
+        None,
+        ge=0,
+        le=_MAX,
+        description="Recipients an idle tenant may submit at once (0: one second's worth).",
+    )
+    daily_quota: int | None = Field(
+        None, ge=0, le=_MAX, description="Recipients accepted per UTC calendar day."
+    )
+    monthly_quota: int | None = Field(
+        None, ge=0, le=_MAX, description="Recipients accepted per UTC calendar month."
+    )
+
+    def changes(self) -> dict[str, int | None]:
+        """The fields given, by the control layer's names."""
+        names = {
+            "rate_per_second": "rate",
+            "burst": "burst",
+            "daily_quota": "daily",
+            "monthly_quota": "monthly",
+        }
+        return {names[f]: getattr(self, f) for f in self.model_fields_set}
+
 
 class AdminTenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
         max_length=64, description="1-64 letters, digits, '.', '_' or '-'; unique; the SMTP user."
+    )
+    limits: AdminTenantLimitsIn | None = Field(
+        None, description="The tenant's own limits (left out: the [limits] defaults)."
+    )
+
+
+class AdminTenantPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limits: AdminTenantLimitsIn = Field(
+        description="The limits to change; fields left out stay as they are."
     )
 
 
@@ -51,11 +107,26 @@ class AdminTenantStatusOut(BaseModel):
     changed_by: str | None = Field(description="'reputation' (automatic) or 'operator'.")
 
 
+class AdminTenantLimitsOut(BaseModel):
+    rate_per_second: int = Field(description="Recipients per second (0: unlimited).")
+    burst: int = Field(description="Recipients at once from an idle bucket.")
+    daily_quota: int = Field(description="Recipients per UTC day (0: unlimited).")
+    monthly_quota: int = Field(description="Recipients per UTC month (0: unlimited).")
+    overridden: list[str] = Field(
+        description="The fields the tenant has its own value for; the others are the "
+        "[limits] defaults."
+    )
+
+
 class AdminTenantOut(BaseModel):
     id: str
     name: str
     created_at: str
     status: AdminTenantStatusOut
+    limits: AdminTenantLimitsOut
+    usage: UsageOut | None = Field(
+        description="Recipients accepted today and this month (null in the list of tenants)."
+    )
 
 
 class AdminTenantsOut(BaseModel):
@@ -80,6 +151,25 @@ class AdminKeyIn(BaseModel):
         description="Some of 'send', 'read', 'suppressions', 'domains', 'webhooks'; "
         "left out or null: all of them.",
     )
+    rate_per_second: int | None = Field(
+        None,
+        ge=0,
+        le=_MAX,
+        description="The key's own rate limit in recipients per second, on top of its "
+        "tenant's (null: [limits] key_rate; 0: none).",
+    )
+    burst: int | None = Field(
+        None, ge=0, le=_MAX, description="Its burst (null: [limits] key_burst; 0: one second's)."
+    )
+
+
+class AdminKeyLimitsOut(BaseModel):
+    rate_per_second: int = Field(description="The key's own rate (0: none but its tenant's).")
+    burst: int
+    overridden: list[str] = Field(
+        description="The fields the key has its own value for; the others are the [limits] "
+        "key defaults."
+    )
 
 
 class AdminKeyOut(BaseModel):
@@ -87,6 +177,7 @@ class AdminKeyOut(BaseModel):
     name: str
     prefix: str = Field(description="The start of the key: names it, reveals nothing.")
     scopes: list[str] = Field(description="What the key may do on /v1 and over SMTP.")
+    limits: AdminKeyLimitsOut
     created_at: str
     last_used_at: str | None = Field(description="Noted at most once a minute.")
     revoked_at: str | None

@@ -113,6 +113,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         queues,
         reputation,
         suppressions,
+        usage,
         webhooks,
     )
 
@@ -142,6 +143,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(reputation.router)
     app.include_router(webhooks.router)
     app.include_router(audit.router)
+    app.include_router(usage.router)
     app.include_router(system.router)
     app.include_router(unsubscribe.router)
     app.include_router(admin.router)

@@ -19,6 +19,7 @@ from postline.api.request_id import request_id_of
 from postline.config import Config
 from postline.control import Actor, ControlContext, audit
 from postline.ingest.service import Ingestor
+from postline.limits import Limiter
 from postline.store.base import KeyIdentity, Store, Tenant
 from postline.tenants import SCOPES, KeyAuthenticator, Scope
 from postline.webhooks.service import WebhookService
@@ -95,12 +96,18 @@ class ApiContext:
     """Signs the dashboard's session cookies; empty: a random one for this process."""
     health: Callable[[], dict[str, bool]] | None = None
     """The node's health by part (see ``postline.dashboard.DashboardContext.health``)."""
+    limiter: Limiter | None = None
+    """The node's rate limits and quotas (None: nothing is limited)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def current_key(request: Request) -> KeyIdentity:
     """Dependency: the live key of ``Authorization: Bearer <key>``, its tenant and scopes
-    (401 when missing, malformed, unknown or revoked)."""
+    (401 when missing, malformed, unknown or revoked). Kept as ``request.state.api_key``
+    for the route (its rate limit)."""
+    known = getattr(request.state, "api_key", None)
+    if isinstance(known, KeyIdentity):
+        return known
     ctx: ApiContext = request.app.state.ctx
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
@@ -130,6 +137,7 @@ async def current_key(request: Request) -> KeyIdentity:
             fix="Check the key, or create a new one with 'postline tenant create'.",
             headers={"WWW-Authenticate": 'Bearer realm="postline", error="invalid_token"'},
         )
+    request.state.api_key = found
     return found
 
 

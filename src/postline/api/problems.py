@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,8 +16,11 @@ from starlette.responses import Response
 from postline.errors import (
     IntegrityViolation,
     NotFound,
+    QuotaExceeded,
+    RateLimited,
     SendingPaused,
     StoreUnavailable,
+    ThrottleUnavailable,
     ValidationError,
 )
 
@@ -55,8 +60,10 @@ class Problem(Exception):
         title: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
+        self.extensions = extensions
         self.status = status
         self.slug = slug
         self.detail = detail
@@ -76,6 +83,8 @@ class Problem(Exception):
             out["fix"] = self.fix
         if self.errors:
             out["errors"] = self.errors
+        if self.extensions:
+            out.update(self.extensions)
         if instance:
             out["instance"] = instance
         return out
@@ -88,6 +97,10 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
         media_type=MEDIA_TYPE,
         headers=problem.headers,
     )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -206,6 +219,64 @@ def install_problem_handlers(app: FastAPI) -> None:
             request.url.path,
         )
 
+    async def on_rate_limited(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RateLimited)
+        retry = max(1, math.ceil(exc.retry_after))
+        return problem_response(
+            Problem(
+                429,
+                "rate-limited",
+                _sentence(str(exc)),
+                fix=f"Wait {retry} s (Retry-After) and send the request again, or spread the "
+                f"recipients out: {exc.rate} per second with bursts of {exc.burst}. Nothing "
+                "of this request was stored.",
+                title="Rate limit reached",
+                headers={"Retry-After": str(retry)},
+                extensions={
+                    "limit": exc.scope,
+                    "rate": exc.rate,
+                    "burst": exc.burst,
+                    "retry_after": retry,
+                },
+            ),
+            request.url.path,
+        )
+
+    async def on_quota(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, QuotaExceeded)
+        resets = datetime.fromtimestamp(exc.resets_at, UTC).isoformat().replace("+00:00", "Z")
+        return problem_response(
+            Problem(
+                403,
+                "quota-exceeded",
+                _sentence(f"{exc}; it resets at {resets}"),
+                fix=f"Send again after {resets}, or fewer recipients "
+                f"({max(0, exc.limit - exc.used)} remain), or ask the operator for a higher "
+                "quota. Nothing of this request was stored.",
+                title="Quota exceeded",
+                extensions={
+                    "quota": exc.period,
+                    "limit": exc.limit,
+                    "used": exc.used,
+                    "requested": exc.requested,
+                    "resets_at": resets,
+                },
+            ),
+            request.url.path,
+        )
+
+    async def on_throttle_down(request: Request, exc: Exception) -> Response:
+        return problem_response(
+            Problem(
+                503,
+                "limits-unavailable",
+                f"The rate limits cannot be checked right now: {exc}",
+                fix="Retry after a short delay; nothing from this request was stored.",
+                headers={"Retry-After": "5"},
+            ),
+            request.url.path,
+        )
+
     async def on_conflict(request: Request, exc: Exception) -> Response:
         return problem_response(
             Problem(409, "conflict", str(exc), fix="Use a different name or identifier."),
@@ -245,3 +316,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityViolation, on_conflict)
     app.add_exception_handler(NotFound, on_not_found)
     app.add_exception_handler(SendingPaused, on_paused)
+    app.add_exception_handler(RateLimited, on_rate_limited)
+    app.add_exception_handler(QuotaExceeded, on_quota)
+    app.add_exception_handler(ThrottleUnavailable, on_throttle_down)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from postline.events import iso
 from postline.ingest.addresses import InvalidAddress, parse_address
+from postline.limits import PeriodUsage, UsageReport
 
 __all__ = [
     "BatchItemOut",
@@ -20,6 +21,7 @@ __all__ = [
     "EventsOut",
     "MessageAccepted",
     "MessageOut",
+    "PeriodUsageOut",
     "ProblemOut",
     "QueueOut",
     "QueuesOut",
@@ -36,12 +38,22 @@ __all__ = [
     "SuppressionsAdded",
     "SuppressionsIn",
     "SuppressionsOut",
+    "TenantUsageOut",
     "ThresholdOut",
+    "UsageLimitsOut",
+    "UsageOut",
     "iso",
+    "usage_out",
 ]
 
 
 class ProblemOut(BaseModel):
+    """RFC 9457 problem details. Some types add members of their own: rate-limited
+    ('limit': tenant or key, 'rate', 'burst', 'retry_after'), quota-exceeded ('quota':
+    daily or monthly, 'limit', 'used', 'requested', 'resets_at')."""
+
+    model_config = ConfigDict(extra="allow")
+
     type: str
     title: str
     status: int
@@ -311,3 +323,47 @@ class ReputationOut(BaseModel):
     rates: ReputationRatesOut
     thresholds: ReputationThresholdsOut
     streams: list[ReputationStreamOut] = Field(description="The same, per stream.")
+
+
+class PeriodUsageOut(BaseModel):
+    period: str = Field(description="The UTC day (YYYY-MM-DD) or month (YYYY-MM).")
+    used: int = Field(description="Recipients accepted in the period.")
+    limit: int = Field(description="The quota (0: unlimited).")
+    remaining: int | None = Field(description="Recipients left (null: unlimited).")
+    resets_at: str = Field(description="When the period ends (UTC).")
+
+
+class UsageOut(BaseModel):
+    day: PeriodUsageOut
+    month: PeriodUsageOut
+
+
+class UsageLimitsOut(BaseModel):
+    rate_per_second: int = Field(description="The tenant's recipients per second (0: unlimited).")
+    burst: int
+    daily_quota: int = Field(description="Recipients per UTC day (0: unlimited).")
+    monthly_quota: int = Field(description="Recipients per UTC month (0: unlimited).")
+    key_rate_per_second: int = Field(
+        description="The calling key's own recipients per second, on top (0: none)."
+    )
+    key_burst: int
+
+
+class TenantUsageOut(BaseModel):
+    limits: UsageLimitsOut
+    usage: UsageOut
+
+
+def usage_out(report: UsageReport) -> UsageOut:
+    """A tenant's usage report as the API shows it."""
+    return UsageOut(day=_period(report.day), month=_period(report.month))
+
+
+def _period(p: PeriodUsage) -> PeriodUsageOut:
+    return PeriodUsageOut(
+        period=p.period,
+        used=p.used,
+        limit=p.limit,
+        remaining=p.remaining,
+        resets_at=iso(p.resets_at) or "",
+    )

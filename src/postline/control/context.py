@@ -61,3 +61,6 @@ class ControlContext:
     on_reroute: Callable[[], Awaitable[None]] | None = None
     """Awaited after a reroute was added or removed: the serving node's delivery engine
     reads the reroutes before the action answers (others at their next queue scan)."""
+    on_limits: Callable[[], None] | None = None
+    """Called after a tenant's limits changed, so the serving node applies them at once
+    (other nodes follow within ``[api] key_cache_ttl``)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from postline.control import audit
 from postline.control.context import ControlContext
-from postline.control.tenants import find_tenant
+from postline.control.tenants import check_limit, find_tenant
 from postline.errors import NotFound, ValidationError
 from postline.store.base import ApiKey
 from postline.tenants import SCOPES, generate_key, hash_key, key_prefix
@@ -54,21 +54,43 @@ def _scopes(key: ApiKey) -> list[str]:
 
 
 async def create_key(
-    ctx: ControlContext, tenant_id: str, *, name: str = "", scopes: Sequence[str] | None = None
+    ctx: ControlContext,
+    tenant_id: str,
+    *,
+    name: str = "",
+    scopes: Sequence[str] | None = None,
+    rate: int | None = None,
+    burst: int | None = None,
 ) -> NewKey:
-    """Make a key for the tenant; the secret is in the answer only."""
+    """Make a key for the tenant; the secret is in the answer only. ``rate`` and
+    ``burst``: the key's own rate limit on top of its tenant's (None: ``[limits]
+    key_rate`` / ``key_burst``; rate 0: none)."""
     wanted = check_scopes(scopes)
+    check_limit("rate", rate)
+    check_limit("burst", burst)
     tenant = await find_tenant(ctx, id=tenant_id)
     secret = generate_key()
     key = await ctx.store.add_api_key(
-        tenant.id, hash_key(secret), key_prefix(secret), name=name.strip()[:100], scopes=wanted
+        tenant.id,
+        hash_key(secret),
+        key_prefix(secret),
+        name=name.strip()[:100],
+        scopes=wanted,
+        rate=rate,
+        burst=burst,
     )
     await audit.record(
         ctx,
         "api_key.create",
         key.id,
         tenant_id=tenant.id,
-        detail={"name": key.name, "prefix": key.prefix, "scopes": _scopes(key)},
+        detail={
+            "name": key.name,
+            "prefix": key.prefix,
+            "scopes": _scopes(key),
+            "rate": key.rate,
+            "burst": key.burst,
+        },
     )
     return NewKey(key, secret)
 

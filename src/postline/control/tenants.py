@@ -1,41 +1,58 @@
-"""Tenants: create (with a first API key), list, show with status, pause and resume.
+"""Tenants: create (with a first API key), list, show with status, limits and usage,
+change limits, pause and resume.
 
 Pausing is the reputation guardrail's pause (:mod:`postline.reputation.service`): the
-tenant's new mail is refused and its queued mail held until it is resumed.
+tenant's new mail is refused and its queued mail held until it is resumed. A tenant's
+own limits (:mod:`postline.limits`) replace the ``[limits]`` defaults field by field.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from postline.control import audit
 from postline.control.context import ControlContext
 from postline.errors import NotFound, ValidationError
+from postline.limits import TenantLimits, UsageReport, tenant_limits, usage_report
 from postline.reputation import OK, pause_tenant, resume_tenant
-from postline.store.base import Tenant, TenantStatus
+from postline.store.base import LimitOverrides, Tenant, TenantStatus
 from postline.tenants import generate_key, hash_key, key_prefix
 
 __all__ = [
+    "LIMIT_FIELDS",
+    "MAX_LIMIT",
     "NewTenant",
     "StatusChange",
     "TenantView",
+    "check_limit",
     "check_name",
     "create_tenant",
     "find_tenant",
     "list_tenants",
     "pause",
     "resume",
+    "set_limits",
     "show_tenant",
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+LIMIT_FIELDS = ("rate", "burst", "daily", "monthly")
+MAX_LIMIT = 1_000_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class TenantView:
     tenant: Tenant
     status: TenantStatus
+    limits: TenantLimits
+    """What holds the tenant: its own limits over the ``[limits]`` defaults."""
+    usage: UsageReport | None = None
+    """Its usage of today and this month (shown for one tenant, not in lists)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +79,29 @@ def check_name(name: str) -> None:
         )
 
 
-async def create_tenant(ctx: ControlContext, name: str) -> NewTenant:
+def check_limit(field: str, value: int | None) -> None:
+    if value is not None and not 0 <= value <= MAX_LIMIT:
+        raise ValidationError(
+            f"{field} {value} is out of range",
+            field=field,
+            fix=f"Give 0 (unlimited) to {MAX_LIMIT}, or null for the configured default.",
+        )
+
+
+async def create_tenant(
+    ctx: ControlContext, name: str, limits: LimitOverrides | None = None
+) -> NewTenant:
     """A new tenant and its first API key (:class:`IntegrityViolation` if the name is
-    taken)."""
+    taken), with its own ``limits`` (None: the ``[limits]`` defaults)."""
     check_name(name)
+    own = limits or LimitOverrides()
+    for field, value in own.as_dict().items():
+        check_limit(field, value)
     tenant = await ctx.store.create_tenant(name)
+    if own != LimitOverrides():
+        await ctx.store.set_tenant_limits(tenant.id, own)
+        if ctx.on_limits is not None:
+            ctx.on_limits()
     key = generate_key()
     prefix = key_prefix(key)
     await ctx.store.add_api_key(tenant.id, hash_key(key), prefix)
@@ -75,7 +110,7 @@ async def create_tenant(ctx: ControlContext, name: str) -> NewTenant:
         "tenant.create",
         tenant.id,
         tenant_id=tenant.id,
-        detail={"name": name, "key_prefix": prefix},
+        detail={"name": name, "key_prefix": prefix, "limits": own.as_dict()},
     )
     return NewTenant(tenant, key, prefix)
 
@@ -89,22 +124,65 @@ async def find_tenant(
     return tenant
 
 
-async def _view(ctx: ControlContext, tenant: Tenant) -> TenantView:
+async def _view(ctx: ControlContext, tenant: Tenant, *, usage: bool = False) -> TenantView:
     rows = await ctx.store.tenant_statuses(tenant.id)
-    return TenantView(tenant, rows[0] if rows else TenantStatus(tenant.id, OK))
+    own = await ctx.store.tenant_limits(tenant.id)
+    limits = tenant_limits(ctx.config.limits, own.get(tenant.id))
+    report = None
+    if usage:
+        report = await usage_report(ctx.store, tenant.id, limits, now=time.time())
+    return TenantView(tenant, rows[0] if rows else TenantStatus(tenant.id, OK), limits, report)
 
 
 async def list_tenants(ctx: ControlContext) -> list[TenantView]:
-    """Every tenant in name order, with its status."""
+    """Every tenant in name order, with its status and limits."""
     statuses = {s.tenant_id: s for s in await ctx.store.tenant_statuses()}
+    own = await ctx.store.tenant_limits()
     return [
-        TenantView(t, statuses.get(t.id) or TenantStatus(t.id, OK))
+        TenantView(
+            t,
+            statuses.get(t.id) or TenantStatus(t.id, OK),
+            tenant_limits(ctx.config.limits, own.get(t.id)),
+        )
         for t in await ctx.store.list_tenants()
     ]
 
 
 async def show_tenant(ctx: ControlContext, tenant_id: str) -> TenantView:
-    return await _view(ctx, await find_tenant(ctx, id=tenant_id))
+    """One tenant with its status, limits and usage."""
+    return await _view(ctx, await find_tenant(ctx, id=tenant_id), usage=True)
+
+
+async def set_limits(
+    ctx: ControlContext, tenant: Tenant, changes: Mapping[str, int | None]
+) -> TenantView:
+    """Change some of the tenant's own limits (:data:`LIMIT_FIELDS`; None: back to the
+    ``[limits]`` default); the others stay. Audited with the limits before and after,
+    also when nothing changed."""
+    unknown = sorted(set(changes) - set(LIMIT_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"unknown limit {unknown[0]!r}",
+            field=unknown[0],
+            fix=f"Use some of: {', '.join(LIMIT_FIELDS)}.",
+        )
+    for field, value in changes.items():
+        check_limit(field, value)
+    before = (await ctx.store.tenant_limits(tenant.id)).get(tenant.id) or LimitOverrides()
+    after = replace(before, **changes)
+    changed = after != before
+    if changed:
+        await ctx.store.set_tenant_limits(tenant.id, after)
+        if ctx.on_limits is not None:
+            ctx.on_limits()
+    await audit.record(
+        ctx,
+        "tenant.limits",
+        tenant.id,
+        tenant_id=tenant.id,
+        detail={"previous": before.as_dict(), "limits": after.as_dict(), "changed": changed},
+    )
+    return await _view(ctx, tenant, usage=True)
 
 
 async def _record(

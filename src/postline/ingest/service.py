@@ -1,8 +1,9 @@
 """The one path into the queue, shared by the HTTP API and SMTP submission.
 
 validate → render (or fix up raw/SMTP bytes) → ``Store.enqueue`` (one durable transaction)
-→ tell the local scheduler which domains have new work. Suppression, tenant pause, DKIM
-and quotas join here as they arrive.
+→ tell the local scheduler which domains have new work. What a tenant submits (HTTP or
+SMTP) passes its rate limits first and its quotas in the store's transaction
+(:class:`SendLimits`, implemented by ``postline.limits.Limiter``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from postline.model.ids import new_id
 from postline.store.base import (
     IdempotencyClaim,
     IdempotencyRecord,
+    KeyIdentity,
     NewMessage,
     NewRecipient,
     QueueKey,
+    Quota,
     Store,
     Suppression,
 )
 
-__all__ = ["Dispatcher", "IngestLimits", "Ingestor", "SendingGate"]
+__all__ = ["Dispatcher", "IngestLimits", "Ingestor", "SendLimits", "SendingGate"]
 
 
 class Dispatcher(Protocol):
@@ -66,6 +69,15 @@ class SendingGate(Protocol):
         ...
 
 
+class SendLimits(Protocol):
+    """A tenant's rate limits and quotas (implemented by ``postline.limits.Limiter``)."""
+
+    async def admit(self, tenant_id: str, key: KeyIdentity | None, n: int) -> Quota | None:
+        """Take ``n`` recipients from the tenant's (and the key's) rate limits or raise
+        :class:`~postline.errors.RateLimited`; the quota the enqueue is held to."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class IngestLimits:
     max_recipients: int = 1000
@@ -89,8 +101,10 @@ class Ingestor:
         lease_time: float = 300.0,
         gate: SendingGate | None = None,
         ack_budget: float = 5.0,
+        send_limits: SendLimits | None = None,
     ) -> None:
         self.gate = gate
+        self.send_limits = send_limits
         self.metrics = metrics
         self.lease_time = lease_time
         self.store = store
@@ -377,14 +391,26 @@ class Ingestor:
         messages: Sequence[NewMessage],
         *,
         idempotency: IdempotencyClaim | None = None,
+        limited: bool = False,
+        key: KeyIdentity | None = None,
     ) -> IdempotencyRecord | None:
         """Durably enqueue; returns the earlier answer when the idempotency key was used.
+
+        ``limited``: what a tenant submitted (through ``key``, or from a trusted network
+        without one): its recipients, all of them, are taken from the tenant's and the
+        key's rate limits first (:class:`~postline.errors.RateLimited`: nothing stored),
+        and the store holds the enqueue to the tenant's quotas
+        (:class:`~postline.errors.QuotaExceeded`: nothing stored).
 
         The work runs in its own task, shielded: once the store has the messages, the
         hand-off to the delivery engine happens even if the caller went away.
         """
+        quota = None
+        if limited and self.send_limits is not None:
+            n = sum(len(m.recipients) for m in messages)
+            quota = await self.send_limits.admit(tenant_id, key, n)
         return await asyncio.shield(
-            asyncio.ensure_future(self._enqueue(tenant_id, messages, idempotency))
+            asyncio.ensure_future(self._enqueue(tenant_id, messages, idempotency, quota))
         )
 
     async def _enqueue(
@@ -392,6 +418,7 @@ class Ingestor:
         tenant_id: str,
         messages: Sequence[NewMessage],
         idempotency: IdempotencyClaim | None,
+        quota: Quota | None = None,
     ) -> IdempotencyRecord | None:
         now = time.time()
         dispatcher = self._dispatcher
@@ -409,6 +436,7 @@ class Ingestor:
                 node_id=self.node_id,
                 leased=claims,
                 lease_until=lease_until,
+                quota=quota,
             )
         except BaseException as exc:
             if dispatcher is not None:

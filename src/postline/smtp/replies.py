@@ -27,6 +27,8 @@ __all__ = [
     "S421_TOO_MANY_CONNECTIONS",
     "S451_LOCAL_ERROR",
     "S451_RATE_LIMITED",
+    "S452_QUOTA_EXCEEDED",
+    "S452_RATE_LIMITED",
     "S452_STORAGE",
     "S452_TOO_MANY_RECIPIENTS",
     "S454_TLS_UNAVAILABLE",
@@ -52,6 +54,7 @@ __all__ = [
     "S553_BAD_ADDRESS",
     "S553_BAD_SENDER",
     "S553_SMTPUTF8_REQUIRED",
+    "S554_QUOTA_EXCEEDED",
     "S554_TRANSACTION_FAILED",
     "S555_PARAMS_NOT_RECOGNIZED",
     "as_reply",
@@ -79,6 +82,8 @@ S451_LOCAL_ERROR = "451 4.3.0 Requested action aborted: local error in processin
 S451_RATE_LIMITED = "451 4.7.1 Sending rate limit exceeded, try again later"
 S452_STORAGE = "452 4.3.1 Insufficient system storage"
 S452_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+S452_RATE_LIMITED = "452 4.7.1 Rate limit reached"
+S452_QUOTA_EXCEEDED = "452 4.7.1 Daily quota reached"
 S454_TLS_UNAVAILABLE = "454 4.7.0 TLS not available due to temporary reason"
 
 # 5xx: do not retry as is
@@ -105,6 +110,7 @@ S553_BAD_ADDRESS = "553 5.1.3 Bad recipient address syntax"
 S553_BAD_SENDER = "553 5.1.7 Bad sender address syntax"
 S553_SMTPUTF8_REQUIRED = "553 5.6.7 Non-ASCII addresses require SMTPUTF8"
 S554_TRANSACTION_FAILED = "554 5.0.0 Transaction failed"
+S554_QUOTA_EXCEEDED = "554 5.7.0 Monthly quota reached"
 S555_PARAMS_NOT_RECOGNIZED = "555 5.5.4 MAIL FROM/RCPT TO parameters not recognized"
 
 

@@ -17,6 +17,7 @@ from postline.store.base import (
     KeyIdentity,
     LeasedMessage,
     LeasedRecipient,
+    LimitOverrides,
     MessageView,
     QueueStat,
     RecipientView,
@@ -30,6 +31,7 @@ __all__ = [
     "event_of",
     "group_leased",
     "key_identity_of",
+    "limits_of",
     "message_view_of",
     "new_api_key",
     "recipient_view_of",
@@ -171,7 +173,12 @@ def scopes_text(scopes: Iterable[str] | None) -> str | None:
 
 
 def new_api_key(
-    tenant_id: str, prefix: str, name: str, scopes: Iterable[str] | None
+    tenant_id: str,
+    prefix: str,
+    name: str,
+    scopes: Iterable[str] | None,
+    rate: int | None = None,
+    burst: int | None = None,
 ) -> tuple[ApiKey, str | None]:
     """A key about to be stored (new id, created now), and its scopes as stored."""
     text = scopes_text(scopes)
@@ -182,6 +189,8 @@ def new_api_key(
         created_at=time.time(),
         name=name,
         scopes=_scopes_of(text),
+        rate=rate,
+        burst=burst,
     )
     return key, text
 
@@ -191,10 +200,27 @@ def _scopes_of(text: str | None) -> tuple[str, ...] | None:
 
 
 def api_key_of(row: Sequence[Any]) -> ApiKey:
-    """From (id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at)."""
-    return ApiKey(row[0], row[1], row[2], row[3], row[4], _scopes_of(row[5]), row[6], row[7])
+    """From (id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at,
+    rate_limit, rate_burst)."""
+    return ApiKey(
+        row[0], row[1], row[2], row[3], row[4], _scopes_of(row[5]), row[6], row[7], row[8], row[9]
+    )
 
 
 def key_identity_of(row: Sequence[Any]) -> KeyIdentity:
-    """From (tenant id, name, created_at, key id, prefix, scopes, last_used_at)."""
-    return KeyIdentity(Tenant(row[0], row[1], row[2]), row[3], row[4], _scopes_of(row[5]), row[6])
+    """From (tenant id, name, created_at, key id, prefix, scopes, last_used_at, rate_limit,
+    rate_burst)."""
+    return KeyIdentity(
+        Tenant(row[0], row[1], row[2]),
+        row[3],
+        row[4],
+        _scopes_of(row[5]),
+        row[6],
+        row[7],
+        row[8],
+    )
+
+
+def limits_of(row: Sequence[Any]) -> tuple[str, LimitOverrides]:
+    """From (tenant id, rate_limit, rate_burst, daily_quota, monthly_quota)."""
+    return row[0], LimitOverrides(row[1], row[2], row[3], row[4])

@@ -42,6 +42,7 @@ __all__ = [
     "LeaseRequest",
     "LeasedMessage",
     "LeasedRecipient",
+    "LimitOverrides",
     "MessageView",
     "NewAuditEntry",
     "NewEvent",
@@ -54,6 +55,7 @@ __all__ = [
     "QueuePause",
     "QueueStat",
     "QueueStore",
+    "Quota",
     "RecipientView",
     "ReputationCount",
     "ReputationStore",
@@ -68,6 +70,7 @@ __all__ = [
     "TenantQueue",
     "TenantStatus",
     "TenantStore",
+    "Usage",
     "Webhook",
     "WebhookDelivery",
     "WebhookStore",
@@ -79,6 +82,49 @@ class Tenant:
     id: str
     name: str
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LimitOverrides:
+    """A tenant's (or, rate and burst only, an API key's) own sending limits; None: the
+    ``[limits]`` default applies, 0: unlimited."""
+
+    rate: int | None = None
+    """Recipients per second (a message to N recipients counts N)."""
+    burst: int | None = None
+    """Recipients that may go at once from an idle bucket."""
+    daily: int | None = None
+    """Recipients per UTC calendar day."""
+    monthly: int | None = None
+    """Recipients per UTC calendar month."""
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {
+            "rate": self.rate,
+            "burst": self.burst,
+            "daily": self.daily,
+            "monthly": self.monthly,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """The quotas an enqueue is held to (0: unlimited): the store counts every accepted
+    recipient per tenant and UTC day, and refuses a call that would take the tenant's
+    day or month over its limit (``postline.errors.QuotaExceeded``)."""
+
+    daily: int = 0
+    monthly: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Recipients a tenant has had accepted in one UTC day and in its month."""
+
+    day: str
+    """``YYYY-MM-DD`` (UTC)."""
+    day_used: int
+    month_used: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +140,11 @@ class ApiKey:
     last_used_at: float | None = None
     """Noted at most once a minute."""
     revoked_at: float | None = None
+    rate: int | None = None
+    """The key's own rate limit in recipients per second (None: ``[limits] key_rate``;
+    0: none), on top of its tenant's."""
+    burst: int | None = None
+    """The burst of :attr:`rate` (None: ``[limits] key_burst``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +157,10 @@ class KeyIdentity:
     scopes: tuple[str, ...] | None
     """As :attr:`ApiKey.scopes` (None: every tenant scope)."""
     last_used_at: float | None = None
+    rate: int | None = None
+    """As :attr:`ApiKey.rate`."""
+    burst: int | None = None
+    """As :attr:`ApiKey.burst`."""
 
     def allows(self, scope: str) -> bool:
         return self.scopes is None or scope in self.scopes
@@ -679,8 +734,27 @@ class TenantStore(Protocol):
         *,
         name: str = "",
         scopes: Collection[str] | None = None,
+        rate: int | None = None,
+        burst: int | None = None,
     ) -> ApiKey:
-        """Store a key by its hash; ``scopes`` None gives it every tenant scope."""
+        """Store a key by its hash; ``scopes`` None gives it every tenant scope; ``rate``
+        and ``burst`` its own rate limit (None: the configured default)."""
+        ...
+
+    async def tenant_limits(self, tenant_id: str | None = None) -> dict[str, LimitOverrides]:
+        """The limits stored for one tenant (or for every tenant), by tenant id; a tenant
+        without any is absent."""
+        ...
+
+    async def set_tenant_limits(self, tenant_id: str, limits: LimitOverrides) -> bool:
+        """Replace a tenant's stored limits (every field; None: the default); False when
+        there is no such tenant."""
+        ...
+
+    async def usage(self, tenant_id: str, *, now: float) -> Usage:
+        """Recipients accepted for the tenant on the UTC day of ``now`` and in its month
+        (calls with a quota and without are counted alike; delivery reports postline
+        sends itself are not)."""
         ...
 
     async def tenant_for_key(self, key_hash: str) -> Tenant | None: ...
@@ -737,8 +811,15 @@ class QueueStore(Protocol):
         node_id: str = "",
         leased: Mapping[str, Collection[int]] | None = None,
         lease_until: float = 0.0,
+        quota: Quota | None = None,
     ) -> IdempotencyRecord | None:
         """Store messages, recipients and ``accepted`` events durably, in one transaction.
+
+        The same transaction adds the recipients (of messages not of source ``dsn``) to
+        the tenant's usage of the UTC day of the first message's ``created_at``. With
+        ``quota``, a call that would take that day or its month over a limit stores
+        nothing and raises :class:`~postline.errors.QuotaExceeded` (a replayed
+        idempotency key answers its record instead, counting nothing).
 
         With ``idempotency`` (and ``tenant_id``), an existing record for the key is
         returned instead and nothing is stored; otherwise the claim is stored with the

@@ -64,6 +64,18 @@ class ThrottleBackend(Protocol):
         """
         ...
 
+    async def acquire_all(
+        self, group: str, buckets: Sequence[tuple[str, Limits]], n: int, *, now: float | None = None
+    ) -> tuple[float, int]:
+        """Take ``n`` from every bucket of ``group`` (name, limits) at once, or from none.
+
+        Plain GCRA (``gcra.gcra``): no adaptive factor, no suspension. ``(0.0, -1)``:
+        granted and counted on every bucket; else ``(wait, i)``: nothing counted, the
+        longest wait in seconds and the position of the bucket that asks for it. Buckets
+        with an unlimited rate are left alone. ``n < 1`` raises ``ValueError``.
+        """
+        ...
+
     async def acquire_connection(
         self, key: str, limit: int | None, holder: str, ttl: float, *, now: float | None = None
     ) -> str | None:

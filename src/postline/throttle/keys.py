@@ -34,6 +34,7 @@ __all__ = [
     "backend_keys",
     "block_key",
     "destination_key",
+    "group_rate_keys",
     "limits_digest",
     "provider_id",
     "quota_group",
@@ -124,6 +125,15 @@ def quota_keys(group: str, windows: Sequence[str], prefix: str = "postline:quota
     """Name the counters of ``group``, one per window, all in one Redis Cluster slot."""
     tag = f"{{{group}}}"
     return [f"{prefix}:{tag}:{_part(w)}" for w in windows]
+
+
+def group_rate_keys(
+    group: str, names: Sequence[str], prefix: str = "postline:throttle"
+) -> list[str]:
+    """Name the GCRA records of buckets ``names`` of ``group`` (``acquire_all``), all in one
+    Redis Cluster slot: ``{prefix}:{group}:<name>:rate``."""
+    tag = f"{{{group}}}"
+    return [f"{prefix}:{tag}:{_part(name)}:rate" for name in names]
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,31 @@ class MemoryThrottleBackend:
             bucket.tat = tat
         return wait
 
+    async def acquire_all(
+        self, group: str, buckets: Sequence[tuple[str, Limits]], n: int, *, now: float | None = None
+    ) -> tuple[float, int]:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n!r}")
+        t = self._now(now)
+        worst, at = 0.0, -1
+        grants: list[tuple[str, float]] = []
+        for i, (name, limits) in enumerate(buckets):
+            rate = effective_rate(limits, 1.0)
+            if rate is None:
+                continue
+            key = f"{group}|{name}"
+            bucket = self._buckets.get(key)
+            tat, wait = gcra(bucket.tat if bucket else -math.inf, t, rate[0], rate[1], n)
+            if wait > worst:
+                worst, at = wait, i
+            elif wait == 0.0:
+                grants.append((key, tat))
+        if at >= 0:
+            return worst, at
+        for key, tat in grants:
+            self._bucket(key).tat = tat
+        return 0.0, -1
+
     # --- connections -----------------------------------------------------------------------
 
     async def acquire_connection(

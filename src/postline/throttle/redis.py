@@ -7,6 +7,10 @@ run atomically on the bucket's records, named by ``keys.backend_keys``:
 - ``…:{key}:adaptive``: factor, suspension end, last update and recent strikes (a hash);
 - ``…:{key}:leases``: connection leases, lease id → expiry time (a sorted set).
 
+Buckets taken together (``acquire_all``: a tenant's and its API key's sending rates) are
+``…throttle:{group}:<name>:rate`` (``keys.group_rate_keys``), the group as hash tag, so
+one script checks and counts all of them atomically.
+
 Quota counters (warm-up caps) live apart, one plain integer per fixed window:
 ``…quota:{group}:<window>`` (``keys.quota_keys``); Redis expires them when their window
 is over.
@@ -94,7 +98,7 @@ from redis.backoff import NoBackoff
 from postline.errors import ThrottleError, ThrottleUnavailable
 from postline.throttle.adaptive import DEFAULT_PARAMS, AdaptiveParams, AdaptiveState
 from postline.throttle.base import QuotaWindow, ThrottleStatus
-from postline.throttle.keys import BackendKeys, backend_keys, quota_keys
+from postline.throttle.keys import BackendKeys, backend_keys, group_rate_keys, quota_keys
 from postline.throttle.rules import Limits
 
 __all__ = ["RedisThrottleBackend", "ThrottleError", "ThrottleUnavailable"]
@@ -110,6 +114,7 @@ _SCRIPTS = (
     "report_throttled",
     "state",
     "take_quota",
+    "acquire_all",
 )
 
 # Failures that mean "not now" rather than "wrong": the server is down, unreachable,
@@ -339,6 +344,26 @@ class RedisThrottleBackend:
             "try_acquire", (k.rate, k.adaptive), (t, str(n), *rate, *self._recovery)
         )
         return float(wait)
+
+    async def acquire_all(
+        self, group: str, buckets: Sequence[tuple[str, Limits]], n: int, *, now: float | None = None
+    ) -> tuple[float, int]:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n!r}")
+        t = self._now(now)
+        limited = [(i, name, limits) for i, (name, limits) in enumerate(buckets) if limits.messages]
+        if not limited:
+            return 0.0, -1
+        keys = group_rate_keys(
+            group, [name for _, name, _ in limited], prefix=f"{self.key_prefix}throttle"
+        )
+        args = [t, str(n)]
+        for _, _, limits in limited:
+            args += [str(limits.messages), _num(limits.period), str(limits.effective_burst)]
+        wait, at = await self._run("acquire_all", keys, args)
+        if float(wait) == 0.0:
+            return 0.0, -1
+        return float(wait), limited[int(at) - 1][0]
 
     # --- connections -----------------------------------------------------------------------
 

@@ -511,6 +511,33 @@ class SharedThrottleBackend:
                     conn.execute(_STORE_TAT, {"key": key, "tat": new_tat})
             return wait
 
+    async def acquire_all(
+        self, group: str, buckets: Sequence[tuple[str, Limits]], n: int, *, now: float | None = None
+    ) -> tuple[float, int]:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n!r}")
+        t = self._now(now)
+        with _translated("acquire_all"), self._writing as conn:
+            worst, at = 0.0, -1
+            grants: list[tuple[str, float]] = []
+            for i, (name, limits) in enumerate(buckets):
+                rate = effective_rate(limits, 1.0)
+                if rate is None:
+                    continue
+                key = f"{group}|{name}"
+                row = conn.execute(_SELECT_RATE, (key,)).fetchone()
+                stored = None if row is None else row[0]
+                tat, wait = gcra(-math.inf if stored is None else stored, t, rate[0], rate[1], n)
+                if wait > worst:
+                    worst, at = wait, i
+                elif wait == 0.0:
+                    grants.append((key, tat))
+            if at >= 0:
+                return worst, at
+            for key, tat in grants:
+                conn.execute(_STORE_TAT, {"key": key, "tat": tat})
+            return 0.0, -1
+
     # --- connections -----------------------------------------------------------------------
 
     async def acquire_connection(

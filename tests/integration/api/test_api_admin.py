@@ -149,6 +149,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "port": 2525,
         "duration": "1h",
     },
+    ("patch", "/admin/v1/tenants/{tenant_id}"): {"limits": {"daily_quota": 10}},
 }
 
 

@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
         "units",
     },
+    "postline.limits": {"errors", "config", "store", "throttle"},
     "postline.control": {
         "model",
         "errors",
@@ -43,9 +44,11 @@ ALLOWED: dict[str, set[str]] = {
         "tenants",
         "reputation",
         "units",
+        "limits",
     },
     "postline.api": {
         "control",
+        "limits",
         "model",
         "errors",
         "config",

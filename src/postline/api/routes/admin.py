@@ -1,4 +1,5 @@
-"""/admin/v1: the operator's API — tenants, their API keys, admin tokens, the audit log.
+"""/admin/v1: the operator's API — tenants (with their limits and usage), their API keys,
+admin tokens, the audit log.
 
 Every request needs an admin token (``Authorization: Bearer pla_…``); a tenant's API key
 is refused with 403. Each route translates HTTP to one action of :mod:`postline.control`,
@@ -15,11 +16,14 @@ from postline.api.admin_schemas import (
     ActorOut,
     AdminKeyCreated,
     AdminKeyIn,
+    AdminKeyLimitsOut,
     AdminKeyOut,
     AdminKeysOut,
     AdminTenantCreated,
     AdminTenantIn,
+    AdminTenantLimitsOut,
     AdminTenantOut,
+    AdminTenantPatch,
     AdminTenantsOut,
     AdminTenantStatusOut,
     AdminTokenCreated,
@@ -33,10 +37,12 @@ from postline.api.admin_schemas import (
 from postline.api.context import ApiContext
 from postline.api.problems import Problem
 from postline.api.request_id import request_id_of
-from postline.api.schemas import ProblemOut, iso
+from postline.api.schemas import ProblemOut, iso, usage_out
+from postline.config import Config
 from postline.control import Actor, ControlContext, audit, keys, tenants, tokens
 from postline.control.tokens import AdminAuthenticator
-from postline.store.base import ApiKey, AuditEntry
+from postline.limits import key_rate
+from postline.store.base import ApiKey, AuditEntry, LimitOverrides
 from postline.tenants import SCOPES
 
 __all__ = ["Control", "control_context", "current_admin", "router"]
@@ -84,6 +90,13 @@ def control_context(actor: Actor, request: Request) -> ControlContext:
     ctx: ApiContext = request.app.state.ctx
     wake = ctx.extra.get("wake_queue")
     rerouted = ctx.extra.get("reroutes_changed")
+    limiter = ctx.limiter
+
+    def on_limits() -> None:
+        ctx.auth.forget()
+        if limiter is not None:
+            limiter.forget()
+
     return ControlContext(
         ctx.store,
         ctx.config,
@@ -95,6 +108,7 @@ def control_context(actor: Actor, request: Request) -> ControlContext:
         on_pause=ctx.on_pause,
         on_due=wake if callable(wake) else None,
         on_reroute=rerouted if callable(rerouted) else None,
+        on_limits=on_limits,
     )
 
 
@@ -112,9 +126,13 @@ _NOT_FOUND: dict[int | str, dict[str, type[ProblemOut]]] = {**_ERRORS, 404: {"mo
 router = APIRouter(prefix="/admin/v1", tags=["admin"], responses=_ERRORS)
 
 
+_OUT_NAMES = {"rate": "rate_per_second", "daily": "daily_quota", "monthly": "monthly_quota"}
+
+
 def _tenant(view: tenants.TenantView) -> AdminTenantOut:
     s = view.status
     changed = bool(s.changed_by)
+    lim = view.limits
     return AdminTenantOut(
         id=view.tenant.id,
         name=view.tenant.name,
@@ -125,6 +143,14 @@ def _tenant(view: tenants.TenantView) -> AdminTenantOut:
             changed_at=iso(s.changed_at) if changed else None,
             changed_by=s.changed_by or None,
         ),
+        limits=AdminTenantLimitsOut(
+            rate_per_second=lim.rate,
+            burst=lim.burst,
+            daily_quota=lim.daily,
+            monthly_quota=lim.monthly,
+            overridden=[_OUT_NAMES.get(f, f) for f in lim.overridden],
+        ),
+        usage=usage_out(view.usage) if view.usage is not None else None,
     )
 
 
@@ -140,12 +166,18 @@ def _token(t: tokens.TokenView) -> AdminTokenOut:
     )
 
 
-def _key(k: ApiKey) -> AdminKeyOut:
+def _key(k: ApiKey, config: Config) -> AdminKeyOut:
+    own = key_rate(config.limits, k.rate, k.burst)
     return AdminKeyOut(
         id=k.id,
         name=k.name,
         prefix=k.prefix,
         scopes=list(SCOPES) if k.scopes is None else list(k.scopes),
+        limits=AdminKeyLimitsOut(
+            rate_per_second=own.rate,
+            burst=own.burst,
+            overridden=[_OUT_NAMES.get(f, f) for f in own.overridden],
+        ),
         created_at=iso(k.created_at) or "",
         last_used_at=iso(k.last_used_at),
         revoked_at=iso(k.revoked_at),
@@ -177,14 +209,34 @@ async def list_tenants(ctl: Control) -> AdminTenantsOut:
     summary="Create a tenant and its first API key",
 )
 async def create_tenant(body: AdminTenantIn, ctl: Control) -> AdminTenantCreated:
-    new = await tenants.create_tenant(ctl, body.name)
-    view = tenants.TenantView(new.tenant, (await tenants.show_tenant(ctl, new.tenant.id)).status)
+    """``limits`` gives the tenant limits of its own; left out, the ``[limits]`` defaults
+    apply (and follow them when they change)."""
+    own = LimitOverrides(**body.limits.changes()) if body.limits is not None else None
+    new = await tenants.create_tenant(ctl, body.name, own)
+    view = await tenants.show_tenant(ctl, new.tenant.id)
     return AdminTenantCreated(tenant=_tenant(view), api_key=new.key, api_key_prefix=new.key_prefix)
 
 
-@router.get("/tenants/{tenant_id}", responses=_NOT_FOUND, summary="One tenant and its status")
+@router.get(
+    "/tenants/{tenant_id}",
+    responses=_NOT_FOUND,
+    summary="One tenant: its status, limits and usage of today and this month",
+)
 async def show_tenant(tenant_id: str, ctl: Control) -> AdminTenantOut:
     return _tenant(await tenants.show_tenant(ctl, tenant_id))
+
+
+@router.patch(
+    "/tenants/{tenant_id}",
+    responses={**_NOT_FOUND, 422: {"model": ProblemOut}},
+    summary="Change a tenant's rate limit and quotas",
+)
+async def update_tenant(tenant_id: str, body: AdminTenantPatch, ctl: Control) -> AdminTenantOut:
+    """Only the fields given in ``limits`` change: a number sets the tenant's own value (0:
+    unlimited), null puts the ``[limits]`` default back. Applies at once on this node and
+    within ``[api] key_cache_ttl`` on the others."""
+    tenant = await tenants.find_tenant(ctl, id=tenant_id)
+    return _tenant(await tenants.set_limits(ctl, tenant, body.limits.changes()))
 
 
 @router.post(
@@ -217,7 +269,7 @@ async def resume_tenant(tenant_id: str, ctl: Control) -> AdminTenantOut:
     "/tenants/{tenant_id}/keys", responses=_NOT_FOUND, summary="A tenant's API keys, revoked too"
 )
 async def list_keys(tenant_id: str, ctl: Control) -> AdminKeysOut:
-    return AdminKeysOut(keys=[_key(k) for k in await keys.list_keys(ctl, tenant_id)])
+    return AdminKeysOut(keys=[_key(k, ctl.config) for k in await keys.list_keys(ctl, tenant_id)])
 
 
 @router.post(
@@ -229,11 +281,18 @@ async def list_keys(tenant_id: str, ctl: Control) -> AdminKeysOut:
 async def create_key(
     tenant_id: str, ctl: Control, body: AdminKeyIn | None = None
 ) -> AdminKeyCreated:
-    """Without scopes the key may do everything a tenant may (never use the admin API)."""
+    """Without scopes the key may do everything a tenant may (never use the admin API).
+    ``rate_per_second`` and ``burst`` give the key a rate limit of its own, on top of its
+    tenant's (a key per application, each with its share)."""
     new = await keys.create_key(
-        ctl, tenant_id, name=body.name if body else "", scopes=body.scopes if body else None
+        ctl,
+        tenant_id,
+        name=body.name if body else "",
+        scopes=body.scopes if body else None,
+        rate=body.rate_per_second if body else None,
+        burst=body.burst if body else None,
     )
-    return AdminKeyCreated(key=_key(new.key), secret=new.secret)
+    return AdminKeyCreated(key=_key(new.key, ctl.config), secret=new.secret)
 
 
 @router.delete(
@@ -243,7 +302,7 @@ async def create_key(
     "on other nodes)",
 )
 async def revoke_key(tenant_id: str, key_id: str, ctl: Control) -> AdminKeyOut:
-    return _key(await keys.revoke_key(ctl, tenant_id, key_id))
+    return _key(await keys.revoke_key(ctl, tenant_id, key_id), ctl.config)
 
 
 @router.get("/tokens", summary="Admin tokens, revoked ones too")

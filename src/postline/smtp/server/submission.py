@@ -8,6 +8,13 @@ after DATA is sent only once the message is durably enqueued through the same in
 path as the HTTP API. A tenant whose sending is paused (reputation) gets ``550 5.7.1``
 with the reason at MAIL. While the store cannot be reached, a command that needs it gets
 ``451 4.3.0`` (AUTH: ``454 4.7.0``), and the client tries again later.
+
+Rate limits and quotas (``postline.limits``) are judged after DATA, for the whole
+message (all its recipients count): over a rate limit ``452 4.7.1`` with the seconds to
+wait; over the daily quota ``452 4.7.1`` too (temporary: the client's queue retries and
+gets through after UTC midnight, within the retry time of any MTA), over the monthly
+quota ``554 5.7.0`` (permanent: the reset can be weeks away, beyond a client's queue
+lifetime, and a bounce now tells the sender at once instead of days later).
 """
 
 from __future__ import annotations
@@ -26,7 +33,15 @@ from typing import Any
 from aiosmtpd.smtp import Envelope, Session
 
 from postline.config import SubmissionConfig
-from postline.errors import SendingPaused, StoreError, StoreUnavailable, ValidationError
+from postline.errors import (
+    QuotaExceeded,
+    RateLimited,
+    SendingPaused,
+    StoreError,
+    StoreUnavailable,
+    ThrottleUnavailable,
+    ValidationError,
+)
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.ingest.service import Ingestor
 from postline.metrics import Metrics
@@ -35,6 +50,8 @@ from postline.smtp.replies import (
     S250_RECIPIENT_OK,
     S250_SENDER_OK,
     S451_LOCAL_ERROR,
+    S452_QUOTA_EXCEEDED,
+    S452_RATE_LIMITED,
     S452_TOO_MANY_RECIPIENTS,
     S530_AUTH_REQUIRED,
     S550_RECIPIENT_SUPPRESSED,
@@ -42,16 +59,19 @@ from postline.smtp.replies import (
     S550_SENDER_DENIED,
     S553_BAD_ADDRESS,
     S553_BAD_SENDER,
+    S554_QUOTA_EXCEEDED,
     S554_TRANSACTION_FAILED,
 )
 from postline.smtp.server.base import AuthFailures, AuthUnavailable, EhloExtensions, PostlineSMTP
-from postline.store.base import Tenant
+from postline.store.base import KeyIdentity, Tenant
 from postline.tenants import KeyAuthenticator
 
 __all__ = ["SubmissionHandler", "start_submission"]
 
 log = logging.getLogger(__name__)
 
+
+_REPLY_TEXT = 500  # a reply line stays well within RFC 5321's 512 octets
 
 _HELO_UNSAFE = re.compile(r"[^A-Za-z0-9.:\[\]_-]")
 
@@ -109,11 +129,16 @@ class SubmissionHandler(EhloExtensions):
 
     def _tenant(self, session: Session) -> Tenant | None:
         identity: Any = getattr(session, "auth_data", None)
-        if session.authenticated and isinstance(identity, Tenant):
-            return identity
+        if session.authenticated and isinstance(identity, KeyIdentity):
+            return identity.tenant
         if self.trusted_tenant is not None and self._trusted(session):
             return self.trusted_tenant
         return None
+
+    def _key(self, session: Session) -> KeyIdentity | None:
+        """The API key the client authenticated with (None: a trusted network)."""
+        identity: Any = getattr(session, "auth_data", None)
+        return identity if session.authenticated and isinstance(identity, KeyIdentity) else None
 
     async def handle_MAIL(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -197,7 +222,22 @@ class SubmissionHandler(EhloExtensions):
         except ValueError as exc:
             return f"554 5.6.0 Message rejected: {exc}"
         try:
-            await self.ingestor.enqueue(tenant.id, [message])
+            await self.ingestor.enqueue(tenant.id, [message], limited=True, key=self._key(session))
+        except RateLimited as exc:
+            return f"{S452_RATE_LIMITED}: {exc}"[:_REPLY_TEXT]
+        except QuotaExceeded as exc:
+            resets = datetime.fromtimestamp(exc.resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            text = f"{exc}; retry after {resets}"
+            if exc.period == "daily":
+                return f"{S452_QUOTA_EXCEEDED}: {text}"[:_REPLY_TEXT]
+            return f"{S554_QUOTA_EXCEEDED}: {text}"[:_REPLY_TEXT]
+        except ThrottleUnavailable as exc:
+            log.warning(
+                "rate limits unavailable (%s); submission deferred",
+                exc,
+                extra={"action": "submission.defer"},
+            )
+            return S451_LOCAL_ERROR
         except StoreError as exc:
             return self._refused(exc)
         except Exception:
@@ -245,7 +285,7 @@ async def start_submission(
     """
     handler = SubmissionHandler(config, ingestor, metrics, hostname, trusted_tenant)
 
-    async def check(user: str, password: str) -> Tenant | None:
+    async def check(user: str, password: str) -> KeyIdentity | None:
         try:
             return await auth.check_smtp(user, password)
         except StoreUnavailable as exc:

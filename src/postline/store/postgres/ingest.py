@@ -8,10 +8,11 @@ import functools
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from postline.errors import IntegrityViolation, StoreUnavailable
-from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage, QueueKey
+from postline.errors import IntegrityViolation, QuotaExceeded, StoreUnavailable
+from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage, QueueKey, Quota
 from postline.store.postgres.core import _Q, NOTIFY_CHANNEL, PostgresCore, _rowcount, log
 from postline.store.postgres.pending import _Enqueue, _Retry
+from postline.store.usage import check_quota
 
 if TYPE_CHECKING:
     from postline.store.postgres.core import Conn
@@ -23,17 +24,63 @@ _MAX_BATCH = 256  # enqueue calls written by one statement
 _MAX_BATCH_ROWS = 20_000  # messages + recipients in one statement (a lone call may exceed it)
 
 
-async def _insert(
-    conn: Conn, batch: Sequence[_Enqueue]
-) -> dict[int, IdempotencyRecord | _Retry | None]:
-    """Write a batch of enqueues in one statement; per request: None (stored), the earlier
-    record of its idempotency key, or ``_Retry``."""
+_Outcome = IdempotencyRecord | _Retry | QuotaExceeded | None
+
+
+async def _over_quota(conn: Conn, batch: Sequence[_Enqueue]) -> dict[int, QuotaExceeded]:
+    """The requests of ``batch`` a quota refuses, by position (none without a quota).
+
+    With a quota in the batch, one statement locks the usage rows of every tenant and day
+    the batch counts (so the counts of this transaction and the check agree across nodes)
+    and reads them; the requests are then judged in order, each seeing the ones before it.
+    """
+    pairs = sorted({(tenant, r.day) for r in batch for tenant in r.usage})
+    rows = await conn.fetch(_Q["lock_usage"], [p[0] for p in pairs], [p[1] for p in pairs])
+    used = {(row[0], row[1]): [int(row[2]), int(row[3])] for row in rows}
+    refused: dict[int, QuotaExceeded] = {}
+    for g, request in enumerate(batch):
+        quota: Quota | None = request.quota
+        if quota is not None:
+            try:
+                for tenant, n in request.usage.items():
+                    day_used, month_used = used[(tenant, request.day)]
+                    check_quota(quota, request.day, day_used, month_used, n)
+            except QuotaExceeded as exc:
+                refused[g] = exc
+                continue
+        for tenant, n in request.usage.items():
+            counts = used[(tenant, request.day)]
+            counts[0] += n
+            counts[1] += n
+    return refused
+
+
+async def _insert(conn: Conn, batch: Sequence[_Enqueue]) -> dict[int, _Outcome]:
+    """Write a batch of enqueues in one statement (and, when a request has a quota, the
+    quota check before it in the same transaction); per request: None (stored), the
+    earlier record of its idempotency key, ``_Retry``, or the refusal of its quota."""
+    if not any(r.quota is not None and r.usage for r in batch):
+        return await _insert_statement(conn, batch, {})
+    async with conn.transaction():
+        refused = await _over_quota(conn, batch)
+        return await _insert_statement(conn, batch, refused)
+
+
+async def _insert_statement(
+    conn: Conn, batch: Sequence[_Enqueue], refused: Mapping[int, QuotaExceeded]
+) -> dict[int, _Outcome]:
     claims: list[list[Any]] = [[] for _ in range(7)]
     free: list[int] = []
     m_cols: list[list[Any]] = [[] for _ in range(13)]
     r_cols: list[list[Any]] = [[] for _ in range(11)]
     extra: list[list[Any]] = [[], [], [], []]
+    usage: list[list[Any]] = [[], [], [], []]
     for g, request in enumerate(batch):
+        if g in refused:
+            continue
+        for tenant, n in request.usage.items():
+            for col, value in zip(usage, (tenant, request.day, n, g), strict=True):
+                col.append(value)
         claim = request.claim
         if claim is not None and request.claim_key is not None:
             for col, value in zip(
@@ -60,10 +107,10 @@ async def _insert(
         r_cols[10].extend([g] * len(request.r_cols[0]))
         for col, src in zip(extra, request.r_cols[10:14], strict=True):
             col.extend(src)
-    stored = set(await conn.fetchval(_Q["enqueue"], *claims, free, *m_cols, *r_cols, *extra))
-    out: dict[int, IdempotencyRecord | _Retry | None] = {
-        g: None for g in range(len(batch)) if g in stored
-    }
+    stored = set(
+        await conn.fetchval(_Q["enqueue"], *claims, free, *m_cols, *r_cols, *extra, *usage)
+    )
+    out: dict[int, _Outcome] = {g: None for g in range(len(batch)) if g in stored}
     lost = [g for g in range(len(batch)) if g not in stored]
     if lost:
         keys = [batch[g].claim_key for g in lost]
@@ -76,7 +123,12 @@ async def _insert(
             )
         }
         for g, key in zip(lost, keys, strict=True):
-            out[g] = records.get(key, _Retry()) if key else _Retry()
+            if g in refused:
+                # A replayed key answers its record, even when the quota is used up now.
+                record = records.get(key) if key else None
+                out[g] = record if record is not None else refused[g]
+            else:
+                out[g] = records.get(key, _Retry()) if key else _Retry()
     return out
 
 
@@ -92,12 +144,13 @@ class PostgresIngest(PostgresCore):
         node_id: str = "",
         leased: Mapping[str, Collection[int]] | None = None,
         lease_until: float = 0.0,
+        quota: Quota | None = None,
     ) -> IdempotencyRecord | None:
         if idempotency is not None and tenant_id is None:
             raise ValueError("an idempotency claim needs the tenant_id")
         if self._pool is None:
             raise StoreUnavailable("the store is closed")
-        request = _Enqueue(messages, idempotency, tenant_id, node_id, leased, lease_until)
+        request = _Enqueue(messages, idempotency, tenant_id, node_id, leased, lease_until, quota)
         request.future = asyncio.get_running_loop().create_future()
         self._pending.append(request)
         if len(self._writers) < self._max_writers:
@@ -170,14 +223,16 @@ class PostgresIngest(PostgresCore):
             return
         self._settle(batch, outcome)
 
-    def _settle(
-        self, batch: list[_Enqueue], outcome: dict[int, IdempotencyRecord | _Retry | None]
-    ) -> None:
+    def _settle(self, batch: list[_Enqueue], outcome: dict[int, _Outcome]) -> None:
         for i, request in enumerate(batch):
             result = outcome[i]
             if isinstance(result, _Retry):
                 self._pending.append(request)  # the key was purged meanwhile: claim again
-            elif not request.future.done():
+            elif request.future.done():
+                continue
+            elif isinstance(result, QuotaExceeded):
+                request.future.set_exception(result)
+            else:
                 request.future.set_result(result)
 
     async def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:

@@ -10,7 +10,8 @@ from typing import Any
 
 from postline.model import EventType, RecipientState
 from postline.store.announce import due_of
-from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage
+from postline.store.base import IdempotencyClaim, IdempotencyRecord, NewMessage, Quota
+from postline.store.usage import counted, day_of
 
 __all__ = ["_Enqueue", "_Retry"]
 
@@ -25,12 +26,15 @@ class _Enqueue:
     __slots__ = (
         "claim",
         "claim_key",
+        "day",
         "due_at",
         "due_now",
         "future",
         "m_cols",
+        "quota",
         "r_cols",
         "rows",
+        "usage",
     )
 
     def __init__(
@@ -41,8 +45,13 @@ class _Enqueue:
         node_id: str,
         leased: Mapping[str, Collection[int]] | None,
         lease_until: float,
+        quota: Quota | None = None,
     ) -> None:
         self.future: asyncio.Future[IdempotencyRecord | None]
+        self.quota = quota
+        self.usage = {tenant: n for tenant, n in counted(messages).items() if n}
+        """Recipients the call adds to each tenant's usage of ``day``."""
+        self.day = day_of(messages[0].created_at) if messages else ""
         self.claim = idempotency
         self.claim_key = (str(tenant_id), idempotency.key) if idempotency is not None else None
         self.m_cols: list[list[Any]] = [[] for _ in range(12)]

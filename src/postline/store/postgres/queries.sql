@@ -27,17 +27,55 @@ SELECT id, name, created_at FROM tenants WHERE id = $1;
 SELECT id, name, created_at FROM tenants ORDER BY name;
 
 -- name: add_api_key
-INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at, name, scopes)
-VALUES ($1, $2, $3, $4, $5, $6, $7);
+INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at, name, scopes, rate_limit,
+                      rate_burst)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
 -- name: key_identity
-SELECT t.id, t.name, t.created_at, k.id, k.prefix, k.scopes, k.last_used_at
+SELECT t.id, t.name, t.created_at, k.id, k.prefix, k.scopes, k.last_used_at, k.rate_limit,
+       k.rate_burst
 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
 
 -- name: api_keys
-SELECT id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at
+SELECT id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at, rate_limit,
+       rate_burst
 FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id;
+
+-- name: tenant_limits
+SELECT id, rate_limit, rate_burst, daily_quota, monthly_quota FROM tenants
+WHERE ($1::text IS NULL OR id = $1)
+  AND (rate_limit IS NOT NULL OR rate_burst IS NOT NULL OR daily_quota IS NOT NULL
+       OR monthly_quota IS NOT NULL);
+
+-- name: set_tenant_limits
+UPDATE tenants SET rate_limit = $2, rate_burst = $3, daily_quota = $4, monthly_quota = $5
+WHERE id = $1;
+
+-- name: usage
+-- Recipients counted on one day ($2) and in its month ($3 <= day < $4).
+SELECT coalesce(sum(recipients) FILTER (WHERE day = $2), 0)::bigint,
+       coalesce(sum(recipients), 0)::bigint
+FROM tenant_usage WHERE tenant_id = $1 AND day >= $3 AND day < $4;
+
+-- name: lock_usage
+-- Before an enqueue with a quota, in its transaction: lock (creating at 0) the usage rows
+-- ($1 tenants, $2 days; sorted, so that two enqueues take their locks in one order) and
+-- read them as the latest commit left them, with the whole month: the other days of the
+-- month ('YYYY-MM' <= day < 'YYYY-MM~') are not written any more.
+WITH l AS (
+    INSERT INTO tenant_usage (tenant_id, day, recipients)
+    SELECT u.tenant_id, u.day, 0 FROM unnest($1::text[], $2::text[]) AS u(tenant_id, day)
+    ORDER BY u.tenant_id, u.day
+    ON CONFLICT (tenant_id, day) DO UPDATE SET recipients = tenant_usage.recipients
+    RETURNING tenant_id, day, recipients
+)
+SELECT l.tenant_id, l.day, l.recipients,
+       l.recipients + coalesce((SELECT sum(o.recipients) FROM tenant_usage o
+                                WHERE o.tenant_id = l.tenant_id AND o.day <> l.day
+                                  AND o.day >= left(l.day, 7)
+                                  AND o.day < left(l.day, 7) || '~'), 0)
+FROM l;
 
 -- name: revoke_api_key_id
 UPDATE api_keys SET revoked_at = $3
@@ -72,7 +110,8 @@ DELETE FROM idempotency WHERE created_at < $1;
 -- without a claim; messages $9..$21 (the last: group); recipients $22..$32 (lease owner and
 -- expiry NULL unless handed over leased; the last: group); per recipient $33 event data,
 -- $34 node id, $35 state ('queued', or 'suppressed' for a suppressed address) and $36 the
--- event type ('accepted' or 'suppressed').
+-- event type ('accepted' or 'suppressed'); usage $37..$40 (tenant, UTC day, recipients,
+-- group) added to tenant_usage for the stored groups.
 WITH claim AS (
     INSERT INTO idempotency (tenant_id, key, request_hash, status, response, created_at)
     SELECT c.tenant_id, c.key, c.request_hash, c.status, c.response, c.created_at
@@ -118,6 +157,15 @@ WITH claim AS (
          WITH ORDINALITY AS u(at, tenant_id, message_id, idx, address, node_id, data, g, type, n)
     WHERE u.g IN (SELECT g FROM ok)
     ORDER BY u.n
+), usage AS (
+    INSERT INTO tenant_usage (tenant_id, day, recipients)
+    SELECT u.tenant_id, u.day, sum(u.n)
+    FROM unnest($37::text[], $38::text[], $39::int[], $40::int[]) AS u(tenant_id, day, n, g)
+    WHERE u.g IN (SELECT g FROM ok)
+    GROUP BY u.tenant_id, u.day
+    ORDER BY u.tenant_id, u.day
+    ON CONFLICT (tenant_id, day) DO UPDATE
+        SET recipients = tenant_usage.recipients + excluded.recipients
 )
 SELECT coalesce(array_agg(g), '{}') FROM ok;
 

@@ -27,15 +27,32 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (13);
+INSERT INTO postline_schema (version) VALUES (14);
 
+-- rate_limit (recipients per second), rate_burst, daily_quota, monthly_quota: the tenant's
+-- own limits; NULL = the [limits] default, 0 = unlimited.
 CREATE TABLE tenants (
-    id          text PRIMARY KEY,
-    name        text NOT NULL UNIQUE,
-    created_at  double precision NOT NULL
+    id             text PRIMARY KEY,
+    name           text NOT NULL UNIQUE,
+    created_at     double precision NOT NULL,
+    rate_limit     integer,
+    rate_burst     integer,
+    daily_quota    bigint,
+    monthly_quota  bigint
 );
 
--- scopes: the key's scopes separated by spaces; NULL = every tenant scope.
+-- Accepted recipients per tenant and UTC day ('YYYY-MM-DD'), counted in the transaction
+-- of the enqueue; a month is the sum of its days. An enqueue with a quota locks its rows
+-- first (lock_usage), so the check and the count are exact across nodes.
+CREATE TABLE tenant_usage (
+    tenant_id   text NOT NULL,
+    day         text NOT NULL,
+    recipients  bigint NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+);
+
+-- scopes: the key's scopes separated by spaces; NULL = every tenant scope. rate_limit and
+-- rate_burst: the key's own rate limit (NULL = the [limits] key default, 0 = none).
 CREATE TABLE api_keys (
     id            text PRIMARY KEY,
     tenant_id     text NOT NULL REFERENCES tenants (id),
@@ -45,7 +62,9 @@ CREATE TABLE api_keys (
     revoked_at    double precision,
     name          text NOT NULL DEFAULT '',
     scopes        text,
-    last_used_at  double precision
+    last_used_at  double precision,
+    rate_limit    integer,
+    rate_burst    integer
 );
 
 -- One row per message; the body is stored once however many recipients it has.

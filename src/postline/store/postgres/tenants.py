@@ -9,9 +9,18 @@ from typing import TYPE_CHECKING
 
 from postline.errors import IntegrityViolation
 from postline.model.ids import new_id
-from postline.store._rows import api_key_of, key_identity_of, new_api_key
-from postline.store.base import ApiKey, KeyIdentity, NewEvent, Tenant, TenantStatus
+from postline.store._rows import api_key_of, key_identity_of, limits_of, new_api_key
+from postline.store.base import (
+    ApiKey,
+    KeyIdentity,
+    LimitOverrides,
+    NewEvent,
+    Tenant,
+    TenantStatus,
+    Usage,
+)
 from postline.store.postgres.core import _Q, PostgresCore, _rowcount
+from postline.store.usage import day_of, month_range
 
 if TYPE_CHECKING:
     from postline.store.postgres.core import Conn
@@ -58,16 +67,59 @@ class PostgresTenants(PostgresCore):
         *,
         name: str = "",
         scopes: Collection[str] | None = None,
+        rate: int | None = None,
+        burst: int | None = None,
     ) -> ApiKey:
-        key, text = new_api_key(tenant_id, prefix, name, scopes)
+        key, text = new_api_key(tenant_id, prefix, name, scopes, rate, burst)
 
         async def op(conn: Conn) -> None:
             await conn.execute(
-                _Q["add_api_key"], key.id, tenant_id, key_hash, prefix, key.created_at, name, text
+                _Q["add_api_key"],
+                key.id,
+                tenant_id,
+                key_hash,
+                prefix,
+                key.created_at,
+                name,
+                text,
+                rate,
+                burst,
             )
 
         await self._call(op)
         return key
+
+    async def tenant_limits(self, tenant_id: str | None = None) -> dict[str, LimitOverrides]:
+        async def op(conn: Conn) -> dict[str, LimitOverrides]:
+            rows = await conn.fetch(_Q["tenant_limits"], tenant_id)
+            return dict(limits_of(tuple(row)) for row in rows)
+
+        return await self._call(op)
+
+    async def set_tenant_limits(self, tenant_id: str, limits: LimitOverrides) -> bool:
+        async def op(conn: Conn) -> bool:
+            status = await conn.execute(
+                _Q["set_tenant_limits"],
+                tenant_id,
+                limits.rate,
+                limits.burst,
+                limits.daily,
+                limits.monthly,
+            )
+            return _rowcount(status) > 0
+
+        return await self._call(op)
+
+    async def usage(self, tenant_id: str, *, now: float) -> Usage:
+        day = day_of(now)
+        first, nxt = month_range(day)
+
+        async def op(conn: Conn) -> Usage:
+            row = await conn.fetchrow(_Q["usage"], tenant_id, day, first, nxt)
+            assert row is not None  # an aggregate always has its row
+            return Usage(day, int(row[0]), int(row[1]))
+
+        return await self._call(op)
 
     async def tenant_for_key(self, key_hash: str) -> Tenant | None:
         async def op(conn: Conn) -> Tenant | None:

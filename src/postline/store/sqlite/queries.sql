@@ -13,17 +13,40 @@ SELECT id, name, created_at FROM tenants WHERE id = :id;
 SELECT id, name, created_at FROM tenants ORDER BY name;
 
 -- name: add_api_key
-INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at, name, scopes)
-VALUES (:id, :tenant_id, :key_hash, :prefix, :created_at, :name, :scopes);
+INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at, name, scopes, rate_limit,
+                      rate_burst)
+VALUES (:id, :tenant_id, :key_hash, :prefix, :created_at, :name, :scopes, :rate, :burst);
 
 -- name: key_identity
-SELECT t.id, t.name, t.created_at, k.id, k.prefix, k.scopes, k.last_used_at
+SELECT t.id, t.name, t.created_at, k.id, k.prefix, k.scopes, k.last_used_at, k.rate_limit,
+       k.rate_burst
 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
 WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL;
 
 -- name: api_keys
-SELECT id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at
+SELECT id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at, rate_limit,
+       rate_burst
 FROM api_keys WHERE tenant_id = :tenant_id ORDER BY created_at, id;
+
+-- name: tenant_limits
+SELECT id, rate_limit, rate_burst, daily_quota, monthly_quota FROM tenants
+WHERE (:tenant_id IS NULL OR id = :tenant_id)
+  AND (rate_limit IS NOT NULL OR rate_burst IS NOT NULL OR daily_quota IS NOT NULL
+       OR monthly_quota IS NOT NULL);
+
+-- name: set_tenant_limits
+UPDATE tenants SET rate_limit = :rate, rate_burst = :burst, daily_quota = :daily,
+                   monthly_quota = :monthly
+WHERE id = :tenant_id;
+
+-- name: usage
+-- Recipients counted on one day (:day) and in its month (:first <= day < :next).
+SELECT coalesce(sum(CASE WHEN day = :day THEN recipients END), 0), coalesce(sum(recipients), 0)
+FROM tenant_usage WHERE tenant_id = :tenant_id AND day >= :first AND day < :next;
+
+-- name: count_usage
+INSERT INTO tenant_usage (tenant_id, day, recipients) VALUES (?, ?, ?)
+ON CONFLICT (tenant_id, day) DO UPDATE SET recipients = recipients + excluded.recipients;
 
 -- name: revoke_api_key_id
 UPDATE api_keys SET revoked_at = :now

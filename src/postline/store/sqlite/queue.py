@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from postline.errors import QuotaExceeded
 from postline.model import EventType, RecipientState
 from postline.store._outcomes import plan_outcomes
 from postline.store._rows import group_leased, stat_of, sum_stats, with_paused
@@ -25,10 +26,12 @@ from postline.store.base import (
     QueueLease,
     QueuePause,
     QueueStat,
+    Quota,
     TenantQueue,
 )
 from postline.store.sqlite.bulk import insert_rows
 from postline.store.sqlite.core import _Q, BULK, URGENT, SQLiteCore, _bodies
+from postline.store.usage import check_quota, counted, day_of, month_range
 
 __all__ = ["SQLiteQueue"]
 
@@ -45,9 +48,14 @@ class SQLiteQueue(SQLiteCore):
         node_id: str = "",
         leased: Mapping[str, Collection[int]] | None = None,
         lease_until: float = 0.0,
+        quota: Quota | None = None,
     ) -> IdempotencyRecord | None:
         if idempotency is not None and tenant_id is None:
             raise ValueError("an idempotency claim needs the tenant_id")
+        usage = counted(messages)
+        day = day_of(messages[0].created_at) if messages else ""
+        usage_rows = [(tenant, day, n) for tenant, n in usage.items() if n]
+        month = month_range(day) if quota is not None and usage_rows else None
         msg_rows = []
         rcpt_rows = []
         event_rows = []
@@ -129,13 +137,26 @@ class SQLiteQueue(SQLiteCore):
                     )
                 )
 
-        def op(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+        def op(conn: sqlite3.Connection) -> IdempotencyRecord | QuotaExceeded | None:
             if idempotency is not None:
                 row = conn.execute(
                     _Q["get_idempotency"], {"tenant_id": tenant_id, "key": idempotency.key}
                 ).fetchone()
                 if row is not None:
                     return IdempotencyRecord(*row)
+            if quota is not None and month is not None:
+                # The single writer makes read-then-write exact. A refusal is returned,
+                # not raised: raising would roll back every other write of the batch.
+                for tenant, _, n in usage_rows:
+                    used = conn.execute(
+                        _Q["usage"],
+                        {"tenant_id": tenant, "day": day, "first": month[0], "next": month[1]},
+                    ).fetchone()
+                    try:
+                        check_quota(quota, day, int(used[0]), int(used[1]), n)
+                    except QuotaExceeded as exc:
+                        return exc
+            if idempotency is not None:
                 conn.execute(
                     _Q["insert_idempotency"],
                     {
@@ -157,9 +178,13 @@ class SQLiteQueue(SQLiteCore):
                 [(tenant, domain, n) for (tenant, domain), n in queues.items()],
             )
             insert_rows(conn, _Q["insert_event"], event_rows)
+            for usage_row in usage_rows:
+                conn.execute(_Q["count_usage"], usage_row)
             return None
 
         found = await self._write(op, rows=len(msg_rows) + len(rcpt_rows))
+        if isinstance(found, QuotaExceeded):
+            raise found
         if found is None and self._peers.others():
             # Another process on this file may deliver these queues (a node's workers).
             self._peers.announce(*due_of(messages, leased))

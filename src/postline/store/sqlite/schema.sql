@@ -1,13 +1,29 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 14;
+PRAGMA user_version = 15;
 
+-- rate_limit (recipients per second), rate_burst, daily_quota, monthly_quota: the tenant's
+-- own limits; NULL = the [limits] default, 0 = unlimited.
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
-    created_at  REAL NOT NULL
+    created_at  REAL NOT NULL,
+    rate_limit INTEGER,
+    rate_burst INTEGER,
+    daily_quota INTEGER,
+    monthly_quota INTEGER
 );
 
--- scopes: the key's scopes separated by spaces; NULL = every tenant scope.
+-- Accepted recipients per tenant and UTC day ('YYYY-MM-DD'), counted in the transaction
+-- of the enqueue; a month is the sum of its days.
+CREATE TABLE tenant_usage (
+    tenant_id   TEXT NOT NULL,
+    day         TEXT NOT NULL,
+    recipients  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+) WITHOUT ROWID;
+
+-- scopes: the key's scopes separated by spaces; NULL = every tenant scope. rate_limit and
+-- rate_burst: the key's own rate limit (NULL = the [limits] key default, 0 = none).
 CREATE TABLE api_keys (
     id            TEXT PRIMARY KEY,
     tenant_id     TEXT NOT NULL REFERENCES tenants(id),
@@ -17,7 +33,9 @@ CREATE TABLE api_keys (
     revoked_at    REAL,
     name          TEXT NOT NULL DEFAULT '',
     scopes        TEXT,
-    last_used_at  REAL
+    last_used_at  REAL,
+    rate_limit INTEGER,
+    rate_burst INTEGER
 );
 
 -- One row per message; the body is stored once however many recipients it has.

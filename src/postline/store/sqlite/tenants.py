@@ -9,18 +9,21 @@ from collections.abc import Collection
 
 from postline.errors import IntegrityViolation
 from postline.model.ids import new_id
-from postline.store._rows import api_key_of, key_identity_of, new_api_key
+from postline.store._rows import api_key_of, key_identity_of, limits_of, new_api_key
 from postline.store.base import (
     ApiKey,
     KeyIdentity,
+    LimitOverrides,
     NewEvent,
     Tenant,
     TenantStatus,
+    Usage,
 )
 from postline.store.sqlite.core import (
     _Q,
     SQLiteCore,
 )
+from postline.store.usage import day_of, month_range
 
 __all__ = ["SQLiteTenants"]
 
@@ -66,8 +69,10 @@ class SQLiteTenants(SQLiteCore):
         *,
         name: str = "",
         scopes: Collection[str] | None = None,
+        rate: int | None = None,
+        burst: int | None = None,
     ) -> ApiKey:
-        key, text = new_api_key(tenant_id, prefix, name, scopes)
+        key, text = new_api_key(tenant_id, prefix, name, scopes, rate, burst)
 
         def op(conn: sqlite3.Connection) -> ApiKey:
             conn.execute(
@@ -80,11 +85,36 @@ class SQLiteTenants(SQLiteCore):
                     "created_at": key.created_at,
                     "name": name,
                     "scopes": text,
+                    "rate": rate,
+                    "burst": burst,
                 },
             )
             return key
 
         return await self._write(op)
+
+    async def tenant_limits(self, tenant_id: str | None = None) -> dict[str, LimitOverrides]:
+        params = {"tenant_id": tenant_id}
+        return await self._read(
+            lambda conn: dict(limits_of(row) for row in conn.execute(_Q["tenant_limits"], params))
+        )
+
+    async def set_tenant_limits(self, tenant_id: str, limits: LimitOverrides) -> bool:
+        params = {"tenant_id": tenant_id, **limits.as_dict()}
+        return await self._write(
+            lambda conn: conn.execute(_Q["set_tenant_limits"], params).rowcount > 0
+        )
+
+    async def usage(self, tenant_id: str, *, now: float) -> Usage:
+        day = day_of(now)
+        first, nxt = month_range(day)
+        params = {"tenant_id": tenant_id, "day": day, "first": first, "next": nxt}
+
+        def op(conn: sqlite3.Connection) -> Usage:
+            day_used, month_used = conn.execute(_Q["usage"], params).fetchone()
+            return Usage(day, int(day_used), int(month_used))
+
+        return await self._read(op)
 
     async def tenant_for_key(self, key_hash: str) -> Tenant | None:
         def op(conn: sqlite3.Connection) -> Tenant | None:

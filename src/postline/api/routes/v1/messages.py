@@ -23,7 +23,14 @@ from postline.ingest.collection import collection_paused
 from postline.ingest.schema import SURROGATES_CHECKED, BatchIn, MessageIn, may_hold_surrogates
 from postline.model import RecipientState
 from postline.model.ids import id_time, recipient_id
-from postline.store.base import EventQuery, IdempotencyClaim, MessageView, NewMessage, Tenant
+from postline.store.base import (
+    EventQuery,
+    IdempotencyClaim,
+    KeyIdentity,
+    MessageView,
+    NewMessage,
+    Tenant,
+)
 
 __all__ = ["router"]
 
@@ -35,12 +42,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ProblemOut, "description": "Missing or invalid API key"},
     403: {
         "model": ProblemOut,
-        "description": "Sending is paused for this tenant (bounce or complaint rate); "
-        "'detail' says which rate crossed which threshold, 'fix' how to get resumed",
+        "description": "Sending is paused for this tenant (bounce or complaint rate; "
+        "'detail' says which rate crossed which threshold, 'fix' how to get resumed), or "
+        "its daily or monthly quota would be exceeded (type quota-exceeded: 'quota', "
+        "'limit', 'used', 'requested' and 'resets_at' say which, how much and until when; "
+        "nothing was stored)",
     },
     409: {"model": ProblemOut, "description": "Idempotency-Key reused with a different body"},
     413: {"model": ProblemOut, "description": "Body too large"},
     422: {"model": ProblemOut, "description": "Invalid message"},
+    429: {
+        "model": ProblemOut,
+        "description": "The tenant's or the API key's rate limit (recipients per second) is "
+        "reached (type rate-limited: 'limit', 'rate', 'burst'); nothing was stored, a batch "
+        "as a whole. Retry after the Retry-After header's seconds.",
+    },
 }
 
 IdempotencyKey = Annotated[
@@ -80,6 +96,12 @@ def _accepted(m: NewMessage, now: float) -> dict[str, Any]:
                 }
             )
     return {"id": m.id, "message_id": m.message_id_header, "recipients": recipients}
+
+
+def _key_of(request: Request) -> KeyIdentity | None:
+    """The API key of the request (its own rate limit), as authentication left it."""
+    found = getattr(request.state, "api_key", None)
+    return found if isinstance(found, KeyIdentity) else None
 
 
 def _problem_from(
@@ -137,6 +159,7 @@ def _replay(stored_hash: str, status: int, response: str, request_hash: str) -> 
 
 async def _enqueue(
     ctx: ApiContext,
+    api_key: KeyIdentity | None,
     tenant: Tenant,
     messages: list[NewMessage],
     status: int,
@@ -147,7 +170,9 @@ async def _enqueue(
 ) -> Response:
     text = json.dumps(body, separators=(",", ":"))
     claim = IdempotencyClaim(key, request_hash, status, text, now) if key else None
-    replay = await ctx.ingestor.enqueue(tenant.id, messages, idempotency=claim)
+    replay = await ctx.ingestor.enqueue(
+        tenant.id, messages, idempotency=claim, limited=True, key=api_key
+    )
     if replay is not None:
         return _replay(replay.request_hash, replay.status, replay.response, request_hash)
     return Response(text, status_code=status, media_type="application/json")
@@ -181,7 +206,15 @@ async def send_message(
     message = ctx.ingestor.build_api_message(tenant.id, payload, now=now)
     (message,) = await ctx.ingestor.apply_suppressions(tenant.id, [message], now=now)
     return await _enqueue(
-        ctx, tenant, [message], 202, _accepted(message, now), idempotency_key, request_hash, now
+        ctx,
+        _key_of(request),
+        tenant,
+        [message],
+        202,
+        _accepted(message, now),
+        idempotency_key,
+        request_hash,
+        now,
     )
 
 
@@ -267,7 +300,9 @@ async def send_batch(
             status_code=422,
             media_type="application/problem+json",
         )
-    return await _enqueue(ctx, tenant, accepted, status, body, idempotency_key, request_hash, now)
+    return await _enqueue(
+        ctx, _key_of(request), tenant, accepted, status, body, idempotency_key, request_hash, now
+    )
 
 
 class FindingOut(BaseModel):

@@ -1,4 +1,4 @@
--- Version 13: operators' temporary static routes (POST /admin/v1/queues/reroute): mail to
+-- Version 14: operators' temporary static routes (POST /admin/v1/queues/reroute): mail to
 -- domain (or to every domain whose MX hosts match the throttle rule provider; the other one
 -- is '') goes to host:port until the time in until.
 CREATE TABLE reroutes (
