@@ -16,7 +16,10 @@ __all__ = ["autoreply_score"]
 _SUBJECT = re.compile(
     r"^\s*(?:auto(?:matic|matische|matisk|maattinen|matyczna)?[ -]?(?:reply|response|"
     r"antwort|svar|vastaus|odpowied|answer|respuesta|risposta|resposta)\b|auto:|autoreply|"
-    r"auto[- ]?response|out of (?:the )?office|ooo\b|on vacation|vacation|on holiday|"
+    r"auto[- ]?response|auto[- ]?responder|automated (?:reply|response|answer|message)|"
+    r"out of (?:the )?office|ooo\b|on vacation|vacation|on holiday|on leave|away\b|"
+    r"thank you for (?:your (?:e-?mail|message|enquiry|inquiry)|contacting)|"
+    r"(?:we|i) (?:have )?received your (?:e-?mail|message|request)|"
     r"away from (?:the |my )?(?:office|desk)|abwesenheit|abwesend|nicht im b[üu]ro|"
     r"r[ée]ponse automatique|absence|absent|fuera de la oficina|respuesta autom[aá]tica|"
     r"risposta automatica|fuori (?:sede|ufficio)|assente|resposta autom[aá]tica|ausente|"
@@ -28,6 +31,7 @@ _SUBJECT = re.compile(
 )
 _SUBJECT_ANYWHERE = re.compile(
     r"\b(?:out of (?:the )?office|automatic reply|auto[- ]reply|autoreply|vacation reply|"
+    r"auto[- ]?response|automated (?:reply|response)|away from (?:the |my )?(?:office|desk)|"
     r"abwesenheitsnotiz|r[ée]ponse automatique|respuesta autom[aá]tica|risposta automatica)\b",
     re.IGNORECASE,
 )
@@ -43,8 +47,12 @@ _BODY = re.compile(
     r"je suis (?:absent|absente|en cong[ée])|je serai absent|"
     r"estoy (?:fuera|de vacaciones|ausente)|sono (?:fuori|in ferie|assente)|"
     r"estou (?:fora|de f[ée]rias|ausente)|ik ben (?:afwezig|met vakantie)|"
-    r"this is an automatic(?:ally generated)? (?:reply|response|message)|"
-    r"automatic(?:ally generated)? (?:reply|response)|"
+    r"this is an? (?:automatic|automated|auto-generated)(?:ally generated)? (?:reply|response|"
+    r"message|notification|acknowledge?ment)|"
+    r"automatic(?:ally generated)? (?:reply|response)|automated (?:reply|response)|"
+    r"(?:in|during) my absence|while i am (?:away|out)|i am (?:away|out) (?:from|of|until)|"
+    r"thank you for your (?:e-?mail|message|enquiry|inquiry)[^.\n]{0,80}(?:received|respond|"
+    r"reply|get back|answer|contact)|"
     r"\u4e0d\u5728\u306b\u3057\u3066|\u4f11\u6687|\u51fa\u5f35",
     re.IGNORECASE,
 )

@@ -13,9 +13,13 @@ A rule file is a list of ``[[rule]]`` tables::
     [[rule]]
     name = "user-unknown"                 # unique, [a-z0-9._-]
     category = "invalid_recipient"        # one of CATEGORIES
-    hard = true                           # optional; default: HARD_CATEGORIES; "rcpt":
-                                          #   hard only when the refusal answered RCPT TO
-                                          #   or has a precise X.1.x address status
+    hard = true                           # optional: how the wording bears on the
+                                          #   address (the rows of the hard/soft table in
+                                          #   postline.bounce.policy): true = it says the
+                                          #   address does not exist; "rcpt" = a generic
+                                          #   refusal, hard only at RCPT TO or with an
+                                          #   X.1.x status; false = never hard (filter or
+                                          #   policy wording). Default: the category's.
     codes = ["5xx"]                       # optional: reply codes, ``x`` = any digit
     statuses = ["x.1.1", "5.7.6xx"]       # optional: enhanced codes; a field ``x`` is any
                                           #   number, an ``x`` among digits any digit
@@ -55,6 +59,7 @@ from typing import Any
 
 from postline.bounce._prefilter import required_literals
 from postline.bounce.errors import RuleError
+from postline.bounce.policy import DEFAULT_READING, Reading, is_hard
 from postline.model import Reply
 
 __all__ = [
@@ -102,8 +107,10 @@ class Category(StrEnum):
 CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
 
 # Categories whose permanent failures are hard (the address itself will never work) unless
-# a rule says otherwise.
-HARD_CATEGORIES: frozenset[Category] = frozenset({Category.INVALID_RECIPIENT, Category.BAD_DOMAIN})
+# a rule says otherwise (the policy's default readings).
+HARD_CATEGORIES: frozenset[Category] = frozenset(
+    Category(c) for c, reading in DEFAULT_READING.items() if reading != "never"
+)
 
 _ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -151,6 +158,13 @@ class Rule:
     source: str = ""
     weak: bool = False
     hard_needs_rcpt: bool = False
+
+    @property
+    def reading(self) -> Reading:
+        """The row of the hard/soft table (:data:`postline.bounce.policy.HARD_TABLE`)."""
+        if not self.hard:
+            return "never"
+        return "generic" if self.hard_needs_rcpt else "address"
 
     @property
     def has_conditions(self) -> bool:
@@ -637,8 +651,6 @@ _COMMAND_NAMES = {
     "starttls": "STARTTLS",
     "auth": "AUTH",
 }
-# X.1.x address statuses other than X.1.0 (other), X.1.7 and X.1.8 (the sender).
-_ADDRESS_STATUS = re.compile(r"^[45]\.1\.(?!0$|7$|8$)\d{1,3}$")
 
 
 @functools.lru_cache(maxsize=256)
@@ -741,16 +753,16 @@ def classify(
     )
     if rule is None:
         return Classification(Category.UNKNOWN, False, "default", status, text.strip())
-    # Hard needs a permanent failure, and a permanent code when the report gives one: a
-    # sender that gave up after temporary errors (failed, 4.x.x) proved nothing.
-    temporary_code = (status or str(code or ""))[:1] == "4"
-    if temporary_code and action == "failed" and status == "4.1.1":
-        # Except "bad destination mailbox" (4.1.1) on every try until the sender gave up:
-        # the address was refused as unknown each time, not for a passing condition.
-        temporary_code = rule.category is not Category.INVALID_RECIPIENT
-    hard = rule.hard and permanent and not temporary_code
-    if hard and rule.hard_needs_rcpt:
-        hard = command == "RCPT TO" or bool(status and _ADDRESS_STATUS.match(status))
+    hard = is_hard(
+        rule.reading,
+        permanent=permanent,
+        temporary_code=(status or str(code or ""))[:1] == "4",
+        command=command,
+        status=status,
+        unknown_every_try=(
+            action == "failed" and status == "4.1.1" and rule.category is Category.INVALID_RECIPIENT
+        ),
+    )
     return Classification(rule.category, hard, rule.name, status, text.strip())
 
 

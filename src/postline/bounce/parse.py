@@ -564,7 +564,10 @@ def _analyze(raw: bytes, rules: RuleSet, depth: int) -> Report:
             rules,
             (lambda inner: _nested(inner, rules, depth)) if depth < _MAX_DEPTH else None,
         )
-        if not results and score >= 1 and not daemon_or_subject:
+        # An auto-reply without RFC 3834 headers whose prose happens to read like a
+        # bounce: no failure was recognised in it.
+        unrecognised = all(r.category is Category.UNKNOWN for r in results)
+        if score >= 1 and not daemon_or_subject and not parts.status_texts and unrecognised:
             return _autoreply(parts)
         if not any(r.recipient for r in results) and depth < _MAX_DEPTH:
             # A bounce that only forwards another report (a bounce of a bounce).
@@ -572,12 +575,25 @@ def _analyze(raw: bytes, rules: RuleSet, depth: int) -> Report:
                 nested = _nested(inner, rules, depth)
                 if nested is not None:
                     return nested
+        if not results:
+            # Never silent: a bounce whose recipient could not be read still says what
+            # failed (``unknown`` with the status its text gives when no rule matches).
+            results = [_unnamed_failure(parts, body, rules)]
         return report("dsn", results)
 
     # 7. auto-replies known only by their wording
     if score >= 1:
         return _autoreply(parts)
     return report("other", ())
+
+
+def _unnamed_failure(parts: _Parts, body: str, rules: RuleSet) -> RecipientResult:
+    """The failure a bounce reports when it names no recipient we can read."""
+    action = "delayed" if delay_warning(parts.subject, body) else "failed"
+    reporting = next((_domain(a) for a in _mime.header_addresses(parts.sender)), None)
+    texts = [t for t in (*parts.status_texts, body, parts.subject) if t.strip()]
+    c = _decide(texts, status=None, action=action, remote=None, rules=rules, reporting=reporting)
+    return _result(None, c, action=action, remote=remote_host(body))
 
 
 def _nested(inner: Message, rules: RuleSet, depth: int) -> Report | None:

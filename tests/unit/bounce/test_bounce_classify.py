@@ -145,11 +145,24 @@ def test_giving_up_after_temporary_errors_proves_nothing() -> None:
     assert classify("Host or domain name not found", status="5.1.2", action="failed").hard
 
 
-def test_user_unknown_after_data_is_soft_unless_the_status_names_the_address() -> None:
+def test_user_unknown_is_hard_whatever_the_phase_unless_the_text_names_a_filter() -> None:
     after_data = classify_reply(Reply(550, "User unknown", None, "DATA END"))
-    assert after_data.category == Category.INVALID_RECIPIENT
-    assert after_data.hard is False
+    assert (after_data.category, after_data.hard) == (Category.INVALID_RECIPIENT, True)
     with_status = classify_reply(Reply(550, "User unknown", "5.1.1", "DATA END"))
+    assert with_status.hard is True
+    temporary = classify_reply(Reply(450, "User unknown", None, "RCPT TO"))
+    assert temporary.hard is False
+    # A refusal of this sender by the recipient's own filter says nothing about the address.
+    refused = classify_reply(Reply(550, "Message rejected by recipient's filter", None, "DATA"))
+    assert (refused.category, refused.hard) == (Category.INVALID_RECIPIENT, False)
+
+
+def test_a_generic_refusal_is_hard_only_at_rcpt_or_with_an_address_status() -> None:
+    at_data = classify("550 5.0.0 <ann@example.com>... Recipient rejected", command="DATA")
+    assert (at_data.category, at_data.hard) == (Category.INVALID_RECIPIENT, False)
+    at_rcpt = classify("550 5.0.0 <ann@example.com>... Recipient rejected", command="RCPT TO")
+    assert at_rcpt.hard is True
+    with_status = classify("550 5.1.1 <ann@example.com>... Recipient rejected", command="DATA")
     assert with_status.hard is True
 
 
@@ -158,7 +171,7 @@ def test_command_is_read_from_a_diagnostic_text() -> None:
     assert extract_command(text) == "RCPT TO"
     assert extract_command("SMTP error from remote mail server after end of data:") == "DATA"
     assert classify(text).hard is True
-    assert classify("550 no such user").hard is False  # no phase known: not proven
+    assert classify("550 no such user").hard is True  # any phase: the address is unknown
 
 
 def test_codes_are_found_in_diagnostic_text() -> None:
@@ -287,9 +300,9 @@ def test_an_unknown_mailbox_refused_on_every_try_is_hard_once_the_sender_gives_u
     assert other.hard is False
 
 
-def test_an_account_check_without_the_phase_is_soft_but_a_provider_verdict_is_hard() -> None:
+def test_an_account_check_is_hard_with_or_without_the_phase() -> None:
     no_phase = classify("This user doesn't have a example.com account (ann@example.com) [-9]")
-    assert (no_phase.category, no_phase.hard) == (Category.INVALID_RECIPIENT, False)
+    assert (no_phase.category, no_phase.hard) == (Category.INVALID_RECIPIENT, True)
     at_rcpt = classify(
         "This user doesn't have a example.com account (ann@example.com)", command="RCPT TO"
     )

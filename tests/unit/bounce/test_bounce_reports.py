@@ -118,7 +118,7 @@ def test_a_success_notification_is_not_a_failure() -> None:
             # The boundary parameter sits on an unindented line of its own, and the
             # bounce comes from "post_master" with a "Re:" subject.
             "mms_gateway_broken_fold.eml",
-            {"5550100@mms.example.net": ("failed", "invalid_recipient", False, None)},
+            {"5550100@mms.example.net": ("failed", "invalid_recipient", True, None)},
         ),
     ],
 )

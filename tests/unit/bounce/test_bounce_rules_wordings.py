@@ -110,7 +110,8 @@ WORDINGS = [
     ("554 5.3.5 Local configuration error", "failed", "transient", None),
     # temporary DNS trouble
     ("Malformed or unexpected name server reply", "failed", "routing", "dns-temporary"),
-    ('Unrouteable mail domain "example.net"', "failed", "routing", "dns-temporary"),
+    # Exim's router found no route to the domain at all: the domain is bad, not the DNS
+    ('Unrouteable mail domain "example.net"', "failed", "bad_domain", "bad-domain"),
     # reverse DNS / unverifiable sending hosts
     ("450 Service permits 2 unverifiable sending IPs", "delayed", "spam_block", "ptr-rdns"),
     ("550 5.7.1 Cannot resolve your address.", "failed", "spam_block", "ptr-rdns"),
