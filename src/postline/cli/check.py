@@ -23,9 +23,9 @@ from typing import Annotated
 
 import typer
 
+from postline.check import CheckReport, check_message, spamd_client
 from postline.cli._common import fail, run
 from postline.config import Config, load_config
-from postline.domains.check import CheckReport, preflight, spamd_client
 from postline.domains.finalize import from_domain
 from postline.domains.keys import KEY_FILE
 from postline.domains.service import DomainService
@@ -87,7 +87,7 @@ def _secret(config: Config) -> str:
 async def _run(message: bytes, config: Config, tenant: str | None, stream: str) -> CheckReport:
     spamd = spamd_client(config)
     if tenant is None:
-        return await preflight(
+        return await check_message(
             message, tenant_id=None, stream=stream, domains=None, config=config, spamd=spamd
         )
     store = create_store(config)
@@ -98,7 +98,7 @@ async def _run(message: bytes, config: Config, tenant: str | None, stream: str) 
             raise fail(f"no tenant named {tenant!r} (nor with that id); see 'postline tenant list'")
         domains = DomainService(store, config, secret=_secret(config))
         await domains.refresh()
-        return await preflight(
+        return await check_message(
             message,
             tenant_id=found.id,
             stream=stream,

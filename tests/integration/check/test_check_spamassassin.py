@@ -19,9 +19,9 @@ from textwrap import dedent
 
 import pytest
 
+from postline.check import check_message
+from postline.check.spamd import SpamdClient
 from postline.config import load_config
-from postline.domains.check import preflight
-from postline.domains.spamd import SpamdClient
 from support.node import free_port
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -159,7 +159,7 @@ async def test_preflight_asks_the_configured_spamd(spamd: SpamdClient, tmp_path:
     )
 
     async def scan(message: bytes) -> tuple[str, str]:
-        report = await preflight(
+        report = await check_message(
             message,
             tenant_id=None,
             stream="transactional",

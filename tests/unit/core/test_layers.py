@@ -59,6 +59,7 @@ ALLOWED: dict[str, set[str]] = {
         "units",
         "dkim",
         "domains",
+        "check",
         "events",
         "webhooks",
         "dashboard",
@@ -81,6 +82,9 @@ ALLOWED: dict[str, set[str]] = {
     "postline.keyfile": set(),
     "postline.dkim": {"errors", "dns"},
     "postline.domains": {"config", "dkim", "errors", "keyfile", "model", "store"},
+    # The pre-flight message check reads sender domains; nothing imports it but the
+    # front doors (API route, CLI).
+    "postline.check": {"config", "dkim", "domains", "errors", "store"},
     "postline.feedback": {
         "bounce",
         "model",

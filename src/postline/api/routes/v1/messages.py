@@ -16,7 +16,8 @@ from pydantic import ValidationError as PydanticValidationError
 from postline.api.context import ApiContext, require
 from postline.api.problems import Problem, validation_problem
 from postline.api.schemas import BatchOut, CancelOut, MessageAccepted, MessageOut, ProblemOut, iso
-from postline.domains.check import Finding, preflight, spamd_client
+from postline.check import Finding, spamd_client
+from postline.check import check_message as run_checks
 from postline.domains.service import DomainService
 from postline.errors import SendingPaused, StoreUnavailable, ValidationError
 from postline.ingest.collection import collection_paused
@@ -365,7 +366,7 @@ async def check_message(
     now = time.time()
     built = ctx.ingestor.build_api_message(tenant.id, payload, now=now, check_sender=False)
     domains = ctx.extra.get("domains")
-    report = await preflight(
+    report = await run_checks(
         built.body,
         tenant_id=tenant.id,
         stream=built.stream,

@@ -8,8 +8,8 @@ from email.utils import formatdate
 
 import pytest
 
+from postline.check import Finding, check_format, is_bulk_stream
 from postline.config import load_config
-from postline.domains.check import Finding, check_format, is_bulk_stream
 
 LIMIT = 1_000_000
 

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from postline.check import check_message
+from postline.check.spamd import SpamdClient, SpamdError, parse_report
 from postline.config import load_config
-from postline.domains.check import preflight
-from postline.domains.spamd import SpamdClient, SpamdError, parse_report
 from support.node import free_port
 
 REPORT = """Spam detection software, running on the system "mx",
@@ -189,7 +189,7 @@ async def test_preflight_reports_spam_and_a_down_spamd_as_findings() -> None:
 
     async with responder(handler) as (port, _):
         spamd = SpamdClient("127.0.0.1", port, timeout=2)
-        report = await preflight(
+        report = await check_message(
             MESSAGE,
             tenant_id=None,
             stream="transactional",
@@ -207,7 +207,7 @@ async def test_preflight_reports_spam_and_a_down_spamd_as_findings() -> None:
         "score": 3.5,
         "description": "BODY: Bayes spam probability is 99 to 100% [score: 1.0000]",
     }
-    down = await preflight(
+    down = await check_message(
         MESSAGE,
         tenant_id=None,
         stream="transactional",
