@@ -19,9 +19,11 @@ import re
 import socket
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlencode
 
 from pydantic import (
     BaseModel,
@@ -52,6 +54,7 @@ __all__ = [
     "LimitsConfig",
     "LogConfig",
     "PoolConfig",
+    "PostgresUrl",
     "QueueConfig",
     "ReputationConfig",
     "RetentionConfig",
@@ -68,6 +71,7 @@ __all__ = [
     "WebhooksConfig",
     "load_config",
     "parse_listen",
+    "postgres_url",
 ]
 
 
@@ -106,6 +110,99 @@ def parse_listen(value: str) -> tuple[str, int]:
 def _check_listen(value: str) -> str:
     parse_listen(value)
     return value
+
+
+_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+_DURABLE_COMMIT = ("on", "remote_apply")
+_CONNECT_TIMEOUT = 10.0  # seconds per host, when the URL sets no connect_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresUrl:
+    """A ``postgresql://`` store URL, as postline uses it (see :func:`postgres_url`)."""
+
+    hosts: tuple[str, ...]
+    """The hosts as written (``host:port``), in order; empty when the URL names none."""
+    dsns: tuple[str, ...]
+    """One URL per host, tried in order (with the URL's ``target_session_attrs`` each),
+    without the parameters postline consumes itself; the URL unsplit when it names at
+    most one host or lists its hosts in ``?host=``."""
+    connect_timeout: float
+    """Seconds one host may take to connect before the next is tried (libpq's
+    ``connect_timeout``, per host)."""
+    synchronous_commit: str
+    """``on`` or ``remote_apply``: what every commit waits for."""
+    target_session_attrs: str
+    """Which host is taken (libpq's ``target_session_attrs``; ``any`` when not set)."""
+
+
+def postgres_url(url: str) -> PostgresUrl:
+    """Parse a store URL in libpq's syntax, which may name several hosts::
+
+        postgresql://user@h1:5432,h2:5433/db?target_session_attrs=read-write
+
+    Every connection (pool, LISTEN, every reconnect) tries the hosts in order, each for at
+    most ``connect_timeout`` seconds (default 10; a host that is down but does not refuse
+    must not hold up the next), and takes the first that matches ``target_session_attrs``.
+    ``synchronous_commit`` may raise the commit wait to ``remote_apply``; anything weaker
+    than ``on`` would break the promise that an acknowledged message is committed.
+    Raises ValueError saying what is wrong (never quoting the password)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        raise ValueError("the store URL must start with postgresql://")
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    path, _, query = tail.partition("?")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    specs = hostlist.split(",") if hostlist else []
+    for spec in specs:
+        if spec.startswith("["):
+            host, _, port = spec[1:].partition("]")
+            if port and not port.startswith(":"):
+                raise ValueError(f"host {spec!r}: write an IPv6 host as '[::1]:5432'")
+            port = port[1:]
+        else:
+            host, _, port = spec.partition(":")
+        if not host:
+            raise ValueError("the store URL has an empty host; write e.g. 'h1:5432,h2:5432'")
+        if port and not (port.isdigit() and 0 < int(port) <= 65535):
+            raise ValueError(f"host {spec!r}: the port must be a number from 1 to 65535")
+    params = parse_qsl(query, keep_blank_values=True)
+    keep: list[tuple[str, str]] = []
+    timeout = _CONNECT_TIMEOUT
+    commit = "on"
+    attrs = "any"
+    for key, value in params:
+        if key == "connect_timeout":
+            try:
+                timeout = float(value)
+            except ValueError:
+                timeout = -1.0
+            if not timeout > 0:
+                raise ValueError(f"connect_timeout={value!r}: write seconds, e.g. 5") from None
+            continue
+        if key == "synchronous_commit":
+            if value not in _DURABLE_COMMIT:
+                raise ValueError(
+                    f"synchronous_commit={value!r} may lose acknowledged mail; use "
+                    "'on' or 'remote_apply' (or leave it out)"
+                )
+            commit = value
+            continue
+        if key == "target_session_attrs":
+            if value not in _SESSION_ATTRS:
+                raise ValueError(
+                    f"target_session_attrs={value!r}: use one of {', '.join(_SESSION_ATTRS)}"
+                )
+            attrs = value
+        keep.append((key, value))
+    suffix = f"?{urlencode(keep)}" if keep else ""
+    by_query = any(k in ("host", "port") for k, _ in keep)
+    if len(specs) > 1 and not by_query:
+        dsns = tuple(f"{scheme}://{userinfo}{at}{spec}{path}{suffix}" for spec in specs)
+    else:
+        dsns = (f"{scheme}://{netloc}{path}{suffix}",)
+    return PostgresUrl(tuple(specs), dsns, timeout, commit, attrs)
 
 
 class _Section(BaseModel):
@@ -1044,7 +1141,11 @@ class Config(_Section):
     store: str = Field(
         "sqlite",
         description="'sqlite' (data_dir/postline.db), 'sqlite:///path', or "
-        "'postgresql://user:password@host:port/db' (a fleet of nodes sharing one queue).",
+        "'postgresql://user:password@host:port/db' (a fleet of nodes sharing one queue). "
+        "A PostgreSQL URL may name several hosts, tried in order on every (re)connect: "
+        "'postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write' follows a "
+        "failover to the new primary; connect_timeout=N (seconds per host, default 10) and "
+        "synchronous_commit=remote_apply are read too (docs/scaling.md).",
     )
     api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
     submission: SubmissionConfig = Field(default_factory=SubmissionConfig)  # type: ignore[arg-type]
@@ -1082,6 +1183,13 @@ class Config(_Section):
         if self.node.workers:
             return self.node.workers
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        if value.startswith(("postgresql://", "postgres://")):
+            postgres_url(value)
+        return value
 
     @property
     def sqlite_path(self) -> Path:

@@ -31,7 +31,7 @@ from postline.activity import ActivityCounter
 from postline.api.app import create_app
 from postline.api.context import ApiContext, Readiness
 from postline.api.http import BoundedHttpToolsProtocol
-from postline.config import Config, parse_listen
+from postline.config import Config, parse_listen, postgres_url
 from postline.deliver.engine import DeliveryEngine
 from postline.dns.resolver import Resolver
 from postline.domains.finalize import Finalizer
@@ -136,7 +136,7 @@ def store_kind(config: Config) -> str:
     (never the URL's credentials)."""
     if config.store.startswith(("postgresql://", "postgres://")):
         url = urlsplit(config.store)
-        where = f"{url.hostname or 'localhost'}{f':{url.port}' if url.port else ''}"
+        where = ",".join(postgres_url(config.store).hosts) or "localhost"
         return f"postgresql {where}{url.path or ''}"
     return f"sqlite {config.sqlite_path}"
 
@@ -725,7 +725,11 @@ class Node:
         deepest domains (a ranking of every queue) are read in the background, at most
         every ``_DEPTHS_EVERY`` seconds; a scrape shows the last ranking (the very first
         one waits for it). While the store does not answer, a scrape shows the last
-        figures read (and ``postline_ready`` 0)."""
+        figures read (and ``postline_ready`` 0) — except what the engine holds, read from
+        memory: outcomes kept through an outage show in ``postline_outcomes_pending``."""
+        if self.engine is not None:
+            self.metrics.leased = self.engine.held_count
+            self.metrics.outcomes_pending = self.engine.recorder.pending
         try:
             self.metrics.state_counts = await self.store.state_counts()
         except StoreUnavailable as exc:
@@ -739,8 +743,6 @@ class Node:
             self._depths_task = asyncio.create_task(self._read_depths(), name="depths")
         if self.engine is not None:
             self.metrics.sources = await self.engine.sources_state()
-            self.metrics.leased = self.engine.held_count
-            self.metrics.outcomes_pending = self.engine.recorder.pending
 
     async def _read_depths(self) -> None:
         try:

@@ -11,6 +11,12 @@ Fixtures (import them into a ``conftest.py``): ``pg_server`` (session) and ``pg_
 (a DSN to a new, empty database, dropped after the test). A test that stops and restarts
 its server (:meth:`PgServer.halt`, :meth:`PgServer.resume`) uses ``own_pg_server``, a
 server of its own that no other test shares.
+
+Failover: :meth:`PgServer.start_replica` makes a streaming replica of a server
+(``pg_basebackup -R``, hot standby), :meth:`PgServer.make_synchronous` has the primary
+wait for it at every commit (``synchronous_standby_names = '*'``), and
+:meth:`PgServer.promote` turns the replica into a primary (``pg_ctl promote``).
+``pg_cluster`` is a primary with a synchronous replica, for one test.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ import pytest
 __all__ = [
     "PgServer",
     "find_bin_dir",
+    "multi_host_dsn",
     "own_pg_server",
+    "pg_cluster",
     "pg_dsn",
     "pg_server",
     "require_postgres",
@@ -142,8 +150,7 @@ class PgServer:
             self.stop()
             raise
 
-    def _start(self) -> None:
-        started = time.monotonic()
+    def _make_dir(self) -> None:
         # The server's account must reach the directory: under root use /tmp, not a TMPDIR
         # that may sit in root's home.
         parent = "/tmp" if self._account is not None and os.path.isdir("/tmp") else None
@@ -151,6 +158,10 @@ class PgServer:
         if self._account is not None:
             os.chown(self._tmp, self._account.pw_uid, self._account.pw_gid)
         self._log = self._tmp / "server.log"
+
+    def _start(self) -> None:
+        started = time.monotonic()
+        self._make_dir()
         self._run(
             "initdb",
             "-D",
@@ -175,6 +186,11 @@ class PgServer:
         with (self.data_dir / "postgresql.conf").open("a") as f:
             for key, value in settings.items():
                 f.write(f"{key} = '{value}'\n")
+        self._launch()
+        self.startup_seconds = time.monotonic() - started
+
+    def _launch(self) -> None:
+        """``pg_ctl start`` on a free port (another one when the port was taken)."""
         last: Exception | None = None
         for _ in range(5):
             self.port = _free_port()
@@ -195,9 +211,65 @@ class PgServer:
             except RuntimeError as exc:  # the port was taken meanwhile
                 last = exc
             else:
-                self.startup_seconds = time.monotonic() - started
                 return
         raise RuntimeError(f"PostgreSQL did not start: {last}")
+
+    def start_replica(self) -> PgServer:
+        """A streaming replica of this server (a hot standby on a port of its own), made
+        with ``pg_basebackup -R``; it accepts reads once started. Once promoted it waits
+        for no standby of its own (``synchronous_standby_names`` is cleared)."""
+        replica = PgServer(self.bin_dir, fsync=self.fsync)
+        replica._make_dir()
+        try:
+            replica._run(
+                "pg_basebackup",
+                "-D",
+                str(replica.data_dir),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            )
+            with (replica.data_dir / "postgresql.conf").open("a") as f:
+                f.write("synchronous_standby_names = ''\nhot_standby = 'on'\n")
+            replica._launch()
+        except BaseException:
+            replica.stop()
+            raise
+        return replica
+
+    async def make_synchronous(self, timeout: float = 30.0) -> None:
+        """Have every commit wait for a standby (``synchronous_standby_names = '*'``,
+        with ``synchronous_commit = on`` a commit returns once a standby flushed it), and
+        wait until one streams as the synchronous standby."""
+        conn = await asyncpg.connect(self.dsn())
+        try:
+            await conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            await conn.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + timeout
+            while True:
+                states = [
+                    r[0] for r in await conn.fetch("SELECT sync_state FROM pg_stat_replication")
+                ]
+                if "sync" in states:
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no synchronous standby after {timeout}s: {states}")
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+
+    def promote(self) -> None:
+        """Turn this replica into a primary (``pg_ctl promote``, waiting until it takes
+        writes)."""
+        self._run("pg_ctl", "promote", "-w", "-t", "30", "-D", str(self.data_dir))
 
     def halt(self) -> None:
         """Stop the server at once, as a crash would (``pg_ctl stop -m immediate``: no
@@ -327,6 +399,29 @@ async def pg_dsn(pg_server: PgServer) -> AsyncIterator[str]:
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(pg_server.drop_database(dsn), 30)
+
+
+def multi_host_dsn(servers: list[PgServer], database: str) -> str:
+    """One URL naming every server, in order, that connects to the one taking writes
+    (libpq's syntax, ``target_session_attrs=read-write``)."""
+    hosts = ",".join(f"{s.host}:{s.port}" for s in servers)
+    return f"postgresql://{servers[0].user}@{hosts}/{database}?target_session_attrs=read-write"
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[tuple[PgServer, PgServer]]:
+    """(primary, replica): a server of this test's own and its streaming replica, not
+    yet synchronous (:meth:`PgServer.make_synchronous` once the databases exist)."""
+    primary = PgServer(require_postgres())
+    primary.start()
+    try:
+        replica = primary.start_replica()
+        try:
+            yield primary, replica
+        finally:
+            replica.stop()
+    finally:
+        primary.stop()
 
 
 @pytest.fixture

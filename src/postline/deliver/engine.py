@@ -101,6 +101,9 @@ _LEASE_ROWS = 500  # recipients asked for in one lease_many call
 _LEASE_QUEUES = 1000  # queues in one lease_many call
 _ROUND_GAP = 0.01  # seconds between admission rounds (lets room and ready queues gather)
 _RECORD_BATCH = 500  # outcomes per store write
+_RECORD_BACKOFF = 1.0  # longest wait between two tries of a batch the store could not take
+_RENEW_BACKOFF = 1.0  # longest wait between two tries of a renewal that failed
+_UNWRITTEN_LINES = 1000  # outcomes listed one per line when a stop could not write them
 _SYNTHETIC = Attempt(synthetic=True)
 
 Connector = Callable[[Host, Source], Awaitable[Connection]]
@@ -181,6 +184,48 @@ def _log_outcomes(records: Sequence[AttemptRecord]) -> None:
         )
 
 
+def _log_unwritten(records: Sequence[AttemptRecord]) -> None:
+    """A stop ran out of time with outcomes the store did not take: one ERROR with the
+    counts, then one WARNING per outcome (message id, recipient index, domain, what it
+    was), so that an operator can tell which recipients may get a message twice."""
+    states: dict[str, int] = {}
+    for r in records:
+        what = r.event.value if r.event is not None else "released"
+        states[what] = states.get(what, 0) + 1
+    log.error(
+        "%d outcomes could not be written before stopping (the store did not answer): %s; "
+        "their recipients stay leased to this node and are sent again when the lease "
+        "ends ([queue] lease_time); those delivered get the message twice",
+        len(records),
+        ", ".join(f"{n} {what}" for what, n in sorted(states.items())),
+        extra={"action": "deliver.stop_unrecorded", "unwritten": len(records), **states},
+    )
+    for r in records[:_UNWRITTEN_LINES]:
+        what = r.event.value if r.event is not None else "released"
+        log.warning(
+            "outcome not written: message %s recipient %d at %s: %s %s",
+            r.message_id,
+            r.idx,
+            r.domain or r.address.rpartition("@")[2].lower(),
+            what,
+            " ".join(str(p) for p in (r.code, r.enhanced) if p) or "-",
+            extra={
+                "action": "deliver.unwritten",
+                "message_id": r.message_id,
+                "idx": r.idx,
+                "domain": r.domain,
+                "outcome": what,
+                "code": r.code,
+            },
+        )
+    if len(records) > _UNWRITTEN_LINES:
+        log.warning(
+            "%d more outcomes not written (not listed)",
+            len(records) - _UNWRITTEN_LINES,
+            extra={"action": "deliver.unwritten"},
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Drained:
     """What :meth:`DeliveryEngine.stop` drained."""
@@ -215,7 +260,13 @@ def _count(n: int, noun: str) -> str:
 
 class Recorder:
     """Collects outcomes and writes them in batches; never loses one on shutdown.
-    Every outcome worth a line is logged as it comes (at ``info``)."""
+    Every outcome worth a line is logged as it comes (at ``info``).
+
+    A batch the store cannot take (unavailable: stopped, failing over) stays in memory
+    and is written again, with backoff, until it goes in; outcomes that come meanwhile
+    wait behind it. Their recipients stay held by the engine all that time: their leases
+    are renewed, never handed back, and not leased again by this node (see
+    :class:`DeliveryEngine`)."""
 
     def __init__(
         self,
@@ -233,6 +284,7 @@ class Recorder:
         self._metrics = metrics
         self._on_written = on_written
         self._pending: list[AttemptRecord] = []
+        self._batch: list[AttemptRecord] = []  # being written now
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -244,6 +296,10 @@ class Recorder:
     def pending(self) -> int:
         """Outcomes not yet written (waiting, or being written now)."""
         return len(self._pending) + self._writing
+
+    def unwritten(self) -> list[AttemptRecord]:
+        """The outcomes not yet written: the batch being written, then those waiting."""
+        return [*self._batch, *self._pending]
 
     def add(self, records: Iterable[AttemptRecord]) -> None:
         recs = list(records)
@@ -266,10 +322,12 @@ class Recorder:
                 batch = self._pending[:_RECORD_BATCH]
                 del self._pending[:_RECORD_BATCH]
                 self._writing = len(batch)
+                self._batch = batch
                 try:
                     await self._write(batch)
                 finally:
                     self._writing = 0
+                    self._batch = []
             self._idle.set()
             if self._stop and not self._pending:
                 return
@@ -285,7 +343,7 @@ class Recorder:
             except StoreUnavailable as exc:  # logged with the store's outage
                 self._store.health.failed("record", exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, _RECORD_BACKOFF)
                 continue
             except Exception:
                 log.exception(
@@ -472,6 +530,8 @@ class DeliveryEngine:
         store cannot be read)."""
         try:
             self._stored_reroutes = await self.store.reroutes()
+        except StoreUnavailable as exc:  # logged with the store's outage
+            self.store.health.failed("scan", exc)
         except Exception:
             log.exception("reading reroutes failed", extra={"action": "deliver.reroutes_failed"})
         now = time.time()
@@ -572,39 +632,15 @@ class DeliveryEngine:
         if recorder is not None:
             await asyncio.wait([recorder], timeout=max(0.5, deadline - time.monotonic()))
         if self.recorder.pending:
-            log.error(
-                "%d outcomes could not be written before stopping; their recipients are "
-                "handed back and may be sent again",
-                self.recorder.pending,
-                extra={"action": "deliver.stop_unrecorded"},
-            )
-        # Whatever is still leased to this node (cut-off transactions, outcomes that
-        # could not be written) is due again at once, not when its lease ends.
-        try:
-            released = await asyncio.wait_for(
-                self.store.release_leases(self.node_id, now=time.time()),
-                max(0.5, deadline - time.monotonic()),
-            )
-        except StoreUnavailable as exc:
-            self.store.health.failed("release", exc)
-            log.warning(
-                "could not hand back this node's leases (%s); they come back when they expire",
-                exc,
-                extra={"action": "deliver.stop_release"},
-            )
-        except Exception:
-            log.exception(
-                "could not hand back this node's leases; they come back when they expire",
-                extra={"action": "deliver.stop_release"},
-            )
+            # The store did not take them in time (it is down): say exactly what is lost,
+            # and keep the leases. Handing them back now (should the store answer just
+            # then) would make recipients already delivered due at once; left alone they
+            # come back one lease time later, as after a crash.
+            _log_unwritten(self.recorder.unwritten())
         else:
-            handed_back += released
-            if released:
-                log.info(
-                    "handed back %d recipients on stop",
-                    released,
-                    extra={"action": "deliver.release_on_stop"},
-                )
+            # Whatever is still leased to this node (cut-off transactions) is due again
+            # at once, not when its lease ends.
+            handed_back += await self._release_all(deadline)
         for task in self._tasks:
             if not task.done():
                 task.cancel()
@@ -618,6 +654,35 @@ class DeliveryEngine:
             unwritten=self.recorder.pending,
             handed_back=handed_back,
         )
+
+    async def _release_all(self, deadline: float) -> int:
+        """Hand back every lease of this node (at a stop); how many."""
+        try:
+            released = await asyncio.wait_for(
+                self.store.release_leases(self.node_id, now=time.time()),
+                max(0.5, deadline - time.monotonic()),
+            )
+        except StoreUnavailable as exc:
+            self.store.health.failed("release", exc)
+            log.warning(
+                "could not hand back this node's leases (%s); they come back when they expire",
+                exc,
+                extra={"action": "deliver.stop_release"},
+            )
+            return 0
+        except Exception:
+            log.exception(
+                "could not hand back this node's leases; they come back when they expire",
+                extra={"action": "deliver.stop_release"},
+            )
+            return 0
+        if released:
+            log.info(
+                "handed back %d recipients on stop",
+                released,
+                extra={"action": "deliver.release_on_stop"},
+            )
+        return released
 
     # -- leases held in memory --------------------------------------------------------
     def hold_items(self, items: Iterable[WorkItem]) -> None:
@@ -707,29 +772,44 @@ class DeliveryEngine:
         """Extend the leases of everything held (buffered, on the wire, or waiting to be
         recorded) so that no lease runs out under work in progress, however slow a
         receiver or the store is; a node that dies stops renewing and its work returns
-        to the queue one lease time later."""
+        to the queue one lease time later. A renewal the store could not take is tried
+        again within seconds (not a quarter lease later), so leases are extended as soon
+        as the store is back from an outage or a failover."""
         interval = max(0.5, self.lease_time / 4)
+        wait = interval
+        delay = 0.25
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(wait)
             if not self._held:
+                wait = interval
                 continue
-            refs = [(m, i, d) for (m, i), (d, _) in self._held.items()]
-            until = time.time() + self.lease_time
-            for start in range(0, len(refs), 1000):
-                try:
-                    async with self._writes:
-                        renewed = await self.store.renew_leases(
-                            self.node_id, refs[start : start + 1000], until=until
-                        )
-                except StoreUnavailable as exc:  # logged with the store's outage
-                    self.store.health.failed("renew", exc)
-                    break
-                except Exception:
-                    log.exception("lease renewal failed", extra={"action": "deliver.renew"})
-                    break
-                for ref in renewed:
-                    if ref in self._held:
-                        self._held[ref] = (self._held[ref][0], until)
+            if await self._renew():
+                wait, delay = interval, 0.25
+            else:
+                wait = min(delay, interval)
+                delay = min(delay * 2, _RENEW_BACKOFF)
+
+    async def _renew(self) -> bool:
+        """Renew every lease held; False when the store did not take it all."""
+        refs = [(m, i, d) for (m, i), (d, _) in self._held.items()]
+        until = time.time() + self.lease_time
+        for start in range(0, len(refs), 1000):
+            try:
+                async with self._writes:
+                    renewed = await self.store.renew_leases(
+                        self.node_id, refs[start : start + 1000], until=until
+                    )
+            except StoreUnavailable as exc:  # logged with the store's outage
+                self.store.health.failed("renew", exc)
+                return False
+            except Exception:
+                log.exception("lease renewal failed", extra={"action": "deliver.renew"})
+                return False
+            self.store.health.ok()
+            for ref in renewed:
+                if ref in self._held:
+                    self._held[ref] = (self._held[ref][0], until)
+        return True
 
     # -- the port of sites and source paths (postline.deliver.port) ------------------
     async def connect(self, host: Host, source: Source) -> Connection:
@@ -1131,15 +1211,31 @@ class DeliveryEngine:
         items = []
         route = self.routes.get(domain)
         lane: Lane | None = self._lane_of(route) if route is not None else None
+        held = self._held
         for m in got.messages:
+            rcpts = m.recipients
+            if held and any((r.message_id, r.idx) in held for r in rcpts):
+                # Leased again while this node still holds them (their lease ran out
+                # while the store was away, their outcome is not written yet, or they
+                # are still buffered or on the wire): the lease is extended, nothing is
+                # sent twice; the outcome held here settles them.
+                rcpts = []
+                for r in m.recipients:
+                    ref = (r.message_id, r.idx)
+                    if ref in held:
+                        held[ref] = (held[ref][0], max(held[ref][1], until))
+                    else:
+                        rcpts.append(r)
+                if not rcpts:
+                    continue
             if route is not None and route.site is not None:
                 per_txn = self.per_transaction(route.site, m.stream)
             elif route is not None and route.target is not None:
                 per_txn = self.per_transaction_of(route.target.base.limits, m.stream)
             else:
-                per_txn = len(m.recipients)
-            for i in range(0, len(m.recipients), per_txn):
-                items.append(WorkItem(m, m.recipients[i : i + per_txn], domain, until))
+                per_txn = len(rcpts)
+            for i in range(0, len(rcpts), per_txn):
+                items.append(WorkItem(m, rcpts[i : i + per_txn], domain, until))
         self._hold(items)
         if self.stopping or lane is None:
             self.release(items, now=time.time())

@@ -23,6 +23,14 @@ transaction would serialise every committing enqueue on PostgreSQL's notify lock
 :meth:`~postline.store.postgres.queue.PostgresQueue.listen_due` hands those
 announcements to a callback.
 
+The store URL may name several hosts (libpq's syntax, see
+:func:`postline.config.postgres_url`): every connection — the pool's, the LISTEN
+connections', each reconnect after one dropped — tries them in order, each for at most
+``connect_timeout`` seconds, and takes the first that matches ``target_session_attrs``;
+with ``read-write`` that is the current primary, so a node follows a failover by itself.
+A pooled connection that meets a read-only server (a primary fenced or demoted under it)
+is closed rather than handed out again.
+
 This module is the only place that imports ``asyncpg``; driver errors become
 :mod:`postline.errors` store errors in :func:`_translate`, applied by
 :meth:`PostgresCore._call` around every operation.
@@ -35,10 +43,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
+from postline.config import postgres_url
 from postline.errors import IntegrityViolation, StoreError, StoreUnavailable
 from postline.model.ids import new_id
 from postline.store.announce import DueCallback, DueRelay, PendingDue
@@ -75,9 +84,12 @@ def _translate(exc: BaseException) -> BaseException:
         | asyncpg.InsufficientResourcesError
         | asyncpg.OperatorInterventionError
         | asyncpg.TransactionRollbackError
-        | asyncpg.CannotConnectNowError,
+        | asyncpg.CannotConnectNowError
+        | asyncpg.ReadOnlySQLTransactionError,
     ):
         return StoreUnavailable(f"PostgreSQL: {exc}")
+    if isinstance(exc, asyncpg.TargetServerAttributeNotMatched):
+        return StoreUnavailable(f"PostgreSQL: no host is usable ({exc}); failover under way?")
     if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
         return StoreUnavailable(f"PostgreSQL: {exc}")
     if isinstance(exc, OSError | TimeoutError):
@@ -163,9 +175,7 @@ class _Listener:
         while True:
             conn: asyncpg.Connection[asyncpg.Record] | None = None
             try:
-                conn = await asyncpg.connect(
-                    self.store.dsn,
-                    timeout=10,
+                conn = await self.store.connect(
                     server_settings={"application_name": self.store.app_name("listen")},
                 )
                 self.lost.clear()
@@ -235,6 +245,7 @@ class PostgresCore:
         event_partition: float = 86400.0,
     ) -> None:
         self.dsn = dsn
+        self.url = postgres_url(dsn)
         self.event_partition = event_partition
         """Time one partition of the event log covers (see postgres/retention.py)."""
         self.node_id = node_id
@@ -259,7 +270,9 @@ class PostgresCore:
 
     async def open(self) -> None:
         settings = {
-            "synchronous_commit": "on",
+            # Never weaker than "on", whatever the server or role says: a 2xx is sent only
+            # after the commit (on a synchronous standby too, where one is configured).
+            "synchronous_commit": self.url.synchronous_commit,
             "application_name": self.app_name(),
             "jit": "off",
         }
@@ -269,6 +282,7 @@ class PostgresCore:
                 min_size=self._min_size,
                 max_size=self._max_size,
                 server_settings=settings,
+                connect=self._pool_connect,
             )
         except Exception as exc:
             mapped = _translate(exc)
@@ -284,6 +298,49 @@ class PostgresCore:
         self._folder = asyncio.get_running_loop().create_task(
             self._fold_loop(), name="postline-pg-fold"
         )
+
+    async def connect(self, **kwargs: Any) -> asyncpg.Connection[asyncpg.Record]:
+        """A connection to the first host of the URL that answers within
+        ``connect_timeout`` and matches ``target_session_attrs`` (see the module)."""
+        last: BaseException | None = None
+        reasons: list[str] = []
+        url = self.url
+        for host, dsn in zip(url.hosts or ("",), url.dsns, strict=False):
+            try:
+                conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+                    dsn, timeout=url.connect_timeout, **kwargs
+                )
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.TargetServerAttributeNotMatched,
+                asyncpg.PostgresConnectionError,
+                asyncpg.CannotConnectNowError,
+                asyncpg.InsufficientResourcesError,
+            ) as exc:
+                last = exc
+                if isinstance(exc, asyncpg.TargetServerAttributeNotMatched):
+                    why = f"not {url.target_session_attrs}"
+                elif isinstance(exc, TimeoutError):
+                    why = f"no answer within {url.connect_timeout:g}s"
+                else:
+                    why = str(exc) or type(exc).__name__
+                reasons.append(f"{host}: {why}")
+                continue
+            return conn
+        assert last is not None
+        if len(url.dsns) > 1:
+            raise StoreUnavailable(
+                f"PostgreSQL: no host to use ({'; '.join(reasons)}); failing over?"
+            ) from last
+        raise last
+
+    async def _pool_connect(
+        self, dsn: str | None = None, **kwargs: Any
+    ) -> asyncpg.Connection[asyncpg.Record]:
+        """The pool's way to (re)connect: :meth:`connect` (``dsn`` is the URL, split)."""
+        kwargs.pop("loop", None)
+        return await self.connect(**kwargs)
 
     async def ping(self) -> None:
         async def op(conn: Conn) -> None:
@@ -336,7 +393,13 @@ class PostgresCore:
             attempt += 1
             try:
                 async with self._acquire() as conn:
-                    return await fn(conn)
+                    try:
+                        return await fn(conn)
+                    except asyncpg.ReadOnlySQLTransactionError:
+                        # A server that became read-only (fenced, or a standby now):
+                        # the pool reconnects, to whichever host is the primary.
+                        conn.terminate()
+                        raise
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
