@@ -11,7 +11,8 @@ given moment and passes that in.
 
 Without ``[[delivery.sources]]`` there is one implicit source (``[delivery]
 source_address`` and the EHLO name) in one pool ``default``: :attr:`Egress.explicit` is
-False and the engine keeps its single-source path.
+False, and the engine delivers through that one-source pool like through any other (see
+:attr:`Source.implicit` for what sets the implicit source apart).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class Source:
     plan: WarmupPlan | None = None
     warmup_start: date | None = None
     pools: tuple[str, ...] = field(default=())
+    implicit: bool = False
+    """The source of a configuration without ``[[delivery.sources]]``. Its throttle
+    buckets carry no source name (the keys every node of a fleet shares, whatever its
+    version), its outcomes name no source, and its mail has nowhere else to go: a held
+    site keeps its work, a suspended bucket defers it, and block replies strike
+    nothing."""
 
     def warmup_day(self, now: float) -> int | None:
         """Day of the warm-up plan at ``now``, or None for a warmed source."""
@@ -70,12 +77,19 @@ class Egress:
         self.explicit = bool(d.sources)
         schedules = plans(d.warmup)
         if not self.explicit:
-            only = Source(IMPLICIT, d.source_address or None, config.hostname, pools=(IMPLICIT,))
+            only = Source(
+                IMPLICIT,
+                d.source_address or None,
+                config.hostname,
+                pools=(IMPLICIT,),
+                implicit=True,
+            )
             self.sources: tuple[Source, ...] = (only,)
             self.pools: dict[str, Pool] = {IMPLICIT: Pool(IMPLICIT, (only,))}
             self._stream_pool: dict[str, Pool] = {}
             self._default = self.pools[IMPLICIT]
             self._dedicated: dict[str, tuple[Pool, ...]] = {}
+            self._settle()
             return
         pool_specs: list[tuple[str, list[str], str]] = [
             (p.name, p.sources, p.tenant) for p in d.pools
@@ -109,16 +123,24 @@ class Egress:
             if pool.tenant:
                 dedicated.setdefault(pool.tenant, []).append(pool)
         self._dedicated = {k: tuple(v) for k, v in dedicated.items()}
+        self._settle()
+
+    def _settle(self) -> None:
+        self.used: tuple[Source, ...] = tuple(s for s in self.sources if s.pools)
+        """The sources that belong to at least one pool."""
+        self.only_pool: Pool | None = (
+            next(iter(self.pools.values()))
+            if len(self.pools) == 1 and not self._dedicated
+            else None
+        )
+        """The pool of every message when there is only one (and it is not dedicated)."""
+        self.implicit: Source | None = self.sources[0] if not self.explicit else None
+        """The implicit source of a configuration without ``[[delivery.sources]]``."""
 
     @property
     def needs_tenant_names(self) -> bool:
         """True when some pool is dedicated to a tenant (named, perhaps, not by id)."""
         return bool(self._dedicated)
-
-    @property
-    def used(self) -> tuple[Source, ...]:
-        """The sources that belong to at least one pool."""
-        return tuple(s for s in self.sources if s.pools)
 
     def pool_for(self, tenant_id: str, stream: str, tenant_name: str = "") -> Pool:
         """The pool of a message: its tenant's dedicated pool (the one its stream maps to,

@@ -1,7 +1,7 @@
 """The delivery engine: queues admitted into per-lane ready buffers, sent, and recorded.
 
-    scanner ─┐                               ┌─▶ lane: Site (one source) ─▶ SMTP
-    timers ──┼─▶ due queues ─▶ admission ────┼─▶ lane: sources (several) ─▶ Sites ─▶ SMTP
+    scanner ─┐                               ┌─▶ lane: a pool's sources ─▶ Sites ─▶ SMTP
+    timers ──┼─▶ due queues ─▶ admission ────┤
     ingest ──┘   (per lane)   (fair rounds,  └─▶ lane: no route ─▶ bounce / defer
                               bounded lease)        │
                      recorder ◀──(outcomes, batched, written first)┘
@@ -11,10 +11,12 @@
   ``send_at`` times this node knows of, and ingest; every due queue enters through
   :meth:`DueQueues.enter <postline.deliver.due.DueQueues.enter>` (:mod:`postline.deliver.due`).
 * A due queue joins the ring of its **lane**, found by its domain's route
-  (:mod:`postline.deliver.routing`): the :class:`~postline.deliver.site.Site` of its
-  route (static route or MX), the source group of its route with several
-  ``[[delivery.sources]]`` (:mod:`postline.deliver.paths`), or the lane that fails mail
-  whose route lookup failed (a permanent DNS failure bounces, a temporary one defers).
+  (:mod:`postline.deliver.routing`): the sites of the sources towards its route's
+  destination and MX site (a :class:`~postline.deliver.paths.SourceLane`; without
+  ``[[delivery.sources]]`` the one implicit source), or the lane that fails mail whose
+  route lookup failed (a permanent DNS failure bounces, a temporary one defers).
+  Leased work goes to its sources' sites through one call,
+  :meth:`SourcePaths.place <postline.deliver.paths.SourcePaths.place>`.
 * **Admission** (:mod:`postline.schedule.admission`) leases for the lanes in rounds: each
   lane gets what its buffer can take now, split fairly over its queues, and the node
   never holds more than ``[queue] max_leased`` recipients (buffered, on the wire, or
@@ -31,10 +33,13 @@
   on the wire finish (until ``[node] shutdown_timeout``), every outcome is written, and
   whatever the node still holds is handed back.
 
-Without ``[[delivery.sources]]`` the implicit source keeps its own leasing path (a route
-is that source's site, a suspended bucket defers its work, no block strikes): its
-throttle bucket keys, its deferrals and its API views differ from a one-source pool's,
-and a fleet upgraded node by node must keep sharing the same bucket counters.
+Without ``[[delivery.sources]]`` the configuration is a pool of one implicit source,
+leased and placed like any other. What sets that source apart is its own
+(:attr:`Source.implicit <postline.deliver.egress.Source.implicit>`): its throttle bucket
+keys carry no source name (a fleet upgraded node by node keeps sharing the same bucket
+counters), its outcomes name no source, a suspended bucket defers its work rather than
+handing it to other sources, no block strikes count against it, and the throttle view of
+a domain is that one bucket's (:func:`postline.deliver.status.route_state`).
 """
 
 from __future__ import annotations
@@ -464,35 +469,26 @@ class DeliveryEngine:
         self._admit_wake = asyncio.Event()
         self.no_route = _NoRoute(self)
         self.egress = Egress(config)
-        self._source = self.egress.sources[0]
-        self.routes = Routes(
-            config,
-            resolver,
-            rules,
-            self.sites,
-            None if self.egress.explicit else self._source,
-            self._routed,
+        self.routes = Routes(config, resolver, rules, self._routed)
+        # Source choice, warm-up and provider blocks (one implicit source without
+        # [[delivery.sources]]).
+        blocks = config.delivery.blocks
+        self.paths = SourcePaths(
+            self,
+            self.egress,
+            sites=self.sites,
+            rules=rules,
+            tenants=store,
+            rng=self.rng,
+            block_params=AdaptiveParams(
+                cut_cooldown=0.0,
+                strikes=blocks.suspend_after,
+                strike_window=blocks.suspend_window,
+                suspend_for=blocks.suspend_for,
+            ),
         )
-        # Source choice, warm-up and provider blocks: only with [[delivery.sources]].
-        self.paths: SourcePaths | None = None
-        if self.egress.explicit:
-            blocks = config.delivery.blocks
-            self.paths = SourcePaths(
-                self,
-                self.egress,
-                sites=self.sites,
-                routes=self.routes,
-                rules=rules,
-                tenants=store,
-                rng=self.rng,
-                block_params=AdaptiveParams(
-                    cut_cooldown=0.0,
-                    strikes=blocks.suspend_after,
-                    strike_window=blocks.suspend_window,
-                    suspend_for=blocks.suspend_for,
-                ),
-            )
-        self._source_lanes: dict[str, SourceLane] = {}
+        # The lanes of admission by key: one per destination and MX site.
+        self._lanes: dict[str, SourceLane] = {}
         self._stored_reroutes: list[Reroute] = []
         self._reroute_wake = asyncio.Event()
 
@@ -600,8 +596,7 @@ class DeliveryEngine:
         self.routes.stop()
         if self._leases:
             await asyncio.wait(self._leases, timeout=max(0.1, min(5.0, timeout / 6)))
-        if self.paths is not None:
-            self.paths.cancel()
+        self.paths.cancel()
         now = time.time()
         for site in self.sites:
             drained = site.drain()
@@ -711,12 +706,9 @@ class DeliveryEngine:
         self._admit_wake.set()
 
     # -- return path -----------------------------------------------------------------
-    def per_transaction(self, site: Site, stream: str = "") -> int:
+    def per_transaction(self, limits: Limits, stream: str = "") -> int:
         """Recipients per SMTP transaction: one when each gets its own signed return path
         or headers naming it (List-Unsubscribe on the streams that carry it)."""
-        return self.per_transaction_of(site.destination.limits, stream)
-
-    def per_transaction_of(self, limits: Limits, stream: str = "") -> int:
         if self.verp is not None:
             return 1
         if self.per_recipient is not None and self.per_recipient(stream):
@@ -864,7 +856,7 @@ class DeliveryEngine:
         if site.down_until > now or self.sites.suspended_until(site.bucket) > now:
             return True
         paths = self.paths
-        return paths is not None and bool(paths.blocked) and paths.is_blocked(site, now)
+        return bool(paths.blocked) and paths.is_blocked(site, now)
 
     def wake_admission(self) -> None:
         """A lane has room again (called by sites as their buffers drain)."""
@@ -891,12 +883,12 @@ class DeliveryEngine:
 
     def suspend(self, site: SiteRef, seconds: float, items: Sequence[WorkItem]) -> None:
         """Hold a throttle bucket: the buffered work of every site in it goes back to the
-        queue until the suspension ends (with several sources: at once, for the pool's
-        other sources to take)."""
+        queue, at once for the pool's other sources to take, or (the implicit source,
+        which has no other) deferred until the suspension ends."""
         now = time.time()
         held = list(items)
         held.extend(self.sites.suspend(site.bucket, now + seconds))
-        if self.paths is not None:
+        if not site.source.implicit:
             self.release(held, now=now)
             return
         reply = suspended_reply(seconds)
@@ -912,7 +904,9 @@ class DeliveryEngine:
     async def throttle_state(self, domain: str) -> dict[str, Any] | None:
         """The throttle state of ``domain``'s route; only what is known already: an
         operator's listing must not wait for DNS."""
-        return await status.route_state(self.routes.get(domain), self.throttle.backend)
+        return await status.route_state(
+            self.routes.get(domain), self.throttle.backend, self.egress.implicit
+        )
 
     async def pools_of(self, tenant_id: str, tenant_name: str = "") -> list[dict[str, Any]]:
         """The IP pools a tenant's mail can leave from (shared ones and its dedicated
@@ -926,7 +920,7 @@ class DeliveryEngine:
         """Every egress source: name, address, EHLO name, weight, pools, warm-up progress
         (schedule, day of the plan, today's and this hour's count against the caps per
         destination this node sent to today) and the destinations that block it now."""
-        return await status.sources_state(self.paths, self._source)
+        return await self.paths.state()
 
     # -- direct hand-off from ingest -------------------------------------------------
     def budget(self) -> int:
@@ -966,14 +960,17 @@ class DeliveryEngine:
                         # a domain another worker owns is learnt for the next message.
                         self.routes.look_up(r.domain, None)
                     continue
-                site = route.site
+                target = route.target
+                if target is None:
+                    continue
+                site = self.paths.claim_site(target, m.tenant_id, m.stream, now)
                 if site is None:
-                    if route.target is None or self.paths is None:
-                        continue
-                    site = self.paths.claim_site(route.target, m.tenant_id, m.stream, now)
-                    if site is None:
-                        continue
-                if site.capacity() - site.reserved <= 0 or self.held(site):
+                    continue
+                # Room left on the site: less what other claims and lease calls of its
+                # lane are bringing.
+                lane = self._lanes.get(target.lane_key)
+                leasing = lane.reserved if lane is not None else 0
+                if site.capacity() - site.reserved - leasing <= 0 or self.held(site):
                     continue
                 if (m.tenant_id, r.domain) in paused or ("*", r.domain) in paused:
                     continue
@@ -1023,7 +1020,7 @@ class DeliveryEngine:
                     source=m.source,
                     stream=m.stream,
                 )
-                per_txn = self.per_transaction(site, m.stream)
+                per_txn = self.per_transaction(site.destination.limits, m.stream)
                 by_domain: dict[str, list[LeasedRecipient]] = {}
                 for lr in rcpts:
                     by_domain.setdefault(lr.domain, []).append(lr)
@@ -1114,25 +1111,25 @@ class DeliveryEngine:
             self.routes.look_up(domain, key)
             if route is None:
                 return
-        lane = self._lane_of(route)
-        if lane is not None:
-            self.admission.ready(key, lane)
-            self._admit_wake.set()
+        self.admission.ready(key, self._lane_of(route))
+        self._admit_wake.set()
 
     def _routed(self, route: Route, keys: set[QueueKey]) -> None:
         """A route looked up in the background: the queues that waited for it join its
         lane's ring."""
         lane = self._lane_of(route)
-        if lane is None:
-            return
         for key in keys:
             self.admission.ready(key, lane)
         self._admit_wake.set()
 
     def _expire_routes(self) -> None:
+        """Forget expired routes, idle sites and the lanes no queue waits for."""
         now = time.monotonic()
         self.routes.expire(now)
-        self.sites.forget_idle(now, lambda s: self.admission.has_lane(s.lane_key))
+        has_lane = self.admission.has_lane
+        self.sites.forget_idle(now, lambda s: has_lane(s.lane_key))
+        for key in [k for k, lane in self._lanes.items() if not lane.reserved and not has_lane(k)]:
+            del self._lanes[key]
 
     # -- admission -------------------------------------------------------------------
     async def _admit_loop(self) -> None:
@@ -1208,9 +1205,9 @@ class DeliveryEngine:
         """Give leased work to the lane of its domain's route now (where it was granted,
         unless the route changed meanwhile)."""
         domain = grant.key[1]
-        items = []
         route = self.routes.get(domain)
-        lane: Lane | None = self._lane_of(route) if route is not None else None
+        target = route.target if route is not None else None
+        items = []
         held = self._held
         for m in got.messages:
             rcpts = m.recipients
@@ -1228,36 +1225,32 @@ class DeliveryEngine:
                         rcpts.append(r)
                 if not rcpts:
                     continue
-            if route is not None and route.site is not None:
-                per_txn = self.per_transaction(route.site, m.stream)
-            elif route is not None and route.target is not None:
-                per_txn = self.per_transaction_of(route.target.base.limits, m.stream)
+            if target is not None:
+                per_txn = self.per_transaction(target.base.limits, m.stream)
             else:
                 per_txn = len(rcpts)
             for i in range(0, len(rcpts), per_txn):
                 items.append(WorkItem(m, rcpts[i : i + per_txn], domain, until))
         self._hold(items)
-        if self.stopping or lane is None:
+        if self.stopping or route is None:
             self.release(items, now=time.time())
             return
+        lane = self._lane_of(route)
         if lane is not grant.lane and grant.key in self.admission:
             self.admission.ready(grant.key, lane)
-        if isinstance(lane, Site | SourceLane | _NoRoute):
-            lane.put(items)
+        if target is not None:
+            self.paths.place(target, items)
+        else:
+            self.no_route.put(items)
 
-    def _lane_of(self, route: Route) -> Lane | None:
-        if route.failure is not None:
-            return self.no_route
-        if route.site is not None:
-            return route.site
-        if route.target is None or self.paths is None:
-            return None
+    def _lane_of(self, route: Route) -> Lane:
+        """The lane of a route: its destination's sources, or the no-route lane."""
         target = route.target
-        key = f"{target.base.key}|{target.site_name}"
-        lane = self._source_lanes.get(key)
+        if target is None:
+            return self.no_route
+        lane = self._lanes.get(target.lane_key)
         if lane is None:
-            lane = SourceLane(self.paths, key, target)
-            self._source_lanes[key] = lane
+            lane = self._lanes[target.lane_key] = SourceLane(self.paths, target)
         else:
             lane.target = target
         return lane
@@ -1276,15 +1269,13 @@ class DeliveryEngine:
         now = time.time()
         records = []
         paths = self.paths
-        attempt = Attempt(
-            host, local_ip, site.source.name if paths is not None else None, after_dot
-        )
+        named = not site.source.implicit  # blocks strike, outcomes name the source
+        attempt = Attempt(host, local_ip, site.source.name if named else None, after_dot)
         elsewhere = None
-        if paths is not None:
+        if named:
             message = item.message
 
             def elsewhere(r: LeasedRecipient) -> bool:
-                assert paths is not None
                 return paths.retry_elsewhere(site, message, r)
 
         blocked = False
@@ -1305,7 +1296,7 @@ class DeliveryEngine:
             self._note_failure(item, record)
             records.append(record)
         self.recorder.add(records)
-        if blocked and paths is not None:
+        if blocked and named:
             paths.strike(site)
 
     def finish_without_site(self, item: WorkItem, reply: Reply) -> None:

@@ -1,11 +1,16 @@
-"""Paths: one egress source towards one destination, with several sources configured.
+"""Paths: the egress sources of a pool towards one destination.
 
-With ``[[delivery.sources]]`` a domain's route is a :class:`Target` (hosts, throttle
-rule) and every source gets its own :class:`~postline.deliver.site.Site` towards it on
-demand, with its own throttle bucket: receivers judge and limit each sending IP apart,
-so each source gets the destination's connection and rate limits.
+A domain's route is a :class:`Target` (hosts, throttle rule) and every source gets its
+own :class:`~postline.deliver.site.Site` towards it on demand, with its own throttle
+bucket: receivers judge and limit each sending IP apart, so each source gets the
+destination's connection and rate limits. The sites of every source towards one
+destination and MX site are one lane of admission, a :class:`SourceLane`. A
+configuration without ``[[delivery.sources]]`` is a pool of one implicit source and goes
+the same way (see :attr:`Source.implicit <postline.deliver.egress.Source.implicit>` for
+what differs: bucket keys without a source name, no blocks, nowhere else to go).
 
-:class:`SourcePaths` leases a domain's due mail and gives each work item a source:
+:class:`SourcePaths` places a domain's leased mail (:meth:`SourcePaths.place`) and gives
+each work item a source:
 
 1. the message's pool (:meth:`Egress.pool_for <postline.deliver.egress.Egress.pool_for>`:
    dedicated tenant pool, else by stream);
@@ -25,9 +30,12 @@ is a strike against (source, destination), counted in the throttle backend with 
 other sources. A recipient refused that way is deferred, not bounced, when its pool has
 another source not blocked there, and its retry avoids the source that was refused.
 
+Placing is synchronous; only what must wait for the throttle backend (a warming source's
+caps) or the store (tenant names, for pools dedicated by name) goes on in a task.
+
 The paths reach the engine only through :class:`~postline.deliver.port.EnginePort`;
-their sites come from the engine's :class:`~postline.deliver.site.Sites` and the
-targets from its :class:`~postline.deliver.routing.Routes`.
+their sites come from the engine's :class:`~postline.deliver.site.Sites`, and the
+engine gives them the targets of its :class:`~postline.deliver.routing.Routes`.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,8 +52,8 @@ from typing import Any
 from postline.deliver.egress import Egress, Pool, Source, pick
 from postline.deliver.outcome import held_back
 from postline.deliver.port import EnginePort, SiteRef
-from postline.deliver.routing import Routes, Target
-from postline.deliver.site import Site, Sites, buffer_limit
+from postline.deliver.routing import Target
+from postline.deliver.site import Site, Sites
 from postline.deliver.warmup import Caps, windows
 from postline.deliver.work import WorkItem
 from postline.errors import ThrottleError
@@ -76,39 +84,31 @@ class _Waiting:
 
 class SourceLane:
     """The admission lane of the domains that share one destination and MX site: the
-    sites of every source towards it (see :mod:`postline.schedule.admission`)."""
+    sites of every source of the pools towards it (see
+    :mod:`postline.schedule.admission`)."""
 
-    def __init__(self, paths: SourcePaths, key: str, target: Target) -> None:
+    __slots__ = ("lane_key", "paths", "reserved", "target")
+
+    def __init__(self, paths: SourcePaths, target: Target) -> None:
         self.paths = paths
-        self.lane_key = key
+        self.lane_key = target.lane_key
         self.target = target
         """A target of the lane (all of them share its sites)."""
         self.reserved = 0
 
     def room(self) -> int:
-        """The room of the sites of the usable sources (a source's site not yet made
-        counts as empty); nothing while no source may send there."""
+        """The room of the sites of the sources (:meth:`Site.room
+        <postline.deliver.site.Site.room>`: none while a site is held), less what direct
+        hand-offs claimed there."""
         paths = self.paths
         target = self.target
-        now = time.time()
         room = 0
-        usable = False
         for source in paths.egress.used:
-            if paths.hold_until(source, target, now):
-                continue
-            usable = True
-            site = target.sites.get(source.name)
-            room += site.capacity() if site is not None else paths.fresh_room(target)
-        return room if usable else 0
-
-    def put(self, items: Sequence[WorkItem]) -> None:
-        """Give each item a source (per domain, by its current route) and queue it."""
-        by_domain: dict[str, list[WorkItem]] = {}
-        for item in items:
-            by_domain.setdefault(item.domain, []).append(item)
-        for domain, group in by_domain.items():
-            target = self.paths.target_of(domain) or self.target
-            self.paths.start(self.paths.dispatch_leased(target, group), "deliver:dispatch")
+            site = paths.site_for(target, source)
+            free = site.room() - site.reserved
+            if free > 0:
+                room += free
+        return room
 
 
 class SourcePaths:
@@ -120,7 +120,6 @@ class SourcePaths:
         egress: Egress,
         *,
         sites: Sites,
-        routes: Routes,
         rules: ThrottleRules,
         tenants: TenantStore,
         rng: random.Random,
@@ -129,7 +128,6 @@ class SourcePaths:
         self.port = port
         self.egress = egress
         self.sites = sites
-        self.routes = routes
         self.rules = rules
         self.tenants = tenants
         self.rng = rng
@@ -150,18 +148,27 @@ class SourcePaths:
 
     # -- sites -----------------------------------------------------------------------
     def site_for(self, target: Target, source: Source) -> Site:
+        """``source``'s site towards ``target`` (made on demand; the implicit source's
+        bucket is the destination's own, without a source name)."""
         site = target.sites.get(source.name)
         if site is None:
-            dest = self.rules.match(
-                target.domain, target.mx, target.site_name, source=source.name, relay=target.relay
-            )
-            site = self.sites.site_of(dest, target.site_name, target.hosts, source)
+            if source.implicit:
+                dest = target.base
+            else:
+                dest = self.rules.match(
+                    target.domain,
+                    target.mx,
+                    target.site_name,
+                    source=source.name,
+                    relay=target.relay,
+                )
+            site = self.sites.site_of(dest, target.site_name, target.hosts, source, target.lane_key)
             target.sites[source.name] = site
         return site
 
     def hold_until(self, source: Source, target: Target, now: float) -> float:
         """When ``source`` may send to ``target`` again; 0.0 when it may now."""
-        until = self.blocked.get((source.name, target.base.provider), 0.0)
+        until = self.blocked.get((source.name, target.base.provider), 0.0) if self.blocked else 0.0
         site = target.sites.get(source.name)
         if site is not None:
             until = max(until, site.down_until, self.sites.suspended_until(site.bucket))
@@ -179,6 +186,23 @@ class SourcePaths:
             and self.capped.get((source.name, provider), 0.0) > now
         )
 
+    def _may_take(self, source: Source, target: Target, now: float) -> bool:
+        """Whether ``source`` may take work for ``target`` now: not held there (the
+        implicit source always may: its site holds the work), not at a warm-up cap whose
+        excess goes elsewhere."""
+        if not source.implicit and self.hold_until(source, target, now):
+            return False
+        return source.plan is None or not self._overflows(source, target.base.provider, now)
+
+    def _usable(
+        self, pool: Pool, target: Target, now: float, excluded: Iterable[str] = ()
+    ) -> list[Source]:
+        """The sources of ``pool`` that may take work for ``target`` now (and are not
+        ``excluded``)."""
+        return [
+            s for s in pool.sources if s.name not in excluded and self._may_take(s, target, now)
+        ]
+
     # -- choice ----------------------------------------------------------------------
     def pool_of(self, tenant_id: str, stream: str) -> Pool:
         return self.egress.pool_for(tenant_id, stream, self.tenant_names.get(tenant_id, ""))
@@ -193,15 +217,7 @@ class SourcePaths:
         avoid: str | None = None,
         room: dict[str, bool] | None = None,
     ) -> Source | None:
-        provider = target.base.provider
-        skip = set(excluded)
-        usable = [
-            s
-            for s in pool.sources
-            if s.name not in skip
-            and not self.hold_until(s, target, now)
-            and not self._overflows(s, provider, now)
-        ]
+        usable = self._usable(pool, target, now, set(excluded) if excluded else ())
         if avoid is not None and len(usable) > 1:
             usable = [s for s in usable if s.name != avoid]
         return pick(usable, _always, self.rng, room=room)
@@ -216,29 +232,43 @@ class SourcePaths:
         later = [t for t in times if t > now]
         return min(later) if later else now + self.port.settings.site_retry
 
-    # -- leasing ---------------------------------------------------------------------
-    def fresh_room(self, target: Target) -> int:
-        settings = self.port.settings
-        return buffer_limit(
-            target.base.limits, 0, settings.default_connections, settings.buffer_window
-        )
-
-    def target_of(self, domain: str) -> Target | None:
-        """The target of ``domain``'s current route, if it has one."""
-        return self.routes.target_of(domain)
-
+    # -- placing leased work ------------------------------------------------------------
     def start(self, coro: Any, name: str) -> None:
         """Run ``coro`` as a task cancelled when the engine stops."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def dispatch_leased(self, target: Target, items: Sequence[WorkItem]) -> None:
-        """Leased work of one domain: tenant names learnt (dedicated pools), then
-        dispatched."""
-        if self.egress.needs_tenant_names:
-            await self.learn_tenants(it.message.tenant_id for it in items)
-        await self.dispatch(target, items)
+    def place(self, target: Target, items: Sequence[WorkItem]) -> None:
+        """Leased work of one domain: each item to a source's site, or deferred until a
+        source can take it (see module). Pools dedicated to tenants named by name first
+        learn the names of tenants not seen yet, in a task."""
+        if self.egress.needs_tenant_names and any(
+            it.message.tenant_id not in self.tenant_names for it in items
+        ):
+            self.start(self._place_named(target, items), "deliver:dispatch")
+            return
+        now = time.time()
+        calendar = self.clock()
+        waiting: list[_Waiting] = []
+        excluded: set[str] = set()
+        capped = self._assign(target, items, now, calendar, excluded, waiting)
+        if capped:
+            self.start(
+                self._place_capped(target, capped, now, calendar, excluded, waiting),
+                "deliver:dispatch",
+            )
+        elif waiting:
+            self._defer(target, waiting, now)
+
+    async def _place_named(self, target: Target, items: Sequence[WorkItem]) -> None:
+        await self.learn_tenants(it.message.tenant_id for it in items)
+        now = time.time()
+        calendar = self.clock()
+        waiting: list[_Waiting] = []
+        excluded: set[str] = set()
+        capped = self._assign(target, items, now, calendar, excluded, waiting)
+        await self._place_capped(target, capped, now, calendar, excluded, waiting)
 
     async def learn_tenants(self, tenant_ids: Iterable[str]) -> None:
         """Remember the names of tenants (pools may be dedicated by name)."""
@@ -250,38 +280,94 @@ class SourcePaths:
                 continue
             self.tenant_names[tid] = tenant.name if tenant is not None else ""
 
-    async def dispatch(self, target: Target, items: Sequence[WorkItem]) -> None:
-        """Give every item a source and put it on that source's site, or defer it."""
-        now = time.time()
-        calendar = self.clock()
+    def _assign(
+        self,
+        target: Target,
+        items: Sequence[WorkItem],
+        now: float,
+        calendar: float,
+        excluded: set[str],
+        waiting: list[_Waiting],
+    ) -> list[tuple[Source, Caps, Sequence[WorkItem]]]:
+        """Give every item a source: the groups of sources without a warm-up cap today go
+        to their sites now; those to count against a cap are returned; items no source
+        can take now join ``waiting``."""
+        groups = self._group(target, items, now, excluded, waiting)
         rule = target.base.rule.name
-        excluded: set[str] = set()
-        waiting: list[_Waiting] = []
-        pending = list(items)
-        while pending:
-            room = {name: site.capacity() > 0 for name, site in target.sites.items()}
-            groups: dict[Source, list[WorkItem]] = {}
-            for item in pending:
-                pool = self.pool_of(item.message.tenant_id, item.message.stream)
-                avoid = None
-                if self.avoid:
-                    first = item.recipients[0]
-                    avoid = self.avoid.pop((first.message_id, first.idx), None)
-                source = self.choose(pool, target, now, excluded=excluded, avoid=avoid, room=room)
-                if source is None:
-                    until = self.pool_wake(pool, target, now)
-                    waiting.append(_Waiting(item, until, "no_source", None))
-                    continue
-                groups.setdefault(source, []).append(item)
-            pending = []
-            for source, group in groups.items():
+        capped: list[tuple[Source, Caps, Sequence[WorkItem]]] = []
+        for source, group in groups.items():
+            caps = None
+            plan = source.plan
+            if plan is not None:
                 day = source.warmup_day(calendar)
-                caps = None
-                if day is not None and source.plan is not None:
-                    caps = source.plan.caps(day, rule)
-                if caps is None:
-                    self.site_for(target, source).put(group)
-                    continue
+                if day is not None:
+                    caps = plan.caps(day, rule)
+            if caps is None:
+                self.site_for(target, source).put(group)
+            else:
+                capped.append((source, caps, group))
+        return capped
+
+    def _group(
+        self,
+        target: Target,
+        items: Sequence[WorkItem],
+        now: float,
+        excluded: set[str],
+        waiting: list[_Waiting],
+    ) -> Mapping[Source, Sequence[WorkItem]]:
+        """Items by the source chosen for each: drawn by weight among the usable sources
+        of the item's pool, preferring sites with room and avoiding the source a
+        recipient was just refused by; one usable source takes a whole pool's items."""
+        usable_of: dict[str, list[Source]] = {}
+        only = self.egress.only_pool
+        if only is not None:
+            usable_of[only.name] = self._usable(only, target, now, excluded)
+            if len(usable_of[only.name]) == 1 and not self.avoid:
+                return {usable_of[only.name][0]: items}
+        groups: dict[Source, list[WorkItem]] = {}
+        room: dict[str, bool] | None = None
+        for item in items:
+            pool = only or self.pool_of(item.message.tenant_id, item.message.stream)
+            avoid = None
+            if self.avoid:
+                first = item.recipients[0]
+                avoid = self.avoid.pop((first.message_id, first.idx), None)
+            if pool.name not in usable_of:
+                usable_of[pool.name] = self._usable(pool, target, now, excluded)
+            usable = usable_of[pool.name]
+            if not usable:
+                waiting.append(_Waiting(item, self.pool_wake(pool, target, now), "no_source", None))
+                continue
+            if len(usable) == 1:
+                source = usable[0]
+            else:
+                if room is None:
+                    room = {name: site.capacity() > 0 for name, site in target.sites.items()}
+                cands = usable
+                if avoid is not None:
+                    cands = [s for s in usable if s.name != avoid]
+                chosen = pick(cands, _always, self.rng, room=room)
+                assert chosen is not None
+                source = chosen
+            groups.setdefault(source, []).append(item)
+        return groups
+
+    async def _place_capped(
+        self,
+        target: Target,
+        capped: list[tuple[Source, Caps, Sequence[WorkItem]]],
+        now: float,
+        calendar: float,
+        excluded: set[str],
+        waiting: list[_Waiting],
+    ) -> None:
+        """Count groups against their sources' warm-up caps: what fits goes to the site;
+        the rest to the pool's other sources (``overflow = "warmed"``) or waits for the
+        next window (``"wait"``); then what waits is deferred."""
+        while capped:
+            pending: list[WorkItem] = []
+            for source, caps, group in capped:
                 granted, rest = await self._take(source, target, caps, group, now, calendar)
                 if granted:
                     self.site_for(target, source).put(granted)
@@ -294,6 +380,9 @@ class SourcePaths:
                 else:
                     until = self.capped.get((source.name, target.base.provider), now + 60.0)
                     waiting.extend(_Waiting(it, until, "warmup_cap", source) for it in rest)
+            capped = (
+                self._assign(target, pending, now, calendar, excluded, waiting) if pending else []
+            )
         if waiting:
             self._defer(target, waiting, now)
 
@@ -302,10 +391,10 @@ class SourcePaths:
         source: Source,
         target: Target,
         caps: Caps,
-        group: list[WorkItem],
+        group: Sequence[WorkItem],
         now: float,
         calendar: float,
-    ) -> tuple[list[WorkItem], list[WorkItem]]:
+    ) -> tuple[Sequence[WorkItem], Sequence[WorkItem]]:
         """Count ``group`` against ``source``'s caps: (what fits, the rest). ``now`` is
         the system's time, ``calendar`` the plan's (``clock``)."""
         provider = target.base.provider
@@ -383,14 +472,19 @@ class SourcePaths:
         if self.egress.needs_tenant_names and tenant_id not in self.tenant_names:
             return None
         pool = self.pool_of(tenant_id, stream)
-        room = {n: s.capacity() - s.reserved > 0 for n, s in target.sites.items()}
-        source = self.choose(pool, target, now, room=room)
+        if len(pool.sources) == 1:
+            (only,) = pool.sources
+            source = only if self._may_take(only, target, now) else None
+        else:
+            room = {n: s.capacity() - s.reserved > 0 for n, s in target.sites.items()}
+            source = self.choose(pool, target, now, room=room)
         if source is None:
             return None
-        day = source.warmup_day(self.clock())
         plan = source.plan
-        if day is not None and plan is not None and plan.caps(day, target.base.rule.name):
-            return None
+        if plan is not None:
+            day = source.warmup_day(self.clock())
+            if day is not None and plan.caps(day, target.base.rule.name):
+                return None
         return self.site_for(target, source)
 
     # -- provider blocks -------------------------------------------------------------
@@ -525,7 +619,7 @@ def _always(source: Source) -> bool:
     return True
 
 
-def _split(group: list[WorkItem], granted: int) -> tuple[list[WorkItem], list[WorkItem]]:
+def _split(group: Sequence[WorkItem], granted: int) -> tuple[list[WorkItem], list[WorkItem]]:
     """The first ``granted`` recipients of ``group`` and the rest, splitting one item
     when the grant ends inside it."""
     fits: list[WorkItem] = []

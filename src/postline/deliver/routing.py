@@ -3,12 +3,11 @@
 A domain's route is an operator's reroute in force (:mod:`postline.control.reroutes`,
 of the domain or of the throttle rule its MX hosts match), a static route
 (``[[delivery.routes]]``) or its MX hosts, resolved
-through :class:`~postline.dns.resolver.Resolver` and matched to a throttle rule. With
-the implicit source (no ``[[delivery.sources]]``) the route is that source's
-:class:`~postline.deliver.site.Site`; with several sources it is a :class:`Target`, and
-:mod:`postline.deliver.paths` gives each source its own site towards it. A lookup that
-fails is a route too: its reply (a permanent DNS failure bounces, a temporary one
-defers) decides the outcome of the domain's mail.
+through :class:`~postline.dns.resolver.Resolver` and matched to a throttle rule: a
+:class:`Target`, towards which :mod:`postline.deliver.paths` gives each source of a pool
+its own site (a configuration without ``[[delivery.sources]]`` has one implicit
+source). A lookup that fails is a route too: its reply (a permanent DNS failure bounces,
+a temporary one defers) decides the outcome of the domain's mail.
 
 :class:`Routes` keeps them for ``ROUTE_TTL`` seconds (a temporary failure for five) and
 looks up the routes of due domains in the background, a few at a time, telling the
@@ -26,9 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from postline.config import Config
-from postline.deliver.egress import Source
 from postline.deliver.outcome import dns_reply
-from postline.deliver.site import Site, Sites
+from postline.deliver.site import Site
 from postline.deliver.work import Host
 from postline.dns.resolver import Resolver
 from postline.model import Reply
@@ -54,26 +52,31 @@ class Target:
     base: Destination
     """The destination matched without a source: rule, limits, provider."""
     sites: dict[str, Site] = field(default_factory=dict)
+    """The sites of the sources that sent (or may send) there, by source name."""
     relay: bool = False
     """A static route (``[[delivery.routes]]``), not the domain's MX hosts."""
+    lane_key: str = ""
+    """Names the lane of the target's destination and MX site: the domains that share
+    them share one lane (and its sites)."""
+
+    def __post_init__(self) -> None:
+        self.lane_key = f"{self.base.key}|{self.site_name}"
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    site: Site | None
-    """The site of the only source (no ``[[delivery.sources]]``)."""
+    target: Target | None
+    """Where the mail goes (None when the lookup failed)."""
     failure: Reply | None
+    """Why the mail cannot go: the lookup's reply."""
     expires: float
-    target: Target | None = None
-    """With several sources: where the mail goes; a site per source on demand."""
 
 
 class Routes:
     """The routes of one engine by domain, and their background lookups (see module).
 
-    ``single`` is the only source when there is no ``[[delivery.sources]]`` (routes are
-    its sites), None otherwise (routes are targets). ``on_routed`` gets each route looked
-    up in the background with the queues that waited for it.
+    ``on_routed`` gets each route looked up in the background with the queues that
+    waited for it.
     """
 
     def __init__(
@@ -81,15 +84,11 @@ class Routes:
         config: Config,
         resolver: Resolver,
         rules: ThrottleRules,
-        sites: Sites,
-        single: Source | None,
         on_routed: Callable[[Route, set[QueueKey]], None],
     ) -> None:
         self._config = config
         self._dns = resolver
         self._rules = rules
-        self._sites = sites
-        self._single = single
         self._on_routed = on_routed
         self.table: dict[str, Route] = {}
         self._resolving: dict[str, set[QueueKey]] = {}
@@ -113,18 +112,13 @@ class Routes:
         self._reroutes = new
         self._generation += 1
         for domain, route in list(self.table.items()):
-            self.table[domain] = Route(route.site, route.failure, 0.0, route.target)
+            self.table[domain] = Route(route.target, route.failure, 0.0)
             self.look_up(domain, None)
         return True
 
     def get(self, domain: str) -> Route | None:
         """The route of ``domain`` known now (possibly expired), without a lookup."""
         return self.table.get(domain)
-
-    def target_of(self, domain: str) -> Target | None:
-        """The target of ``domain``'s current route, if it has one."""
-        route = self.table.get(domain)
-        return route.target if route is not None else None
 
     async def route(self, domain: str) -> Route:
         """The route of ``domain``, looked up now unless known and fresh."""
@@ -170,7 +164,7 @@ class Routes:
                 route = await self.resolve(domain)
                 if generation != self._generation:
                     # The reroutes changed meanwhile: used once, looked up again next time.
-                    route = Route(route.site, route.failure, 0.0, route.target)
+                    route = Route(route.target, route.failure, 0.0)
             except Exception:
                 log.exception(
                     "route lookup for %s failed", domain, extra={"action": "deliver.route_failed"}
@@ -236,10 +230,7 @@ class Routes:
         relay: bool = False,
     ) -> Route:
         dest = self._rules.match(domain, mx, site_name, relay=relay)
-        if self._single is not None:
-            return Route(self._sites.site_of(dest, site_name, hosts, self._single), None, expires)
-        target = Target(domain, mx, site_name, hosts, dest, relay=relay)
-        return Route(None, None, expires, target)
+        return Route(Target(domain, mx, site_name, hosts, dest, relay=relay), None, expires)
 
     def _static_route(self, domain: str) -> tuple[str, int] | None:
         for r in self._config.delivery.routes:

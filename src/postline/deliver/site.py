@@ -1,8 +1,10 @@
 """A ready queue per destination: leased mail waiting for a connection to one MX site.
 
 A *site* is one egress source × one throttle bucket × one set of MX hosts (several
-domains hosted by the same provider share a site and its connections; with several
-sources configured, each source has its own sites, buckets and limits). The site keeps
+domains hosted by the same provider share a site and its connections; each source of a
+pool has its own sites, buckets and limits). The sites of a pool's sources towards one
+destination make up one lane of admission (:class:`~postline.deliver.paths.SourceLane`),
+whose room is the sum of theirs (:meth:`Site.room`). The site keeps
 a small, bounded buffer of leased work, opens connections up to the bucket's connection
 limit, sends each item when the bucket's rate allows, and reports every outcome to the
 engine. A slow or blocked site only ever holds its own buffer, so it never delays
@@ -125,12 +127,20 @@ class Sites:
     def __len__(self) -> int:
         return len(self.by_key)
 
-    def site_of(self, dest: Destination, site_name: str, hosts: list[Host], source: Source) -> Site:
-        """The site of ``dest`` (whose key names the source, if any) at ``site_name``."""
+    def site_of(
+        self,
+        dest: Destination,
+        site_name: str,
+        hosts: list[Host],
+        source: Source,
+        lane_key: str | None = None,
+    ) -> Site:
+        """The site of ``dest`` (whose key names the source, if any) at ``site_name``, in
+        the lane named ``lane_key`` (by default the site's own key)."""
         key = f"{dest.key}|{site_name}"
         site = self.by_key.get(key)
         if site is None:
-            site = Site(self, key, dest, hosts, source)
+            site = Site(self, key, dest, hosts, source, lane_key or key)
             self.by_key[key] = site
             self._by_bucket.setdefault(site.bucket, set()).add(site)
         else:
@@ -140,7 +150,7 @@ class Sites:
 
     def forget_idle(self, now: float, in_use: Callable[[Site], bool]) -> None:
         """Drop sites idle for five minutes (no worker, buffer or claim) unless
-        ``in_use`` says otherwise (a lane of admission)."""
+        ``in_use`` says otherwise (their lane waits in admission)."""
         idle = [
             k
             for k, s in self.by_key.items()
@@ -201,10 +211,13 @@ class Site:
         destination: Destination,
         hosts: Sequence[Host],
         source: Source,
+        lane_key: str,
     ) -> None:
         self.sites = sites
         self.port = sites.port
         self.key = key
+        self.lane_key = lane_key
+        """The lane of admission this site belongs to."""
         self.source = source
         self.bucket = destination.key
         self.destination = destination
@@ -215,8 +228,6 @@ class Site:
         self.down_until = 0.0
         self.last_used = time.monotonic()
         self._work = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
         self._rng = random.Random()
         self.sent = 0
         self.reserved = 0
@@ -243,11 +254,7 @@ class Site:
             return 0
         return self.max_buffer() - len(self.buffer)
 
-    # -- as a lane of admission (postline.schedule.admission) ------------------------
-    @property
-    def lane_key(self) -> str:
-        return self.key
-
+    # -- its part of a lane's room (postline.schedule.admission) ----------------------
     def room(self) -> int:
         """What admission may lease for this site now: nothing while it is held (down,
         suspended, blocked) or could not get a connection; otherwise its buffer room,
@@ -257,15 +264,6 @@ class Site:
         cap = self.max_buffer()
         free = self.capacity()
         return free if free >= max(1, min(cap // 4, 50)) else 0
-
-    async def wait_space(self, timeout: float) -> None:
-        self._space.clear()
-        if self.capacity() > 0:
-            return
-        try:
-            await asyncio.wait_for(self._space.wait(), timeout)
-        except TimeoutError:
-            pass
 
     def put(self, items: Sequence[WorkItem]) -> None:
         self.buffer.extend(items)
@@ -278,7 +276,6 @@ class Site:
             return None
         item = self.buffer.popleft()
         if self.capacity() > 0:
-            self._space.set()
             self.port.wake_admission()
         return item
 
@@ -339,7 +336,6 @@ class Site:
     def drain(self) -> list[WorkItem]:
         items = list(self.buffer)
         self.buffer.clear()
-        self._space.set()
         self.port.wake_admission()
         return items
 
@@ -348,7 +344,6 @@ class Site:
         items = [i for i in self.buffer if i.message.tenant_id == tenant_id]
         if items:
             self.buffer = deque(i for i in self.buffer if i.message.tenant_id != tenant_id)
-            self._space.set()
         return items
 
     # -- one connection --------------------------------------------------------------

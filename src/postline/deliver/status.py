@@ -11,67 +11,58 @@ from collections.abc import Mapping
 from typing import Any
 
 from postline.deliver.egress import Egress, Source
-from postline.deliver.paths import SourcePaths
 from postline.deliver.routing import Route
 from postline.deliver.site import Site
 from postline.errors import ThrottleError
 from postline.throttle.base import ThrottleBackend
+from postline.throttle.rules import Destination
 
-__all__ = ["pools_of", "route_state", "site_state", "sources_state"]
+__all__ = ["pools_of", "route_state", "site_state"]
 
 
 async def site_state(site: Site, throttle: ThrottleBackend) -> dict[str, Any]:
     """A site's rule, limits and throttle state, and how much it buffers."""
+    return await _bucket_state(site.destination, len(site.buffer), throttle)
+
+
+async def _bucket_state(
+    dest: Destination, buffered: int, throttle: ThrottleBackend
+) -> dict[str, Any]:
     try:
-        status = await throttle.state(site.bucket)
+        status = await throttle.state(dest.key)
     except ThrottleError:
-        return {"rule": site.destination.rule.name, "unavailable": True}
-    limits = site.destination.limits
+        return {"rule": dest.rule.name, "unavailable": True}
+    limits = dest.limits
     return {
-        "rule": site.destination.rule.name,
-        "key": site.destination.key,
+        "rule": dest.rule.name,
+        "key": dest.key,
         "rate_limit": limits.rate,
         "rate_factor": round(status.factor, 3),
         "connections": status.connections,
         "connection_limit": limits.connections,
         "suspended_for": round(status.suspended_for, 1),
-        "buffered": len(site.buffer),
+        "buffered": buffered,
     }
 
 
-async def route_state(route: Route | None, throttle: ThrottleBackend) -> dict[str, Any] | None:
-    """The throttle state of a domain's route: its site's, or with several sources the
-    state of each source's site towards it (None while no route is known)."""
-    if route is None:
+async def route_state(
+    route: Route | None, throttle: ThrottleBackend, implicit: Source | None = None
+) -> dict[str, Any] | None:
+    """The throttle state of a domain's route (None while no route is known): the state of
+    each source's site towards it, or, with the ``implicit`` source of a configuration
+    without ``[[delivery.sources]]``, the state of its bucket alone."""
+    if route is None or route.target is None:
         return None
-    if route.site is None:
-        if route.target is None:
-            return None
-        target = route.target
-        sources = {}
-        for name, site in sorted(target.sites.items()):
-            sources[name] = await site_state(site, throttle)
-        return {"rule": target.base.rule.name, "sources": sources}
-    return await site_state(route.site, throttle)
-
-
-async def sources_state(paths: SourcePaths | None, only: Source) -> list[dict[str, Any]]:
-    """Every egress source: name, address, EHLO name, weight, pools, warm-up progress
-    and the destinations that block it now (see :meth:`SourcePaths.state`); without
-    ``[[delivery.sources]]`` the implicit source ``only``."""
-    if paths is not None:
-        return await paths.state()
-    return [
-        {
-            "name": only.name,
-            "address": only.address,
-            "ehlo": only.ehlo,
-            "weight": only.weight,
-            "pools": list(only.pools),
-            "warmup": None,
-            "blocked": [],
-        }
-    ]
+    target = route.target
+    if implicit is not None:
+        site = target.sites.get(implicit.name)
+        if site is not None:
+            return await site_state(site, throttle)
+        return await _bucket_state(target.base, 0, throttle)  # the same bucket, no site yet
+    sources = {}
+    for name, site in sorted(target.sites.items()):
+        sources[name] = await site_state(site, throttle)
+    return {"rule": target.base.rule.name, "sources": sources}
 
 
 def pools_of(
@@ -82,7 +73,8 @@ def pools_of(
     tenant_name: str = "",
 ) -> list[dict[str, Any]]:
     """The IP pools a tenant's mail can leave from (shared ones and its dedicated ones),
-    each with its streams and its sources' state (``states``: :func:`sources_state`)."""
+    each with its streams and its sources' state (``states``: :meth:`SourcePaths.state
+    <postline.deliver.paths.SourcePaths.state>`)."""
     by_name = {s["name"]: s for s in states}
     streams: dict[str, list[str]] = {}
     for stream, pool_name in streams_config.items():

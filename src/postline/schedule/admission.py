@@ -2,10 +2,10 @@
 its delivery lanes can send soon — shared fairly by every queue waiting for the same lane.
 
 A *queue* is one tenant's mail to one domain; a *lane* is where leased work waits to be
-sent (a site's buffer, a group of per-source sites, the path that fails mail without a
-route). Many queues share a lane: every domain hosted by one provider, or everything a
-smarthost relays. Each lane keeps a ring of its queues that have due work, and each
-round of admission:
+sent (the buffers of the sites of every source towards one destination, the path that
+fails mail without a route). Many queues share a lane: every domain hosted by one
+provider, or everything a smarthost relays. Each lane keeps a ring of its queues that
+have due work, and each round of admission:
 
 1. visits the lanes with due queues in turn (the lane served last goes to the back);
 2. gives a lane at most its free room — what it can take now (``Lane.room``, a few

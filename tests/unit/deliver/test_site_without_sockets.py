@@ -1,7 +1,8 @@
 """A site at work through the engine's port, with a fake SMTP session: no sockets.
 
 The site is real (buffer, workers, connection slots, rate and slot calls to a real
-:class:`MemoryThrottleBackend`); the port records what the site tells the engine.
+:class:`MemoryThrottleBackend`); the port records what the site tells the engine, and
+holds a throttled bucket the way the engine does (through :meth:`Sites.suspend`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ HOSTS = [Host("mx1.x.test", "192.0.2.1", 25), Host("mx2.x.test", "192.0.2.2", 25
 class FakeConnection:
     """An SMTP session that accepts every recipient (or answers ``reply`` to each)."""
 
-    def __init__(self, host: Host, reply: Reply = OK, open_now: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        host: Host,
+        reply: Reply = OK,
+        open_now: list[int] | None = None,
+        gate: asyncio.Semaphore | None = None,
+    ) -> None:
         self.host = host
         self.reply = reply
         self.sent: list[tuple[str, list[str], bytes]] = []
@@ -37,10 +44,13 @@ class FakeConnection:
         self.local_address = ("10.0.0.1", 40000)
         self.ended = ""
         self._open = open_now
+        self._gate = gate
 
     async def send(
         self, mail_from: str, recipients: Sequence[str], data: bytes
     ) -> TransactionResult:
+        if self._gate is not None:
+            await self._gate.acquire()  # one permit per transaction
         await asyncio.sleep(0.01)
         self.sent.append((mail_from, list(recipients), data))
         replies = tuple(self.reply for _ in recipients)
@@ -64,7 +74,14 @@ class FakeConnection:
 class Port:
     """The engine's side of the port, recording what the sites tell it."""
 
-    def __init__(self, rules: ThrottleRules, *, refuse: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        rules: ThrottleRules,
+        *,
+        refuse: BaseException | None = None,
+        reply: Reply = OK,
+        gate: asyncio.Semaphore | None = None,
+    ) -> None:
         self.settings = Settings(
             node_id="node-1",
             idle_timeout=0.1,
@@ -78,6 +95,10 @@ class Port:
         self.metrics = Metrics()
         self.stopping = False
         self.refuse = refuse
+        self.reply = reply
+        self.gate = gate
+        self.sites: Sites | None = None
+        self.throttled: list[str] = []
         self.connections: list[FakeConnection] = []
         self.open_now = [0]
         self.most_open = 0
@@ -89,7 +110,7 @@ class Port:
         await asyncio.sleep(0)
         if self.refuse is not None:
             raise self.refuse
-        conn = FakeConnection(host, open_now=self.open_now)
+        conn = FakeConnection(host, self.reply, self.open_now, self.gate)
         self.connections.append(conn)
         self.open_now[0] += 1
         self.most_open = max(self.most_open, self.open_now[0])
@@ -126,13 +147,18 @@ class Port:
         pass
 
     async def report_throttled(self, site: SiteRef) -> None:
-        pass
+        self.throttled.append(site.bucket)
+        self.suspend(site, 60.0, [])
 
     def suspend(self, site: SiteRef, seconds: float, items: Sequence[WorkItem]) -> None:
         self.released.extend(items)
+        if self.sites is not None:
+            self.released.extend(self.sites.suspend(site.bucket, time.time() + seconds))
 
     def held(self, site: SiteRef) -> bool:
-        return site.down_until > time.time()
+        now = time.time()
+        suspended = self.sites is not None and self.sites.suspended_until(site.bucket) > now
+        return site.down_until > now or suspended
 
     def wake_admission(self) -> None:
         self.woken += 1
@@ -157,6 +183,7 @@ def _items(n: int, rcpts: int = 1) -> list[WorkItem]:
 
 def _site(port: Port, rules: ThrottleRules) -> tuple[Sites, Site]:
     sites = Sites(port, max_connections=20)
+    port.sites = sites
     dest = rules.match("x.test", ("mx1.x.test",), "mx:x.test")
     return sites, sites.site_of(dest, "mx:x.test", list(HOSTS), _source())
 
@@ -222,3 +249,100 @@ async def test_room_follows_the_buffer_and_draining_wakes_admission() -> None:
     assert site.room() == 0 and site.capacity() == 0
     drained = site.drain()
     assert len(drained) == room and port.woken == 1 and site.room() == room
+
+
+async def test_room_is_given_in_useful_sizes_and_not_without_a_connection() -> None:
+    rules = ThrottleRules.load([{"name": "two", "domains": ["x.test"], "connections": 2}])
+    port = Port(rules)
+    port.stopping = True  # no workers: the buffer only fills
+    sites, site = _site(port, rules)
+    cap = site.max_buffer()
+    assert cap == 100  # 50 per connection of the bucket
+    site.put(_items(cap - 26))
+    assert site.room() == 26 and site.capacity() == 26
+    site.put(_items(2))
+    # Less than a quarter of the buffer free: nothing until more has gone out.
+    assert site.capacity() == 24 and site.room() == 0
+    site.drain()
+    assert site.room() == cap
+    # The node's connection budget is spent elsewhere: a site without a connection of
+    # its own takes nothing (its work could not leave).
+    for _ in range(sites.max_connections):
+        sites.reserve("another-bucket")
+    assert site.room() == 0
+    sites.release("another-bucket")
+    assert site.room() == cap
+
+
+async def test_sites_of_one_bucket_share_its_connection_limit() -> None:
+    # Scope "rule": both MX sites are one bucket, limited to two connections in all.
+    rules = ThrottleRules.load(
+        [{"name": "two", "domains": ["*.test"], "scope": "rule", "connections": 2}]
+    )
+    gate = asyncio.Semaphore(0)
+    port = Port(rules, gate=gate)
+    sites, first = _site(port, rules)
+    dest = rules.match("y.test", ("mx1.y.test",), "mx:y.test")
+    second = sites.site_of(dest, "mx:y.test", list(HOSTS), _source())
+    assert first.bucket == second.bucket and first is not second
+    first.put(_items(6))
+    second.put(_items(6))
+    await _until(lambda: len(port.connections) == 2)
+    await asyncio.sleep(0.1)  # no third connection, however much waits
+    assert len(port.connections) == 2 and sites.workers[first.bucket] == 2
+    state = await port.throttle.backend.state(first.bucket)
+    assert state.connections == 2
+    for _ in range(12):
+        gate.release()
+    await _until(lambda: len(port.settled) == 12)
+    assert port.most_open == 2
+    await _until(lambda: not first.workers and not second.workers)
+    assert sites.workers[first.bucket] == 0 and sites.budget() == sites.max_connections
+    assert (await port.throttle.backend.state(first.bucket)).connections == 0
+
+
+async def test_a_throttling_reply_holds_the_site_and_hands_back_what_it_buffered() -> None:
+    rules = ThrottleRules.load([{"name": "one", "domains": ["x.test"], "connections": 1}])
+    slow_down = Reply(421, "too many messages, slow down", "4.7.0", "DATA")
+    port = Port(rules, reply=slow_down)
+    sites, site = _site(port, rules)
+    items = _items(5)
+    site.put(items)
+    await _until(lambda: port.throttled != [])
+    # The reply was settled for the one item sent; the bucket is suspended and the rest
+    # of the buffer went back to the queue unsent.
+    assert [i.message.id for i, _, _ in port.settled] == ["m0"]
+    assert port.settled[0][1] == [slow_down]
+    assert port.throttled == [site.bucket]
+    assert sorted(i.message.id for i in port.released) == ["m1", "m2", "m3", "m4"]
+    assert not site.buffer
+    assert sites.suspended_until(site.bucket) > time.time() + 50
+    assert port.held(site) and site.room() == 0
+    await _until(lambda: not site.workers)
+    assert len(port.connections) == 1 and port.connections[0].ended == "quit"
+    assert sum(len(c.sent) for c in port.connections) == 1
+
+
+async def test_on_stop_work_waiting_for_the_rate_is_handed_back_and_slots_given_up() -> None:
+    # One message a minute: the first goes out, the second waits for the rate.
+    rules = ThrottleRules.load(
+        [{"name": "slow", "domains": ["x.test"], "messages": 1, "period": "1m", "connections": 1}]
+    )
+    port = Port(rules)
+    sites, site = _site(port, rules)
+    items = _items(4)
+    site.put(items)
+    await _until(lambda: len(port.settled) == 1)
+    await asyncio.sleep(0.1)
+    assert len(port.settled) == 1 and len(site.buffer) == 2  # one waits in the worker
+    port.stopping = True
+    # The item waiting for the rate goes back (within a second); the buffer is the
+    # engine's to drain.
+    await _until(lambda: len(port.released) == 1, timeout=3.0)
+    assert port.released[0].message.id == "m1"
+    leftover = site.drain()
+    assert [i.message.id for i in leftover] == ["m2", "m3"]
+    await _until(lambda: not site.workers)
+    assert sites.workers[site.bucket] == 0 and sites.budget() == sites.max_connections
+    assert (await port.throttle.backend.state(site.bucket)).connections == 0
+    assert port.connections[0].ended == "quit"
