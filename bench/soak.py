@@ -971,9 +971,16 @@ async def soak(args: argparse.Namespace) -> int:
             flush=True,
         )
         if args.fleet > 1:
-            # A Redis that postline has not used before starts with a quarantine of one
-            # [throttle] connection_lease: no new connection until then (docs/scaling.md).
-            print("waiting 60 s: the new Redis's quarantine", flush=True)
+            # A Redis that postline has not used before starts a quarantine of one
+            # [throttle] connection_lease at the first connection asked for: no new
+            # connection until it ends (docs/scaling.md). One message starts it.
+            async with httpx.AsyncClient(
+                base_url=f"http://{nodes[0].api}", headers=headers, timeout=30
+            ) as client:
+                first = {"from": f"orders@{SENDER_DOMAIN}", "to": ["first@gmail.test"]}
+                r = await client.post("/v1/messages", json={**first, "text": "first"})
+                r.raise_for_status()
+            print("waiting 62 s: the new Redis's quarantine", flush=True)
             await asyncio.sleep(62)
         if args.csv:
             csv_file = open(args.csv, "w", newline="")  # noqa: SIM115
@@ -994,7 +1001,10 @@ async def soak(args: argparse.Namespace) -> int:
                                         - time.monotonic()))  # fmt: skip
                 t = time.monotonic() - t0
                 dead = [n.name for n in nodes if not n.alive]
-                if dead or runner.done():
+                if runner.done():
+                    runner.result()  # the traffic stopped: raise what stopped it
+                if dead:
+                    print(f"[{clock(t)}] {', '.join(dead)} exited", flush=True)
                     break
                 samples = {n.name: await sample_node(n, probe) for n in nodes}
                 size = await store.size()

@@ -140,9 +140,7 @@ def test_retry_sawtooth_queue_age_passes() -> None:
 
 
 def test_one_leaking_node_of_a_fleet_fails_by_name() -> None:
-    v = soak.judge(
-        series(nodes=2, leaky_rss=lambda t: 300 * MB * (1 + 0.5 * t / 3600)), WARMUP
-    )
+    v = soak.judge(series(nodes=2, leaky_rss=lambda t: 300 * MB * (1 + 0.5 * t / 3600)), WARMUP)
     assert not v.ok
     assert [f.split()[0] for f in v.failures] == ["node2"]
 
