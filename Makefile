@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TOOLS := .venv-tools
 OPENAPI_CLIENT := openapi-python-client>=0.29,<0.30
 
-.PHONY: venv tools demo test lint unit bench openapi docs clean
+.PHONY: venv tools demo test lint unit bench soak openapi docs clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,11 @@ unit: venv
 
 bench: venv
 	$(BIN)/python bench/run_all.py
+
+# 30 minutes of mixed traffic on one node; fails when RSS, descriptors, the store or the
+# queue's age keep growing (bench/soak.py --fleet 2 for two nodes on PostgreSQL + Redis).
+soak: venv
+	$(BIN)/python bench/soak.py
 
 docs: openapi
 
