@@ -194,6 +194,9 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+_POOL_SIZE = 200
+"""Connections to Redis per process: calls beyond them wait for one to be free."""
+
 class RedisThrottleBackend:
     """``ThrottleBackend`` on Redis; see the module docstring.
 
@@ -228,14 +231,19 @@ class RedisThrottleBackend:
         self.epoch = ""
         """The last epoch seen (the Redis run_id; '' before the first fenced call)."""
         self._clock = clock
-        self._client = aioredis.Redis.from_url(
+        # A call waits (up to ``timeout``) for a free connection rather than failing
+        # when all of them are busy: a burst of calls is not an outage.
+        self._pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=_POOL_SIZE,
+            timeout=timeout,
             decode_responses=True,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             client_name="postline-throttle",
         )
+        self._client = aioredis.Redis(connection_pool=self._pool)
         self._scripts = _scripts()
         p = params
         self._recovery = (_num(p.recover_step), _num(p.recover_interval))
@@ -498,3 +506,4 @@ class RedisThrottleBackend:
         self._closed = True
         self._held.clear()
         await self._client.aclose()
+        await self._pool.disconnect()

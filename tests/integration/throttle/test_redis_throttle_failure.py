@@ -3,6 +3,7 @@ by itself when Redis is back (scripts included)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -108,4 +109,18 @@ async def test_a_wrong_record_is_an_error_not_an_outage(redis_url: str) -> None:
         assert "WRONGTYPE" in str(caught.value)
     finally:
         await raw.aclose()
+        await backend.close()
+
+
+async def test_a_burst_of_calls_waits_for_connections_instead_of_failing(
+    own_server: RedisServer,
+) -> None:
+    """More calls at once than the pool has connections: they queue for one (a burst
+    is not an outage), and every one succeeds."""
+    backend = await RedisThrottleBackend.connect(own_server.url, timeout=5.0)
+    try:
+        keys = [f"burst-{uuid.uuid4().hex}" for _ in range(600)]
+        waits = await asyncio.gather(*(backend.try_acquire(k, LIMITS) for k in keys))
+        assert waits == [0.0] * len(keys)
+    finally:
         await backend.close()
