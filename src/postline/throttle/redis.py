@@ -197,6 +197,7 @@ def _text(value: Any) -> str:
 _POOL_SIZE = 200
 """Connections to Redis per process: calls beyond them wait for one to be free."""
 
+
 class RedisThrottleBackend:
     """``ThrottleBackend`` on Redis; see the module docstring.
 
