@@ -25,8 +25,9 @@ $(TOOLS)/bin/openapi-python-client:
 	test -x $(TOOLS)/bin/python || $(PY) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install -q --disable-pip-version-check '$(OPENAPI_CLIENT)'
 
+# Extra options of `postline demo`: make demo ARGS=--keep (ARGS="--messages 2000 --keep").
 demo: venv
-	$(BIN)/postline demo
+	$(BIN)/postline demo $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests bench

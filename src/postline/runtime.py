@@ -32,6 +32,7 @@ from postline.api.app import create_app
 from postline.api.context import ApiContext, Readiness
 from postline.api.http import BoundedHttpToolsProtocol
 from postline.config import Config, parse_listen, postgres_url
+from postline.control import Actor, ControlContext, chores
 from postline.deliver.engine import DeliveryEngine
 from postline.dns.resolver import Resolver
 from postline.domains.finalize import Finalizer
@@ -368,6 +369,7 @@ class Node:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._link: WorkerLink | None = None
+        self._chores_wake = asyncio.Event()
 
     @property
     def ready(self) -> bool:
@@ -591,6 +593,7 @@ class Node:
         if first:
             self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._background.append(asyncio.create_task(reputation.run(), name="reputation"))
+        self._background.append(asyncio.create_task(self._chores(), name="chores"))
         self._background.append(asyncio.create_task(activity.run(purge=first), name="activity"))
         if self.dispatcher is not None:
             self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="webhooks")
@@ -624,7 +627,7 @@ class Node:
             auth=auth,
             throttle_state=engine.throttle_state if engine else None,
             metrics_text=self.metrics.render,
-            on_pause=engine.set_paused if engine else None,
+            on_pause=self._paused,
             on_cancel=engine.cancelled if engine else None,
             ready=self.readiness,
             unsubscribe=self.unsubscriber,
@@ -756,6 +759,40 @@ class Node:
         self.metrics.queue_total, self.metrics.queue_top = depths.total, depths.top
         self.metrics.queue_oldest = depths.oldest
         self._depths_at = time.monotonic()
+
+    def _paused(self, tenant_id: str, domain: str, paused: bool) -> None:
+        """A queue hold changed through this node: its engine follows at once, and the
+        chores look at the suspensions again (a new one may end before their next
+        round)."""
+        if self.engine is not None:
+            self.engine.set_paused(tenant_id, domain, paused)
+        self._chores_wake.set()
+
+    async def _chores(self) -> None:
+        """The control plane's chores (:mod:`postline.control.chores`): when the next
+        suspension ends, when a hold changed here, and every ``[queue] scan_interval``."""
+        engine = self.engine
+        ctx = ControlContext(
+            self.store,
+            self.config,
+            Actor.node(self.node_id),
+            node_id=self.node_id,
+            on_pause=engine.set_paused if engine else None,
+            on_tenant_status=self.reputation.refresh if self.reputation else None,
+        )
+        interval = self.config.queue.scan_interval
+        while True:
+            following: float | None = None
+            self._chores_wake.clear()
+            try:
+                following = await chores.run(ctx)
+            except StoreUnavailable as exc:
+                self.store.health.failed("maintenance", exc)
+            except Exception:
+                log.exception("control chores failed", extra={"action": "node.chores"})
+            wait = interval if following is None else min(interval, following - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._chores_wake.wait(), max(0.01, wait))
 
     async def _housekeeping(self) -> None:
         while True:

@@ -9,6 +9,7 @@ __all__ = [
     "AdminDomainQueueOut",
     "AdminQueueActionOut",
     "AdminQueueBounceIn",
+    "AdminQueueNarrowIn",
     "AdminQueueResumeIn",
     "AdminQueueSelectorIn",
     "AdminQueueSuspendIn",
@@ -29,6 +30,24 @@ class AdminQueueSelectorIn(BaseModel):
     tenant: str | None = Field(None, description="A tenant's id.", examples=["tnt_01"])
     domain: str | None = Field(
         None, description="A recipient domain, exactly.", examples=["example.com"]
+    )
+
+
+class AdminQueueNarrowIn(AdminQueueSelectorIn):
+    """A selection of queues, narrowed to the mail of one stream and/or one tag (retry-now
+    and bounce)."""
+
+    stream: str | None = Field(
+        None,
+        max_length=64,
+        description="Only the mail of this stream (the message's 'stream').",
+        examples=["broadcast"],
+    )
+    tag: str | None = Field(
+        None,
+        max_length=128,
+        description="Only the mail carrying this tag (one of the message's 'tags').",
+        examples=["newsletter-2024-06"],
     )
 
 
@@ -81,7 +100,14 @@ class AdminRerouteOut(BaseModel):
     reason: str
 
 
-class AdminQueueSuspendIn(AdminQueueSelectorIn):
+class AdminQueueSuspendIn(AdminQueueNarrowIn):
+    stream: str | None = Field(
+        None,
+        max_length=64,
+        description="Refused (422, with why): a hold applies to whole queues, since the "
+        "lease takes a queue's mail oldest due first without reading its messages.",
+    )
+    tag: str | None = Field(None, max_length=128, description="Refused, like stream.")
     duration: str | None = Field(
         None,
         description="How long, e.g. '30m' or '2h'; without it, until resumed.",
@@ -89,7 +115,7 @@ class AdminQueueSuspendIn(AdminQueueSelectorIn):
     )
 
 
-class AdminQueueBounceIn(AdminQueueSelectorIn):
+class AdminQueueBounceIn(AdminQueueNarrowIn):
     reason: str = Field(
         "",
         max_length=1000,
@@ -146,5 +172,7 @@ class AdminQueueActionOut(BaseModel):
     tenant: str | None
     domain: str | None
     provider: str | None = None
+    stream: str | None = None
+    tag: str | None = None
     count: int = Field(description="Queued recipients the action held, released or changed.")
     until: str | None = None

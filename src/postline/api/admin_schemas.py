@@ -16,6 +16,7 @@ __all__ = [
     "AdminKeyOut",
     "AdminKeysOut",
     "AdminTenantCreated",
+    "AdminTenantDeleted",
     "AdminTenantIn",
     "AdminTenantLimitsIn",
     "AdminTenantLimitsOut",
@@ -133,6 +134,22 @@ class AdminTenantsOut(BaseModel):
     tenants: list[AdminTenantOut]
 
 
+class AdminTenantDeleted(BaseModel):
+    id: str
+    name: str
+    deleted_at: str
+    changed: bool = Field(description="False: it had been deleted before this request.")
+    keys_revoked: int
+    domains_removed: int = Field(description="Sender domains removed (with their DKIM keys).")
+    webhooks_removed: int
+    cancelled: int = Field(description="Queued recipients this request cancelled.")
+    remaining: int = Field(
+        description="Queued recipients left to cancel when the request ended: the nodes "
+        "cancel them by themselves (within [queue] scan_interval)."
+    )
+    suppressions_removed: int = Field(description="Suppressions (and soft-bounce runs) removed.")
+
+
 class AdminTenantCreated(BaseModel):
     tenant: AdminTenantOut
     api_key: str = Field(
@@ -221,7 +238,10 @@ class AdminTokenCreated(BaseModel):
 
 
 class ActorOut(BaseModel):
-    kind: str = Field(description="'admin_token', 'config_token', 'tenant_key' or 'cli'.")
+    kind: str = Field(
+        description="'admin_token', 'config_token', 'tenant_key', 'cli' or 'node' (a node "
+        "by itself, e.g. lifting a suspension whose time is up)."
+    )
     id: str
 
 

@@ -6,15 +6,23 @@ leaves 127.0.0.0/8), creates a tenant with ``postline tenant create``, sends the
 messages through ``POST /v1/messages/batch`` and follows the queue through ``/metrics``
 until it drains. The summary compares what the node says it delivered with what the
 sim's mail exchangers accepted — every delivered recipient exactly once.
+
+With ``--keep`` the node and the simulated internet keep running after the summary, until
+Ctrl-C (or SIGTERM), and the demo prints the operator dashboard's address and an admin
+token (made for the demo's node) to sign in with; the node's data directory is kept
+afterwards. Without it the demo stops everything and removes its data once the summary
+is printed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -248,6 +256,44 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def _cli(postline: str, *args: str) -> tuple[int, str, str]:
+    """Run ``postline *args``; (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        postline, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def _serve(node: asyncio.subprocess.Process, api_port: int, token: str, data: Path) -> None:
+    """Keep the node and the sim running until Ctrl-C or SIGTERM (or the node stops),
+    after saying where the dashboard is and how to sign in."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    # Plain lines, flushed, never wrapped: scripts read them.
+    print(f"dashboard: http://127.0.0.1:{api_port}/ui", flush=True)
+    print(f"admin token: {token}", flush=True)
+    print(
+        f"the node and the simulated internet keep running (data in {data}); press Ctrl-C to stop",
+        flush=True,
+    )
+    stopped = asyncio.ensure_future(stop.wait())
+    exited = asyncio.ensure_future(node.wait())
+    try:
+        await asyncio.wait({stopped, exited}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        stopped.cancel()
+        exited.cancel()
+    if node.returncode is not None and not stop.is_set():
+        console.print(f"[red]the node stopped (exit code {node.returncode})[/red]")
+    else:
+        console.print("stopping the node and the simulated internet")
+
+
 async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: float) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="postline-demo-"))
@@ -262,21 +308,20 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
         inbound_port = _free_port()
         sim.set_feedback_to(f"127.0.0.1:{inbound_port}")
         cfg = _node_config(tmp, sim, api_port, inbound_port)
-        tenant = await asyncio.create_subprocess_exec(
-            postline,
-            "tenant",
-            "create",
-            "demo",
-            "--config",
-            str(cfg),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await tenant.communicate()
-        if tenant.returncode != 0:
-            console.print(f"[red]postline tenant create failed:[/red] {err.decode()}")
+        code, out, err = await _cli(postline, "tenant", "create", "demo", "--config", str(cfg))
+        if code != 0:
+            console.print(f"[red]postline tenant create failed:[/red] {err}")
             return 1
-        key = out.decode().strip().splitlines()[-1]
+        key = out.strip().splitlines()[-1]
+        admin_token = ""
+        if keep:
+            code, out, err = await _cli(
+                postline, "admin", "token", "create", "--name", "demo", "--config", str(cfg)
+            )
+            if code != 0:
+                console.print(f"[red]postline admin token create failed:[/red] {err}")
+                return 1
+            admin_token = out.strip().splitlines()[-1]
         log_file = (tmp / "node.log").open("wb")
         node = await asyncio.create_subprocess_exec(
             postline, "serve", "--config", str(cfg), stdout=asyncio.subprocess.PIPE, stderr=log_file
@@ -366,10 +411,14 @@ async def _main(messages: int, domains: int, seed: int, keep: bool, time_limit: 
         fb_ok = _feedback_summary(sim, bounced, feedback, suppressions)
         hooks_ok = _webhook_summary(receiver, recorded)
         ok = report.duplicate_count == 0 and _exact(ids, delivered, report) and fb_ok and hooks_ok
+        if keep:
+            await _serve(node, api_port, admin_token, tmp)
         return 0 if ok else 1
     finally:
         if node is not None and node.returncode is None:
-            node.terminate()
+            # Gone already when Ctrl-C in a terminal reached it too.
+            with contextlib.suppress(ProcessLookupError):
+                node.terminate()
             try:
                 await asyncio.wait_for(node.wait(), 30)
             except TimeoutError:
@@ -600,7 +649,14 @@ def demo(
     messages: Annotated[int, typer.Option(help="Messages to send (one recipient each).")] = 20000,
     domains: Annotated[int, typer.Option(help="Simulated domains.")] = 50,
     seed: Annotated[int, typer.Option(help="Seed of the mix and the sim.")] = 1,
-    keep: Annotated[bool, typer.Option(help="Keep the node's data directory.")] = False,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            help="After the summary, keep the node and the simulated internet running until "
+            "Ctrl-C, print the dashboard's address and an admin token to sign in with, and "
+            "keep the node's data directory afterwards."
+        ),
+    ] = False,
     time_limit: Annotated[float, typer.Option(help="Stop waiting after this many seconds.")] = 150,
 ) -> None:
     """Run a node against the simulated internet and show what happens."""

@@ -20,6 +20,10 @@ app = typer.Typer(
 
 TenantOpt = Annotated[str | None, typer.Option("--tenant", "-t", help="A tenant's id.")]
 DomainOpt = Annotated[str | None, typer.Option("--domain", "-d", help="A recipient domain.")]
+StreamOpt = Annotated[
+    str | None, typer.Option("--stream", help="Only the mail of this stream (the message's).")
+]
+TagOpt = Annotated[str | None, typer.Option("--tag", help="Only the mail carrying this tag.")]
 
 
 def _age(seconds: float | None) -> str:
@@ -144,7 +148,11 @@ def _action(
         data = api.queue_action(action, selector)
 
     def human() -> None:
-        what = " ".join(f"{k} {data[k]}" for k in ("tenant", "domain", "provider") if data.get(k))
+        what = " ".join(
+            f"{k} {data[k]}"
+            for k in ("tenant", "domain", "provider", "stream", "tag")
+            if data.get(k)
+        )
         until = f" until {data['until']}" if data.get("until") else ""
         typer.echo(f"{action} {what}: {data['count']} queued recipients{until}")
 
@@ -189,10 +197,14 @@ def retry(
     token: TokenOption = None,
     tenant: TenantOpt = None,
     domain: DomainOpt = None,
+    stream: StreamOpt = None,
+    tag: TagOpt = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Make the selected deferred mail due now."""
-    _action("retry-now", {"tenant": tenant, "domain": domain}, url, token, as_json)
+    """Make the selected deferred mail due now (of one stream or tag with --stream,
+    --tag)."""
+    sel = {"tenant": tenant, "domain": domain, "stream": stream, "tag": tag}
+    _action("retry-now", sel, url, token, as_json)
 
 
 @app.command("bounce")
@@ -201,15 +213,19 @@ def bounce(
     token: TokenOption = None,
     tenant: TenantOpt = None,
     domain: DomainOpt = None,
+    stream: StreamOpt = None,
+    tag: TagOpt = None,
     reason: Annotated[str, typer.Option(help="Why; the text of every bounced event.")] = "",
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask (bouncing is final).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Bounce the selected queued mail (final; no address is suppressed)."""
+    """Bounce the selected queued mail (final; no address is suppressed), of one stream
+    or tag with --stream, --tag."""
     if not yes:
-        what = " and ".join(f"{k} {v}" for k, v in (("tenant", tenant), ("domain", domain)) if v)
+        parts = (("tenant", tenant), ("domain", domain), ("stream", stream), ("tag", tag))
+        what = " and ".join(f"{k} {v}" for k, v in parts if v)
         typer.confirm(f"Bounce every queued recipient of {what or 'nothing'}?", abort=True)
-    sel = {"tenant": tenant, "domain": domain, "reason": reason}
+    sel = {"tenant": tenant, "domain": domain, "stream": stream, "tag": tag, "reason": reason}
     _action("bounce", sel, url, token, as_json)
 
 

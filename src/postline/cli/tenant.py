@@ -1,9 +1,9 @@
-"""``postline tenant``: tenants — listed, shown, created, paused and resumed.
+"""``postline tenant``: tenants — listed, shown, created, paused, resumed and deleted.
 
 With ``--url`` (or POSTLINE_URL) a command talks to that node's admin API (an admin token
 in POSTLINE_ADMIN_TOKEN); without it, ``create``, ``pause``, ``resume``, ``key``,
 ``revoke``, ``list`` and ``status`` open the store of the node's ``--config`` file on this
-host (bootstrap, before any admin token exists)."""
+host (bootstrap, before any admin token exists). ``delete`` is over the admin API only."""
 
 from __future__ import annotations
 
@@ -279,6 +279,44 @@ def resume(
         f"resumed {name!r}: its mail is accepted and sent again (running nodes follow within "
         "[reputation] evaluate_interval); it is judged on outcomes from now on"
     )
+
+
+@app.command("delete")
+def delete(
+    tenant: Either,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do not ask (the deletion cannot be undone).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a tenant (over the admin API): its API keys are revoked, its queued mail is
+    cancelled, its sender domains, webhooks and suppressions removed; its messages and
+    events stay for the retention period. Its name is not reused."""
+    with admin_client(url, token) as api:
+        found = api.find_tenant(tenant)
+        if not yes:
+            typer.confirm(
+                f"Delete tenant {found['name']!r} ({found['id']}) and cancel its queued mail?",
+                abort=True,
+            )
+        data = api.delete_tenant(found["id"])
+
+    def human() -> None:
+        left = (
+            f"; {data['remaining']} still queued are being cancelled by the nodes"
+            if data["remaining"]
+            else ""
+        )
+        typer.echo(
+            f"deleted {data['name']!r} ({data['id']}): {data['keys_revoked']} API keys "
+            f"revoked, {data['cancelled']} queued recipients cancelled, "
+            f"{data['domains_removed']} sender domains, {data['webhooks_removed']} webhooks "
+            f"and {data['suppressions_removed']} suppressions removed{left}"
+        )
+
+    emit(data, as_json, human)
 
 
 @app.command("status")

@@ -143,6 +143,9 @@ class AdminClient:
     def resume_tenant(self, tenant_id: str) -> Json:
         return self._call("POST", f"/admin/v1/tenants/{_segment(tenant_id)}/resume")
 
+    def delete_tenant(self, tenant_id: str) -> Json:
+        return self._call("DELETE", f"/admin/v1/tenants/{_segment(tenant_id)}")
+
     # -- API keys --------------------------------------------------------------------
     def keys(self, tenant_id: str) -> Json:
         return self._call("GET", f"/admin/v1/tenants/{_segment(tenant_id)}/keys")
@@ -177,7 +180,8 @@ class AdminClient:
 
     def queue_action(self, action: str, selector: Json) -> Json:
         """``suspend``, ``resume``, ``retry-now`` or ``bounce`` on a selection (tenant,
-        domain, provider; duration for suspend, reason for bounce)."""
+        domain, provider; stream and tag for retry-now and bounce; duration for suspend,
+        reason for bounce)."""
         body = {k: v for k, v in selector.items() if v is not None}
         return self._call("POST", f"/admin/v1/queues/{action}", body=body)
 

@@ -4,13 +4,16 @@ Each action is a function taking a :class:`ControlContext` (store, configuration
 :class:`Actor` and the request id) that does the work and writes its audit entry; the
 admin API (:mod:`postline.api.routes.admin`) and the CLI only translate to and from it.
 
-* :mod:`postline.control.tenants`: create (with a first API key), list, show, pause, resume;
+* :mod:`postline.control.tenants`: create (with a first API key), list, show, pause,
+  resume, delete;
 * :mod:`postline.control.keys`: a tenant's API keys, made with scopes, listed, revoked;
 * :mod:`postline.control.tokens`: admin tokens, made, listed, revoked and checked;
 * :mod:`postline.control.queues`: queues across tenants, viewed, suspended, resumed,
   retried now and bounced;
 * :mod:`postline.control.reroutes`: a destination's mail sent to a static host for a while;
 * :mod:`postline.control.audit`: the audit log, written and read;
+* :mod:`postline.control.chores`: what every node does by itself — lift suspensions
+  whose time is up, finish tenants' deletions;
 * :mod:`postline.control.overview`, :mod:`~postline.control.standing`,
   :mod:`~postline.control.messages`, :mod:`~postline.control.lists`: what the operator
   dashboard reads — traffic per minute and the queue at a glance, tenants against the
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from postline.control import (
     audit,
+    chores,
     keys,
     lists,
     messages,
@@ -38,6 +42,7 @@ __all__ = [
     "ActorKind",
     "ControlContext",
     "audit",
+    "chores",
     "keys",
     "lists",
     "messages",

@@ -11,7 +11,7 @@ from postline.store.base import Store
 
 __all__ = ["Actor", "ActorKind", "ControlContext"]
 
-ActorKind = Literal["admin_token", "config_token", "tenant_key", "cli"]
+ActorKind = Literal["admin_token", "config_token", "tenant_key", "cli", "node"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,9 @@ class Actor:
     * ``admin_token``: a token made by ``postline admin token create`` (id: its id);
     * ``config_token``: a hash in ``[admin] tokens`` (id: ``sha256:`` + 12 hex digits);
     * ``tenant_key``: a tenant's API key (id: the key's id; ``tenant_id`` set);
-    * ``cli``: a command run on the node with its configuration file.
+    * ``cli``: a command run on the node with its configuration file;
+    * ``node``: a node acting by itself (its chores: a suspension whose time is up; id:
+      the node's name).
     """
 
     kind: ActorKind
@@ -35,6 +37,10 @@ class Actor:
     @classmethod
     def cli(cls) -> Actor:
         return cls("cli", "local")
+
+    @classmethod
+    def node(cls, node_id: str) -> Actor:
+        return cls("node", node_id)
 
 
 @dataclass(frozen=True, slots=True)

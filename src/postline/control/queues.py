@@ -5,14 +5,23 @@ selection of queues — suspend, resume, retry now, bounce (and reroute, in
 A selection names a tenant, a domain or both; ``resume`` may name a ``provider`` instead,
 to end the reroute of that provider (suspensions, retries and bounces are per queue, and
 a queue is a tenant's mail to one domain, so a provider selects none of them exactly).
+``retry-now`` and ``bounce`` may narrow the selection to the mail of one ``stream`` and/or
+one ``tag`` (the message's); ``suspend`` and ``resume`` may not: a hold is a row of the
+pause table that the lease honours per queue, and the lease takes a queue's recipients
+oldest due first without reading their messages, so a hold of part of a queue cannot be
+honoured exactly (held mail would sit at the head of the queue and be looked at again on
+every lease).
 
 Suspending holds the selected queues with a row of the pause table (tenant ``*``: a
 domain for every tenant; domain ``*``: every domain of a tenant), the same hold as
 ``POST /v1/queues/{domain}/pause``; a suspension with a duration says until when in its
-reason and is lifted by the first queue view or action after that time. Retry now and
-bounce touch the queued recipients no delivery holds a lease on, a batch (:data:`BATCH`)
-per write transaction, so the queue is never locked for long. Each action writes an
-audit entry with the selection and its count.
+reason and is lifted when that time comes, by any node (:func:`expire`, run by every
+node's control chores, and by the first queue view or action after that time), with a
+``queue.resume`` audit entry marked ``expired``. Retry now and bounce touch the queued
+recipients no delivery holds a lease on, a batch (:data:`BATCH`) per write transaction,
+so the queue is never locked for long; by stream or tag, each transaction looks at a
+batch of the queue's recipients whatever their message. Each action writes an audit
+entry with the selection and its count.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from postline.control import audit, reroutes
 from postline.control.context import ControlContext
 from postline.control.tenants import find_tenant
 from postline.errors import ValidationError
-from postline.store.base import QueuePause, TenantQueue
+from postline.store.base import QUEUE_START, MessageMatch, QueuePause, TenantQueue
 
 __all__ = [
     "BATCH",
@@ -37,6 +46,7 @@ __all__ = [
     "Suspension",
     "TenantQueueView",
     "bounce",
+    "expire",
     "hold",
     "list_queues",
     "resume",
@@ -65,8 +75,18 @@ class QueueSelector:
     domain: str | None = None
     provider: str | None = None
     """A throttle rule or site (see :mod:`postline.control.reroutes`); ``resume`` only."""
+    stream: str | None = None
+    """Only the mail of this stream (``retry-now`` and ``bounce``)."""
+    tag: str | None = None
+    """Only the mail carrying this tag (``retry-now`` and ``bounce``)."""
 
     def __post_init__(self) -> None:
+        if self.provider and (self.stream or self.tag):
+            raise ValidationError(
+                "a provider selects a reroute alone, without stream or tag",
+                field="provider",
+                fix='Send {"provider": "google"} alone to end its reroute.',
+            )
         if self.provider and (self.tenant_id or self.domain):
             raise ValidationError(
                 "a provider selects a reroute alone, without tenant or domain",
@@ -81,16 +101,41 @@ class QueueSelector:
             )
 
     @property
+    def match(self) -> MessageMatch:
+        """The messages selected within the queues (everything when empty)."""
+        return MessageMatch(self.stream, self.tag)
+
+    @property
     def target(self) -> str:
-        """``tenant/domain`` for the audit log, ``*`` for the part not given."""
+        """``tenant/domain`` for the audit log, ``*`` for the part not given, then the
+        stream and tag when given."""
         if self.provider:
             return f"provider:{self.provider}"
-        return f"{self.tenant_id or '*'}/{self.domain or '*'}"
+        narrowed = "".join(
+            f" {k}={v}" for k, v in (("stream", self.stream), ("tag", self.tag)) if v is not None
+        )
+        return f"{self.tenant_id or '*'}/{self.domain or '*'}{narrowed}"
 
     def as_detail(self) -> dict[str, str | None]:
         if self.provider:
             return {"provider": self.provider}
-        return {"tenant": self.tenant_id, "domain": self.domain}
+        out = {"tenant": self.tenant_id, "domain": self.domain}
+        if self.stream is not None:
+            out["stream"] = self.stream
+        if self.tag is not None:
+            out["tag"] = self.tag
+        return out
+
+    def whole_queues(self, action: str) -> None:
+        """Refuse a stream or tag for an action that holds or releases whole queues."""
+        if self.stream is not None or self.tag is not None:
+            raise ValidationError(
+                f"{action} applies to whole queues: a stream or tag cannot be held exactly",
+                field="stream" if self.stream is not None else "tag",
+                fix=f"{action.capitalize()} the tenant's queue of the domain (tenant and/or "
+                "domain only); retry-now and bounce take a stream or tag. To stop a "
+                "stream's mail for good, bounce it by stream.",
+            )
 
     def per_queue(self, action: str) -> None:
         """Refuse a provider for an action on queues (only ``resume`` takes one)."""
@@ -156,25 +201,43 @@ class DomainQueues:
         return min((t.queue.oldest_at for t in self.tenants if t.queue.depth), default=None)
 
 
+async def _lift(ctx: ControlContext, p: QueuePause, s: Suspension) -> None:
+    """Lift a suspension whose time is up. Idempotent over a fleet: the node whose store
+    call removed the row writes the audit entry; every node applies the lift."""
+    if await ctx.store.lift_pause(p.tenant_id, p.domain, reason=p.reason):
+        await audit.record(
+            ctx,
+            "queue.resume",
+            f"{s.tenant_id}/{s.domain}",
+            tenant_id=None if s.tenant_id == "*" else s.tenant_id,
+            detail={"expired": True, "until": s.until},
+        )
+    elif any(
+        (q.tenant_id, q.domain) == (p.tenant_id, p.domain) for q in await ctx.store.queue_pauses()
+    ):
+        return  # held again since (a new suspension): nothing to lift
+    if ctx.on_pause is not None:
+        ctx.on_pause(s.tenant_id, s.domain, False)
+
+
 async def _suspensions(ctx: ControlContext, now: float) -> list[Suspension]:
     """Every hold, after lifting the suspensions whose time is up."""
     out = []
     for p in await ctx.store.queue_pauses():
         s = Suspension.of(p)
         if s.until is not None and s.until <= now:
-            await ctx.store.set_paused(s.tenant_id, s.domain, False, now=now)
-            if ctx.on_pause is not None:
-                ctx.on_pause(s.tenant_id, s.domain, False)
-            await audit.record(
-                ctx,
-                "queue.resume",
-                f"{s.tenant_id}/{s.domain}",
-                tenant_id=None if s.tenant_id == "*" else s.tenant_id,
-                detail={"expired": True, "until": s.until},
-            )
+            await _lift(ctx, p, s)
             continue
         out.append(s)
     return out
+
+
+async def expire(ctx: ControlContext, now: float | None = None) -> float | None:
+    """Lift the suspensions whose time is up (each with a ``queue.resume`` audit entry
+    marked ``expired``, written once over a fleet); when the next one ends, None when no
+    suspension has an end."""
+    holds = await _suspensions(ctx, time.time() if now is None else now)
+    return min((s.until for s in holds if s.until is not None), default=None)
 
 
 async def suspensions(ctx: ControlContext) -> list[Suspension]:
@@ -261,11 +324,12 @@ async def suspend(ctx: ControlContext, sel: QueueSelector, *, duration: float | 
     """Hold the selected queues (until ``duration`` seconds from now, or until resumed);
     returns how many queued recipients are held."""
     sel.per_queue("suspend")
+    sel.whole_queues("suspend")
     await _check(ctx, sel)
     now = time.time()
     until = now + duration if duration else None
     tenant, domain = sel.tenant_id or "*", sel.domain or "*"
-    reason = OPERATOR if until is None else f"{OPERATOR} until={until:.0f}"
+    reason = OPERATOR if until is None else f"{OPERATOR} until={until:.3f}"
     # A new suspension replaces the hold it overlaps exactly (a new duration).
     for p in await ctx.store.queue_pauses():
         if (p.tenant_id, p.domain) == (tenant, domain) and p.reason.startswith(OPERATOR):
@@ -288,6 +352,7 @@ async def resume(ctx: ControlContext, sel: QueueSelector) -> int:
     """Lift the hold on the selected queues, and end the reroute of a domain or provider
     selected alone; returns how many queued recipients it released (0 for a provider). A
     tenant's whole-queue hold set by a tenant pause is left to ``tenants.resume``."""
+    sel.whole_queues("resume")
     if sel.tenant_id is None:
         await reroutes.lift(ctx, domain=sel.domain, provider=sel.provider)
     if sel.provider:
@@ -326,14 +391,23 @@ async def retry_now(ctx: ControlContext, sel: QueueSelector) -> int:
     sel.per_queue("retry-now")
     await _check(ctx, sel)
     now = time.time()
+    match = sel.match
     count = 0
     for tenant, domain, _n in await _queues(ctx, sel):
         done = 0
-        while True:
-            n = await ctx.store.retry_queued(tenant, domain, now=now, limit=BATCH)
-            done += n
-            if n < BATCH:
-                break
+        if match:
+            cursor: tuple[float, str, int] | None = QUEUE_START
+            while cursor is not None:
+                n, cursor = await ctx.store.retry_matching(
+                    tenant, domain, match, now=now, after=cursor, limit=BATCH
+                )
+                done += n
+        else:
+            while True:
+                n = await ctx.store.retry_queued(tenant, domain, now=now, limit=BATCH)
+                done += n
+                if n < BATCH:
+                    break
         if done and ctx.on_due is not None:
             ctx.on_due(tenant, domain)
         count += done
@@ -354,9 +428,24 @@ async def bounce(ctx: ControlContext, sel: QueueSelector, *, reason: str) -> int
     await _check(ctx, sel)
     text = reason or "bounced by an operator"
     data = {"category": OPERATOR, "reason": text, "text": text}
+    match = sel.match
     count = 0
     for tenant, domain, _n in await _queues(ctx, sel):
-        while True:
+        cursor: tuple[float, str, int] | None = QUEUE_START
+        while match and cursor is not None:
+            n, cursor = await ctx.store.bounce_matching(
+                tenant,
+                domain,
+                match,
+                now=time.time(),
+                data=data,
+                text=text,
+                node_id=ctx.node_id,
+                after=cursor,
+                limit=BATCH,
+            )
+            count += n
+        while not match:
             n = await ctx.store.bounce_queued(
                 tenant,
                 domain,

@@ -21,6 +21,7 @@ from postline.model import EventType, RecipientState
 from postline.store.health import StoreHealth
 
 __all__ = [
+    "QUEUE_START",
     "WEBHOOK_FIELDS",
     "ActivityCount",
     "ActivityStore",
@@ -43,11 +44,13 @@ __all__ = [
     "LeasedMessage",
     "LeasedRecipient",
     "LimitOverrides",
+    "MessageMatch",
     "MessageView",
     "NewAuditEntry",
     "NewEvent",
     "NewMessage",
     "NewRecipient",
+    "QueueCursor",
     "QueueDepths",
     "QueueDue",
     "QueueKey",
@@ -68,6 +71,7 @@ __all__ = [
     "SuppressionStore",
     "Tenant",
     "TenantQueue",
+    "TenantRemoval",
     "TenantStatus",
     "TenantStore",
     "Usage",
@@ -82,6 +86,18 @@ class Tenant:
     id: str
     name: str
     created_at: float
+    deleted_at: float | None = None
+    """When an operator deleted it (a tombstone kept for the audit log and the data of
+    the retention period); None while it exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRemoval:
+    """What :meth:`TenantStore.delete_tenant` removed with the tenant."""
+
+    keys_revoked: int
+    domains: int
+    webhooks: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +470,29 @@ class TenantQueue:
     next_attempt_at: float
 
 
+QueueCursor = tuple[float, str, int]
+"""Where a walk through one queue's queued recipients stands: the last recipient looked
+at, as (created_at, message id, index); :data:`QUEUE_START` before the first."""
+QUEUE_START: QueueCursor = (-1.0, "", -1)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMatch:
+    """Queued recipients selected by their message: its stream and/or one of its tags
+    (None: any)."""
+
+    stream: str | None = None
+    tag: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.stream is not None or self.tag is not None
+
+    def matches(self, stream: str, tags: Sequence[str]) -> bool:
+        return (self.stream is None or stream == self.stream) and (
+            self.tag is None or self.tag in tags
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class QueuePause:
     """A row of the pause table: tenant ``*`` holds a domain for every tenant, domain
@@ -724,7 +763,24 @@ class TenantStore(Protocol):
         self, *, name: str | None = None, id: str | None = None
     ) -> Tenant | None: ...
 
-    async def list_tenants(self) -> list[Tenant]: ...
+    async def list_tenants(self, *, deleted: bool = False) -> list[Tenant]:
+        """Every tenant in name order; with ``deleted``, only the deleted ones."""
+        ...
+
+    async def delete_tenant(self, tenant_id: str, *, now: float) -> TenantRemoval | None:
+        """Delete a tenant, in one short transaction: mark it deleted, revoke its keys,
+        pause it (status ``paused``: new mail refused, every queue held), remove its
+        sender domains (and DKIM keys), webhooks and its own queue pauses. None when there
+        is no such tenant or it was deleted already. Its queued mail is cancelled with
+        :meth:`QueueStore.cancel_queued`, its suppressions removed with
+        :meth:`purge_tenant_data`; its messages and events stay for the retention period.
+        """
+        ...
+
+    async def purge_tenant_data(self, tenant_id: str, *, limit: int = 1000) -> int:
+        """Remove up to ``limit`` of a tenant's suppressions and soft-bounce runs in one
+        short transaction; how many (call again until it returns less than ``limit``)."""
+        ...
 
     async def add_api_key(
         self,
@@ -927,6 +983,12 @@ class QueueStore(Protocol):
         self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""
     ) -> None: ...
 
+    async def lift_pause(self, tenant_id: str, domain: str, *, reason: str) -> bool:
+        """Remove the pause of (tenant, domain) only while its reason is still ``reason``
+        (a timed hold whose time is up, not one set since); whether this call removed it.
+        Of several nodes lifting the same pause at once, one gets True."""
+        ...
+
     async def paused_queues(self) -> set[tuple[str, str]]:
         """Every paused (tenant id, domain); tenant id ``*`` pauses a domain for all,
         domain ``*`` every domain of a tenant (see :meth:`set_tenant_status`)."""
@@ -967,6 +1029,49 @@ class QueueStore(Protocol):
         failure decided by an operator), each with a ``bounced`` event carrying ``data``,
         in one short transaction; returns how many. Adds no suppression and counts
         nothing towards the tenant's reputation."""
+        ...
+
+    async def retry_matching(
+        self,
+        tenant_id: str,
+        domain: str,
+        match: MessageMatch,
+        *,
+        now: float,
+        after: QueueCursor = QUEUE_START,
+        limit: int = 1000,
+    ) -> tuple[int, QueueCursor | None]:
+        """:meth:`retry_queued` for the recipients whose message ``match`` selects: looks
+        at up to ``limit`` queued recipients of one queue after ``after`` (oldest first)
+        in one short transaction, whatever their message, so a call's work is bounded
+        however few match. Returns how many it made due and where to go on from (None:
+        the end of the queue)."""
+        ...
+
+    async def bounce_matching(
+        self,
+        tenant_id: str,
+        domain: str,
+        match: MessageMatch,
+        *,
+        now: float,
+        data: Mapping[str, Any],
+        text: str = "",
+        node_id: str = "",
+        after: QueueCursor = QUEUE_START,
+        limit: int = 1000,
+    ) -> tuple[int, QueueCursor | None]:
+        """:meth:`bounce_queued` for the recipients whose message ``match`` selects, a
+        bounded walk like :meth:`retry_matching`."""
+        ...
+
+    async def cancel_queued(
+        self, tenant_id: str, domain: str, *, now: float, node_id: str = "", limit: int = 1000
+    ) -> int:
+        """Cancel up to ``limit`` queued recipients of one queue, leased ones too (as
+        :meth:`cancel` does for a message), each with a ``cancelled`` event, in one short
+        transaction; returns how many (call again until it returns less than ``limit``).
+        A delivery on the wire still records its outcome; a deferral is not applied."""
         ...
 
     async def listen_due(self, callback: Callable[[frozenset[QueueKey]], None]) -> None:

@@ -101,6 +101,7 @@ async def test_curl_examples_are_answered_2xx(doc: Path, tmp_path: Path) -> None
         await store.add_admin_token("docs", hash_token(admin), admin[:11])
         spare = generate_token()
         spare_token = await store.add_admin_token("spare", hash_token(spare), spare[:11])
+        retired = await store.create_tenant("retired")  # the one the examples delete
         async with api_client(node, key) as api:
             hook = await api.post("/v1/webhooks", json={"url": "https://hooks.example/x"})
             assert hook.status_code == 201, hook.text
@@ -117,6 +118,7 @@ async def test_curl_examples_are_answered_2xx(doc: Path, tmp_path: Path) -> None
             "KEY": key,
             "POSTLINE_ADMIN_TOKEN": admin,
             "TENANT_ID": tenant.id,
+            "OLD_TENANT_ID": retired.id,
             "KEY_ID": second.id,
             "TOKEN_ID": spare_token.id,
             "HOOK": hook.json()["id"],

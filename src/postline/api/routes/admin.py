@@ -20,6 +20,7 @@ from postline.api.admin_schemas import (
     AdminKeyOut,
     AdminKeysOut,
     AdminTenantCreated,
+    AdminTenantDeleted,
     AdminTenantIn,
     AdminTenantLimitsOut,
     AdminTenantOut,
@@ -263,6 +264,35 @@ async def resume_tenant(tenant_id: str, ctl: Control) -> AdminTenantOut:
     from now on. Idempotent like pause."""
     tenant = await tenants.find_tenant(ctl, id=tenant_id)
     return _tenant((await tenants.resume(ctl, tenant)).view)
+
+
+@router.delete(
+    "/tenants/{tenant_id}",
+    responses=_NOT_FOUND,
+    summary="Delete a tenant: its keys revoked, its queued mail cancelled",
+)
+async def delete_tenant(tenant_id: str, ctl: Control) -> AdminTenantDeleted:
+    """Its sending stops at once on this node and within ``[api] key_cache_ttl`` on the
+    others: its API keys are revoked, it is paused, its queued mail is cancelled (a
+    ``cancelled`` event per recipient, a batch per transaction; what a request has no
+    time for, the nodes finish by themselves) and its sender domains, webhooks and
+    suppressions are removed. Its messages and events stay for the retention period.
+    Its name is not reused. Deleting a deleted tenant cancels whatever is still queued."""
+    tenant = await tenants.find_tenant(ctl, id=tenant_id, deleted=True)
+    done = await tenants.delete(ctl, tenant)
+    removed = done.removed
+    return AdminTenantDeleted(
+        id=done.tenant.id,
+        name=done.tenant.name,
+        deleted_at=iso(done.tenant.deleted_at) or "",
+        changed=removed is not None,
+        keys_revoked=removed.keys_revoked if removed else 0,
+        domains_removed=removed.domains if removed else 0,
+        webhooks_removed=removed.webhooks if removed else 0,
+        cancelled=done.cancelled,
+        remaining=done.remaining,
+        suppressions_removed=done.suppressions,
+    )
 
 
 @router.get(

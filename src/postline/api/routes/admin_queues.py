@@ -17,6 +17,7 @@ from postline.api.admin_queue_schemas import (
     AdminDomainQueueOut,
     AdminQueueActionOut,
     AdminQueueBounceIn,
+    AdminQueueNarrowIn,
     AdminQueueResumeIn,
     AdminQueueSelectorIn,
     AdminQueuesOut,
@@ -62,7 +63,24 @@ def _domain(value: str | None) -> str | None:
 
 def _selector(body: AdminQueueSelectorIn) -> queues.QueueSelector:
     provider = body.provider if isinstance(body, AdminQueueResumeIn) else None
-    return queues.QueueSelector(body.tenant or None, _domain(body.domain), provider or None)
+    stream = tag = None
+    if isinstance(body, AdminQueueNarrowIn):
+        stream, tag = _narrow("stream", body.stream), _narrow("tag", body.tag)
+    return queues.QueueSelector(
+        body.tenant or None, _domain(body.domain), provider or None, stream, tag
+    )
+
+
+def _narrow(field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValidationError(
+            f"{field} is empty",
+            field=field,
+            fix=f"Leave {field} out for every message, or give the message's {field}.",
+        )
+    return value.strip()
 
 
 def _duration(value: str) -> float:
@@ -157,6 +175,8 @@ def _out(action: str, sel: queues.QueueSelector, count: int) -> AdminQueueAction
         tenant=sel.tenant_id,
         domain=sel.domain,
         provider=sel.provider,
+        stream=sel.stream,
+        tag=sel.tag,
         count=count,
     )
 
@@ -164,7 +184,9 @@ def _out(action: str, sel: queues.QueueSelector, count: int) -> AdminQueueAction
 @router.post("/queues/suspend", responses=_ACTION, summary="Hold the selected queues (for a while)")
 async def suspend(body: AdminQueueSuspendIn, ctl: Control) -> AdminQueueActionOut:
     """Queued mail stays queued (and keeps ageing towards expiry) until resumed or the
-    duration ends. A tenant alone holds all its queues; a domain alone, every tenant's."""
+    duration ends (then the nodes lift it by themselves, with one ``queue.resume`` audit
+    entry marked ``expired``). A tenant alone holds all its queues; a domain alone, every
+    tenant's. Whole queues only: a hold by stream or tag could not be honoured exactly."""
     sel = _selector(body)
     duration = _duration(body.duration) if body.duration else None
     started = time.time()
@@ -186,9 +208,10 @@ async def resume(body: AdminQueueResumeIn, ctl: Control) -> AdminQueueActionOut:
 @router.post(
     "/queues/retry-now", responses=_ACTION, summary="Make the selected queued mail due now"
 )
-async def retry_now(body: AdminQueueSelectorIn, ctl: Control) -> AdminQueueActionOut:
+async def retry_now(body: AdminQueueNarrowIn, ctl: Control) -> AdminQueueActionOut:
     """Deferred mail is tried at once (recipients being delivered are left alone); a
-    held queue stays held."""
+    held queue stays held. ``stream`` and/or ``tag`` narrow it to the mail of that stream
+    or with that tag (a batch of the queue looked at per transaction)."""
     sel = _selector(body)
     return _out("retry-now", sel, await queues.retry_now(ctl, sel))
 
@@ -196,7 +219,8 @@ async def retry_now(body: AdminQueueSelectorIn, ctl: Control) -> AdminQueueActio
 @router.post("/queues/bounce", responses=_ACTION, summary="Bounce the selected queued mail (final)")
 async def bounce(body: AdminQueueBounceIn, ctl: Control) -> AdminQueueActionOut:
     """Each recipient not being delivered gets a ``bounced`` event of category
-    ``operator`` with the reason; no address is suppressed."""
+    ``operator`` with the reason; no address is suppressed. ``stream`` and/or ``tag``
+    narrow it to the mail of that stream or with that tag."""
     sel = _selector(body)
     return _out("bounce", sel, await queues.bounce(ctl, sel, reason=body.reason))
 

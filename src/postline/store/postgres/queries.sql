@@ -18,13 +18,44 @@ UPDATE postline_schema SET version = $1;
 INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3);
 
 -- name: tenant_by_name
-SELECT id, name, created_at FROM tenants WHERE name = $1;
+SELECT id, name, created_at, deleted_at FROM tenants WHERE name = $1;
 
 -- name: tenant_by_id
-SELECT id, name, created_at FROM tenants WHERE id = $1;
+SELECT id, name, created_at, deleted_at FROM tenants WHERE id = $1;
 
 -- name: list_tenants
-SELECT id, name, created_at FROM tenants ORDER BY name;
+-- $1: the deleted tenants (true) or the others.
+SELECT id, name, created_at, deleted_at FROM tenants
+WHERE (deleted_at IS NOT NULL) = $1 ORDER BY name;
+
+-- name: delete_tenant
+-- $1 tenant, $2 now.
+UPDATE tenants SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL;
+
+-- name: revoke_tenant_keys
+UPDATE api_keys SET revoked_at = $2 WHERE tenant_id = $1 AND revoked_at IS NULL;
+
+-- name: delete_tenant_domains
+DELETE FROM sender_domains WHERE tenant_id = $1;
+
+-- name: delete_tenant_dkim_keys
+DELETE FROM dkim_keys WHERE tenant_id = $1;
+
+-- name: delete_tenant_webhooks
+DELETE FROM webhooks WHERE tenant_id = $1;
+
+-- name: delete_tenant_pauses
+-- The tenant's own holds of single queues (its whole-tenant hold stays).
+DELETE FROM queue_pauses WHERE tenant_id = $1 AND domain <> '*';
+
+-- name: purge_tenant_suppressions
+-- $1 tenant, $2 limit.
+DELETE FROM suppressions WHERE tenant_id = $1 AND address IN (
+    SELECT address FROM suppressions WHERE tenant_id = $1 LIMIT $2);
+
+-- name: purge_tenant_soft_bounces
+DELETE FROM soft_bounces WHERE tenant_id = $1 AND address IN (
+    SELECT address FROM soft_bounces WHERE tenant_id = $1 LIMIT $2);
 
 -- name: add_api_key
 INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at, name, scopes, rate_limit,
@@ -35,7 +66,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
 SELECT t.id, t.name, t.created_at, k.id, k.prefix, k.scopes, k.last_used_at, k.rate_limit,
        k.rate_burst
 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
+WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND t.deleted_at IS NULL;
 
 -- name: api_keys
 SELECT id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at, rate_limit,
@@ -87,7 +118,7 @@ UPDATE api_keys SET last_used_at = $2 WHERE id = $1;
 -- name: tenant_for_key
 SELECT t.id, t.name, t.created_at
 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
+WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND t.deleted_at IS NULL;
 
 -- name: revoke_api_key
 UPDATE api_keys SET revoked_at = $3
@@ -547,6 +578,65 @@ WITH s AS (
 )
 SELECT count(*) FROM b;
 
+-- name: cancel_queued
+-- $1 tenant, $2 domain, $3 now, $4 limit, $5 node id: up to $4 queued recipients of one
+-- queue cancelled, leased ones too, with their events.
+WITH s AS (
+    SELECT message_id, idx FROM recipients
+    WHERE domain = $2 AND tenant_id = $1 AND state = 'queued'
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), c AS (
+    UPDATE recipients r
+    SET state = 'cancelled', updated_at = $3, lease_owner = NULL, lease_expires_at = NULL
+    FROM s
+    WHERE r.domain = $2 AND r.tenant_id = $1 AND r.message_id = s.message_id
+      AND r.idx = s.idx
+    RETURNING r.message_id, r.idx, r.address
+), e AS (
+    INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
+    SELECT $3, $1, 'cancelled', c.message_id, c.idx, c.address, $5, '{}'::jsonb
+    FROM c ORDER BY c.message_id, c.idx
+)
+SELECT count(*) FROM c;
+
+-- name: queued_page
+-- $1 tenant, $2 domain, $3-$5 the cursor (created_at, message id, index), $6 limit: up to
+-- $6 queued recipients of one queue after the cursor, oldest first, with their message's
+-- stream and tags and whether they are leased.
+SELECT r.created_at, r.message_id, r.idx, r.lease_owner IS NOT NULL, m.stream, m.tags::text
+FROM recipients r JOIN messages m ON m.id = r.message_id
+WHERE r.domain = $2 AND r.tenant_id = $1 AND r.state = 'queued'
+  AND (r.created_at, r.message_id, r.idx) > ($3, $4, $5)
+ORDER BY r.created_at, r.message_id, r.idx
+LIMIT $6;
+
+-- name: retry_listed
+-- $1 tenant, $2 domain, $3 now, $4 message ids, $5 indexes: those recipients, queued, not
+-- leased and not due yet, due now.
+UPDATE recipients r SET next_attempt_at = $3, updated_at = $3
+FROM unnest($4::text[], $5::int[]) AS s(message_id, idx)
+WHERE r.domain = $2 AND r.tenant_id = $1 AND r.message_id = s.message_id AND r.idx = s.idx
+  AND r.state = 'queued' AND r.lease_owner IS NULL AND r.next_attempt_at > $3;
+
+-- name: bounce_listed
+-- $1 tenant, $2 domain, $3 now, $4 message ids, $5 indexes, $6 text, $7 node id, $8 event
+-- data: those recipients, queued and not leased, bounced by an operator with their events.
+WITH b AS (
+    UPDATE recipients r
+    SET state = 'bounced', updated_at = $3, last_text = $6, lease_owner = NULL,
+        lease_expires_at = NULL
+    FROM unnest($4::text[], $5::int[]) AS s(message_id, idx)
+    WHERE r.domain = $2 AND r.tenant_id = $1 AND r.message_id = s.message_id
+      AND r.idx = s.idx AND r.state = 'queued' AND r.lease_owner IS NULL
+    RETURNING r.message_id, r.idx, r.address
+), e AS (
+    INSERT INTO events (at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data)
+    SELECT $3, $1, 'bounced', b.message_id, b.idx, b.address, $7, $8::jsonb
+    FROM b ORDER BY b.message_id, b.idx
+)
+SELECT count(*) FROM b;
+
 -- name: queue_pauses
 SELECT tenant_id, domain, paused_at, reason FROM queue_pauses ORDER BY tenant_id, domain;
 
@@ -571,6 +661,9 @@ ON CONFLICT (tenant_id, domain) DO NOTHING;
 
 -- name: resume
 DELETE FROM queue_pauses WHERE tenant_id = $1 AND domain = $2;
+
+-- name: lift_pause
+DELETE FROM queue_pauses WHERE tenant_id = $1 AND domain = $2 AND reason = $3;
 
 -- name: events_max_id
 SELECT max(id), min(id) FROM events;

@@ -9,13 +9,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from postline.errors import StoreUnavailable
+from postline.store._match import select_page
 from postline.store._outcomes import plan_outcomes
 from postline.store._rows import group_leased, stat_of, sum_stats, with_paused
 from postline.store.base import (
+    QUEUE_START,
     AttemptRecord,
     LeasedMessage,
     LeasedRecipient,
     LeaseRequest,
+    MessageMatch,
+    QueueCursor,
     QueueDepths,
     QueueDue,
     QueueKey,
@@ -329,6 +333,108 @@ class PostgresQueue(PostgresIngest):
 
         return await self._call(op)
 
+    async def cancel_queued(
+        self, tenant_id: str, domain: str, *, now: float, node_id: str = "", limit: int = 1000
+    ) -> int:
+        async def op(conn: Conn) -> int:
+            found = await conn.fetchval(_Q["cancel_queued"], tenant_id, domain, now, limit, node_id)
+            return int(found or 0)
+
+        return await self._call(op)
+
+    async def _page(
+        self,
+        conn: Conn,
+        tenant_id: str,
+        domain: str,
+        match: MessageMatch,
+        after: QueueCursor,
+        limit: int,
+    ) -> tuple[list[tuple[str, int]], QueueCursor | None]:
+        rows = await conn.fetch(_Q["queued_page"], tenant_id, domain, *after, limit)
+        return select_page([tuple(r) for r in rows], match, limit)
+
+    async def retry_matching(
+        self,
+        tenant_id: str,
+        domain: str,
+        match: MessageMatch,
+        *,
+        now: float,
+        after: QueueCursor = QUEUE_START,
+        limit: int = 1000,
+    ) -> tuple[int, QueueCursor | None]:
+        async def op(conn: Conn) -> tuple[int, QueueCursor | None]:
+            async with conn.transaction():
+                chosen, cursor = await self._page(conn, tenant_id, domain, match, after, limit)
+                if not chosen:
+                    return 0, cursor
+                status = await conn.execute(
+                    _Q["retry_listed"],
+                    tenant_id,
+                    domain,
+                    now,
+                    [m for m, _ in chosen],
+                    [i for _, i in chosen],
+                )
+                return _rowcount(status), cursor
+
+        done, cursor = await self._call(op)
+        if done:
+            self._announce({(tenant_id, domain)}, {})
+        return done, cursor
+
+    async def bounce_matching(
+        self,
+        tenant_id: str,
+        domain: str,
+        match: MessageMatch,
+        *,
+        now: float,
+        data: Mapping[str, Any],
+        text: str = "",
+        node_id: str = "",
+        after: QueueCursor = QUEUE_START,
+        limit: int = 1000,
+    ) -> tuple[int, QueueCursor | None]:
+        payload = json.dumps(dict(data))
+
+        async def op(conn: Conn) -> tuple[int, QueueCursor | None]:
+            async with conn.transaction():
+                chosen, cursor = await self._page(conn, tenant_id, domain, match, after, limit)
+                if not chosen:
+                    return 0, cursor
+                found = await conn.fetchval(
+                    _Q["bounce_listed"],
+                    tenant_id,
+                    domain,
+                    now,
+                    [m for m, _ in chosen],
+                    [i for _, i in chosen],
+                    text,
+                    node_id,
+                    payload,
+                )
+                return int(found or 0), cursor
+
+        return await self._call(op)
+
+    async def lift_pause(self, tenant_id: str, domain: str, *, reason: str) -> bool:
+        async def op(conn: Conn) -> bool:
+            return _rowcount(await conn.execute(_Q["lift_pause"], tenant_id, domain, reason)) > 0
+
+        lifted = await self._call(op)
+        if lifted:
+            self._announce_resumed(tenant_id, domain)
+        return lifted
+
+    def _announce_resumed(self, tenant_id: str, domain: str) -> None:
+        # Mail held back by the pause may be due now, on any node.
+        if tenant_id == "*" or domain == "*":
+            self._announce((), {}, rescan=True)
+        else:
+            self._announce({(tenant_id, domain)}, {})
+
     async def set_paused(
         self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""
     ) -> None:
@@ -340,8 +446,4 @@ class PostgresQueue(PostgresIngest):
 
         await self._call(op)
         if not paused:
-            # Mail held back by the pause may be due now, on any node.
-            if tenant_id == "*" or domain == "*":
-                self._announce((), {}, rescan=True)
-            else:
-                self._announce({(tenant_id, domain)}, {})
+            self._announce_resumed(tenant_id, domain)

@@ -27,10 +27,11 @@ CREATE TABLE postline_schema (
     singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version    integer NOT NULL
 );
-INSERT INTO postline_schema (version) VALUES (14);
+INSERT INTO postline_schema (version) VALUES (15);
 
 -- rate_limit (recipients per second), rate_burst, daily_quota, monthly_quota: the tenant's
--- own limits; NULL = the [limits] default, 0 = unlimited.
+-- own limits; NULL = the [limits] default, 0 = unlimited. deleted_at: when an operator
+-- deleted the tenant (the row stays as a tombstone; its name is not reused).
 CREATE TABLE tenants (
     id             text PRIMARY KEY,
     name           text NOT NULL UNIQUE,
@@ -38,7 +39,8 @@ CREATE TABLE tenants (
     rate_limit     integer,
     rate_burst     integer,
     daily_quota    bigint,
-    monthly_quota  bigint
+    monthly_quota  bigint,
+    deleted_at     double precision
 );
 
 -- Accepted recipients per tenant and UTC day ('YYYY-MM-DD'), counted in the transaction

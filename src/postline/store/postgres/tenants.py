@@ -16,6 +16,7 @@ from postline.store.base import (
     LimitOverrides,
     NewEvent,
     Tenant,
+    TenantRemoval,
     TenantStatus,
     Usage,
 )
@@ -53,9 +54,39 @@ class PostgresTenants(PostgresCore):
 
         return await self._call(op)
 
-    async def list_tenants(self) -> list[Tenant]:
+    async def list_tenants(self, *, deleted: bool = False) -> list[Tenant]:
         async def op(conn: Conn) -> list[Tenant]:
-            return [Tenant(*row) for row in await conn.fetch(_Q["list_tenants"])]
+            return [Tenant(*row) for row in await conn.fetch(_Q["list_tenants"], deleted)]
+
+        return await self._call(op)
+
+    async def delete_tenant(self, tenant_id: str, *, now: float) -> TenantRemoval | None:
+        async def op(conn: Conn) -> TenantRemoval | None:
+            async with conn.transaction():
+                if _rowcount(await conn.execute(_Q["delete_tenant"], tenant_id, now)) == 0:
+                    return None
+                keys = _rowcount(await conn.execute(_Q["revoke_tenant_keys"], tenant_id, now))
+                reason = "tenant deleted"
+                await conn.execute(
+                    _Q["set_tenant_status"], tenant_id, "paused", reason, now, "operator", now
+                )
+                await conn.execute(_Q["hold_tenant"], tenant_id, now, reason)
+                await conn.execute(_Q["delete_tenant_pauses"], tenant_id)
+                domains = _rowcount(await conn.execute(_Q["delete_tenant_domains"], tenant_id))
+                await conn.execute(_Q["delete_tenant_dkim_keys"], tenant_id)
+                hooks = _rowcount(await conn.execute(_Q["delete_tenant_webhooks"], tenant_id))
+                return TenantRemoval(keys, domains, hooks)
+
+        return await self._call(op)
+
+    async def purge_tenant_data(self, tenant_id: str, *, limit: int = 1000) -> int:
+        async def op(conn: Conn) -> int:
+            n = _rowcount(await conn.execute(_Q["purge_tenant_suppressions"], tenant_id, limit))
+            if n < limit:
+                n += _rowcount(
+                    await conn.execute(_Q["purge_tenant_soft_bounces"], tenant_id, limit - n)
+                )
+            return n
 
         return await self._call(op)
 

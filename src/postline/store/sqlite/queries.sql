@@ -4,13 +4,41 @@
 INSERT INTO tenants (id, name, created_at) VALUES (:id, :name, :created_at);
 
 -- name: tenant_by_name
-SELECT id, name, created_at FROM tenants WHERE name = :name;
+SELECT id, name, created_at, deleted_at FROM tenants WHERE name = :name;
 
 -- name: tenant_by_id
-SELECT id, name, created_at FROM tenants WHERE id = :id;
+SELECT id, name, created_at, deleted_at FROM tenants WHERE id = :id;
 
 -- name: list_tenants
-SELECT id, name, created_at FROM tenants ORDER BY name;
+SELECT id, name, created_at, deleted_at FROM tenants
+WHERE (deleted_at IS NOT NULL) = :deleted ORDER BY name;
+
+-- name: delete_tenant
+UPDATE tenants SET deleted_at = :now WHERE id = :tenant_id AND deleted_at IS NULL;
+
+-- name: revoke_tenant_keys
+UPDATE api_keys SET revoked_at = :now WHERE tenant_id = :tenant_id AND revoked_at IS NULL;
+
+-- name: delete_tenant_domains
+DELETE FROM sender_domains WHERE tenant_id = :tenant_id;
+
+-- name: delete_tenant_dkim_keys
+DELETE FROM dkim_keys WHERE tenant_id = :tenant_id;
+
+-- name: delete_tenant_webhooks
+DELETE FROM webhooks WHERE tenant_id = :tenant_id;
+
+-- name: delete_tenant_pauses
+-- The tenant's own holds of single queues (its whole-tenant hold stays).
+DELETE FROM queue_pauses WHERE tenant_id = :tenant_id AND domain <> '*';
+
+-- name: purge_tenant_suppressions
+DELETE FROM suppressions WHERE tenant_id = :tenant_id AND address IN (
+    SELECT address FROM suppressions WHERE tenant_id = :tenant_id LIMIT :limit);
+
+-- name: purge_tenant_soft_bounces
+DELETE FROM soft_bounces WHERE tenant_id = :tenant_id AND address IN (
+    SELECT address FROM soft_bounces WHERE tenant_id = :tenant_id LIMIT :limit);
 
 -- name: add_api_key
 INSERT INTO api_keys (id, tenant_id, key_hash, prefix, created_at, name, scopes, rate_limit,
@@ -21,7 +49,7 @@ VALUES (:id, :tenant_id, :key_hash, :prefix, :created_at, :name, :scopes, :rate,
 SELECT t.id, t.name, t.created_at, k.id, k.prefix, k.scopes, k.last_used_at, k.rate_limit,
        k.rate_burst
 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL;
+WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL AND t.deleted_at IS NULL;
 
 -- name: api_keys
 SELECT id, tenant_id, prefix, created_at, name, scopes, last_used_at, revoked_at, rate_limit,
@@ -58,7 +86,7 @@ UPDATE api_keys SET last_used_at = :now WHERE id = :id;
 -- name: tenant_for_key
 SELECT t.id, t.name, t.created_at
 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL;
+WHERE k.key_hash = :key_hash AND k.revoked_at IS NULL AND t.deleted_at IS NULL;
 
 -- name: revoke_api_key
 UPDATE api_keys SET revoked_at = :now
@@ -366,6 +394,45 @@ WHERE domain = :domain AND tenant_id = :tenant_id AND (message_id, idx) IN (
     LIMIT :limit)
 RETURNING message_id, idx, address;
 
+-- name: cancel_queued
+-- Up to :limit queued recipients of one queue cancelled, leased ones too (the count
+-- triggers move them out of the queue counts).
+UPDATE recipients
+SET state = 'cancelled', updated_at = :now, lease_owner = NULL, lease_expires_at = NULL
+WHERE domain = :domain AND tenant_id = :tenant_id AND (message_id, idx) IN (
+    SELECT message_id, idx FROM recipients INDEXED BY recipients_due
+    WHERE domain = :domain AND tenant_id = :tenant_id AND state = 'queued'
+    LIMIT :limit)
+RETURNING message_id, idx, address;
+
+-- name: queued_page
+-- Up to :limit queued recipients of one queue after the cursor (created_at, message id,
+-- index), oldest first, with their message's stream and tags and whether they are leased.
+SELECT r.created_at, r.message_id, r.idx, r.lease_owner IS NOT NULL, m.stream, m.tags
+FROM recipients r INDEXED BY recipients_age JOIN messages m ON m.id = r.message_id
+WHERE r.domain = :domain AND r.tenant_id = :tenant_id AND r.state = 'queued'
+  AND (r.created_at, r.message_id, r.idx) > (:created_at, :message_id, :idx)
+ORDER BY r.created_at, r.message_id, r.idx
+LIMIT :limit;
+
+-- name: retry_listed
+-- The recipients :ids names (a JSON array of [message id, index]) of one queue, queued,
+-- not leased and not due yet, due now.
+UPDATE recipients SET next_attempt_at = :now, updated_at = :now
+WHERE domain = :domain AND tenant_id = :tenant_id
+  AND (message_id, idx) IN (SELECT value ->> 0, value ->> 1 FROM json_each(:ids))
+  AND state = 'queued' AND lease_owner IS NULL AND next_attempt_at > :now;
+
+-- name: bounce_listed
+-- The recipients :ids names of one queue, queued and not leased, bounced by an operator.
+UPDATE recipients
+SET state = 'bounced', updated_at = :now, last_text = :text, lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE domain = :domain AND tenant_id = :tenant_id
+  AND (message_id, idx) IN (SELECT value ->> 0, value ->> 1 FROM json_each(:ids))
+  AND state = 'queued' AND lease_owner IS NULL
+RETURNING message_id, idx, address;
+
 -- name: queue_pauses
 SELECT tenant_id, domain, paused_at, reason FROM queue_pauses ORDER BY tenant_id, domain;
 
@@ -405,6 +472,9 @@ ON CONFLICT (tenant_id, domain) DO NOTHING;
 
 -- name: resume
 DELETE FROM queue_pauses WHERE tenant_id = :tenant_id AND domain = :domain;
+
+-- name: lift_pause
+DELETE FROM queue_pauses WHERE tenant_id = :tenant_id AND domain = :domain AND reason = :reason;
 
 -- name: events
 SELECT id, at, tenant_id, type, message_id, recipient_idx, recipient, node_id, data

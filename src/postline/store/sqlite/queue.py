@@ -9,17 +9,21 @@ from typing import Any
 
 from postline.errors import QuotaExceeded
 from postline.model import EventType, RecipientState
+from postline.store._match import select_page
 from postline.store._outcomes import plan_outcomes
 from postline.store._rows import group_leased, stat_of, sum_stats, with_paused
 from postline.store.announce import due_of
 from postline.store.base import (
+    QUEUE_START,
     AttemptRecord,
     IdempotencyClaim,
     IdempotencyRecord,
     LeasedMessage,
     LeasedRecipient,
     LeaseRequest,
+    MessageMatch,
     NewMessage,
+    QueueCursor,
     QueueDepths,
     QueueDue,
     QueueKey,
@@ -552,6 +556,123 @@ class SQLiteQueue(SQLiteCore):
 
         return await self._write(op, rows=limit)
 
+    async def cancel_queued(
+        self, tenant_id: str, domain: str, *, now: float, node_id: str = "", limit: int = 1000
+    ) -> int:
+        params = {"tenant_id": tenant_id, "domain": domain, "now": now, "limit": limit}
+
+        def op(conn: sqlite3.Connection) -> int:
+            rows = sorted(conn.execute(_Q["cancel_queued"], params).fetchall())
+            if rows:
+                kind = EventType.CANCELLED.value
+                events = [[now, tenant_id, kind, m, i, a, node_id, "{}"] for m, i, a in rows]
+                conn.execute(_Q["insert_events"], {"rows": json.dumps(events)})
+            return len(rows)
+
+        # The bulk lane: a tenant's deletion never delays sending and ingest.
+        return await self._write(op, lane=BULK, rows=limit)
+
+    def _page(
+        self,
+        conn: sqlite3.Connection,
+        tenant_id: str,
+        domain: str,
+        match: MessageMatch,
+        after: QueueCursor,
+        limit: int,
+    ) -> tuple[list[tuple[str, int]], QueueCursor | None]:
+        created_at, message_id, idx = after
+        rows = conn.execute(
+            _Q["queued_page"],
+            {
+                "tenant_id": tenant_id,
+                "domain": domain,
+                "created_at": created_at,
+                "message_id": message_id,
+                "idx": idx,
+                "limit": limit,
+            },
+        ).fetchall()
+        return select_page(rows, match, limit)
+
+    async def retry_matching(
+        self,
+        tenant_id: str,
+        domain: str,
+        match: MessageMatch,
+        *,
+        now: float,
+        after: QueueCursor = QUEUE_START,
+        limit: int = 1000,
+    ) -> tuple[int, QueueCursor | None]:
+        def op(conn: sqlite3.Connection) -> tuple[int, QueueCursor | None]:
+            chosen, cursor = self._page(conn, tenant_id, domain, match, after, limit)
+            if not chosen:
+                return 0, cursor
+            params = {
+                "tenant_id": tenant_id,
+                "domain": domain,
+                "now": now,
+                "ids": json.dumps(chosen),
+            }
+            return conn.execute(_Q["retry_listed"], params).rowcount, cursor
+
+        done, cursor = await self._write(op, rows=limit)
+        if done:
+            self._peers.announce({(tenant_id, domain)}, {})
+        return done, cursor
+
+    async def bounce_matching(
+        self,
+        tenant_id: str,
+        domain: str,
+        match: MessageMatch,
+        *,
+        now: float,
+        data: Mapping[str, Any],
+        text: str = "",
+        node_id: str = "",
+        after: QueueCursor = QUEUE_START,
+        limit: int = 1000,
+    ) -> tuple[int, QueueCursor | None]:
+        payload = json.dumps(dict(data))
+
+        def op(conn: sqlite3.Connection) -> tuple[int, QueueCursor | None]:
+            chosen, cursor = self._page(conn, tenant_id, domain, match, after, limit)
+            if not chosen:
+                return 0, cursor
+            params = {
+                "tenant_id": tenant_id,
+                "domain": domain,
+                "now": now,
+                "text": text,
+                "ids": json.dumps(chosen),
+            }
+            rows = sorted(conn.execute(_Q["bounce_listed"], params).fetchall())
+            if rows:
+                kind = EventType.BOUNCED.value
+                events = [[now, tenant_id, kind, m, i, a, node_id, payload] for m, i, a in rows]
+                conn.execute(_Q["insert_events"], {"rows": json.dumps(events)})
+            return len(rows), cursor
+
+        return await self._write(op, rows=limit)
+
+    async def lift_pause(self, tenant_id: str, domain: str, *, reason: str) -> bool:
+        params = {"tenant_id": tenant_id, "domain": domain, "reason": reason}
+        lifted: bool = await self._write(
+            lambda conn: conn.execute(_Q["lift_pause"], params).rowcount > 0
+        )
+        if lifted:
+            self._announce_resumed(tenant_id, domain)
+        return lifted
+
+    def _announce_resumed(self, tenant_id: str, domain: str) -> None:
+        # Mail held back by the pause may be due now, in any process on this file.
+        if tenant_id == "*" or domain == "*":
+            self._peers.announce((), {}, rescan=True)
+        else:
+            self._peers.announce({(tenant_id, domain)}, {})
+
     async def set_paused(
         self, tenant_id: str, domain: str, paused: bool, *, now: float, reason: str = ""
     ) -> None:
@@ -563,8 +684,4 @@ class SQLiteQueue(SQLiteCore):
 
         await self._write(op)
         if not paused:
-            # Mail held back by the pause may be due now, in any process on this file.
-            if tenant_id == "*" or domain == "*":
-                self._peers.announce((), {}, rescan=True)
-            else:
-                self._peers.announce({(tenant_id, domain)}, {})
+            self._announce_resumed(tenant_id, domain)

@@ -1,8 +1,9 @@
 -- postline SQLite schema (fresh install). Migrations in migrations/ must lead to the same.
-PRAGMA user_version = 15;
+PRAGMA user_version = 16;
 
 -- rate_limit (recipients per second), rate_burst, daily_quota, monthly_quota: the tenant's
--- own limits; NULL = the [limits] default, 0 = unlimited.
+-- own limits; NULL = the [limits] default, 0 = unlimited. deleted_at: when an operator
+-- deleted the tenant (the row stays as a tombstone; its name is not reused).
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -10,7 +11,8 @@ CREATE TABLE tenants (
     rate_limit INTEGER,
     rate_burst INTEGER,
     daily_quota INTEGER,
-    monthly_quota INTEGER
+    monthly_quota INTEGER,
+    deleted_at REAL
 );
 
 -- Accepted recipients per tenant and UTC day ('YYYY-MM-DD'), counted in the transaction

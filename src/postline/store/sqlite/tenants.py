@@ -16,11 +16,13 @@ from postline.store.base import (
     LimitOverrides,
     NewEvent,
     Tenant,
+    TenantRemoval,
     TenantStatus,
     Usage,
 )
 from postline.store.sqlite.core import (
     _Q,
+    BULK,
     SQLiteCore,
 )
 from postline.store.usage import day_of, month_range
@@ -56,10 +58,48 @@ class SQLiteTenants(SQLiteCore):
 
         return await self._read(op)
 
-    async def list_tenants(self) -> list[Tenant]:
+    async def list_tenants(self, *, deleted: bool = False) -> list[Tenant]:
+        params = {"deleted": deleted}
         return await self._read(
-            lambda conn: [Tenant(*row) for row in conn.execute(_Q["list_tenants"])]
+            lambda conn: [Tenant(*row) for row in conn.execute(_Q["list_tenants"], params)]
         )
+
+    async def delete_tenant(self, tenant_id: str, *, now: float) -> TenantRemoval | None:
+        status = {
+            "tenant_id": tenant_id,
+            "status": "paused",
+            "reason": "tenant deleted",
+            "changed_at": now,
+            "changed_by": "operator",
+            "judged_since": now,
+        }
+        params = {"tenant_id": tenant_id, "now": now}
+
+        def op(conn: sqlite3.Connection) -> TenantRemoval | None:
+            if conn.execute(_Q["delete_tenant"], params).rowcount == 0:
+                return None
+            keys = conn.execute(_Q["revoke_tenant_keys"], params).rowcount
+            conn.execute(_Q["set_tenant_status"], status)
+            conn.execute(_Q["hold_tenant"], status)
+            conn.execute(_Q["delete_tenant_pauses"], params)
+            domains = conn.execute(_Q["delete_tenant_domains"], params).rowcount
+            conn.execute(_Q["delete_tenant_dkim_keys"], params)
+            hooks = conn.execute(_Q["delete_tenant_webhooks"], params).rowcount
+            return TenantRemoval(keys, domains, hooks)
+
+        return await self._write(op)
+
+    async def purge_tenant_data(self, tenant_id: str, *, limit: int = 1000) -> int:
+        params = {"tenant_id": tenant_id, "limit": limit}
+
+        def op(conn: sqlite3.Connection) -> int:
+            n: int = conn.execute(_Q["purge_tenant_suppressions"], params).rowcount
+            if n < limit:
+                params["limit"] = limit - n
+                n += conn.execute(_Q["purge_tenant_soft_bounces"], params).rowcount
+            return n
+
+        return await self._write(op, lane=BULK, rows=limit)
 
     async def add_api_key(
         self,
