@@ -34,8 +34,12 @@ lint: venv
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# The unit, integration, contract, migration and regression tests run in two processes
+# (files kept whole per process); end-to-end, fleet and fault tests, which start servers and
+# time what they see, run one at a time.
 test: lint tools
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile tests/unit tests/integration tests/contract tests/migration tests/regression
+	$(BIN)/pytest -q tests/e2e tests/fleet tests/faults
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
