@@ -50,7 +50,7 @@ from postline.metrics import TOP_DOMAINS, Metrics
 from postline.reputation import Reputation
 from postline.retention import Cleaner
 from postline.schedule.shares import WorkerShare
-from postline.smtp.server.base import AuthFailures
+from postline.smtp.server.base import AuthFailures, SessionTimeouts
 from postline.smtp.server.submission import start_submission
 from postline.store import Store, create_store
 from postline.tenants import KeyAuthenticator
@@ -705,7 +705,8 @@ class Node:
             metrics=self.metrics,
             on_stored=processor.wake,
         )
-        host, port = parse_listen(self.config.inbound.listen)
+        inbound = self.config.inbound
+        host, port = parse_listen(inbound.listen)
         try:
             self._inbound = await start_inbound(
                 handler,
@@ -713,8 +714,15 @@ class Node:
                 port=port,
                 sock=self.listeners.inbound,
                 hostname=self.config.hostname,
-                max_message_size=self.config.inbound.max_message_size,
+                max_message_size=inbound.max_message_size,
                 tls_context=tls_context(self.config),
+                timeouts=SessionTimeouts(
+                    idle=inbound.timeout,
+                    commands=inbound.command_time_limit,
+                    data=inbound.data_timeout,
+                ),
+                max_connections_per_ip=inbound.max_connections_per_ip,
+                max_connections=inbound.max_connections,
             )
         except OSError as exc:
             raise _cannot_listen(self.config.inbound.listen, "inbound.listen", exc) from exc

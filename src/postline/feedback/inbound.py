@@ -39,7 +39,12 @@ from postline.smtp.replies import (
     S550_NO_SUCH_USER,
     S550_RELAY_DENIED,
 )
-from postline.smtp.server.base import EhloExtensions, PostlineSMTP
+from postline.smtp.server.base import (
+    ConnectionLimits,
+    EhloExtensions,
+    PostlineSMTP,
+    SessionTimeouts,
+)
 from postline.store.base import InboundMessage, Store
 
 __all__ = ["InboundHandler", "start_inbound"]
@@ -148,9 +153,13 @@ async def start_inbound(
     hostname: str,
     max_message_size: int,
     tls_context: ssl.SSLContext | None,
-    timeout: float = 300.0,
+    timeouts: SessionTimeouts | None = None,
+    max_connections_per_ip: int = 50,
+    max_connections: int = 1000,
 ) -> asyncio.Server:
     """Listen for reports on ``host:port`` (or on ``sock``) in the running loop."""
+    limits = ConnectionLimits(max_connections_per_ip, max_connections)
+    timeouts = timeouts or SessionTimeouts()
 
     def factory() -> PostlineSMTP:
         return PostlineSMTP(
@@ -163,7 +172,8 @@ async def start_inbound(
             tls_context=tls_context,
             require_starttls=False,
             auth_required=False,
-            timeout=timeout,
+            connection_limits=limits,
+            timeouts=timeouts,
             loop=asyncio.get_running_loop(),
         )
 
