@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TOOLS := .venv-tools
 OPENAPI_CLIENT := openapi-python-client>=0.29,<0.30
 
-.PHONY: venv tools demo test lint unit bench openapi docs clean
+.PHONY: venv tools demo test lint unit faults bench openapi docs clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ test: lint tools
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
+
+# Hostile clients and failing parts, with the long profile of the SMTP fuzzer and of
+# schemathesis (many more examples, random seeds): a few minutes to an hour.
+faults: venv
+	POSTLINE_FUZZ=long $(BIN)/pytest -q -p no:cacheprovider --timeout=3600 tests/faults
 
 bench: venv
 	$(BIN)/python bench/run_all.py

@@ -124,8 +124,11 @@ def configure_logging(config: Config) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.log.level.upper())
-    for noisy in ("aiosmtpd", "mail.log", "uvicorn.access", "uvicorn.error"):
+    for noisy in ("aiosmtpd", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # aiosmtpd warns of every unknown command a client sends, with the client's bytes: a
+    # hostile client would write the log. Its errors (a session's exception) still show.
+    logging.getLogger("mail.log").setLevel(max(logging.ERROR, root.level))
     # asyncpg's pool logs a traceback each time it fails to reconnect; the store's health
     # (postline.store.health) reports an outage once, with counts.
     logging.getLogger("asyncpg.pool").setLevel(max(logging.ERROR, root.level))

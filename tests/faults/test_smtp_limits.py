@@ -118,9 +118,7 @@ def _well_behaved(address: tuple[str, int], key: str, count: int) -> list[int]:
     """``count`` messages over submission from 127.0.0.2, one connection each."""
     codes = []
     for _ in range(count):
-        with smtplib.SMTP(
-            address[0], address[1], timeout=10, source_address=("127.0.0.2", 0)
-        ) as s:
+        with smtplib.SMTP(address[0], address[1], timeout=10, source_address=("127.0.0.2", 0)) as s:
             s.ehlo("client.test")
             s.starttls(context=_tls())
             s.ehlo("client.test")

@@ -312,7 +312,7 @@ AUTH_FAILURE_DELAY = 1.0
 AUTH_FAILURES_PER_SESSION = 3
 
 
-_WRITE_AT_ONCE = (b"220", b"221", b"421")
+_WRITE_AT_ONCE = (b"220", b"221", b"421", b"502")
 # A TLS record of type handshake (22), protocol major version 3: a ClientHello.
 _TLS_HANDSHAKE = b"\x16\x03"
 _TLS_ON_PLAIN = "500 5.5.2 TLS handshake on a plain-text port; connect in plain text, then STARTTLS"
@@ -475,6 +475,11 @@ class PostlineSMTP(SMTP):
     async def push(self, status: str | bytes) -> None:
         """Queue a reply; the replies to one pipelined group of commands leave in one
         write, once the commands in hand are handled (a write is a system call)."""
+        transport = self._writer.transport
+        if transport.is_closing():
+            # Closed already (a limit was hit, the client left) while commands it had
+            # pipelined are still being read: there is no one to answer.
+            return
         response = status.encode("utf-8") if isinstance(status, str) else status
         if not self._in_hello:
             response = with_enhanced(response)
@@ -485,8 +490,7 @@ class PostlineSMTP(SMTP):
             self._write_replies()
         elif len(replies) == 1:
             self.loop.call_soon(self._write_replies)
-        transport = self._writer.transport
-        if transport.get_write_buffer_size() > 65536:
+        if not transport.is_closing() and transport.get_write_buffer_size() > 65536:
             self._write_replies()
             await self._writer.drain()
 
