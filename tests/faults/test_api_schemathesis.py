@@ -133,11 +133,11 @@ def _run(api: Api, token: str, paths: str, tmp: Path) -> None:
     assert result.returncode == 0, result.stdout[max(failures, 0) :][:30000] + result.stderr[-4000:]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(1200 if LONG else 300)
 def test_the_tenant_api_conforms_to_its_document(api: Api, tmp_path: Path) -> None:
     _run(api, api.key, r"^/(v1/|healthz|readyz|u/)", tmp_path)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(1200 if LONG else 300)
 def test_the_admin_api_conforms_to_its_document(api: Api, tmp_path: Path) -> None:
     _run(api, api.admin_token, r"^/admin/v1/", tmp_path)

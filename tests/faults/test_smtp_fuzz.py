@@ -183,7 +183,7 @@ class Conn:
             except (ConnectionResetError, ssl.SSLError):
                 chunk = b""
             if not chunk:
-                self.closed = True
+                self.close()
                 assert not self.buf, f"connection closed inside a reply: {self.buf!r}"
                 raise ConnectionClosed
             self.buf += chunk
@@ -321,6 +321,8 @@ class SmtpMachine(RuleBasedStateMachine):
     # Connections
 
     def _open(self, authenticate: bool) -> Conn:
+        if self.conn is not None:
+            self.conn.close()
         address = self.node.submission if self.server == "submission" else self.node.inbound
         conn = Conn(address)
         code, _ = conn.reply()
@@ -537,6 +539,13 @@ def test_smuggled_end_of_data_does_not_end_the_message(
 ) -> None:
     machine = SmtpMachine(node, server)
     conn = machine._open(authenticate=True)
+    try:
+        _smuggle(node, conn, server, ending)
+    finally:
+        conn.close()
+
+
+def _smuggle(node: Node, conn: Conn, server: str, ending: bytes) -> None:
     smuggled = b"MAIL FROM:<smuggled@evil.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n"
     message = b"From: ann@acme.test\r\nSubject: s\r\n\r\nhello" + ending + smuggled + b"bye\r\n"
     rcpt = b"bob@example.test" if server == "submission" else POSTMASTER
@@ -557,4 +566,22 @@ def test_smuggled_end_of_data_does_not_end_the_message(
         assert stored == message
     else:
         check_submitted(message, stored, ident.group(1).decode())
-    conn.close()
+
+
+@pytest.mark.parametrize("server", ["submission", "inbound"])
+@pytest.mark.parametrize(
+    "command",
+    [b"MAIL FROM:<", b"MAIL FROM:<a@", b"MAIL FROM:<@x,@y:", b"MAIL FROM: <a@"],
+)
+def test_a_truncated_address_is_a_syntax_error(node: Node, server: str, command: bytes) -> None:
+    """The standard library's parser raises IndexError on these; the client gets a
+    syntax error (aiosmtpd's 553 5.1.3 for a malformed address)."""
+    machine = SmtpMachine(node, server)
+    conn = machine._open(authenticate=True)
+    try:
+        code, lines = conn.command(command)
+        assert code in (501, 553), lines
+        assert conn.command(b"RCPT TO:<bob@example.test>")[0] == 503
+    finally:
+        conn.close()
+    assert "Traceback" not in node.log()[machine.log_from :]

@@ -249,3 +249,26 @@ def test_connection_limits_count_per_address_and_in_all() -> None:
     assert limits.open("10.0.0.9") == 0
     assert limits.admit("10.0.0.9") is None
     assert limits.admit("10.0.0.9") == "421 4.3.2 Too many connections; try again later"
+
+
+@pytest.mark.parametrize("sends", [b"", b"\x16\x03\x01\x00"], ids=["nothing", "half-a-hello"])
+async def test_a_client_that_stalls_in_the_tls_handshake_is_closed_quietly(
+    node: Node, caplog: pytest.LogCaptureFixture, sends: bytes
+) -> None:
+    assert node.submission_address is not None
+    reader, writer = await _connect(node.submission_address)
+    assert (await reader.readline()).startswith(b"220 ")
+    writer.write(b"EHLO client.test\r\nSTARTTLS\r\n")
+    replies = b""
+    while not replies.endswith(b"\r\n") or not replies.splitlines()[-1].startswith(b"220 "):
+        replies += await asyncio.wait_for(reader.readline(), 10)
+    writer.write(sends)
+    data, _ = await _until_closed(reader, IDLE + SLACK)
+    assert data == b""  # no TLS session: nothing can be said in clear text
+    writer.close()
+    await asyncio.sleep(0.2)
+    assert "Traceback" not in caplog.text
+    assert node.submission_address is not None
+    r, w = await _connect(node.submission_address)
+    assert (await asyncio.wait_for(r.readline(), 10)).startswith(b"220 ")
+    w.close()

@@ -507,7 +507,12 @@ class PostlineSMTP(SMTP):
         m = _SIMPLE_ADDRESS.match(arg)
         if m is not None and ".." not in m.group(1):
             return m.group(1), arg[m.end() :]
-        result: tuple[str | None, str | None] = super()._getaddr(arg)
+        try:
+            result: tuple[str | None, str | None] = super()._getaddr(arg)
+        except Exception:
+            # The standard library's address parser fails on some truncated input with
+            # IndexError ("<", "<a@") rather than HeaderParseError: a syntax error too.
+            return None, None
         return result
 
     async def smtp_DATA(self, arg: str) -> None:
