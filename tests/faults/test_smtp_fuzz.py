@@ -58,7 +58,7 @@ FBL = b"fbl@" + BOUNCE_DOMAIN.encode()
 POSTMASTER = b"postmaster@" + BOUNCE_DOMAIN.encode()
 LONG = os.environ.get("POSTLINE_FUZZ") == "long"
 SETTINGS = settings(
-    max_examples=200 if LONG else 30,
+    max_examples=200 if LONG else 50,
     stateful_step_count=40 if LONG else 20,
     deadline=None,
     suppress_health_check=list(HealthCheck),

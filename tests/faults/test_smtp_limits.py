@@ -251,10 +251,21 @@ def test_connection_limits_count_per_address_and_in_all() -> None:
     assert limits.admit("10.0.0.9") == "421 4.3.2 Too many connections; try again later"
 
 
-@pytest.mark.parametrize("sends", [b"", b"\x16\x03\x01\x00"], ids=["nothing", "half-a-hello"])
-async def test_a_client_that_stalls_in_the_tls_handshake_is_closed_quietly(
-    node: Node, caplog: pytest.LogCaptureFixture, sends: bytes
+@pytest.mark.parametrize(
+    ("sends", "leaves"),
+    [
+        (b"", False),
+        (b"\x16\x03\x01\x00", False),
+        (b"EHLO again.test\r\n", False),
+        (b"\x16\x03", True),
+    ],
+    ids=["nothing", "half-a-hello", "plain-text", "leaves-midway"],
+)
+async def test_a_client_that_fails_the_tls_handshake_is_closed_quietly(
+    node: Node, caplog: pytest.LogCaptureFixture, sends: bytes, leaves: bool
 ) -> None:
+    """Stalled, broken or abandoned handshakes after STARTTLS: the connection is closed
+    (at the idle timeout at the latest), without a traceback in the log."""
     assert node.submission_address is not None
     reader, writer = await _connect(node.submission_address)
     assert (await reader.readline()).startswith(b"220 ")
@@ -263,10 +274,15 @@ async def test_a_client_that_stalls_in_the_tls_handshake_is_closed_quietly(
     while not replies.endswith(b"\r\n") or not replies.splitlines()[-1].startswith(b"220 "):
         replies += await asyncio.wait_for(reader.readline(), 10)
     writer.write(sends)
-    data, _ = await _until_closed(reader, IDLE + SLACK)
-    assert data == b""  # no TLS session: nothing can be said in clear text
-    writer.close()
-    await asyncio.sleep(0.2)
+    if leaves:
+        await writer.drain()
+        writer.transport.abort()
+        await asyncio.sleep(0.5)
+    else:
+        data, _ = await _until_closed(reader, IDLE + SLACK)
+        assert data == b""  # no TLS session: nothing can be said in clear text
+        writer.close()
+        await asyncio.sleep(0.2)
     assert "Traceback" not in caplog.text
     assert node.submission_address is not None
     r, w = await _connect(node.submission_address)

@@ -37,9 +37,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException, syntax
 
-from postline.smtp.replies import S501_SYNTAX
+from postline.smtp.replies import S451_LOCAL_ERROR, S501_SYNTAX
 
 __all__ = [
     "AuthFailures",
@@ -437,6 +437,25 @@ class PostlineSMTP(SMTP):
         transport.write(reply.encode() + b"; closing connection\r\n")
         transport.close()
 
+    async def handle_exception(self, error: Exception) -> str:
+        """A TLS handshake that fails after STARTTLS (a client that sends plain text, gives
+        up or leaves midway) is the client's doing: one line, no traceback, and aiosmtpd
+        closes the connection. Anything else is a fault of ours: logged with its
+        traceback, and the client gets a temporary failure without internal text."""
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__
+            log.info(
+                "client %s: TLS handshake failed (%s); closing the connection",
+                self._peer_host(),
+                f"{type(cause).__name__}: {cause}" if cause is not None else "no reason",
+                extra={"action": "smtp.tls_failed"},
+            )
+            return S451_LOCAL_ERROR
+        log.exception(
+            "client %s: SMTP session error", self._peer_host(), extra={"action": "smtp.error"}
+        )
+        return S451_LOCAL_ERROR
+
     def _start_data(self) -> None:
         """The ``354`` went out: the data timeout runs until the final dot."""
         self._commands_spent += self.loop.time() - self._commands_since
@@ -446,7 +465,8 @@ class PostlineSMTP(SMTP):
     def _end_data(self) -> None:
         self._in_data = False
         self._commands_since = self.loop.time()
-        self._reset_timeout()
+        if self.transport is not None:  # not after the connection was lost
+            self._reset_timeout()
 
     def data_received(self, data: bytes) -> None:
         if self._first_data:
