@@ -585,3 +585,29 @@ def test_a_truncated_address_is_a_syntax_error(node: Node, server: str, command:
     finally:
         conn.close()
     assert "Traceback" not in node.log()[machine.log_from :]
+
+
+@pytest.mark.parametrize("server", ["submission", "inbound"])
+@pytest.mark.parametrize(
+    "command", [b"VRFY caf\xe9@example.test", b"VRFY \xff\xfe", b"MAIL FROM:<\xe9@acme.test>"]
+)
+def test_bytes_that_are_not_utf8_are_answered(node: Node, server: str, command: bytes) -> None:
+    """A reply that echoes the argument gets "?" for the bytes that are not UTF-8, rather
+    than an encoding error in the server."""
+    machine = SmtpMachine(node, server)
+    conn = machine._open(authenticate=True)
+    try:
+        code, lines = conn.command(command)
+        if code == 250:  # the inbound server takes reports from any sender
+            assert server == "inbound" and command.startswith(b"MAIL"), lines
+            assert conn.command(b"RCPT TO:<" + POSTMASTER + b">")[0] == 250
+            assert conn.command(b"DATA")[0] == 354
+            conn.send(_stuff(b"Subject: report\r\n\r\nhello\r\n"))
+            code, lines = conn.reply()
+            assert code == 250, lines
+        else:
+            assert code in (252, 501, 502, 550, 553), lines
+        assert conn.command(b"NOOP")[0] == 250
+    finally:
+        conn.close()
+    assert "Traceback" not in node.log()[machine.log_from :]

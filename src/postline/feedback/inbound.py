@@ -54,6 +54,15 @@ log = logging.getLogger(__name__)
 MAX_RECIPIENTS = 100
 
 
+def _text(address: str) -> str:
+    """``address`` as text a store can write: undecodable bytes replaced."""
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return address.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return address
+
+
 class InboundHandler(EhloExtensions):
     """aiosmtpd hooks of the inbound server."""
 
@@ -97,8 +106,10 @@ class InboundHandler(EhloExtensions):
     async def handle_MAIL(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        # Reports come from the null sender as a rule; any sender may send one.
-        envelope.mail_from = address or ""
+        # Reports come from the null sender as a rule; any sender may send one. Bytes of
+        # the address that are not UTF-8 (aiosmtpd keeps them as surrogates, which no
+        # store can write) become U+FFFD.
+        envelope.mail_from = _text(address or "")
         envelope.mail_options.extend(options)
         return S250_SENDER_OK
 

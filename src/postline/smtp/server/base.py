@@ -500,7 +500,15 @@ class PostlineSMTP(SMTP):
             # Closed already (a limit was hit, the client left) while commands it had
             # pipelined are still being read: there is no one to answer.
             return
-        response = status.encode("utf-8") if isinstance(status, str) else status
+        if isinstance(status, str):
+            try:
+                response = status.encode("utf-8")
+            except UnicodeEncodeError:
+                # A reply that echoes a client's bytes that are not UTF-8 (aiosmtpd's
+                # "502 Could not VRFY <arg>"): those bytes become "?".
+                response = status.encode("utf-8", "replace")
+        else:
+            response = status
         if not self._in_hello:
             response = with_enhanced(response)
         replies = self._replies
