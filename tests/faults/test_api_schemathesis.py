@@ -125,7 +125,7 @@ def _run(api: Api, token: str, paths: str, tmp: Path) -> None:
         capture_output=True,
         text=True,
         cwd=tmp,
-        timeout=600,
+        timeout=1100 if LONG else 600,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
     (tmp / "schemathesis.out").write_text(result.stdout + result.stderr)
