@@ -30,7 +30,7 @@ import pytest
 from postline.config import load_config
 from postline.runtime import Node
 from postline.smtp.server.base import ConnectionLimits
-from support.node import add_tenant
+from support.node import add_tenant, cli_tenant
 
 IDLE = 1.5
 COMMANDS = 3.0
@@ -41,7 +41,7 @@ SLACK = 5.0  # a generous bound on how late a timeout may fire on a busy machine
 MESSAGE = b"From: ann@acme.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nhello\r\n"
 
 
-def _config(tmp: Path) -> str:
+def _config(tmp: Path, submission_extra: str = "") -> str:
     limits = f"""
 timeout = "{IDLE}s"
 command_time_limit = "{COMMANDS}s"
@@ -56,6 +56,7 @@ listen = "127.0.0.1:0"
 [submission]
 listen = "127.0.0.1:0"
 {limits}
+{submission_extra}
 [inbound]
 listen = "127.0.0.1:0"
 {limits}
@@ -288,3 +289,25 @@ async def test_a_client_that_fails_the_tls_handshake_is_closed_quietly(
     r, w = await _connect(node.submission_address)
     assert (await asyncio.wait_for(r.readline(), 10)).startswith(b"220 ")
     w.close()
+
+
+async def test_trusted_networks_are_exempt_from_the_per_address_limit(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    trusted = "trusted_networks = ['127.0.0.3/32']\ntrusted_tenant = 'apps'"
+    path.write_text(_config(tmp_path, trusted))
+    await cli_tenant(path, "apps")
+    n = Node(load_config(path, environ={}))
+    try:
+        await n.start()
+        assert n.submission_address is not None
+        conns = []
+        for source in ["127.0.0.3"] * (PER_IP * 2) + ["127.0.0.1"] * (PER_IP + 1):
+            reader, writer = await _connect(n.submission_address, source)
+            conns.append((source, await asyncio.wait_for(reader.readline(), 10), writer))
+        greeted = [source for source, line, _ in conns if line.startswith(b"220 ")]
+        assert greeted.count("127.0.0.3") == PER_IP * 2
+        assert greeted.count("127.0.0.1") == PER_IP
+        for _, _, writer in conns:
+            writer.close()
+    finally:
+        await n.stop()
