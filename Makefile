@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TOOLS := .venv-tools
 OPENAPI_CLIENT := openapi-python-client>=0.29,<0.30
 
-.PHONY: venv tools demo test lint unit bench soak openapi docs clean
+.PHONY: venv tools demo test lint unit faults bench soak openapi docs clean
 
 venv: $(STAMP)
 
@@ -36,13 +36,18 @@ lint: venv
 
 # The unit, integration, contract, migration and regression tests run in two processes
 # (files kept whole per process); end-to-end, fleet and fault tests, which start servers and
-# time what they see, run one at a time.
+# time what they see, run one at a time; the fault scenarios marked `long` run in `make faults`.
 test: lint tools
 	$(BIN)/pytest -q -n 2 --dist loadfile tests/unit tests/integration tests/contract tests/migration tests/regression
-	$(BIN)/pytest -q tests/e2e tests/fleet tests/faults
+	$(BIN)/pytest -q -m "not long" tests/e2e tests/fleet tests/faults
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
+
+# Hostile clients and failing parts, with the long profile of the SMTP fuzzer and of
+# schemathesis (many more examples, random seeds): a few minutes to an hour.
+faults: venv
+	POSTLINE_FUZZ=long $(BIN)/pytest -q -p no:cacheprovider --timeout=3600 tests/faults
 
 bench: venv
 	$(BIN)/python bench/run_all.py

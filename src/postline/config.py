@@ -293,7 +293,38 @@ class SubmissionConfig(_Section):
         "", description="PEM certificate for STARTTLS; empty = self-signed in data_dir."
     )
     tls_key: str = Field("", description="PEM private key for tls_cert.")
-    timeout: Duration = Field(300.0, description="Idle timeout of a client connection.")
+    timeout: Duration = Field(
+        300.0,
+        gt=0,
+        description="Idle timeout: longest wait for the next complete command line (bytes "
+        "trickled without a line end do not restart it); then '421 4.4.2' and the "
+        "connection is closed.",
+    )
+    command_time_limit: Duration = Field(
+        1800.0,
+        gt=0,
+        description="Longest total time one connection may spend outside DATA (waiting for "
+        "and running commands); then '421 4.4.2' and it is closed.",
+    )
+    data_timeout: Duration = Field(
+        600.0,
+        gt=0,
+        description="Longest time from the 354 reply to the final dot of one message; a "
+        "client trickling the data is cut off with '421 4.4.2'.",
+    )
+    max_connections_per_ip: int = Field(
+        20,
+        ge=1,
+        description="Most concurrent connections from one client address (per worker "
+        "process); more get '421 4.7.0 Too many connections from your address'. "
+        "trusted_networks are exempt.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Most concurrent connections in all (per worker process); more get "
+        "'421 4.3.2'.",
+    )
     auth_lockout_failures: int = Field(
         10,
         ge=1,
@@ -790,6 +821,32 @@ class InboundConfig(_Section):
         "127.0.0.1:2525", description="host:port of the inbound server (port 25 in production)."
     )
     max_message_size: Size = Field(10_000_000, description="Largest report accepted.")
+    timeout: Duration = Field(
+        300.0,
+        gt=0,
+        description="Idle timeout: longest wait for the next complete command line; then "
+        "'421 4.4.2' and the connection is closed.",
+    )
+    command_time_limit: Duration = Field(
+        1800.0,
+        gt=0,
+        description="Longest total time one connection may spend outside DATA.",
+    )
+    data_timeout: Duration = Field(
+        600.0, gt=0, description="Longest time from the 354 reply to the final dot of one report."
+    )
+    max_connections_per_ip: int = Field(
+        50,
+        ge=1,
+        description="Most concurrent connections from one client address (per worker "
+        "process); more get '421 4.7.0 Too many connections from your address'.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Most concurrent connections in all (per worker process); more get "
+        "'421 4.3.2'.",
+    )
 
     @field_validator("listen")
     @classmethod

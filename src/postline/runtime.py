@@ -51,7 +51,7 @@ from postline.metrics import TOP_DOMAINS, Metrics
 from postline.reputation import Reputation
 from postline.retention import Cleaner
 from postline.schedule.shares import WorkerShare
-from postline.smtp.server.base import AuthFailures
+from postline.smtp.server.base import AuthFailures, SessionTimeouts
 from postline.smtp.server.submission import start_submission
 from postline.store import Store, create_store
 from postline.tenants import KeyAuthenticator
@@ -125,8 +125,11 @@ def configure_logging(config: Config) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.log.level.upper())
-    for noisy in ("aiosmtpd", "mail.log", "uvicorn.access", "uvicorn.error"):
+    for noisy in ("aiosmtpd", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # aiosmtpd warns of every unknown command a client sends, with the client's bytes: a
+    # hostile client would write the log. Its errors (a session's exception) still show.
+    logging.getLogger("mail.log").setLevel(max(logging.ERROR, root.level))
     # asyncpg's pool logs a traceback each time it fails to reconnect; the store's health
     # (postline.store.health) reports an outage once, with counts.
     logging.getLogger("asyncpg.pool").setLevel(max(logging.ERROR, root.level))
@@ -708,7 +711,8 @@ class Node:
             metrics=self.metrics,
             on_stored=processor.wake,
         )
-        host, port = parse_listen(self.config.inbound.listen)
+        inbound = self.config.inbound
+        host, port = parse_listen(inbound.listen)
         try:
             self._inbound = await start_inbound(
                 handler,
@@ -716,8 +720,15 @@ class Node:
                 port=port,
                 sock=self.listeners.inbound,
                 hostname=self.config.hostname,
-                max_message_size=self.config.inbound.max_message_size,
+                max_message_size=inbound.max_message_size,
                 tls_context=tls_context(self.config),
+                timeouts=SessionTimeouts(
+                    idle=inbound.timeout,
+                    commands=inbound.command_time_limit,
+                    data=inbound.data_timeout,
+                ),
+                max_connections_per_ip=inbound.max_connections_per_ip,
+                max_connections=inbound.max_connections,
             )
         except OSError as exc:
             raise _cannot_listen(self.config.inbound.listen, "inbound.listen", exc) from exc

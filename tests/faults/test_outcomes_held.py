@@ -27,6 +27,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from postline.sim.sink import Sink
 from support import pgserver
@@ -39,6 +40,9 @@ from support.outage import (
     recipient_states,
     tenant_key,
 )
+
+# Over a minute each: `make faults` runs them, `make test` does not.
+pytestmark = pytest.mark.long
 
 own_pg_server = pgserver.own_pg_server
 

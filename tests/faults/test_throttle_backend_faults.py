@@ -36,6 +36,9 @@ from support.node import NodeProcess, free_port, node_toml
 from support.redisserver import RedisServer, require_redis
 from support.tcpproxy import BlackHoleProxy
 
+# Over a minute each: `make faults` runs them, `make test` does not.
+pytestmark = pytest.mark.long
+
 pg_server = pgserver.pg_server
 pg_dsn = pgserver.pg_dsn
 

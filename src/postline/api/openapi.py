@@ -81,16 +81,27 @@ def describe(document: dict[str, Any]) -> dict[str, Any]:
                 if any(p.get("in") == "query" for p in operation.get("parameters", [])):
                     responses.setdefault("400", {"description": "Unknown query parameter"})
                 if "requestBody" in operation:
+                    responses.setdefault("400", {"description": "The body is not valid JSON"})
                     responses.setdefault("415", {"description": "The body is not sent as JSON"})
             for status, response in responses.items():
                 if status[:1] in ("4", "5"):
-                    response["content"] = {MEDIA_TYPE: {"schema": dict(_PROBLEM_REF)}}
+                    # A route that answers an error with a page (text/html) says so.
+                    pages = {
+                        media: body
+                        for media, body in response.get("content", {}).items()
+                        if not _is_json(media)
+                    }
+                    response["content"] = {MEDIA_TYPE: {"schema": dict(_PROBLEM_REF)}, **pages}
     schemas = components.setdefault("schemas", {})
     schemas.setdefault("ProblemOut", ProblemOut.model_json_schema())
     if not _mentions(document["paths"], _FASTAPI_VALIDATION[0]):
         for name in _FASTAPI_VALIDATION:
             schemas.pop(name, None)
     return document
+
+
+def _is_json(media: str) -> bool:
+    return media == "application/json" or media.endswith("+json")
 
 
 def _mentions(value: Any, schema: str) -> bool:

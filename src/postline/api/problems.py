@@ -143,6 +143,9 @@ def validation_problem(errors: list[dict[str, Any]], *, prefix: tuple[Any, ...] 
     )
 
 
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
 def _is_json(media: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
@@ -181,6 +184,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 400 and detail == _FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body it cannot decode at all (not UTF-8 text).
+            problem = Problem(
+                400,
+                "malformed-json",
+                "The request body is not valid JSON: it is not UTF-8 text.",
+                fix="Send a JSON object, encoded as UTF-8, with Content-Type: application/json.",
+            )
+            return problem_response(problem, request.url.path)
         fixes = {
             404: "Check the URL; the API lives under /v1 (see /openapi.json).",
             405: "Check the method; see /openapi.json for what this path accepts.",

@@ -39,7 +39,12 @@ from postline.smtp.replies import (
     S550_NO_SUCH_USER,
     S550_RELAY_DENIED,
 )
-from postline.smtp.server.base import EhloExtensions, PostlineSMTP
+from postline.smtp.server.base import (
+    ConnectionLimits,
+    EhloExtensions,
+    PostlineSMTP,
+    SessionTimeouts,
+)
 from postline.store.base import InboundMessage, Store
 
 __all__ = ["InboundHandler", "start_inbound"]
@@ -47,6 +52,15 @@ __all__ = ["InboundHandler", "start_inbound"]
 log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 100
+
+
+def _text(address: str) -> str:
+    """``address`` as text a store can write: undecodable bytes replaced."""
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return address.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return address
 
 
 class InboundHandler(EhloExtensions):
@@ -92,8 +106,10 @@ class InboundHandler(EhloExtensions):
     async def handle_MAIL(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        # Reports come from the null sender as a rule; any sender may send one.
-        envelope.mail_from = address or ""
+        # Reports come from the null sender as a rule; any sender may send one. Bytes of
+        # the address that are not UTF-8 (aiosmtpd keeps them as surrogates, which no
+        # store can write) become U+FFFD.
+        envelope.mail_from = _text(address or "")
         envelope.mail_options.extend(options)
         return S250_SENDER_OK
 
@@ -148,9 +164,13 @@ async def start_inbound(
     hostname: str,
     max_message_size: int,
     tls_context: ssl.SSLContext | None,
-    timeout: float = 300.0,
+    timeouts: SessionTimeouts | None = None,
+    max_connections_per_ip: int = 50,
+    max_connections: int = 1000,
 ) -> asyncio.Server:
     """Listen for reports on ``host:port`` (or on ``sock``) in the running loop."""
+    limits = ConnectionLimits(max_connections_per_ip, max_connections)
+    timeouts = timeouts or SessionTimeouts()
 
     def factory() -> PostlineSMTP:
         return PostlineSMTP(
@@ -163,7 +183,8 @@ async def start_inbound(
             tls_context=tls_context,
             require_starttls=False,
             auth_required=False,
-            timeout=timeout,
+            connection_limits=limits,
+            timeouts=timeouts,
             loop=asyncio.get_running_loop(),
         )
 

@@ -153,6 +153,20 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+async def test_an_audit_cursor_past_the_largest_id_is_refused(tmp_path: Path) -> None:
+    """A store's integers end at 2**63 - 1: a larger cursor is a 422, not a 500."""
+    token = generate_token()
+    extra = NO_DELIVERY + f'[admin]\ntokens = ["sha256:{hash_token(token)}"]\n'
+    async with running_node(tmp_path, extra) as node, api_client(node, token) as admin:
+        r = await admin.get("/admin/v1/audit", params={"after": str(2**64)})
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "after" in r.text
+        r = await admin.get("/admin/v1/audit", params={"after": str(2**63 - 1)})
+        assert r.status_code == 200, r.text
+        assert r.json()["entries"] == []
+
+
 def _body_fields(spec: dict[str, Any], op: dict[str, Any]) -> frozenset[str]:
     """The property names of an operation's JSON request body."""
     schema = op.get("requestBody", {}).get("content", {}).get("application/json", {})

@@ -363,7 +363,9 @@ async def revoke_token(token_id: str, ctl: Control) -> AdminTokenOut:
 async def audit_log(
     ctl: Control,
     tenant: Annotated[str | None, Query(description="Only this tenant's entries (its id).")] = None,
-    after: Annotated[int, Query(ge=0, description="next_after of the previous page.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="next_after of the previous page.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
 ) -> AuditOut:
     found = await audit.entries(ctl, tenant_id=tenant, after=after, limit=limit)

@@ -14,6 +14,12 @@
   more, whatever the user) gets ``454 4.7.0`` with the time left (:class:`AuthFailures`).
 * A client that opens with a TLS handshake (an implicit-TLS client on this plain-text
   port) gets one clean log line and a ``500`` reply, and is disconnected.
+* Hostile and broken clients are bounded (:class:`ConnectionLimits`,
+  :class:`SessionTimeouts`): a listener holds at most so many connections from one client
+  address and in all (``421 4.7.0`` / ``421 4.3.2`` and closed at once), and a
+  connection is closed with ``421 4.4.2`` when it waits too long for a command line (bytes
+  trickled without a line end do not count), spends too long in commands in all (NOOPs
+  forever), or takes too long over one message's DATA (a byte every few seconds).
 """
 
 from __future__ import annotations
@@ -28,18 +34,21 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException, syntax
 
-from postline.smtp.replies import S501_SYNTAX
+from postline.smtp.replies import S451_LOCAL_ERROR, S501_SYNTAX
 
 __all__ = [
     "AuthFailures",
     "AuthUnavailable",
+    "ConnectionLimits",
     "CredentialCheck",
     "EhloExtensions",
     "PostlineSMTP",
+    "SessionTimeouts",
     "with_enhanced",
 ]
 
@@ -202,6 +211,21 @@ def _append(seen: dict[Any, list[float]], key: Any, now: float, max_keys: int) -
     seen.setdefault(key, []).append(now)
 
 
+def _log_refusal(limits: ConnectionLimits, address: str, reply: str, now: float) -> None:
+    """One line per listener at most every minute, with the count so far (a flood of
+    connections is not a flood of log lines)."""
+    if limits.logged_at is not None and now - limits.logged_at < _REFUSALS_LOGGED_EVERY:
+        return
+    limits.logged_at = now
+    log.warning(
+        "refused a connection from %s (%s); %d refused so far on this listener",
+        address,
+        reply[10:],
+        limits.refused,
+        extra={"action": "smtp.connection_refused"},
+    )
+
+
 def _lockout_reply(seconds: float, whole_address: bool) -> str:
     minutes = math.ceil(seconds / 60)
     wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
@@ -209,11 +233,86 @@ def _lockout_reply(seconds: float, whole_address: bool) -> str:
     return f"454 4.7.0 Too many failed logins {who}; try again in {wait}"
 
 
+TOO_MANY_FROM_ADDRESS = "421 4.7.0 Too many connections from your address"
+TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections; try again later"
+
+
+class ConnectionLimits:
+    """The open connections of one listener, per client address and in all.
+
+    :meth:`admit` counts a new connection, or says why it is refused: more than
+    ``per_address`` from one address (not counted for addresses ``exempt`` says yes to,
+    e.g. trusted networks), or more than ``total`` in all. :meth:`release` forgets it
+    when it closes. One process counts alone (each worker of a node has its own).
+    """
+
+    def __init__(
+        self, per_address: int, total: int, exempt: Callable[[str], bool] | None = None
+    ) -> None:
+        self.per_address = per_address
+        self.total = total
+        self._exempt = exempt
+        self._open: dict[str, int] = {}
+        self._count = 0
+        self.refused = 0
+        """Connections refused so far."""
+        self.logged_at: float | None = None
+        """When a refusal was last logged (loop time)."""
+
+    def admit(self, address: str) -> str | None:
+        """Count a connection from ``address``: None when it may go on, else the reply
+        that refuses it (then it is not counted)."""
+        if self._count >= self.total:
+            self.refused += 1
+            return TOO_MANY_CONNECTIONS
+        held = self._open.get(address, 0)
+        if held >= self.per_address and not (self._exempt is not None and self._exempt(address)):
+            self.refused += 1
+            return TOO_MANY_FROM_ADDRESS
+        self._open[address] = held + 1
+        self._count += 1
+        return None
+
+    def release(self, address: str) -> None:
+        """A connection :meth:`admit` counted has closed."""
+        held = self._open.get(address, 0)
+        if held == 0:
+            return
+        if held == 1:
+            del self._open[address]
+        else:
+            self._open[address] = held - 1
+        self._count -= 1
+
+    def open(self, address: str | None = None) -> int:
+        """Connections open from ``address``, or in all."""
+        return self._count if address is None else self._open.get(address, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTimeouts:
+    """How long a client may take, in seconds.
+
+    ``idle``: from a command (or the greeting) to the next complete command line; bytes
+    without a line end do not restart it. ``commands``: all the time of one connection
+    outside DATA (a client that keeps a connection open with NOOPs). ``data``: from the
+    ``354`` to the final dot of one message.
+    """
+
+    idle: float = 300.0
+    commands: float = 1800.0
+    data: float = 600.0
+
+
+# Refusals are logged at most this often per listener, with their count.
+_REFUSALS_LOGGED_EVERY = 60.0
+
+
 AUTH_FAILURE_DELAY = 1.0
 AUTH_FAILURES_PER_SESSION = 3
 
 
-_WRITE_AT_ONCE = (b"220", b"221", b"421")
+_WRITE_AT_ONCE = (b"220", b"221", b"421", b"502")
 # A TLS record of type handshake (22), protocol major version 3: a ClientHello.
 _TLS_HANDSHAKE = b"\x16\x03"
 _TLS_ON_PLAIN = "500 5.5.2 TLS handshake on a plain-text port; connect in plain text, then STARTTLS"
@@ -238,6 +337,9 @@ class PostlineSMTP(SMTP):
 
     ``auth_failures`` counts failed AUTH (no lockout without it); ``auth_exempt`` tells
     the client addresses it neither counts nor locks out (trusted networks).
+    ``connection_limits`` (shared by every connection of a listener) refuses connections
+    over its limits; ``timeouts`` bound how long a client may take (``timeout`` is
+    ``timeouts.idle`` then).
     """
 
     def __init__(
@@ -247,8 +349,18 @@ class PostlineSMTP(SMTP):
         check_credentials: CredentialCheck | None = None,
         auth_failures: AuthFailures | None = None,
         auth_exempt: Callable[[str], bool] | None = None,
+        connection_limits: ConnectionLimits | None = None,
+        timeouts: SessionTimeouts | None = None,
         **kwargs: Any,
     ) -> None:
+        self._limits = connection_limits
+        self._timeouts = timeouts or SessionTimeouts(idle=float(kwargs.get("timeout", 300.0)))
+        kwargs["timeout"] = self._timeouts.idle
+        self._refusal: str | None = None
+        self._counted: str | None = None  # the address counted in the limits
+        self._in_data = False
+        self._commands_since = 0.0  # when the current stretch of commands began
+        self._commands_spent = 0.0  # seconds of commands before it
         self._check_credentials = check_credentials
         self._lockouts = auth_failures
         self._auth_exempt = auth_exempt
@@ -260,6 +372,101 @@ class PostlineSMTP(SMTP):
 
     def _create_session(self) -> Session:
         return _Session(self.loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is None and self._counted is None:
+            # A new connection (STARTTLS calls this again for the TLS transport).
+            self._commands_since = self.loop.time()
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+            if self._limits is not None:
+                self._refusal = self._limits.admit(address)
+                if self._refusal is None:
+                    self._counted = address
+                else:
+                    _log_refusal(self._limits, address, self._refusal, self.loop.time())
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted is not None and self._limits is not None:
+            self._limits.release(self._counted)
+            self._counted = None
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._refusal is not None:
+            # Over a connection limit: the refusal instead of the greeting, then close.
+            transport: Any = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(self._refusal.encode() + b"\r\n")
+                transport.close()
+            return
+        await super()._handle_client()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        if duration is None and not self._in_data:
+            # The idle timeout, cut short by what is left of the time for commands.
+            left = self._timeouts.commands - self._commands_used()
+            duration = max(0.001, min(self._timeouts.idle, left))
+        super()._reset_timeout(duration)
+
+    def _commands_used(self) -> float:
+        return self._commands_spent + (self.loop.time() - self._commands_since)
+
+    def _timeout_cb(self) -> None:
+        transport: Any = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._in_data:
+            seconds, what = self._timeouts.data, "data timeout"
+            reply = f"421 4.4.2 Data timeout: the message took over {seconds:g} s"
+        elif self._commands_used() >= self._timeouts.commands - 0.01:
+            seconds, what = self._timeouts.commands, "command time limit"
+            reply = f"421 4.4.2 Connection time limit: over {seconds:g} s of commands"
+        else:
+            seconds, what = self._timeouts.idle, "idle timeout"
+            reply = f"421 4.4.2 Idle timeout: no command for {seconds:g} s"
+        log.info(
+            "client %s: %s (%g s); closing the connection",
+            self._peer_host(),
+            what,
+            seconds,
+            extra={"action": "smtp.timeout"},
+        )
+        self._write_replies()
+        transport.write(reply.encode() + b"; closing connection\r\n")
+        transport.close()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A TLS handshake that fails after STARTTLS (a client that sends plain text, gives
+        up or leaves midway) is the client's doing: one line, no traceback, and aiosmtpd
+        closes the connection. Anything else is a fault of ours: logged with its
+        traceback, and the client gets a temporary failure without internal text."""
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__
+            log.info(
+                "client %s: TLS handshake failed (%s); closing the connection",
+                self._peer_host(),
+                f"{type(cause).__name__}: {cause}" if cause is not None else "no reason",
+                extra={"action": "smtp.tls_failed"},
+            )
+            return S451_LOCAL_ERROR
+        log.exception(
+            "client %s: SMTP session error", self._peer_host(), extra={"action": "smtp.error"}
+        )
+        return S451_LOCAL_ERROR
+
+    def _start_data(self) -> None:
+        """The ``354`` went out: the data timeout runs until the final dot."""
+        self._commands_spent += self.loop.time() - self._commands_since
+        self._in_data = True
+        self._reset_timeout(self._timeouts.data)
+
+    def _end_data(self) -> None:
+        self._in_data = False
+        self._commands_since = self.loop.time()
+        if self.transport is not None:  # not after the connection was lost
+            self._reset_timeout()
 
     def data_received(self, data: bytes) -> None:
         if self._first_data:
@@ -288,7 +495,20 @@ class PostlineSMTP(SMTP):
     async def push(self, status: str | bytes) -> None:
         """Queue a reply; the replies to one pipelined group of commands leave in one
         write, once the commands in hand are handled (a write is a system call)."""
-        response = status.encode("utf-8") if isinstance(status, str) else status
+        transport = self._writer.transport
+        if transport.is_closing():
+            # Closed already (a limit was hit, the client left) while commands it had
+            # pipelined are still being read: there is no one to answer.
+            return
+        if isinstance(status, str):
+            try:
+                response = status.encode("utf-8")
+            except UnicodeEncodeError:
+                # A reply that echoes a client's bytes that are not UTF-8 (aiosmtpd's
+                # "502 Could not VRFY <arg>"): those bytes become "?".
+                response = status.encode("utf-8", "replace")
+        else:
+            response = status
         if not self._in_hello:
             response = with_enhanced(response)
         replies = self._replies
@@ -298,8 +518,7 @@ class PostlineSMTP(SMTP):
             self._write_replies()
         elif len(replies) == 1:
             self.loop.call_soon(self._write_replies)
-        transport = self._writer.transport
-        if transport.get_write_buffer_size() > 65536:
+        if not transport.is_closing() and transport.get_write_buffer_size() > 65536:
             self._write_replies()
             await self._writer.drain()
 
@@ -316,13 +535,22 @@ class PostlineSMTP(SMTP):
         m = _SIMPLE_ADDRESS.match(arg)
         if m is not None and ".." not in m.group(1):
             return m.group(1), arg[m.end() :]
-        result: tuple[str | None, str | None] = super()._getaddr(arg)
+        try:
+            result: tuple[str | None, str | None] = super()._getaddr(arg)
+        except Exception:
+            # The standard library's address parser fails on some truncated input with
+            # IndexError ("<", "<a@") rather than HeaderParseError: a syntax error too.
+            return None, None
         return result
 
     async def smtp_DATA(self, arg: str) -> None:
         reader: Any = self._reader
         if not hasattr(reader, "_limit"):  # not CPython's StreamReader: the line reader
-            await super().smtp_DATA(arg)
+            self._start_data()
+            try:
+                await super().smtp_DATA(arg)
+            finally:
+                self._end_data()
             return
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
@@ -334,7 +562,11 @@ class PostlineSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        data = await self._read_data(reader)
+        self._start_data()
+        try:
+            data = await self._read_data(reader)
+        finally:
+            self._end_data()
         if data is None:
             await self.push("552 5.3.4 Message size exceeds fixed maximum message size")
             self._reset_transaction()

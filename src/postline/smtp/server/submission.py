@@ -62,7 +62,14 @@ from postline.smtp.replies import (
     S554_QUOTA_EXCEEDED,
     S554_TRANSACTION_FAILED,
 )
-from postline.smtp.server.base import AuthFailures, AuthUnavailable, EhloExtensions, PostlineSMTP
+from postline.smtp.server.base import (
+    AuthFailures,
+    AuthUnavailable,
+    ConnectionLimits,
+    EhloExtensions,
+    PostlineSMTP,
+    SessionTimeouts,
+)
 from postline.store.base import KeyIdentity, Tenant
 from postline.tenants import KeyAuthenticator
 
@@ -281,9 +288,16 @@ async def start_submission(
     """Listen for submission on ``host:port`` (or on ``sock``) in the running loop.
 
     ``auth_failures`` counts failed AUTH and locks clients out (none when not given);
-    clients in ``trusted_networks`` are neither counted nor locked out.
+    clients in ``trusted_networks`` are neither counted nor locked out, nor held to
+    ``max_connections_per_ip``.
     """
     handler = SubmissionHandler(config, ingestor, metrics, hostname, trusted_tenant)
+    limits = ConnectionLimits(
+        config.max_connections_per_ip, config.max_connections, exempt=handler.trusts
+    )
+    timeouts = SessionTimeouts(
+        idle=config.timeout, commands=config.command_time_limit, data=config.data_timeout
+    )
 
     async def check(user: str, password: str) -> KeyIdentity | None:
         try:
@@ -298,6 +312,8 @@ async def start_submission(
             check_credentials=check,
             auth_failures=auth_failures,
             auth_exempt=handler.trusts,
+            connection_limits=limits,
+            timeouts=timeouts,
             hostname=hostname,
             ident="postline",
             data_size_limit=config.max_message_size,
@@ -307,7 +323,6 @@ async def start_submission(
             require_starttls=False,
             auth_required=False,
             auth_require_tls=True,
-            timeout=config.timeout,
             loop=asyncio.get_running_loop(),
         )
 

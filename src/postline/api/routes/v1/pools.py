@@ -21,7 +21,10 @@ PoolsOf = Callable[[str, str], Awaitable[list[dict[str, Any]]]]
 
 @router.get(
     "/ip-pools",
-    responses={401: {"model": ProblemOut, "description": "Missing or invalid API key"}},
+    responses={
+        401: {"model": ProblemOut, "description": "Missing or invalid API key"},
+        503: {"model": ProblemOut, "description": "Delivery is switched off on this node"},
+    },
     summary="IP pools, sources and warm-up progress",
 )
 async def ip_pools(request: Request, tenant: Annotated[Tenant, require("read")]) -> dict[str, Any]:
