@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +47,7 @@ from postline.feedback.unsubscribe import headers as unsubscribe_headers
 from postline.ingest.service import IngestLimits, Ingestor
 from postline.limits import Limiter
 from postline.metrics import TOP_DOMAINS, Metrics
+from postline.model.times import iso
 from postline.reputation import Reputation
 from postline.retention import Cleaner
 from postline.schedule.shares import WorkerShare
@@ -429,9 +429,7 @@ class Node:
                     "component": "ingest",
                     "detail": "accepting a message takes longer than [node] ready_ack_budget "
                     f"({ingestor.ack_budget:g} s)",
-                    "since": datetime.now(UTC)
-                    .isoformat(timespec="milliseconds")
-                    .replace("+00:00", "Z"),
+                    "since": iso(time.time()),
                 }
             )
         return Readiness("unavailable", tuple(reasons)) if reasons else Readiness()

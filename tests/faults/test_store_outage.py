@@ -16,7 +16,6 @@ loopback sink, gets API requests and SMTP transactions while the server is stopp
 from __future__ import annotations
 
 import asyncio
-import json
 import smtplib
 import time
 import uuid
@@ -28,10 +27,9 @@ import httpx
 import pytest
 
 from postline.sim.sink import Sink
-from postline.store.postgres.backend import PostgresStore
-from postline.tenants import generate_key, hash_key, key_prefix
 from support import pgserver
 from support.node import NodeProcess, free_port, node_toml, wait_for
+from support.outage import log_lines, message, tenant_key
 
 own_pg_server = pgserver.own_pg_server
 
@@ -72,18 +70,6 @@ scan_interval = "500ms"
     return path
 
 
-async def _tenant(dsn: str) -> str:
-    store = PostgresStore(dsn)
-    await store.open()
-    try:
-        tenant = await store.create_tenant("shop")
-        key = generate_key()
-        await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
-        return key
-    finally:
-        await store.close()
-
-
 def _smtp(address: tuple[str, int], rcpt: str, *, data: bool) -> tuple[int, bytes]:
     """One transaction from a trusted address: the first reply that is not 2xx/3xx (or
     the reply to DATA); ``data=False`` stops after RCPT."""
@@ -98,10 +84,6 @@ def _smtp(address: tuple[str, int], rcpt: str, *, data: bool) -> tuple[int, byte
         return s.data(MESSAGE.replace(b"{to}", rcpt.encode()))
 
 
-def _message(to: str) -> dict[str, Any]:
-    return {"from": {"email": "app@shop.test"}, "to": [{"email": to}], "subject": "hi", "text": "x"}
-
-
 def _metric(text: str, name: str, **labels: str) -> float:
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     prefix = f"{name}{{{want}}} " if labels else f"{name} "
@@ -109,14 +91,6 @@ def _metric(text: str, name: str, **labels: str) -> float:
         if line.startswith(prefix):
             return float(line.split()[-1])
     raise AssertionError(f"{prefix.strip()} not in the metrics")
-
-
-def _log(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            out.append(json.loads(line))
-    return out
 
 
 @pytest.mark.parametrize("delivery", [True, False], ids=["delivering", "accepting-only"])
@@ -127,7 +101,7 @@ async def test_postgres_stopped_and_started_again(
     the refused requests tell it that the store is gone."""
     server = own_pg_server
     dsn = await server.create_postline_database()
-    key = await _tenant(dsn)
+    key = await tenant_key(dsn)
     sink = Sink()
     _, sink_port = await sink.start()
     config = _config(tmp_path, dsn, sink_port, delivery=delivery)
@@ -142,7 +116,7 @@ async def test_postgres_stopped_and_started_again(
         ) as api:
             # Before: ready, and mail goes through.
             assert (await api.get("/readyz")).json() == {"status": "ready"}
-            sent = await api.post("/v1/messages", json=_message("before@a.test"))
+            sent = await api.post("/v1/messages", json=message("before@a.test"))
             assert sent.status_code == 202, sent.text
             if delivery:
                 await wait_for(lambda: sink.stats.recipients >= 1, 20)
@@ -159,7 +133,7 @@ async def test_postgres_stopped_and_started_again(
                 while time.monotonic() < until:
                     r = await api.post(
                         "/v1/messages",
-                        json=_message("during@a.test"),
+                        json=message("during@a.test"),
                         headers={"Idempotency-Key": uuid.uuid4().hex},
                     )
                     refused_http.append(r)
@@ -177,7 +151,7 @@ async def test_postgres_stopped_and_started_again(
             # Full transactions too, over HTTP and SMTP, until the server comes back.
             await traffic
             for _ in range(3):
-                r = await api.post("/v1/messages", json=_message("during@a.test"))
+                r = await api.post("/v1/messages", json=message("during@a.test"))
                 refused_http.append(r)
                 smtp_replies.append(
                     await asyncio.to_thread(_smtp, smtp_at, "during@a.test", data=True)
@@ -190,7 +164,7 @@ async def test_postgres_stopped_and_started_again(
             await wait_for(lambda: _ready(api), timeout=15, interval=0.1)
             back_in = time.monotonic() - resumed
 
-            sent = await api.post("/v1/messages", json=_message("after@a.test"))
+            sent = await api.post("/v1/messages", json=message("after@a.test"))
             assert sent.status_code == 202, sent.text
             code, text = await asyncio.to_thread(_smtp, smtp_at, "after-smtp@a.test", data=True)
             assert code == 250, text
@@ -220,7 +194,7 @@ async def test_postgres_stopped_and_started_again(
         assert _metric(metrics_up, "postline_ready") == 1
 
         node.terminate()
-        lines = _log(tmp_path / "node.log")
+        lines = log_lines(tmp_path / "node.log")
         tracebacks = [line for line in lines if "exc" in line]
         assert not tracebacks, tracebacks[0]["exc"]
         store_lines = [line for line in lines if str(line.get("action", "")).startswith("store.")]

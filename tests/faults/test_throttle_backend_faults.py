@@ -28,11 +28,10 @@ import redis.asyncio as aioredis
 from postline.sim.config import SimConfig
 from postline.sim.profiles import Profile
 from postline.sim.runner import Simulator
-from postline.store.postgres.backend import PostgresStore
-from postline.tenants import generate_key, hash_key, key_prefix
 from support import pgserver
 from support.e2e import domain, rules_toml
 from support.node import NodeProcess, free_port, node_toml
+from support.outage import tenant_key
 from support.redisserver import RedisServer, require_redis
 from support.tcpproxy import BlackHoleProxy
 
@@ -89,24 +88,12 @@ connection_lease = "{lease:g}s"
     return path
 
 
-async def _api_key(dsn: str) -> str:
-    store = PostgresStore(dsn)
-    await store.open()
-    try:
-        tenant = await store.create_tenant("faults")
-        key = generate_key()
-        await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
-        return key
-    finally:
-        await store.close()
-
-
 @asynccontextmanager
 async def _fleet(
     tmp: Path, dsn: str, sim: Simulator, redis_urls: Sequence[str], lease: float
 ) -> AsyncIterator[list[httpx.AsyncClient]]:
     """One node per Redis URL (``node-1`` …), and an API client for each."""
-    key = await _api_key(dsn)
+    key = await tenant_key(dsn, "faults")
     nodes = [
         NodeProcess(cfg, cfg.with_name("node.log"))
         for cfg in (

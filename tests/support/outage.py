@@ -63,11 +63,12 @@ max_leased = {max_leased}
     return path
 
 
-async def tenant_key(dsn: str) -> str:
+async def tenant_key(dsn: str, name: str = "shop") -> str:
+    """A new tenant ``name`` in the PostgreSQL store at ``dsn``; returns its API key."""
     store = PostgresStore(dsn)
     await store.open()
     try:
-        tenant = await store.create_tenant("shop")
+        tenant = await store.create_tenant(name)
         key = generate_key()
         await store.add_api_key(tenant.id, hash_key(key), key_prefix(key))
         return key

@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from postline.api.schemas import UsageOut
+from postline.model.times import iso
+from postline.store.base import AuditEntry
 
 __all__ = [
     "ActorOut",
@@ -254,6 +256,19 @@ class AuditEntryOut(BaseModel):
     target: str = Field(description="The id of the object acted on.")
     request_id: str = Field(description="The X-Request-Id of the request (empty: CLI).")
     detail: dict[str, Any] = Field(description="What changed; never a secret.")
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditEntryOut:
+        return cls(
+            id=e.id,
+            at=iso(e.at),
+            actor=ActorOut(kind=e.actor_kind, id=e.actor_id),
+            tenant_id=e.tenant_id,
+            action=e.action,
+            target=e.target,
+            request_id=e.request_id,
+            detail=e.detail,
+        )
 
 
 class AuditOut(BaseModel):

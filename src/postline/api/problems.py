@@ -160,6 +160,26 @@ def _not_json(media: str) -> Problem:
     )
 
 
+def bad_cursor(cursor: str) -> Problem:
+    """The answer to a ``cursor`` query parameter that no page of this API gave out."""
+    return Problem(
+        422,
+        "validation",
+        f"cursor={cursor!r} is not a cursor from this API.",
+        fix="Pass the next_cursor value of the previous page unchanged.",
+        errors=[{"field": "cursor", "message": "invalid"}],
+    )
+
+
+def id_cursor(cursor: str | None) -> int:
+    """The row id a numeric ``cursor`` continues after (0: the first page)."""
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
+        raise bad_cursor(cursor)
+    return int(cursor)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)

@@ -51,7 +51,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from postline.bounce import verp
@@ -77,6 +76,7 @@ from postline.dns.resolver import Resolver
 from postline.errors import StoreUnavailable, ThrottleError
 from postline.metrics import Metrics
 from postline.model import EventType, RecipientState, Reply
+from postline.model.times import iso
 from postline.schedule.admission import Admission, Grant, Lane
 from postline.schedule.backoff import RetryPolicy
 from postline.schedule.shares import WorkerShare
@@ -575,9 +575,7 @@ class DeliveryEngine:
         return {
             "component": "throttle",
             "detail": gate.error,
-            "since": datetime.fromtimestamp(since, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "since": iso(since),
         }
 
     async def stop(self, timeout: float = 30.0) -> Drained:

@@ -23,10 +23,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from postline.errors import StoreError
+from postline.model.times import iso
 
 __all__ = ["CHANNELS", "OPS", "Channel", "Op", "StoreHealth"]
 
@@ -51,25 +51,7 @@ Op = Literal[
     "maintenance",
     "other",
 ]
-OPS: Final[tuple[Op, ...]] = (
-    "keys",
-    "idempotency",
-    "suppressions",
-    "tenants",
-    "enqueue",
-    "lease",
-    "record",
-    "renew",
-    "release",
-    "scan",
-    "listen",
-    "metrics",
-    "webhooks",
-    "feedback",
-    "reputation",
-    "maintenance",
-    "other",
-)
+OPS: Final[tuple[Op, ...]] = get_args(Op)
 """The store operations failures are counted by (``postline_store_errors_total{op}``):
 the accept path (API key lookup, idempotency key, suppression list, tenant status, the
 enqueue itself), delivery (leasing, recording outcomes, renewing and handing back leases,
@@ -79,10 +61,6 @@ webhooks, feedback, reputation, maintenance: retention, housekeeping, domain che
 Channel = Literal["smtp", "api"]
 CHANNELS: Final[dict[Channel, str]] = {"smtp": "SMTP commands", "api": "API requests"}
 """What a refusal was, as the log counts it."""
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -129,7 +107,7 @@ class StoreHealth:
         since = self.down_since
         if since is None:
             return None
-        return {"component": "store", "detail": self.error, "since": _iso(since)}
+        return {"component": "store", "detail": self.error, "since": iso(since)}
 
     def failed(self, op: Op, exc: BaseException) -> None:
         """``op`` failed with ``exc`` (a :class:`StoreUnavailable`): counted, and the store

@@ -10,12 +10,13 @@ same arithmetic in one Lua script).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from postline.throttle.rules import Limits
 
-__all__ = ["EPSILON", "effective_rate", "gcra"]
+__all__ = ["EPSILON", "effective_rate", "gcra", "gcra_all"]
 
 #: Waits shorter than this (float rounding) count as "granted now".
 EPSILON = 1e-9
@@ -50,3 +51,24 @@ def gcra(tat: float, now: float, interval: float, burst: int, n: int = 1) -> tup
     if wait > EPSILON:
         return tat, wait
     return base + n * interval, 0.0
+
+
+def gcra_all(
+    buckets: Sequence[tuple[float, Limits]], now: float, n: int
+) -> tuple[float, int, list[float | None]]:
+    """Take ``n`` from every bucket (its stored TAT, -inf when new, and its limits) or from
+    none: ``(wait, index, new_tats)``. ``wait == 0.0``: granted, store each non-None of
+    ``new_tats`` (None: an unlimited bucket). Else ``index`` is the bucket that refused
+    with the longest wait, and nothing is to be stored."""
+    worst, at = 0.0, -1
+    new_tats: list[float | None] = []
+    for i, (tat, limits) in enumerate(buckets):
+        rate = effective_rate(limits, 1.0)
+        if rate is None:
+            new_tats.append(None)
+            continue
+        new_tat, wait = gcra(tat, now, rate[0], rate[1], n)
+        new_tats.append(new_tat)
+        if wait > worst:
+            worst, at = wait, i
+    return worst, at, new_tats

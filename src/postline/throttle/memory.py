@@ -25,7 +25,7 @@ from postline.throttle.adaptive import (
     on_throttled,
 )
 from postline.throttle.base import QuotaWindow, ThrottleStatus
-from postline.throttle.gcra import effective_rate, gcra
+from postline.throttle.gcra import effective_rate, gcra, gcra_all
 from postline.throttle.rules import Limits
 
 __all__ = ["MemoryThrottleBackend"]
@@ -139,23 +139,17 @@ class MemoryThrottleBackend:
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n!r}")
         t = self._now(now)
-        worst, at = 0.0, -1
-        grants: list[tuple[str, float]] = []
-        for i, (name, limits) in enumerate(buckets):
-            rate = effective_rate(limits, 1.0)
-            if rate is None:
-                continue
-            key = f"{group}|{name}"
+        keys = [f"{group}|{name}" for name, _ in buckets]
+        states = []
+        for key, (_, limits) in zip(keys, buckets, strict=True):
             bucket = self._buckets.get(key)
-            tat, wait = gcra(bucket.tat if bucket else -math.inf, t, rate[0], rate[1], n)
-            if wait > worst:
-                worst, at = wait, i
-            elif wait == 0.0:
-                grants.append((key, tat))
+            states.append((bucket.tat if bucket else -math.inf, limits))
+        wait, at, tats = gcra_all(states, t, n)
         if at >= 0:
-            return worst, at
-        for key, tat in grants:
-            self._bucket(key).tat = tat
+            return wait, at
+        for key, tat in zip(keys, tats, strict=True):
+            if tat is not None:
+                self._bucket(key).tat = tat
         return 0.0, -1
 
     # --- connections -----------------------------------------------------------------------

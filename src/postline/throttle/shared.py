@@ -86,7 +86,7 @@ from postline.throttle.adaptive import (
     on_throttled,
 )
 from postline.throttle.base import QuotaWindow, ThrottleStatus
-from postline.throttle.gcra import effective_rate, gcra
+from postline.throttle.gcra import effective_rate, gcra, gcra_all
 from postline.throttle.rules import Limits
 
 __all__ = ["SharedThrottleBackend"]
@@ -517,25 +517,21 @@ class SharedThrottleBackend:
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n!r}")
         t = self._now(now)
+        keys = [f"{group}|{name}" for name, _ in buckets]
         with _translated("acquire_all"), self._writing as conn:
-            worst, at = 0.0, -1
-            grants: list[tuple[str, float]] = []
-            for i, (name, limits) in enumerate(buckets):
-                rate = effective_rate(limits, 1.0)
-                if rate is None:
+            states = []
+            for key, (_, limits) in zip(keys, buckets, strict=True):
+                if limits.messages is None:  # unlimited: nothing stored to read
+                    states.append((-math.inf, limits))
                     continue
-                key = f"{group}|{name}"
                 row = conn.execute(_SELECT_RATE, (key,)).fetchone()
-                stored = None if row is None else row[0]
-                tat, wait = gcra(-math.inf if stored is None else stored, t, rate[0], rate[1], n)
-                if wait > worst:
-                    worst, at = wait, i
-                elif wait == 0.0:
-                    grants.append((key, tat))
+                states.append((-math.inf if row is None or row[0] is None else row[0], limits))
+            wait, at, tats = gcra_all(states, t, n)
             if at >= 0:
-                return worst, at
-            for key, tat in grants:
-                conn.execute(_STORE_TAT, {"key": key, "tat": tat})
+                return wait, at
+            for key, tat in zip(keys, tats, strict=True):
+                if tat is not None:
+                    conn.execute(_STORE_TAT, {"key": key, "tat": tat})
             return 0.0, -1
 
     # --- connections -----------------------------------------------------------------------

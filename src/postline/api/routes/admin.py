@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from postline.api.admin_schemas import (
-    ActorOut,
     AdminKeyCreated,
     AdminKeyIn,
     AdminKeyLimitsOut,
@@ -43,7 +42,7 @@ from postline.config import Config
 from postline.control import Actor, ControlContext, audit, keys, tenants, tokens
 from postline.control.tokens import AdminAuthenticator
 from postline.limits import key_rate
-from postline.store.base import ApiKey, AuditEntry, LimitOverrides
+from postline.store.base import ApiKey, LimitOverrides
 from postline.tenants import SCOPES
 
 __all__ = ["Control", "control_context", "current_admin", "router"]
@@ -182,19 +181,6 @@ def _key(k: ApiKey, config: Config) -> AdminKeyOut:
         created_at=iso(k.created_at) or "",
         last_used_at=iso(k.last_used_at),
         revoked_at=iso(k.revoked_at),
-    )
-
-
-def _entry(e: AuditEntry) -> AuditEntryOut:
-    return AuditEntryOut(
-        id=e.id,
-        at=iso(e.at) or "",
-        actor=ActorOut(kind=e.actor_kind, id=e.actor_id),
-        tenant_id=e.tenant_id,
-        action=e.action,
-        target=e.target,
-        request_id=e.request_id,
-        detail=e.detail,
     )
 
 
@@ -370,6 +356,6 @@ async def audit_log(
 ) -> AuditOut:
     found = await audit.entries(ctl, tenant_id=tenant, after=after, limit=limit)
     return AuditOut(
-        entries=[_entry(e) for e in found],
+        entries=[AuditEntryOut.of(e) for e in found],
         next_after=found[-1].id if len(found) == limit else None,
     )

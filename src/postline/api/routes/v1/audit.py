@@ -8,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from postline.api.admin_schemas import ActorOut, AuditEntryOut, TenantAuditOut
+from postline.api.admin_schemas import AuditEntryOut, TenantAuditOut
 from postline.api.context import require, tenant_control
-from postline.api.problems import Problem
-from postline.api.schemas import ProblemOut, iso
+from postline.api.problems import id_cursor
+from postline.api.schemas import ProblemOut
 from postline.control import audit
 from postline.store.base import Tenant
 
@@ -34,33 +34,11 @@ async def audit_log(
     """Entries naming this tenant only: who acted (``tenant_key`` with the key's id, or an
     operator's token; ``cli`` for a command on the node), what, on which object, in which
     request (``X-Request-Id``) and what changed (never a secret)."""
-    after = 0
-    if cursor is not None:
-        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
-            raise Problem(
-                422,
-                "validation",
-                f"cursor={cursor!r} is not a cursor from this API.",
-                fix="Pass the next_cursor value of the previous page unchanged.",
-                errors=[{"field": "cursor", "message": "invalid"}],
-            )
-        after = int(cursor)
+    after = id_cursor(cursor)
     found = await audit.entries(
         tenant_control(request, tenant), tenant_id=tenant.id, after=after, limit=limit
     )
     return TenantAuditOut(
-        entries=[
-            AuditEntryOut(
-                id=e.id,
-                at=iso(e.at) or "",
-                actor=ActorOut(kind=e.actor_kind, id=e.actor_id),
-                tenant_id=e.tenant_id,
-                action=e.action,
-                target=e.target,
-                request_id=e.request_id,
-                detail=e.detail,
-            )
-            for e in found
-        ],
+        entries=[AuditEntryOut.of(e) for e in found],
         next_cursor=str(found[-1].id) if len(found) == limit else None,
     )

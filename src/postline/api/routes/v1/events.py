@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from postline.api.context import ApiContext, require
-from postline.api.problems import Problem
+from postline.api.problems import Problem, id_cursor
 from postline.api.schemas import EventsOut, ProblemOut
 from postline.events import event_object
 from postline.ingest.addresses import InvalidAddress, parse_address
@@ -81,17 +81,7 @@ async def list_events(
     until: Annotated[str | None, Query(description="RFC 3339 or Unix time, exclusive")] = None,
 ) -> Response:
     ctx: ApiContext = request.app.state.ctx
-    after = 0
-    if cursor is not None:
-        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
-            raise Problem(
-                422,
-                "validation",
-                f"cursor={cursor!r} is not a cursor from this API.",
-                fix="Pass the next_cursor value of the previous page unchanged.",
-                errors=[{"field": "cursor", "message": "invalid"}],
-            )
-        after = int(cursor)
+    after = id_cursor(cursor)
     types: list[str] = []
     for item in type or []:
         types.extend(t.strip() for t in item.split(",") if t.strip())

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError as PydanticValidationError
 
 from postline.api.context import ApiContext, audited, require
-from postline.api.problems import Problem
+from postline.api.problems import Problem, bad_cursor
 from postline.api.schemas import (
     ProblemOut,
     SuppressionIn,
@@ -74,13 +74,7 @@ def _decode_cursor(cursor: str) -> str:
         if "@" not in address:
             raise ValueError(cursor)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise Problem(
-            422,
-            "validation",
-            f"cursor={cursor!r} is not a cursor from this API.",
-            fix="Pass the next_cursor value of the previous page unchanged.",
-            errors=[{"field": "cursor", "message": "invalid"}],
-        ) from None
+        raise bad_cursor(cursor) from None
     return address
 
 
