@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postline import __version__
-from postline.api.context import ApiContext, OneClickUnsubscribe, current_tenant
+from postline.api.context import ApiContext, OneClickUnsubscribe, control_context, current_tenant
 from postline.api.openapi import install_openapi
 from postline.api.problems import Problem, install_problem_handlers, problem_response
 from postline.api.request_id import RequestId
@@ -76,7 +76,6 @@ def _replay(body: Message | None, first: Message | None, receive: Receive) -> Re
 
 def _mount_dashboard(app: FastAPI, ctx: ApiContext) -> None:
     """The operator dashboard at /ui, with the admin API's tokens and control context."""
-    from postline.api.routes.admin import control_context
     from postline.dashboard import router
 
     admin_auth: AdminAuthenticator = app.state.admin_auth

@@ -29,6 +29,7 @@ __all__ = [
     "OneClickUnsubscribe",
     "Readiness",
     "audited",
+    "control_context",
     "current_key",
     "current_tenant",
     "require",
@@ -179,22 +180,39 @@ def require(scope: Scope) -> Any:
     return Security(_scoped, scopes=[scope])
 
 
-def tenant_control(request: Request, tenant: Tenant) -> ControlContext:
-    """The context of a tenant's own action on /v1: the acting key (actor ``tenant_key``,
-    its id), the request's id and the hooks with which the serving node applies it."""
+def control_context(actor: Actor, request: Request) -> ControlContext:
+    """The context of an admin action: the acting admin, the request's id, and the hooks
+    with which the serving node applies a change at once (the dashboard's too)."""
     ctx: ApiContext = request.app.state.ctx
-    key: KeyIdentity | None = getattr(request.state, "key", None)
-    actor = Actor("tenant_key", key.key_id if key else "", tenant.id)
     wake = ctx.extra.get("wake_queue")
+    rerouted = ctx.extra.get("reroutes_changed")
+    limiter = ctx.limiter
+
+    def on_limits() -> None:
+        ctx.auth.forget()
+        if limiter is not None:
+            limiter.forget()
+
     return ControlContext(
         ctx.store,
         ctx.config,
         actor,
         request_id=request_id_of(request.scope),
         node_id=ctx.node_id,
+        on_tenant_status=ctx.on_tenant_status,
+        on_key_revoked=ctx.auth.forget,
         on_pause=ctx.on_pause,
         on_due=wake if callable(wake) else None,
+        on_reroute=rerouted if callable(rerouted) else None,
+        on_limits=on_limits,
     )
+
+
+def tenant_control(request: Request, tenant: Tenant) -> ControlContext:
+    """The context of a tenant's own action on /v1: the acting key (actor ``tenant_key``,
+    its id), the request's id and the hooks with which the serving node applies it."""
+    key: KeyIdentity | None = getattr(request.state, "key", None)
+    return control_context(Actor("tenant_key", key.key_id if key else "", tenant.id), request)
 
 
 async def audited(

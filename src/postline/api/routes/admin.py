@@ -34,9 +34,8 @@ from postline.api.admin_schemas import (
     AuditOut,
     TenantPauseIn,
 )
-from postline.api.context import ApiContext
+from postline.api.context import ApiContext, control_context
 from postline.api.problems import Problem
-from postline.api.request_id import request_id_of
 from postline.api.schemas import ProblemOut, iso, usage_out
 from postline.config import Config
 from postline.control import Actor, ControlContext, audit, keys, tenants, tokens
@@ -45,7 +44,7 @@ from postline.limits import key_rate
 from postline.store.base import ApiKey, LimitOverrides
 from postline.tenants import SCOPES
 
-__all__ = ["Control", "control_context", "current_admin", "router"]
+__all__ = ["Control", "current_admin", "router"]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="postline-admin"'}
 
@@ -81,34 +80,6 @@ async def current_admin(request: Request) -> Actor:
         "The admin token is not valid (unknown or revoked).",
         fix="Check the token, or create one with 'postline admin token create'.",
         headers={"WWW-Authenticate": 'Bearer realm="postline-admin", error="invalid_token"'},
-    )
-
-
-def control_context(actor: Actor, request: Request) -> ControlContext:
-    """The context of an admin action: the acting admin, the request's id, and the hooks
-    with which the serving node applies a change at once (the dashboard's too)."""
-    ctx: ApiContext = request.app.state.ctx
-    wake = ctx.extra.get("wake_queue")
-    rerouted = ctx.extra.get("reroutes_changed")
-    limiter = ctx.limiter
-
-    def on_limits() -> None:
-        ctx.auth.forget()
-        if limiter is not None:
-            limiter.forget()
-
-    return ControlContext(
-        ctx.store,
-        ctx.config,
-        actor,
-        request_id=request_id_of(request.scope),
-        node_id=ctx.node_id,
-        on_tenant_status=ctx.on_tenant_status,
-        on_key_revoked=ctx.auth.forget,
-        on_pause=ctx.on_pause,
-        on_due=wake if callable(wake) else None,
-        on_reroute=rerouted if callable(rerouted) else None,
-        on_limits=on_limits,
     )
 
 
