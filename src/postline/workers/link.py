@@ -4,8 +4,10 @@ Each worker listens on a stream socket in Linux's abstract namespace named after
 node's data directory and its index (no file, so nothing is left behind by a worker that
 was killed). A connection gets the worker's own exposition and is closed. The worker that
 serves a scrape asks every other one at once and adds their figures to its own
-(``metrics.merge_expositions``); a worker that does not answer within ``timeout`` (being
-restarted) is left out of that scrape.
+(``metrics.merge_expositions``). A worker that does not answer within ``timeout`` (busy,
+or being restarted) is counted with its last answer for up to ``stale_after`` seconds, so
+the node's counters do not step back for one scrape because one worker was slow; a worker
+silent for longer is left out.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -28,12 +31,22 @@ log = logging.getLogger(__name__)
 class WorkerLink:
     """One worker's end: ``serve`` its figures, ``gather`` the others'."""
 
-    def __init__(self, data_dir: Path, share: WorkerShare, *, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        share: WorkerShare,
+        *,
+        timeout: float = 2.0,
+        stale_after: float = 300.0,
+    ) -> None:
         digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20]
         self._prefix = f"\0postline-node-{digest}"
         self.share = share
         self.timeout = timeout
+        self.stale_after = stale_after
         self._server: asyncio.Server | None = None
+        # Each other worker's last answer and when it came (monotonic seconds).
+        self._last: dict[int, tuple[float, bytes]] = {}
 
     def _address(self, index: int) -> str:
         return f"{self._prefix}-{index}"
@@ -78,10 +91,23 @@ class WorkerLink:
             return None
 
     async def gather(self) -> list[bytes]:
-        """Every other worker's answer (those that gave one)."""
+        """Every other worker's answer: a fresh one, or the last one it gave within
+        ``stale_after`` seconds when it did not answer in time."""
         others = [i for i in range(self.share.count) if i != self.share.index]
         answers = await asyncio.gather(*(self._ask(i) for i in others))
-        return [a for a in answers if a is not None]
+        now = time.monotonic()
+        out = []
+        for index, answer in zip(others, answers, strict=True):
+            if answer is not None:
+                self._last[index] = (now, answer)
+                out.append(answer)
+                continue
+            last = self._last.get(index)
+            if last is not None and now - last[0] <= self.stale_after:
+                out.append(last[1])
+            else:
+                self._last.pop(index, None)
+        return out
 
     async def close(self) -> None:
         if self._server is not None:
