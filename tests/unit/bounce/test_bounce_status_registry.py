@@ -6,6 +6,9 @@ classifier (the status rules of ``rules/*.toml``), so the table and the rules ag
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from postline.bounce import CATEGORIES, classify, shipped_rules
@@ -125,3 +128,15 @@ def test_meaning_names_the_registry_entry() -> None:
     assert meaning("4.7.30") == "REQUIRETLS support required"
     assert meaning("5.1.10") == "Recipient address has null MX"
     assert meaning("5.7.999") is None and meaning("garbage") is None
+
+
+def test_the_documented_status_table_is_the_registry_table() -> None:
+    doc = Path(__file__).resolve().parents[3] / "docs" / "bounce-categories.md"
+    text = doc.read_text("utf-8")
+    section = text[text.index("## Enhanced status codes") : text.index("## Provider code tables")]
+    documented = {
+        code: m.group(1)
+        for m in re.finditer(r"^\| `(\w+)` \| (X\.[^|]+) \|$", section, re.MULTILINE)
+        for code in m.group(2).strip().split(", ")
+    }
+    assert documented == {r.code: r.category for r in REGISTRY}
