@@ -83,6 +83,10 @@ async def test_a_burst_of_10_at_5_per_second(node: Node, admin: httpx.AsyncClien
         again = await tenant.post("/v1/messages", json=msg("late@example.test"))
         assert again.status_code == 202, again.text
     assert await node.store.state_counts() == {"queued": accepted + 1}
+    # The node's /metrics counts the refusal, by kind and channel.
+    text = (await admin.get("/metrics")).text
+    assert 'postline_limit_refusals_total{channel="api",kind="rate"} 1.0' in text
+    assert 'postline_limit_refusals_total{channel="smtp",kind="rate"} 0.0' in text
 
 
 async def test_a_message_counts_its_recipients_and_a_batch_is_all_or_nothing(
@@ -184,6 +188,10 @@ async def test_a_daily_quota(node: Node, admin: httpx.AsyncClient) -> None:
             assert (await tenant.post("/v1/messages", json=msg(to))).status_code == 202
         over = await tenant.post("/v1/messages", json=msg("e@x.test"))
         assert over.status_code == 403 and over.json()["used"] == 4
+        text = (await tenant.get("/metrics")).text
+        assert 'postline_limit_refusals_total{channel="api",kind="daily"} 2.0' in text
+        assert 'postline_limit_refusals_total{channel="api",kind="monthly"} 0.0' in text
+        assert 'postline_limit_refusals_total{channel="api",kind="rate"} 0.0' in text
 
         usage = (await tenant.get("/v1/usage")).json()
         day = usage["usage"]["day"]
