@@ -358,6 +358,17 @@ class Metrics:
             "refused (HTTP 503 / SMTP 451) and nothing was stored.",
             registry=r,
         )
+        self.limit_refusals = Counter(
+            "postline_limit_refusals",
+            "Submissions refused by a tenant's or an API key's rate limit (kind 'rate': HTTP "
+            "429, SMTP 452 4.7.1) or a tenant's quota ('daily', 'monthly': HTTP 403, SMTP "
+            "452 4.7.1 / 554 5.7.0), by channel (api, smtp); nothing of them was stored.",
+            ["kind", "channel"],
+            registry=r,
+        )
+        for kind in ("rate", "daily", "monthly"):
+            for channel in ("api", "smtp"):
+                self.limit_refusals.labels(kind, channel)
         self.feedback = Counter(
             "postline_feedback_reports",
             "Processed inbound reports by kind (dsn, arf, autoreply, unsubscribe, other) and "

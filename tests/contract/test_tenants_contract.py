@@ -76,6 +76,33 @@ async def test_api_key_scopes_names_and_use(store: Store) -> None:
     assert gone.revoked_at == NOW + 1
 
 
+async def test_api_key_scopes_and_rate_change(store: Store) -> None:
+    t = await store.create_tenant("acme")
+    other = await store.create_tenant("other")
+    key = await store.add_api_key(t.id, "hash-k", "pl_k", name="app", rate=5, burst=10)
+
+    # Another tenant's id changes nothing; the key's own tenant replaces every field.
+    assert not await store.update_api_key(other.id, key.id, scopes=None, rate=1, burst=1)
+    assert await store.update_api_key(t.id, key.id, scopes=["send", "read"], rate=2, burst=None)
+    [got] = await store.api_keys(t.id)
+    assert (got.scopes, got.rate, got.burst, got.name) == (("read", "send"), 2, None, "app")
+    found = await store.key_identity("hash-k")
+    assert found is not None and (found.scopes, found.rate, found.burst) == (
+        ("read", "send"),
+        2,
+        None,
+    )
+    # Back to every scope and the configured defaults.
+    assert await store.update_api_key(t.id, key.id, scopes=None, rate=None, burst=None)
+    [got] = await store.api_keys(t.id)
+    assert (got.scopes, got.rate, got.burst) == (None, None, None)
+    # A revoked key is not changed.
+    assert await store.revoke_api_key_id(t.id, key.id, now=NOW)
+    assert not await store.update_api_key(t.id, key.id, scopes=None, rate=3, burst=3)
+    [got] = await store.api_keys(t.id)
+    assert got.rate is None
+
+
 async def test_tenants_see_only_their_own_data(store: Store) -> None:
     a = await tenant(store, "a")
     b = await tenant(store, "b")

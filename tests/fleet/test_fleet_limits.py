@@ -1,5 +1,7 @@
 """Fleet mode: two `postline serve` nodes on one PostgreSQL and one Redis hold one
-tenant's rate limit and one tenant's daily quota together, not each on its own."""
+tenant's rate limit and one tenant's daily quota together, not each on its own, and a
+key's rate limit changed through one node's admin API holds on the other within its
+``[api] key_cache_ttl``."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from postline.control.tokens import generate_token, hash_token
 from postline.store.base import LimitOverrides
 from postline.store.postgres.backend import PostgresStore
 from postline.tenants import generate_key, hash_key, key_prefix
@@ -26,12 +29,19 @@ redis_url = redisserver.redis_url
 RATE, BURST, DAILY = 1, 10, 12
 
 
+KEY_CACHE_TTL = 2.0
+
+
 def _config(tmp: Path, name: str, dsn: str, redis: str) -> Path:
     path = tmp / name / "node.toml"
     path.parent.mkdir(parents=True)
     extra = f'[delivery]\nenabled = false\n[throttle]\nbackend = "{redis}"\n'
     text = node_toml(
-        path.parent / "data", extra, api=f"127.0.0.1:{free_port()}", top_extra=f'store = "{dsn}"'
+        path.parent / "data",
+        extra,
+        api=f"127.0.0.1:{free_port()}",
+        api_extra=f'key_cache_ttl = "{KEY_CACHE_TTL:g}s"',
+        top_extra=f'store = "{dsn}"',
     ).replace('node_id = "test-node"', f'node_id = "{name}"')
     path.write_text(text.replace("[submission]\n", "[submission]\nenabled = false\n"))
     return path
@@ -115,3 +125,43 @@ async def test_two_nodes_share_a_tenants_rate_and_its_daily_quota(
         finally:
             for client in rated + quota:
                 await client.aclose()
+
+
+async def test_a_key_limit_changed_on_one_node_holds_on_the_other(
+    tmp_path: Path, pg_dsn: str, redis_url: str
+) -> None:
+    store = PostgresStore(pg_dsn)
+    await store.open()
+    try:
+        tenant = await store.create_tenant("app")
+        secret = generate_key()
+        key = await store.add_api_key(tenant.id, hash_key(secret), key_prefix(secret))
+        token = generate_token()
+        await store.add_admin_token("ops", hash_token(token), token[:11])
+    finally:
+        await store.close()
+    async with _two_nodes(tmp_path, pg_dsn, redis_url) as urls:
+        admin = httpx.AsyncClient(base_url=urls[0], headers={"Authorization": f"Bearer {token}"})
+        second = httpx.AsyncClient(base_url=urls[1], headers={"Authorization": f"Bearer {secret}"})
+        try:
+            # Node 2 knows the key (and caches it) with no limit of its own.
+            for i in range(3):
+                assert (await second.post("/v1/messages", json=_msg(i))).status_code == 202
+            r = await admin.patch(
+                f"/admin/v1/tenants/{tenant.id}/keys/{key.id}",
+                json={"rate_per_second": 1, "burst": 1},
+            )
+            assert r.status_code == 200, r.text
+            changed = time.monotonic()
+            # Within key_cache_ttl node 2 reads the key again and holds it to 1/s.
+            while True:
+                r = await second.post("/v1/messages", json=_msg(99))
+                if r.status_code == 429:
+                    break
+                assert r.status_code == 202, r.text
+                assert time.monotonic() - changed < KEY_CACHE_TTL + 1.5, "never limited"
+                await asyncio.sleep(0.1)
+            assert r.json()["limit"] == "key" and r.json()["rate"] == 1
+        finally:
+            await admin.aclose()
+            await second.aclose()

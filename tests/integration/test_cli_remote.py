@@ -197,3 +197,64 @@ async def test_errors_are_explained_and_exit_non_zero(node: Node, tmp_path: Path
     # Without a URL nor a configuration file, the dual commands say what they need.
     neither = await cli("tenant", "pause", "acme", code=2, env={"POSTLINE_URL": ""})
     assert "--url" in neither.stderr and "--config" in neither.stderr
+
+
+async def test_limits_of_tenants_and_keys_over_http(node: Node, tmp_path: Path) -> None:
+    assert node.api_address is not None
+    host, port = node.api_address
+    cli = Cli(f"http://{host}:{port}", await _token(tmp_path / "node.toml"))
+    key = (await cli("tenant", "create", "acme")).stdout.splitlines()[-1]
+
+    # A tenant's limits: set some, show them with the usage, put one back to its default.
+    data = await cli.json(
+        "tenant", "limits", "acme", "--rate", "5", "--burst", "20", "--daily", "3"
+    )
+    assert data["limits"] == {
+        "rate_per_second": 5,
+        "burst": 20,
+        "daily_quota": 3,
+        "monthly_quota": 0,
+        "overridden": ["rate_per_second", "burst", "daily_quota"],
+    }
+    async with api_client(node, key) as acme:
+        assert (await acme.post("/v1/messages", json=MSG)).status_code == 202
+    shown = (await cli("tenant", "show", "acme")).stdout
+    assert "Limits of acme" in shown and "5/s" in shown and "1 (" in shown
+    assert "[limits] default" in shown and "unlimited" in shown
+    assert (await cli.json("tenant", "show", "acme"))["usage"]["day"]["used"] == 1
+    human = (await cli("tenant", "limits", "acme")).stdout
+    assert "daily" in human and "3" in human and "remaining" in human
+    cleared = await cli.json("tenant", "limits", "acme", "--clear", "rate", "--monthly", "100")
+    assert cleared["limits"]["rate_per_second"] == 0
+    assert cleared["limits"]["overridden"] == ["burst", "daily_quota", "monthly_quota"]
+    every = await cli.json("tenant", "limits", "acme", "--clear", "all")
+    assert every["limits"]["overridden"] == []
+    both = await cli("tenant", "limits", "acme", "--daily", "1", "--clear", "daily", code=2)
+    assert "both --daily and --clear daily" in both.stderr
+    wrong = await cli("tenant", "limits", "acme", "--clear", "hourly", code=2)
+    assert "not 'hourly'" in wrong.stderr
+
+    # A key's rate limit and scopes, changed after creation.
+    made = await cli.json("key", "create", "acme", "--name", "app")
+    key_id = made["key"]["id"]
+    assert "(default)" in (await cli("key", "ls", "acme")).stdout
+    limited = await cli.json("key", "limits", "acme", key_id, "--rate", "1", "--burst", "2")
+    assert limited["limits"]["rate_per_second"] == 1 and limited["limits"]["burst"] == 2
+    said = (await cli("key", "limits", "acme", key_id)).stdout
+    assert "1/s burst 2" in said and "(default)" not in said
+    async with api_client(node, made["secret"]) as app:
+        two = {**MSG, "to": ["a@example.test", "b@example.test"]}
+        assert (await app.post("/v1/messages", json=two)).status_code == 202
+        assert (await app.post("/v1/messages", json=MSG)).status_code == 429
+    back = await cli.json("key", "limits", "acme", key_id, "--clear", "all")
+    assert back["limits"]["overridden"] == []
+    scoped = await cli.json("key", "scopes", "acme", key_id, "--scope", "send", "--scope", "read")
+    assert scoped["scopes"] == ["read", "send"]
+    assert "scopes send" in (await cli("key", "scopes", "acme", key_id, "--all")).stdout
+    neither = await cli("key", "scopes", "acme", key_id, code=2)
+    assert "--all" in neither.stderr
+    missing = await cli("key", "limits", "acme", "no-such-key", "--rate", "1", code=1)
+    assert "404" in missing.stderr and "no live API key" in missing.stderr
+
+    actions = [e.action for e in await node.store.audit_entries(limit=1000)]
+    assert actions.count("tenant.limits") == 3 and actions.count("api_key.update") == 4

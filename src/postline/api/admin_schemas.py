@@ -16,6 +16,7 @@ __all__ = [
     "AdminKeyIn",
     "AdminKeyLimitsOut",
     "AdminKeyOut",
+    "AdminKeyPatch",
     "AdminKeysOut",
     "AdminTenantCreated",
     "AdminTenantDeleted",
@@ -180,6 +181,36 @@ class AdminKeyIn(BaseModel):
     burst: int | None = Field(
         None, ge=0, le=_MAX, description="Its burst (null: [limits] key_burst; 0: one second's)."
     )
+
+
+class AdminKeyPatch(BaseModel):
+    """What to change of a live key; a field left out is not changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scopes: list[str] | None = Field(
+        None,
+        description="Some of 'send', 'read', 'suppressions', 'domains', 'webhooks'; null: all "
+        "of them.",
+    )
+    rate_per_second: int | None = Field(
+        None,
+        ge=0,
+        le=_MAX,
+        description="The key's own rate limit in recipients per second, on top of its "
+        "tenant's (null: back to [limits] key_rate; 0: none).",
+    )
+    burst: int | None = Field(
+        None,
+        ge=0,
+        le=_MAX,
+        description="Its burst (null: back to [limits] key_burst; 0: one second's).",
+    )
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, by the control layer's names."""
+        names = {"scopes": "scopes", "rate_per_second": "rate", "burst": "burst"}
+        return {names[f]: getattr(self, f) for f in self.model_fields_set}
 
 
 class AdminKeyLimitsOut(BaseModel):

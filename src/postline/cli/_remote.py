@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from postline.client import AdminClient, ApiError, Unreachable
 
@@ -25,6 +26,7 @@ __all__ = [
     "UrlOption",
     "admin_client",
     "emit",
+    "key_rate",
     "table",
 ]
 
@@ -110,11 +112,20 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A rich table on stdout (``-`` for empty cells)."""
+    """A rich table on stdout (``-`` for empty cells, every cell as plain text)."""
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for c in columns:
         t.add_column(c, overflow="fold")
     for row in rows:
-        t.add_row(*("-" if v is None or v == "" else str(v) for v in row))
+        # Text, not markup: a cell's brackets ('[limits] default', an address) stay.
+        t.add_row(*(Text("-" if v is None or v == "" else str(v)) for v in row))
     width = max(shutil.get_terminal_size((120, 24)).columns, 120)
     Console(highlight=False, soft_wrap=False, width=width).print(t)
+
+
+def key_rate(key: dict[str, Any]) -> str:
+    """An API key's own rate limit as the admin API shows it, for people: ``5/s burst
+    10``, ``-`` for none; ``(default)`` after it when it follows ``[limits] key_rate``."""
+    lim = key["limits"]
+    text = f"{lim['rate_per_second']}/s burst {lim['burst']}" if lim["rate_per_second"] else "-"
+    return text if lim["overridden"] else f"{text} (default)"

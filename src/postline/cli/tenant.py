@@ -1,9 +1,11 @@
-"""``postline tenant``: tenants — listed, shown, created, paused, resumed and deleted.
+"""``postline tenant``: tenants — listed, shown, created, limited, paused, resumed and
+deleted.
 
 With ``--url`` (or POSTLINE_URL) a command talks to that node's admin API (an admin token
 in POSTLINE_ADMIN_TOKEN); without it, ``create``, ``pause``, ``resume``, ``key``,
 ``revoke``, ``list`` and ``status`` open the store of the node's ``--config`` file on this
-host (bootstrap, before any admin token exists). ``delete`` is over the admin API only."""
+host (bootstrap, before any admin token exists). ``ls``, ``show``, ``limits`` and
+``delete`` are over the admin API only."""
 
 from __future__ import annotations
 
@@ -15,7 +17,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from postline.cli._common import ConfigOption, as_operator, fail, load, run
-from postline.cli._remote import JsonOption, TokenOption, UrlOption, admin_client, emit, table
+from postline.cli._remote import (
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    admin_client,
+    emit,
+    key_rate,
+    table,
+)
 from postline.config import Config
 from postline.control import ControlContext, tenants
 from postline.errors import IntegrityViolation, ValidationError
@@ -86,26 +96,62 @@ def ls(url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = F
     emit(data, as_json, lambda: _tenant_table(data["tenants"]))
 
 
+def _unlimited(n: int) -> str:
+    return str(n) if n else "unlimited"
+
+
+def _limits_table(t: dict[str, Any]) -> None:
+    """The tenant's limits (its own or the [limits] default) and its usage against them."""
+    lim = t["limits"]
+    own = set(lim["overridden"])
+    usage = t.get("usage") or {}
+
+    def whose(field: str) -> str:
+        return "tenant" if field in own else "[limits] default"
+
+    def used(period: str) -> tuple[str, str, str]:
+        u = usage.get(period)
+        if not u:
+            return ("-", "-", "-")
+        left = "-" if u["remaining"] is None else str(u["remaining"])
+        return (f"{u['used']} ({u['period']})", left, u["resets_at"])
+
+    rate = lim["rate_per_second"]
+    table(
+        f"Limits of {t['name']}",
+        ["limit", "value", "set by", "used", "remaining", "resets"],
+        [
+            ("rate", f"{rate}/s" if rate else "unlimited", whose("rate_per_second"), "", "", ""),
+            ("burst", lim["burst"] if rate else "-", whose("burst"), "", "", ""),
+            ("daily", _unlimited(lim["daily_quota"]), whose("daily_quota"), *used("day")),
+            ("monthly", _unlimited(lim["monthly_quota"]), whose("monthly_quota"), *used("month")),
+        ],
+    )
+
+
 @app.command("show")
 def show(
     tenant: Either, url: UrlOption = None, token: TokenOption = None, as_json: JsonOption = False
 ) -> None:
-    """One tenant, its status and its API keys (over the admin API)."""
+    """One tenant: its status, limits, usage of today and this month, and its API keys
+    (over the admin API)."""
     with admin_client(url, token) as api:
-        data = api.find_tenant(tenant)
+        data = api.tenant(api.find_tenant(tenant)["id"])
         keys = api.keys(data["id"])["keys"]
 
     def human() -> None:
         _tenant_table([data])
+        _limits_table(data)
         table(
             "API keys",
-            ["id", "name", "prefix", "scopes", "last used", "revoked"],
+            ["id", "name", "prefix", "scopes", "rate", "last used", "revoked"],
             [
                 (
                     k["id"],
                     k["name"],
                     k["prefix"],
                     " ".join(k["scopes"]),
+                    key_rate(k),
                     k["last_used_at"],
                     k["revoked_at"],
                 )
@@ -114,6 +160,85 @@ def show(
         )
 
     emit(data, as_json, human)
+
+
+_LIMIT_NAMES = {
+    "rate": "rate_per_second",
+    "burst": "burst",
+    "daily": "daily_quota",
+    "monthly": "monthly_quota",
+}
+
+
+@app.command("limits")
+def limits(
+    tenant: Either,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    rate: Annotated[
+        int | None,
+        typer.Option(
+            "--rate",
+            min=0,
+            help="Recipients per second, HTTP and SMTP together (0: unlimited).",
+            show_default=False,
+        ),
+    ] = None,
+    burst: Annotated[
+        int | None,
+        typer.Option(
+            "--burst",
+            min=0,
+            help="Recipients at once from an idle bucket (0: one second's worth).",
+            show_default=False,
+        ),
+    ] = None,
+    daily: Annotated[
+        int | None,
+        typer.Option(
+            "--daily", min=0, help="Recipients per UTC day (0: unlimited).", show_default=False
+        ),
+    ] = None,
+    monthly: Annotated[
+        int | None,
+        typer.Option(
+            "--monthly",
+            min=0,
+            help="Recipients per UTC month (0: unlimited).",
+            show_default=False,
+        ),
+    ] = None,
+    clear: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--clear",
+            help="Put a limit back to its [limits] default: rate, burst, daily, monthly "
+            "(repeatable) or all.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a tenant's own rate limit and quotas (over the admin API); the limits not
+    named stay. Applies at once on that node, within [api] key_cache_ttl on the others.
+    Without options, show the limits and the usage."""
+    changes: dict[str, int | None] = {}
+    for name in clear or []:
+        for field in _LIMIT_NAMES if name == "all" else (name,):
+            if field not in _LIMIT_NAMES:
+                raise fail(
+                    f"--clear takes rate, burst, daily, monthly or all, not {name!r}", code=2
+                )
+            changes[_LIMIT_NAMES[field]] = None
+    for field, value in (("rate", rate), ("burst", burst), ("daily", daily), ("monthly", monthly)):
+        if value is not None:
+            if _LIMIT_NAMES[field] in changes:
+                raise fail(f"both --{field} and --clear {field}", code=2)
+            changes[_LIMIT_NAMES[field]] = value
+    with admin_client(url, token) as api:
+        found = api.find_tenant(tenant)
+        tid = found["id"]
+        data = api.set_tenant_limits(tid, changes) if changes else api.tenant(tid)
+    emit(data, as_json, lambda: _limits_table(data))
 
 
 async def _with_tenant(cfg: Config, name: str, fn: Callable[[Store, Tenant], Awaitable[T]]) -> T:

@@ -136,6 +136,13 @@ class AdminClient:
     def create_tenant(self, name: str) -> Json:
         return self._call("POST", "/admin/v1/tenants", body={"name": name})
 
+    def set_tenant_limits(self, tenant_id: str, limits: Json) -> Json:
+        """Change the tenant's own limits: ``limits`` maps ``rate_per_second``,
+        ``burst``, ``daily_quota``, ``monthly_quota`` to a number (0: unlimited) or None
+        (back to the ``[limits]`` default); the fields left out stay."""
+        path = f"/admin/v1/tenants/{_segment(tenant_id)}"
+        return self._call("PATCH", path, body={"limits": limits})
+
     def pause_tenant(self, tenant_id: str, reason: str = "") -> Json:
         path = f"/admin/v1/tenants/{_segment(tenant_id)}/pause"
         return self._call("POST", path, body={"reason": reason})
@@ -155,6 +162,12 @@ class AdminClient:
     ) -> Json:
         body: Json = {"name": name, "scopes": scopes}
         return self._call("POST", f"/admin/v1/tenants/{_segment(tenant_id)}/keys", body=body)
+
+    def update_key(self, tenant_id: str, key_id: str, changes: Json) -> Json:
+        """Change a key's ``scopes``, ``rate_per_second`` or ``burst`` (None: the
+        default); the fields left out stay."""
+        path = f"/admin/v1/tenants/{_segment(tenant_id)}/keys/{_segment(key_id)}"
+        return self._call("PATCH", path, body=changes)
 
     def revoke_key(self, tenant_id: str, key_id: str) -> Json:
         path = f"/admin/v1/tenants/{_segment(tenant_id)}/keys/{_segment(key_id)}"

@@ -6,7 +6,7 @@ admin API (:mod:`postline.api.routes.admin`) and the CLI only translate to and f
 
 * :mod:`postline.control.tenants`: create (with a first API key), list, show, pause,
   resume, delete;
-* :mod:`postline.control.keys`: a tenant's API keys, made with scopes, listed, revoked;
+* :mod:`postline.control.keys`: a tenant's API keys, made with scopes, listed, changed, revoked;
 * :mod:`postline.control.tokens`: admin tokens, made, listed, revoked and checked;
 * :mod:`postline.control.queues`: queues across tenants, viewed, suspended, resumed,
   retried now and bounced;

@@ -57,8 +57,9 @@ class ControlContext:
     """Called with a tenant's id after its status changed, so the serving node applies
     it at once (other nodes follow within ``[reputation] evaluate_interval``)."""
     on_key_revoked: Callable[[], None] | None = None
-    """Called after a tenant's API key was revoked, so the serving node stops trusting
-    its cached answer at once (other nodes follow within ``[api] key_cache_ttl``)."""
+    """Called after a tenant's API key was revoked or its scopes or rate limit changed,
+    so the serving node stops trusting its cached answer at once (other nodes follow
+    within ``[api] key_cache_ttl``)."""
     on_pause: Callable[[str, str, bool], None] | None = None
     """Called with (tenant id, domain, paused) after a queue pause changed, so the serving
     node's delivery engine applies it at once (others at their next queue scan)."""

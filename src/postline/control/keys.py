@@ -1,16 +1,19 @@
-"""A tenant's API keys: made with scopes, listed and revoked.
+"""A tenant's API keys: made with scopes, listed, changed and revoked.
 
 A key is the tenant's Bearer token on /v1 and its SMTP AUTH password; its scopes
 (:data:`postline.tenants.SCOPES`) say which routes it may use. A key made without
-naming scopes has them all. Revoking stops the key on the node that serves the request at
-once, and on the others within ``[api] key_cache_ttl``.
+naming scopes has them all. Its own rate limit (``rate``, ``burst``) holds on top of its
+tenant's. Changing a key's scopes or rate limit, or revoking it, applies on the node that
+serves the request at once, and on the others within ``[api] key_cache_ttl`` (each node
+reads a key's scopes and limit with its identity, cached that long).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from postline.control import audit
 from postline.control.context import ControlContext
@@ -19,7 +22,18 @@ from postline.errors import NotFound, ValidationError
 from postline.store.base import ApiKey
 from postline.tenants import SCOPES, generate_key, hash_key, key_prefix
 
-__all__ = ["NewKey", "check_scopes", "create_key", "list_keys", "revoke_key"]
+__all__ = [
+    "KEY_FIELDS",
+    "NewKey",
+    "check_scopes",
+    "create_key",
+    "list_keys",
+    "revoke_key",
+    "update_key",
+]
+
+KEY_FIELDS = ("scopes", "rate", "burst")
+"""What :func:`update_key` changes of a live key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +131,59 @@ async def revoke_key(ctx: ControlContext, tenant_id: str, key_id: str) -> ApiKey
         detail={"name": key.name, "prefix": key.prefix, "scopes": _scopes(key)},
     )
     return key
+
+
+def _state(key: ApiKey) -> dict[str, Any]:
+    return {"scopes": _scopes(key), "rate": key.rate, "burst": key.burst}
+
+
+async def update_key(
+    ctx: ControlContext, tenant_id: str, key_id: str, changes: Mapping[str, Any]
+) -> ApiKey:
+    """Change some of a live key's :data:`KEY_FIELDS`; the others stay. ``rate`` and
+    ``burst``: a number sets the key's own (0 rate: none but its tenant's), None puts the
+    ``[limits] key_rate`` / ``key_burst`` default back; ``scopes``: a list of scopes, None
+    for all of them. Audited with the key before and after, also when nothing changed."""
+    unknown = sorted(set(changes) - set(KEY_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"unknown key field {unknown[0]!r}",
+            field=unknown[0],
+            fix=f"Use some of: {', '.join(KEY_FIELDS)}.",
+        )
+    for field in ("rate", "burst"):
+        if field in changes:
+            check_limit(field, changes[field])
+    tenant = await find_tenant(ctx, id=tenant_id)
+    before = next(
+        (k for k in await ctx.store.api_keys(tenant.id) if k.id == key_id and not k.revoked_at),
+        None,
+    )
+    if before is None:
+        raise NotFound(f"tenant {tenant.name!r} has no live API key with id {key_id!r}")
+    scopes = check_scopes(changes["scopes"]) if "scopes" in changes else before.scopes
+    rate = changes.get("rate", before.rate)
+    burst = changes.get("burst", before.burst)
+    changed = (scopes, rate, burst) != (before.scopes, before.rate, before.burst)
+    if changed:
+        if not await ctx.store.update_api_key(
+            tenant.id, key_id, scopes=scopes, rate=rate, burst=burst
+        ):
+            raise NotFound(f"tenant {tenant.name!r} has no live API key with id {key_id!r}")
+        if ctx.on_key_revoked is not None:
+            ctx.on_key_revoked()
+    after = next(k for k in await ctx.store.api_keys(tenant.id) if k.id == key_id)
+    await audit.record(
+        ctx,
+        "api_key.update",
+        key_id,
+        tenant_id=tenant.id,
+        detail={
+            "name": after.name,
+            "prefix": after.prefix,
+            "previous": _state(before),
+            "key": _state(after),
+            "changed": changed,
+        },
+    )
+    return after

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from postline.errors import StoreUnavailable, ValidationError
+from postline.errors import QuotaExceeded, RateLimited, StoreUnavailable, ValidationError
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.ingest.render import HeaderInjection, fix_raw, render_message
 from postline.ingest.schema import MessageIn
@@ -408,10 +408,24 @@ class Ingestor:
         quota = None
         if limited and self.send_limits is not None:
             n = sum(len(m.recipients) for m in messages)
-            quota = await self.send_limits.admit(tenant_id, key, n)
-        return await asyncio.shield(
-            asyncio.ensure_future(self._enqueue(tenant_id, messages, idempotency, quota))
-        )
+            try:
+                quota = await self.send_limits.admit(tenant_id, key, n)
+            except RateLimited:
+                self._refused("rate", messages)
+                raise
+        try:
+            return await asyncio.shield(
+                asyncio.ensure_future(self._enqueue(tenant_id, messages, idempotency, quota))
+            )
+        except QuotaExceeded as exc:
+            self._refused(exc.period, messages)
+            raise
+
+    def _refused(self, kind: str, messages: Sequence[NewMessage]) -> None:
+        """Count a submission a rate limit or a quota refused, by its channel."""
+        if self.metrics is not None:
+            channel = messages[0].source if messages else "api"
+            self.metrics.limit_refusals.labels(kind, channel).inc()
 
     async def _enqueue(
         self,

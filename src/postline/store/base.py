@@ -829,6 +829,20 @@ class TenantStore(Protocol):
         """Revoke the tenant's live key with this id; False if there is none."""
         ...
 
+    async def update_api_key(
+        self,
+        tenant_id: str,
+        key_id: str,
+        *,
+        scopes: Collection[str] | None,
+        rate: int | None,
+        burst: int | None,
+    ) -> bool:
+        """Replace the scopes and the own rate limit of the tenant's live key with this id
+        (None: every tenant scope, the configured default rate or burst); False if there is
+        no such live key."""
+        ...
+
     async def touch_api_key(self, key_id: str, *, now: float) -> None:
         """Note that the key was used at ``now``."""
         ...

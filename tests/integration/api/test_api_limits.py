@@ -83,6 +83,10 @@ async def test_a_burst_of_10_at_5_per_second(node: Node, admin: httpx.AsyncClien
         again = await tenant.post("/v1/messages", json=msg("late@example.test"))
         assert again.status_code == 202, again.text
     assert await node.store.state_counts() == {"queued": accepted + 1}
+    # The node's /metrics counts the refusal, by kind and channel.
+    text = (await admin.get("/metrics")).text
+    assert 'postline_limit_refusals_total{channel="api",kind="rate"} 1.0' in text
+    assert 'postline_limit_refusals_total{channel="smtp",kind="rate"} 0.0' in text
 
 
 async def test_a_message_counts_its_recipients_and_a_batch_is_all_or_nothing(
@@ -184,6 +188,10 @@ async def test_a_daily_quota(node: Node, admin: httpx.AsyncClient) -> None:
             assert (await tenant.post("/v1/messages", json=msg(to))).status_code == 202
         over = await tenant.post("/v1/messages", json=msg("e@x.test"))
         assert over.status_code == 403 and over.json()["used"] == 4
+        text = (await tenant.get("/metrics")).text
+        assert 'postline_limit_refusals_total{channel="api",kind="daily"} 2.0' in text
+        assert 'postline_limit_refusals_total{channel="api",kind="monthly"} 0.0' in text
+        assert 'postline_limit_refusals_total{channel="api",kind="rate"} 0.0' in text
 
         usage = (await tenant.get("/v1/usage")).json()
         day = usage["usage"]["day"]
@@ -227,3 +235,86 @@ async def test_config_defaults_hold_every_tenant(tmp_path: Path) -> None:
             ok = await tenant.post("/v1/messages", json=msg("a@x.test", "b@x.test"))
             assert ok.status_code == 202
             assert (await tenant.post("/v1/messages", json=msg("c@x.test"))).status_code == 403
+
+
+async def test_a_keys_rate_and_scopes_changed_after_creation(
+    node: Node, admin: httpx.AsyncClient
+) -> None:
+    tenant_id, first = await _tenant(admin, "acme")
+    made = (await admin.post(f"/admin/v1/tenants/{tenant_id}/keys", json={"name": "app"})).json()
+    key_id, secret = made["key"]["id"], made["secret"]
+    path = f"/admin/v1/tenants/{tenant_id}/keys/{key_id}"
+    async with api_client(node, secret) as app:
+        # No limit of its own yet: 6 recipients go in at once.
+        assert (
+            await app.post("/v1/messages", json=msg(*[f"a{i}@x.test" for i in range(6)]))
+        ).is_success
+
+        r = await admin.patch(
+            path, json={"rate_per_second": 1, "burst": 2}, headers={"X-Request-Id": "req-key"}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["limits"] == {
+            "rate_per_second": 1,
+            "burst": 2,
+            "overridden": ["rate_per_second", "burst"],
+        }
+        # The serving node applies it at once: the key's cached identity is dropped.
+        assert (await app.post("/v1/messages", json=msg("b0@x.test", "b1@x.test"))).is_success
+        refused = await app.post("/v1/messages", json=msg("b2@x.test"))
+        assert refused.status_code == 429, refused.text
+        assert (refused.json()["limit"], refused.json()["rate"]) == ("key", 1)
+        # The tenant's first key is not held by it.
+        async with api_client(node, first) as other:
+            assert (await other.post("/v1/messages", json=msg("c@x.test", "d@x.test"))).is_success
+
+        # Only the fields given change; null puts the [limits] default (none) back.
+        r = await admin.patch(path, json={"burst": None})
+        assert r.json()["limits"] == {
+            "rate_per_second": 1,
+            "burst": 1,
+            "overridden": ["rate_per_second"],
+        }
+        r = await admin.patch(path, json={"rate_per_second": None})
+        assert r.json()["limits"] == {"rate_per_second": 0, "burst": 0, "overridden": []}
+        many = msg(*[f"e{i}@x.test" for i in range(5)])
+        assert (await app.post("/v1/messages", json=many)).status_code == 202
+
+        # Scopes: a send-only key cannot read any more, at once; null gives them all back.
+        r = await admin.patch(path, json={"scopes": ["send"]})
+        assert r.status_code == 200 and r.json()["scopes"] == ["send"]
+        assert (await app.get("/v1/usage")).status_code == 403
+        r = await admin.patch(path, json={"scopes": None})
+        assert r.json()["scopes"] == ["send", "read", "suppressions", "domains", "webhooks"]
+        assert (await app.get("/v1/usage")).status_code == 200
+
+    # Bad input: problem JSON, nothing changed.
+    for body, field in (
+        ({"rate_per_second": -1}, "rate_per_second"),
+        ({"scopes": ["admin"]}, "scopes"),
+        ({"scopes": []}, "scopes"),
+        ({"name": "x"}, "name"),
+    ):
+        bad = await admin.patch(path, json=body)
+        assert bad.status_code == 422, (body, bad.text)
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert field in bad.text, (body, bad.text)
+    assert (
+        await admin.patch(f"/admin/v1/tenants/{tenant_id}/keys/nope", json={})
+    ).status_code == 404
+    assert (await admin.patch(f"/admin/v1/tenants/nope/keys/{key_id}", json={})).status_code == 404
+    assert (await admin.delete(path)).status_code == 200
+    gone = await admin.patch(path, json={"rate_per_second": 5})
+    assert gone.status_code == 404 and "no live API key" in gone.json()["detail"]
+
+    log = (await admin.get("/admin/v1/audit", params={"tenant": tenant_id})).json()["entries"]
+    updates = [e for e in log if e["action"] == "api_key.update"]
+    assert len(updates) == 5
+    first_update = next(e for e in updates if e["request_id"] == "req-key")
+    assert first_update["target"] == key_id and first_update["actor"]["kind"] == "admin_token"
+    assert first_update["detail"]["previous"] == {
+        "scopes": ["send", "read", "suppressions", "domains", "webhooks"],
+        "rate": None,
+        "burst": None,
+    }
+    assert first_update["detail"]["key"]["rate"] == 1 and first_update["detail"]["changed"]

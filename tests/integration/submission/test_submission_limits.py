@@ -63,6 +63,9 @@ async def test_over_the_rate_the_reply_is_452_4_7_1_with_a_retry_hint(tmp_path: 
         assert text.startswith(b"4.7.1 Rate limit reached: the tenant rate limit of 1 recipients")
         assert b"this request has 2 recipient(s); retry in " in text
         assert await node.store.state_counts() == {"queued": 3}
+        metrics = (await node.metrics.render()).decode()
+        assert 'postline_limit_refusals_total{channel="smtp",kind="rate"} 1.0' in metrics
+        assert 'postline_limit_refusals_total{channel="api",kind="rate"} 0.0' in metrics
 
 
 async def test_over_the_daily_quota_452_and_over_the_monthly_554(tmp_path: Path) -> None:
@@ -85,3 +88,6 @@ async def test_over_the_daily_quota_452_and_over_the_monthly_554(tmp_path: Path)
         assert code == 554, monthly
         assert text.startswith(b"5.7.0 Monthly quota reached: the monthly quota of 2 recipients")
         assert await node.store.state_counts() == {"queued": 2}
+        metrics = (await node.metrics.render()).decode()
+        for kind in ("daily", "monthly"):
+            assert f'postline_limit_refusals_total{{channel="smtp",kind="{kind}"}} 1.0' in metrics

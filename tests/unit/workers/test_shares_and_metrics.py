@@ -46,6 +46,7 @@ async def test_counters_add_up_and_store_figures_are_taken_once() -> None:
         m.attempt_seconds.observe(0.02)
         m.connections.set(2 + i)
         m.state_counts = {"delivered": 6, "queued": 24}
+        m.limit_refusals.labels(kind="rate", channel="smtp").inc(i + 1)
     texts = [await m.render_own() for m in workers]
     merged = merge_expositions(texts[0], texts[1:]).decode()
     assert _value(merged, 'postline_ingested_recipients_total{source="api"}') == 30
@@ -53,6 +54,8 @@ async def test_counters_add_up_and_store_figures_are_taken_once() -> None:
     assert _value(merged, "postline_attempt_seconds_count") == 2
     assert _value(merged, 'postline_attempt_seconds_bucket{le="0.025"}') == 2
     assert _value(merged, "postline_outbound_connections") == 5
+    assert _value(merged, 'postline_limit_refusals_total{channel="smtp",kind="rate"}') == 3
+    assert _value(merged, 'postline_limit_refusals_total{channel="api",kind="daily"}') == 0
     # Read from the shared store by each worker: the node's figure, not twice it.
     assert _value(merged, 'postline_recipients{state="queued"}') == 24
     # A family only another worker has is shown too.

@@ -17,6 +17,7 @@ from postline.api.admin_schemas import (
     AdminKeyIn,
     AdminKeyLimitsOut,
     AdminKeyOut,
+    AdminKeyPatch,
     AdminKeysOut,
     AdminTenantCreated,
     AdminTenantDeleted,
@@ -280,6 +281,19 @@ async def create_key(
         burst=body.burst if body else None,
     )
     return AdminKeyCreated(key=_key(new.key, ctl.config), secret=new.secret)
+
+
+@router.patch(
+    "/tenants/{tenant_id}/keys/{key_id}",
+    responses={**_NOT_FOUND, 422: {"model": ProblemOut}},
+    summary="Change an API key's scopes or rate limit",
+)
+async def update_key(tenant_id: str, key_id: str, body: AdminKeyPatch, ctl: Control) -> AdminKeyOut:
+    """Only the fields given change: ``rate_per_second`` and ``burst`` set the key's own
+    rate limit (null puts the ``[limits] key_rate`` / ``key_burst`` default back),
+    ``scopes`` its scopes (null: all of them). Applies at once on this node and within
+    ``[api] key_cache_ttl`` on the others. Audited with the key before and after."""
+    return _key(await keys.update_key(ctl, tenant_id, key_id, body.changes()), ctl.config)
 
 
 @router.delete(

@@ -112,6 +112,10 @@ FROM l;
 UPDATE api_keys SET revoked_at = $3
 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL;
 
+-- name: update_api_key
+UPDATE api_keys SET scopes = $3, rate_limit = $4, rate_burst = $5
+WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL;
+
 -- name: touch_api_key
 UPDATE api_keys SET last_used_at = $2 WHERE id = $1;
 

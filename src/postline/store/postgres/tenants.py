@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 
 from postline.errors import IntegrityViolation
 from postline.model.ids import new_id
-from postline.store._rows import api_key_of, key_identity_of, limits_of, new_api_key
+from postline.store._rows import (
+    api_key_of,
+    key_identity_of,
+    limits_of,
+    new_api_key,
+    scopes_text,
+)
 from postline.store.base import (
     ApiKey,
     KeyIdentity,
@@ -175,6 +181,23 @@ class PostgresTenants(PostgresCore):
     async def revoke_api_key_id(self, tenant_id: str, key_id: str, *, now: float) -> bool:
         async def op(conn: Conn) -> bool:
             status = await conn.execute(_Q["revoke_api_key_id"], tenant_id, key_id, now)
+            return _rowcount(status) > 0
+
+        return await self._call(op)
+
+    async def update_api_key(
+        self,
+        tenant_id: str,
+        key_id: str,
+        *,
+        scopes: Collection[str] | None,
+        rate: int | None,
+        burst: int | None,
+    ) -> bool:
+        text = scopes_text(scopes)
+
+        async def op(conn: Conn) -> bool:
+            status = await conn.execute(_Q["update_api_key"], tenant_id, key_id, text, rate, burst)
             return _rowcount(status) > 0
 
         return await self._call(op)

@@ -80,6 +80,10 @@ ON CONFLICT (tenant_id, day) DO UPDATE SET recipients = recipients + excluded.re
 UPDATE api_keys SET revoked_at = :now
 WHERE tenant_id = :tenant_id AND id = :id AND revoked_at IS NULL;
 
+-- name: update_api_key
+UPDATE api_keys SET scopes = :scopes, rate_limit = :rate, rate_burst = :burst
+WHERE tenant_id = :tenant_id AND id = :id AND revoked_at IS NULL;
+
 -- name: touch_api_key
 UPDATE api_keys SET last_used_at = :now WHERE id = :id;
 

@@ -9,7 +9,13 @@ from collections.abc import Collection
 
 from postline.errors import IntegrityViolation
 from postline.model.ids import new_id
-from postline.store._rows import api_key_of, key_identity_of, limits_of, new_api_key
+from postline.store._rows import (
+    api_key_of,
+    key_identity_of,
+    limits_of,
+    new_api_key,
+    scopes_text,
+)
 from postline.store.base import (
     ApiKey,
     KeyIdentity,
@@ -180,6 +186,26 @@ class SQLiteTenants(SQLiteCore):
         params = {"tenant_id": tenant_id, "id": key_id, "now": now}
         return await self._write(
             lambda conn: conn.execute(_Q["revoke_api_key_id"], params).rowcount > 0
+        )
+
+    async def update_api_key(
+        self,
+        tenant_id: str,
+        key_id: str,
+        *,
+        scopes: Collection[str] | None,
+        rate: int | None,
+        burst: int | None,
+    ) -> bool:
+        params = {
+            "tenant_id": tenant_id,
+            "id": key_id,
+            "scopes": scopes_text(scopes),
+            "rate": rate,
+            "burst": burst,
+        }
+        return await self._write(
+            lambda conn: conn.execute(_Q["update_api_key"], params).rowcount > 0
         )
 
     async def touch_api_key(self, key_id: str, *, now: float) -> None:
