@@ -39,11 +39,11 @@ from postline.domains.keys import key_secret
 from postline.domains.service import DomainService
 from postline.errors import ConfigError, StoreUnavailable, ThrottleError
 from postline.feedback.failures import FailureHandler
-from postline.feedback.inbound import InboundHandler, start_inbound
 from postline.feedback.keys import verp_secrets
 from postline.feedback.processor import FeedbackProcessor
 from postline.feedback.unsubscribe import Unsubscriber
 from postline.feedback.unsubscribe import headers as unsubscribe_headers
+from postline.inbound.server import InboundHandler, start_inbound
 from postline.ingest.service import IngestLimits, Ingestor
 from postline.limits import Limiter
 from postline.metrics import TOP_DOMAINS, Metrics
@@ -51,9 +51,9 @@ from postline.model.times import iso
 from postline.reputation import Reputation
 from postline.retention import Cleaner
 from postline.schedule.shares import WorkerShare
-from postline.smtp.server.base import AuthFailures, SessionTimeouts
-from postline.smtp.server.submission import start_submission
+from postline.smtp.server import AuthFailures, SessionTimeouts
 from postline.store import Store, create_store
+from postline.submission.server import start_submission
 from postline.tenants import KeyAuthenticator
 from postline.throttle.adaptive import AdaptiveParams
 from postline.throttle.base import ThrottleBackend
