@@ -740,7 +740,7 @@ class Node:
         figures read (and ``postline_ready`` 0) — except what the engine holds, read from
         memory: outcomes kept through an outage show in ``postline_outcomes_pending``."""
         if self.engine is not None:
-            self.metrics.leased = self.engine.held_count
+            self.metrics.leased = self.engine.leased_count
             self.metrics.outcomes_pending = self.engine.recorder.pending
         try:
             self.metrics.state_counts = await self.store.state_counts()
