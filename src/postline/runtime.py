@@ -39,11 +39,11 @@ from postline.domains.keys import key_secret
 from postline.domains.service import DomainService
 from postline.errors import ConfigError, StoreUnavailable, ThrottleError
 from postline.feedback.failures import FailureHandler
-from postline.feedback.inbound import InboundHandler, start_inbound
 from postline.feedback.keys import verp_secrets
 from postline.feedback.processor import FeedbackProcessor
 from postline.feedback.unsubscribe import Unsubscriber
 from postline.feedback.unsubscribe import headers as unsubscribe_headers
+from postline.inbound.server import InboundHandler, start_inbound
 from postline.ingest.service import IngestLimits, Ingestor
 from postline.limits import Limiter
 from postline.metrics import TOP_DOMAINS, Metrics
@@ -51,9 +51,9 @@ from postline.model.times import iso
 from postline.reputation import Reputation
 from postline.retention import Cleaner
 from postline.schedule.shares import WorkerShare
-from postline.smtp.server.base import AuthFailures, SessionTimeouts
-from postline.smtp.server.submission import start_submission
+from postline.smtp.server import AuthFailures, SessionTimeouts
 from postline.store import Store, create_store
+from postline.submission.server import start_submission
 from postline.tenants import KeyAuthenticator
 from postline.throttle.adaptive import AdaptiveParams
 from postline.throttle.base import ThrottleBackend
@@ -740,7 +740,7 @@ class Node:
         figures read (and ``postline_ready`` 0) — except what the engine holds, read from
         memory: outcomes kept through an outage show in ``postline_outcomes_pending``."""
         if self.engine is not None:
-            self.metrics.leased = self.engine.held_count
+            self.metrics.leased = self.engine.leased_count
             self.metrics.outcomes_pending = self.engine.recorder.pending
         try:
             self.metrics.state_counts = await self.store.state_counts()

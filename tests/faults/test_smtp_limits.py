@@ -29,7 +29,7 @@ import pytest
 
 from postline.config import load_config
 from postline.runtime import Node
-from postline.smtp.server.base import ConnectionLimits
+from postline.smtp.server import ConnectionLimits
 from support.node import add_tenant, cli_tenant
 
 IDLE = 1.5

@@ -174,5 +174,5 @@ class AdminQueueActionOut(BaseModel):
     provider: str | None = None
     stream: str | None = None
     tag: str | None = None
-    count: int = Field(description="Queued recipients the action held, released or changed.")
+    count: int = Field(description="Queued recipients the action held, resumed or changed.")
     until: str | None = None

@@ -186,7 +186,7 @@ def resume(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Release the selected queues; a domain or provider alone also ends its reroute."""
+    """Resume the selected queues; a domain or provider alone also ends its reroute."""
     sel = {"tenant": tenant, "domain": domain, "provider": provider}
     _action("resume", sel, url, token, as_json)
 

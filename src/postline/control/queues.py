@@ -127,7 +127,7 @@ class QueueSelector:
         return out
 
     def whole_queues(self, action: str) -> None:
-        """Refuse a stream or tag for an action that holds or releases whole queues."""
+        """Refuse a stream or tag for an action that holds whole queues or lifts their holds."""
         if self.stream is not None or self.tag is not None:
             raise ValidationError(
                 f"{action} applies to whole queues: a stream or tag cannot be held exactly",
@@ -350,7 +350,7 @@ async def suspend(ctx: ControlContext, sel: QueueSelector, *, duration: float | 
 
 async def resume(ctx: ControlContext, sel: QueueSelector) -> int:
     """Lift the hold on the selected queues, and end the reroute of a domain or provider
-    selected alone; returns how many queued recipients it released (0 for a provider). A
+    selected alone; returns how many queued recipients it resumed (0 for a provider). A
     tenant's whole-queue hold set by a tenant pause is left to ``tenants.resume``."""
     sel.whole_queues("resume")
     if sel.tenant_id is None:

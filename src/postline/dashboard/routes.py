@@ -458,7 +458,7 @@ async def destination_action(request: Request, action: str) -> Response:
                 done += f" for {text}"
         elif action == "resume":
             count = await queues.resume(ctl, sel)
-            done = f"resumed {sel.target}: {count} queued recipients released"
+            done = f"resumed {sel.target}: {count} queued recipients resumed"
         else:
             count = await queues.retry_now(ctl, sel)
             done = f"retry now {sel.target}: {count} recipients made due"

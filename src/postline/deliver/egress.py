@@ -46,7 +46,7 @@ class Source:
     implicit: bool = False
     """The source of a configuration without ``[[delivery.sources]]``. Its throttle
     buckets carry no source name (the keys every node of a fleet shares, whatever its
-    version), its outcomes name no source, and its mail has nowhere else to go: a held
+    version), its outcomes name no source, and its mail has nowhere else to go: a barred
     site keeps its work, a suspended bucket defers it, and block replies strike
     nothing."""
 

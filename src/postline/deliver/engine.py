@@ -27,7 +27,7 @@
   means for its recipient is decided in :mod:`postline.deliver.outcome`, and what the
   engine shows of itself is built in :mod:`postline.deliver.status`.
 * The **recorder** writes outcomes in batches (group commit) right after the replies; the
-  store writes them before anything else. Leases of everything held are renewed in the
+  store writes them before anything else. Leases of everything leased are renewed in the
   background, so none lapses while its recipient is on the wire.
 * **Stop** means flushed: no more leasing, buffered work handed back at once, transactions
   on the wire finish (until ``[node] shutdown_timeout``), every outcome is written, and
@@ -61,10 +61,10 @@ from postline.deliver.egress import Egress, Source
 from postline.deliver.outcome import (
     Attempt,
     attempt_record,
+    deferred_records,
     dns_reply,
     expired_records,
-    held_back,
-    released_records,
+    handed_back_records,
     suspended_reply,
 )
 from postline.deliver.paths import SourceLane, SourcePaths
@@ -150,7 +150,7 @@ _LOCAL_PART = re.compile(r"[^\s<>\"'@:;,()\[\]]+@")
 
 def _log_outcomes(records: Sequence[AttemptRecord]) -> None:
     """One info line per final outcome and per deferral after an attempt (a recipient
-    held back by its throttle without an attempt is not logged): the message id, the
+    deferred by its throttle without an attempt is not logged): the message id, the
     recipient's domain (never the address: a local part quoted in the reply is masked),
     the reply and the MX host, as text and as
     fields (``[log] format = "json"``)."""
@@ -269,7 +269,7 @@ class Recorder:
 
     A batch the store cannot take (unavailable: stopped, failing over) stays in memory
     and is written again, with backoff, until it goes in; outcomes that come meanwhile
-    wait behind it. Their recipients stay held by the engine all that time: their leases
+    wait behind it. Their recipients stay leased by the engine all that time: their leases
     are renewed, never handed back, and not leased again by this node (see
     :class:`DeliveryEngine`)."""
 
@@ -451,8 +451,8 @@ class DeliveryEngine:
         self.per_recipient: Callable[[str], bool] | None = None
         self._failed: dict[tuple[str, int], LeasedMessage] = {}
         # Every recipient leased by this node and not yet settled in the store, with its
-        # domain and current lease expiry: renewed while held, forgotten once written.
-        self._held: dict[tuple[str, int], tuple[str, float]] = {}
+        # domain and current lease expiry: renewed until written, forgotten then.
+        self._leased: dict[tuple[str, int], tuple[str, float]] = {}
         # Due queues: woken at their due times, admitted to their lanes' rings.
         self.admission: Admission[QueueKey] = Admission(max_quantum=self.max_lease)
         self.due = DueQueues(
@@ -557,9 +557,9 @@ class DeliveryEngine:
             await self._load_reroutes()
 
     @property
-    def held_count(self) -> int:
+    def leased_count(self) -> int:
         """Recipients this node holds: leased and not yet settled in the store."""
-        return len(self._held)
+        return len(self._leased)
 
     @property
     def throttle_healthy(self) -> bool:
@@ -580,7 +580,7 @@ class DeliveryEngine:
 
     async def stop(self, timeout: float = 30.0) -> Drained:
         """Stop leasing, hand back what waits, let transactions on the wire finish, write
-        every outcome and hand back whatever is still held — all within ``timeout``;
+        every outcome and hand back whatever is still leased — all within ``timeout``;
         returns what the stop drained."""
         deadline = time.monotonic() + timeout
         written = self.recorder.written
@@ -599,7 +599,7 @@ class DeliveryEngine:
         for site in self.sites:
             drained = site.drain()
             handed_back += sum(len(item.recipients) for item in drained)
-            self.release(drained, now=now)
+            self.hand_back(drained, now=now)
             site.wake()
         # Transactions on the wire finish; what is left when time runs short is cut off
         # (its recipients are handed back below: at worst sent once more).
@@ -619,7 +619,7 @@ class DeliveryEngine:
         for site in self.sites:
             drained = site.drain()
             handed_back += sum(len(item.recipients) for item in drained)
-            self.release(drained, now=now)
+            self.hand_back(drained, now=now)
         self.recorder.stop()
         recorder = self._tasks[0] if self._tasks else None
         if recorder is not None:
@@ -677,14 +677,11 @@ class DeliveryEngine:
             )
         return released
 
-    # -- leases held in memory --------------------------------------------------------
-    def hold_items(self, items: Iterable[WorkItem]) -> None:
-        self._hold(items)
-
-    def _hold(self, items: Iterable[WorkItem]) -> None:
+    # -- leases kept in memory --------------------------------------------------------
+    def _track_leased(self, items: Iterable[WorkItem]) -> None:
         for item in items:
             for r in item.recipients:
-                self._held[(r.message_id, r.idx)] = (item.domain, item.lease_until)
+                self._leased[(r.message_id, r.idx)] = (item.domain, item.lease_until)
 
     def _settled(self, records: Sequence[AttemptRecord]) -> None:
         if self.on_recorded is not None:
@@ -694,7 +691,7 @@ class DeliveryEngine:
                 log.exception("outcome observer failed", extra={"action": "deliver.observer"})
         failed = self._failed
         for r in records:
-            self._held.pop((r.message_id, r.idx), None)
+            self._leased.pop((r.message_id, r.idx), None)
             if r.state is RecipientState.QUEUED and r.domain is not None:
                 self.due.enter((r.tenant_id, r.domain), r.next_attempt_at)
             elif failed:
@@ -748,18 +745,18 @@ class DeliveryEngine:
 
     def lease_expiry(self, item: WorkItem) -> float:
         """When the earliest lease of an item's recipients runs out (renewals included)."""
-        held = self._held
+        leased = self._leased
         return min(
             (
-                held[(r.message_id, r.idx)][1]
+                leased[(r.message_id, r.idx)][1]
                 for r in item.recipients
-                if (r.message_id, r.idx) in held
+                if (r.message_id, r.idx) in leased
             ),
             default=item.lease_until,
         )
 
     async def _renew_loop(self) -> None:
-        """Extend the leases of everything held (buffered, on the wire, or waiting to be
+        """Extend the leases of everything leased (buffered, on the wire, or waiting to be
         recorded) so that no lease runs out under work in progress, however slow a
         receiver or the store is; a node that dies stops renewing and its work returns
         to the queue one lease time later. A renewal the store could not take is tried
@@ -770,7 +767,7 @@ class DeliveryEngine:
         delay = 0.25
         while True:
             await asyncio.sleep(wait)
-            if not self._held:
+            if not self._leased:
                 wait = interval
                 continue
             if await self._renew():
@@ -781,7 +778,7 @@ class DeliveryEngine:
 
     async def _renew(self) -> bool:
         """Renew every lease held; False when the store did not take it all."""
-        refs = [(m, i, d) for (m, i), (d, _) in self._held.items()]
+        refs = [(m, i, d) for (m, i), (d, _) in self._leased.items()]
         until = time.time() + self.lease_time
         for start in range(0, len(refs), 1000):
             try:
@@ -797,8 +794,8 @@ class DeliveryEngine:
                 return False
             self.store.health.ok()
             for ref in renewed:
-                if ref in self._held:
-                    self._held[ref] = (self._held[ref][0], until)
+                if ref in self._leased:
+                    self._leased[ref] = (self._leased[ref][0], until)
         return True
 
     # -- the port of sites and source paths (postline.deliver.port) ------------------
@@ -823,13 +820,13 @@ class DeliveryEngine:
             return False
         margin = self.settings.lease_margin
         if self.tenant_held(item.message.tenant_id):
-            # The tenant was paused after this was leased: back to the queue, held there.
-            self.release([item], now=now)
+            # The tenant was held after this was leased: back to the queue, held there.
+            self.hand_back([item], now=now)
             return False
         if self.lease_expiry(item) - now < margin:
             # The lease is running out (it could not be renewed): let the queue have the
             # work back before another node may take it.
-            self.release([item], now=now)
+            self.hand_back([item], now=now)
             return False
         # The last retry is scheduled at the deadline itself: it still goes out, and its
         # reply decides. Only a recipient that sat past its deadline (in a paused queue,
@@ -847,7 +844,7 @@ class DeliveryEngine:
         """Outcomes decided without an attempt (see :mod:`postline.deliver.outcome`)."""
         self.recorder.add(records)
 
-    def held(self, site: SiteRef) -> bool:
+    def barred(self, site: SiteRef) -> bool:
         """True while the site is unreachable, its throttle bucket is suspended or its
         source is blocked by the destination."""
         now = time.time()
@@ -884,17 +881,19 @@ class DeliveryEngine:
         queue, at once for the pool's other sources to take, or (the implicit source,
         which has no other) deferred until the suspension ends."""
         now = time.time()
-        held = list(items)
-        held.extend(self.sites.suspend(site.bucket, now + seconds))
+        back = list(items)
+        back.extend(self.sites.suspend(site.bucket, now + seconds))
         if not site.source.implicit:
-            self.release(held, now=now)
+            self.hand_back(back, now=now)
             return
         reply = suspended_reply(seconds)
         data = {"reason": "suspended"}
         records = []
-        for item in held:
+        for item in back:
             records.extend(
-                held_back(item, reply, now=now, until=now + seconds, data=data, owner=self.node_id)
+                deferred_records(
+                    item, reply, now=now, until=now + seconds, data=data, owner=self.node_id
+                )
             )
         self.recorder.add(records)
 
@@ -924,14 +923,14 @@ class DeliveryEngine:
     def budget(self) -> int:
         """Recipients this node may still lease: ``[queue] max_leased`` less what it holds
         and what running lease calls asked for."""
-        return self.max_leased - len(self._held) - self._asked
+        return self.max_leased - len(self._leased) - self._asked
 
     def claim(self, messages: Sequence[NewMessage], *, now: float) -> dict[str, dict[int, Any]]:
         """Recipients this engine can start on at once (see ``ingest.Dispatcher``).
 
         Only for queues with nothing waiting (a queue with a backlog keeps its order
         through the store), whose route is known, whose site has room, that are neither
-        held nor paused, and within the node's lease budget.
+        barred nor held, and within the node's lease budget.
         """
         claims: dict[str, dict[int, Any]] = {}
         if self.stopping:
@@ -968,7 +967,7 @@ class DeliveryEngine:
                 # lane are bringing.
                 lane = self._lanes.get(target.lane_key)
                 leasing = lane.reserved if lane is not None else 0
-                if site.capacity() - site.reserved - leasing <= 0 or self.held(site):
+                if site.capacity() - site.reserved - leasing <= 0 or self.barred(site):
                     continue
                 if (m.tenant_id, r.domain) in paused or ("*", r.domain) in paused:
                     continue
@@ -1027,10 +1026,10 @@ class DeliveryEngine:
                     for domain, group in by_domain.items()
                     for i in range(0, len(group), per_txn)
                 ]
-                self._hold(items)
+                self._track_leased(items)
                 if self.stopping:
                     # Shutting down: back to the queue rather than into a drained site.
-                    self.release(items, now=time.time())
+                    self.hand_back(items, now=time.time())
                 else:
                     site.put(items)
 
@@ -1051,7 +1050,7 @@ class DeliveryEngine:
             del self._cancelled[item.message.id]
             return False
         for r in item.recipients:
-            self._held.pop((r.message_id, r.idx), None)
+            self._leased.pop((r.message_id, r.idx), None)
         return True
 
     def set_paused(self, tenant_id: str, domain: str, paused: bool) -> None:
@@ -1070,9 +1069,9 @@ class DeliveryEngine:
                 self.due.enter((tenant_id, domain), 0.0)
 
     def hold_tenant(self, tenant_id: str, held: bool) -> None:
-        """Hold (or release) every queue of a tenant: its work buffered here goes back to
-        the queue without an attempt counted (its lease ends, it keeps ageing), and the
-        store leases none of it until released; a release rescans the queue."""
+        """Hold every queue of a tenant (or lift the hold): its work buffered here goes
+        back to the queue without an attempt counted (its lease ends, it keeps ageing), and
+        the store leases none of it until the hold is lifted, which rescans the queue."""
         if held:
             self.due.paused.add((tenant_id, "*"))
             for key in self.admission.queues():
@@ -1080,7 +1079,7 @@ class DeliveryEngine:
                     self.admission.discard(key)
             now = time.time()
             for site in self.sites:
-                self.release(site.drain_tenant(tenant_id), now=now)
+                self.hand_back(site.drain_tenant(tenant_id), now=now)
         else:
             self.due.paused.discard((tenant_id, "*"))
             self.due.rescan()
@@ -1206,19 +1205,19 @@ class DeliveryEngine:
         route = self.routes.get(domain)
         target = route.target if route is not None else None
         items = []
-        held = self._held
+        leased = self._leased
         for m in got.messages:
             rcpts = m.recipients
-            if held and any((r.message_id, r.idx) in held for r in rcpts):
+            if leased and any((r.message_id, r.idx) in leased for r in rcpts):
                 # Leased again while this node still holds them (their lease ran out
                 # while the store was away, their outcome is not written yet, or they
                 # are still buffered or on the wire): the lease is extended, nothing is
-                # sent twice; the outcome held here settles them.
+                # sent twice; the outcome kept here settles them.
                 rcpts = []
                 for r in m.recipients:
                     ref = (r.message_id, r.idx)
-                    if ref in held:
-                        held[ref] = (held[ref][0], max(held[ref][1], until))
+                    if ref in leased:
+                        leased[ref] = (leased[ref][0], max(leased[ref][1], until))
                     else:
                         rcpts.append(r)
                 if not rcpts:
@@ -1229,9 +1228,9 @@ class DeliveryEngine:
                 per_txn = len(rcpts)
             for i in range(0, len(rcpts), per_txn):
                 items.append(WorkItem(m, rcpts[i : i + per_txn], domain, until))
-        self._hold(items)
+        self._track_leased(items)
         if self.stopping or route is None:
-            self.release(items, now=time.time())
+            self.hand_back(items, now=time.time())
             return
         lane = self._lane_of(route)
         if lane is not grant.lane and grant.key in self.admission:
@@ -1324,6 +1323,6 @@ class DeliveryEngine:
             self._note_failure(item, record)
         self.recorder.add(records)
 
-    def release(self, items: Sequence[WorkItem], *, now: float) -> None:
+    def hand_back(self, items: Sequence[WorkItem], *, now: float) -> None:
         """Hand leased work back to the queue without counting an attempt."""
-        self.recorder.add(released_records(items, now=now, owner=self.node_id))
+        self.recorder.add(handed_back_records(items, now=now, owner=self.node_id))

@@ -5,8 +5,8 @@ expired when the recipient is past its deadline. Also the synthetic replies post
 writes for failures that never reached an SMTP dialogue (DNS, connection), and the
 :class:`~postline.store.base.AttemptRecord` of every way a leased recipient leaves the
 node: an attempt's reply (:func:`attempt_record`), a deadline passed without one
-(:func:`expired_records`), work deferred without an attempt (:func:`held_back`) and
-work handed back (:func:`released_records`). The engine adds them to its recorder.
+(:func:`expired_records`), work deferred without an attempt (:func:`deferred_records`) and
+work handed back (:func:`handed_back_records`). The engine adds them to its recorder.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ __all__ = [
     "Decision",
     "attempt_record",
     "decide",
+    "deferred_records",
     "dns_reply",
     "expired_records",
-    "held_back",
+    "handed_back_records",
     "make_record",
-    "released_records",
     "suppression",
     "suspended_reply",
 ]
@@ -295,7 +295,7 @@ def expired_records(
     ]
 
 
-def held_back(
+def deferred_records(
     item: WorkItem,
     reply: Reply,
     *,
@@ -334,7 +334,7 @@ def suspended_reply(seconds: float) -> Reply:
     )
 
 
-def released_records(
+def handed_back_records(
     items: Sequence[WorkItem], *, now: float, owner: str
 ) -> Iterable[AttemptRecord]:
     """Leased work handed back to the queue, due at once, without an attempt counted."""

@@ -14,7 +14,7 @@ each work item a source:
 
 1. the message's pool (:meth:`Egress.pool_for <postline.deliver.egress.Egress.pool_for>`:
    dedicated tenant pool, else by stream);
-2. among the pool's sources, the usable ones — not held (MX unreachable from it, throttle
+2. among the pool's sources, the usable ones — not barred (MX unreachable from it, throttle
    bucket suspended), not blocked by that destination, not at a warm-up cap whose
    overflow goes elsewhere, not the one a recipient was just blocked from — preferring
    those whose site has room, drawn by weight;
@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postline.deliver.egress import Egress, Pool, Source, pick
-from postline.deliver.outcome import held_back
+from postline.deliver.outcome import deferred_records
 from postline.deliver.port import EnginePort, SiteRef
 from postline.deliver.routing import Target
 from postline.deliver.site import Site, Sites
@@ -98,7 +98,7 @@ class SourceLane:
 
     def room(self) -> int:
         """The room of the sites of the sources (:meth:`Site.room
-        <postline.deliver.site.Site.room>`: none while a site is held), less what direct
+        <postline.deliver.site.Site.room>`: none while a site is barred), less what direct
         hand-offs claimed there."""
         paths = self.paths
         target = self.target
@@ -166,7 +166,7 @@ class SourcePaths:
             target.sites[source.name] = site
         return site
 
-    def hold_until(self, source: Source, target: Target, now: float) -> float:
+    def barred_until(self, source: Source, target: Target, now: float) -> float:
         """When ``source`` may send to ``target`` again; 0.0 when it may now."""
         until = self.blocked.get((source.name, target.base.provider), 0.0) if self.blocked else 0.0
         site = target.sites.get(source.name)
@@ -187,10 +187,10 @@ class SourcePaths:
         )
 
     def _may_take(self, source: Source, target: Target, now: float) -> bool:
-        """Whether ``source`` may take work for ``target`` now: not held there (the
+        """Whether ``source`` may take work for ``target`` now: not barred there (the
         implicit source always may: its site holds the work), not at a warm-up cap whose
         excess goes elsewhere."""
-        if not source.implicit and self.hold_until(source, target, now):
+        if not source.implicit and self.barred_until(source, target, now):
             return False
         return source.plan is None or not self._overflows(source, target.base.provider, now)
 
@@ -226,7 +226,7 @@ class SourcePaths:
         """The earliest time one of ``pool``'s sources may send to ``target`` again."""
         provider = target.base.provider
         times = [
-            max(self.hold_until(s, target, now), self.capped.get((s.name, provider), 0.0))
+            max(self.barred_until(s, target, now), self.capped.get((s.name, provider), 0.0))
             for s in pool.sources
         ]
         later = [t for t in times if t > now]
@@ -454,7 +454,7 @@ class SourcePaths:
                 when = datetime.fromtimestamp(w.until, UTC).strftime("%H:%M UTC")
                 text = (
                     f"source {w.source.name} is at its warm-up cap for "
-                    f"{target.base.provider}; held until {when}"
+                    f"{target.base.provider}; deferred until {when}"
                 )
                 data: dict[str, object] = {"reason": w.reason, "source": w.source.name}
             else:
@@ -462,7 +462,9 @@ class SourcePaths:
                 data = {"reason": w.reason}
             reply = Reply(451, text, "4.7.0", "EGRESS", True)
             until = max(w.until, now + 1.0)
-            records.extend(held_back(w.item, reply, now=now, until=until, data=data, owner=node_id))
+            records.extend(
+                deferred_records(w.item, reply, now=now, until=until, data=data, owner=node_id)
+            )
         self.port.record(records)
 
     # -- direct hand-off -------------------------------------------------------------
@@ -546,7 +548,7 @@ class SourcePaths:
             if site.source is source and site.destination.provider == provider:
                 items.extend(site.drain())
         if items:
-            self.port.release(items, now=now)
+            self.port.hand_back(items, now=now)
 
     # -- state -----------------------------------------------------------------------
     async def state(self) -> list[dict[str, Any]]:

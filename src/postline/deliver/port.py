@@ -10,11 +10,11 @@ engine depends on them without a circle. The port is small on purpose:
 * the wire: :meth:`~EnginePort.connect` (an SMTP session, a :class:`Connection`) and
   :meth:`~EnginePort.outgoing` (envelope sender and bytes of a transaction);
 * leased work: :meth:`~EnginePort.admit` before sending, :meth:`~EnginePort.settle` an
-  attempt's replies, :meth:`~EnginePort.release` (hand back), :meth:`~EnginePort.record`
+  attempt's replies, :meth:`~EnginePort.hand_back`, :meth:`~EnginePort.record`
   (records made elsewhere), the lease's :meth:`~EnginePort.lease_expiry` and
   :meth:`~EnginePort.is_cancelled`;
 * throttling: :meth:`~EnginePort.report_throttled`, :meth:`~EnginePort.suspend` and
-  :meth:`~EnginePort.held`; and :meth:`~EnginePort.wake_admission` when a buffer has
+  :meth:`~EnginePort.barred`; and :meth:`~EnginePort.wake_admission` when a buffer has
   room again.
 
 Sites are passed to the port as :class:`SiteRef`: the few things the engine reads of one.
@@ -183,7 +183,7 @@ class EnginePort(Protocol):
         """The replies of an attempt (one per recipient), recorded as outcomes."""
         ...
 
-    def release(self, items: Sequence[WorkItem], *, now: float) -> None:
+    def hand_back(self, items: Sequence[WorkItem], *, now: float) -> None:
         """Hand leased work back to the queue without counting an attempt."""
         ...
 
@@ -197,11 +197,11 @@ class EnginePort(Protocol):
         ...
 
     def suspend(self, site: SiteRef, seconds: float, items: Sequence[WorkItem]) -> None:
-        """Hold ``site``'s bucket for ``seconds``; ``items`` and the buffered work of
+        """Suspend ``site``'s bucket for ``seconds``; ``items`` and the buffered work of
         every site in the bucket leave it."""
         ...
 
-    def held(self, site: SiteRef) -> bool:
+    def barred(self, site: SiteRef) -> bool:
         """True while the site may not send: down, suspended or blocked."""
         ...
 

@@ -178,7 +178,7 @@ class Sites:
         self.workers[bucket] -= 1
         # A slot of a shared bucket came free: sites waiting for one get their turn.
         for site in self._by_bucket.get(bucket, ()):
-            if site.buffer and not self.port.held(site):
+            if site.buffer and not self.port.barred(site):
                 site.spawn()
 
     def others_waiting(self, site: Site) -> bool:
@@ -190,13 +190,13 @@ class Sites:
 
     # -- suspended buckets -----------------------------------------------------------
     def suspend(self, bucket: str, until: float) -> list[WorkItem]:
-        """Hold ``bucket`` until ``until``; the buffered work of its sites, taken out."""
+        """Suspend ``bucket`` until ``until``; the buffered work of its sites, taken out."""
         self._suspended[bucket] = max(self._suspended.get(bucket, 0.0), until)
-        held: list[WorkItem] = []
+        drained: list[WorkItem] = []
         for other in self.by_key.values():
             if other.bucket == bucket:
-                held.extend(other.drain())
-        return held
+                drained.extend(other.drain())
+        return drained
 
     def suspended_until(self, bucket: str) -> float:
         """When the adaptive suspension of ``bucket`` ends (0.0: not suspended)."""
@@ -242,8 +242,8 @@ class Site:
         conns = limits.connections or settings.default_connections
         cap = conns * 50
         if limits.rate is not None:
-            held = max(1, self.sites.workers[self.bucket])
-            rate = limits.rate * min(1.0, held / conns)
+            busy = max(1, self.sites.workers[self.bucket])
+            rate = limits.rate * min(1.0, busy / conns)
             cap = min(cap, max(int(rate * settings.buffer_window), 10))
         return max(1, min(cap, 5000))
 
@@ -256,10 +256,10 @@ class Site:
 
     # -- its part of a lane's room (postline.schedule.admission) ----------------------
     def room(self) -> int:
-        """What admission may lease for this site now: nothing while it is held (down,
+        """What admission may lease for this site now: nothing while it is barred (down,
         suspended, blocked) or could not get a connection; otherwise its buffer room,
         once at least a quarter of the buffer is free (leases come in useful sizes)."""
-        if self.port.held(self) or (not self.workers and self.sites.budget() <= 0):
+        if self.port.barred(self) or (not self.workers and self.sites.budget() <= 0):
             return 0
         cap = self.max_buffer()
         free = self.capacity()
@@ -308,7 +308,7 @@ class Site:
                 exc_info=task.exception(),
                 extra={"action": "deliver.worker_failed"},
             )
-        if self.buffer and not self.port.stopping and not self.port.held(self):
+        if self.buffer and not self.port.stopping and not self.port.barred(self):
             self.spawn()
 
     def wake(self) -> None:
@@ -442,13 +442,13 @@ class Site:
                 if not slot.proven():
                     # The slot lapsed (or the backend is away): it may be someone else's
                     # now, so this connection ends and the item waits for another.
-                    port.release([item], now=time.time())
+                    port.hand_back([item], now=time.time())
                     return False
                 if not await self._admit(item):
                     continue
                 if not slot.proven():
                     # Waiting for the rate may outlast the slot (the backend was away).
-                    port.release([item], now=time.time())
+                    port.hand_back([item], now=time.time())
                     return False
                 if slot.client is not None and not slot.client.usable:
                     await self._hang_up(slot)
@@ -458,7 +458,7 @@ class Site:
                         async with asyncio.timeout(slot.remaining()):
                             client, failure, host = await self._connect()
                     except TimeoutError:
-                        port.release([item], now=time.time())
+                        port.hand_back([item], now=time.time())
                         return False
                     if client is None:
                         assert failure is not None
@@ -467,7 +467,7 @@ class Site:
                     slot.client = client
                     port.metrics.connections.inc()
                     if not slot.proven():
-                        port.release([item], now=time.time())
+                        port.hand_back([item], now=time.time())
                         return False
                 assert host is not None
                 await self._send(slot.client, host, item)
@@ -555,7 +555,7 @@ class Site:
             if delay <= 0:
                 return True
             if port.stopping or port.lease_expiry(item) - time.time() < port.settings.lease_margin:
-                port.release([item], now=time.time())
+                port.hand_back([item], now=time.time())
                 return False
             await asyncio.sleep(min(delay, 1.0))
 

@@ -1,9 +1,9 @@
 """What comes back after sending: bounces, complaints and auto-replies.
 
+The inbound SMTP server that receives them and stores them durably is a front door of
+its own (:mod:`postline.inbound`); this package processes what it stored.
+
 * :mod:`~postline.feedback.keys` — the VERP (and unsubscribe) signing secrets of a node;
-* :mod:`~postline.feedback.inbound` — the inbound SMTP server: takes mail only for the
-  signed return paths of the bounce domain, its postmaster and the feedback-loop
-  address, stores it durably, then answers 250;
 * :mod:`~postline.feedback.processor` — reads stored reports and turns them into
   ``bounced`` / ``complained`` / ``auto_reply`` / ``unsubscribed`` events and
   suppressions;

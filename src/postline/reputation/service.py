@@ -188,7 +188,7 @@ async def resume_tenant(
 ) -> TenantStatus | None:
     """An operator resumes a paused (or warned) tenant; None when it was neither.
 
-    The held mail is released, new mail is accepted again, and the tenant is judged
+    The held mail goes out again, new mail is accepted again, and the tenant is judged
     only on outcomes from now on: it needs the minimum volume again before a verdict.
     """
     at = time.time() if now is None else now
@@ -222,7 +222,7 @@ class Reputation:
         self.node_id = node_id
         self.metrics = metrics
         self.on_hold = on_hold
-        """Called with (tenant id, held) when a tenant's queues are held or released."""
+        """Called with (tenant id, held) when a tenant's queues are held or their hold lifted."""
         self.thresholds = Thresholds.from_config(config)
         self.width = bucket_width(config.window)
         self._pending: dict[tuple[str, str, float], list[int]] = {}
@@ -348,8 +348,8 @@ class Reputation:
         return status
 
     def _apply(self, statuses: Mapping[str, TenantStatus]) -> None:
-        """Take ``statuses`` as current: hold the queues of paused tenants, release the
-        others."""
+        """Take ``statuses`` as current: hold the queues of paused tenants, lift the hold
+        of the others."""
         self._statuses = dict(statuses)
         paused = {tid for tid, s in statuses.items() if s.status == PAUSED}
         for tid in sorted(paused - self._held):
@@ -403,7 +403,7 @@ class Reputation:
 
     async def refresh(self, tenant_id: str) -> None:
         """Read one tenant's status from the store and apply it now (after an operator
-        changed it on this node): its queues are held or released, its mail refused or
+        changed it on this node): its queues are held or resumed, its mail refused or
         accepted, without waiting for the next evaluation."""
         rows = await self.store.tenant_statuses(tenant_id)
         statuses = dict(self._statuses)

@@ -1,9 +1,13 @@
-"""SMTP: the outbound client, wire helpers and the named replies of postline's servers.
+"""SMTP, the protocol alone: the outbound client, wire helpers, the server base and replies.
 
 ``postline.smtp.client`` speaks SMTP to other servers (pure protocol, no queue
 knowledge); ``postline.smtp.wire`` holds the pure parsing and encoding helpers and the
 client's exception tree; ``postline.smtp.replies`` names every reply line postline's
-own servers send.
+own servers send; ``postline.smtp.server`` is the aiosmtpd base those servers share
+(enhanced codes, AUTH and its lockout, connection limits and session timeouts for
+hostile clients). Nothing here knows tenants, ingest, the store or feedback: the servers
+themselves are front doors (``postline.submission``, ``postline.inbound``). The server
+base is not imported here, so the client does not load aiosmtpd.
 """
 
 from postline.smtp import replies

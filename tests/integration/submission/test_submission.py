@@ -226,9 +226,9 @@ LOCKOUT = "auth_lockout_failures = 4\nauth_lockout_address_failures = 6"
 async def test_password_guessing_is_slowed_and_cut_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from postline.smtp.server import base
+    from postline.smtp import server
 
-    monkeypatch.setattr(base, "AUTH_FAILURE_DELAY", 0.05)
+    monkeypatch.setattr(server, "AUTH_FAILURE_DELAY", 0.05)
     async with running_node(
         tmp_path, "[delivery]\nenabled = false\n", submission_extra=LOCKOUT
     ) as node:
@@ -256,9 +256,9 @@ async def test_password_guessing_is_slowed_and_cut_off(
 async def test_one_users_failures_do_not_lock_out_another_user(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from postline.smtp.server import base
+    from postline.smtp import server
 
-    monkeypatch.setattr(base, "AUTH_FAILURE_DELAY", 0.05)
+    monkeypatch.setattr(server, "AUTH_FAILURE_DELAY", 0.05)
     async with running_node(
         tmp_path, "[delivery]\nenabled = false\n", submission_extra=LOCKOUT
     ) as node:
@@ -282,9 +282,9 @@ async def test_one_users_failures_do_not_lock_out_another_user(
 async def test_trusted_networks_are_never_locked_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from postline.smtp.server import base
+    from postline.smtp import server
 
-    monkeypatch.setattr(base, "AUTH_FAILURE_DELAY", 0.05)
+    monkeypatch.setattr(server, "AUTH_FAILURE_DELAY", 0.05)
     sub = f"{LOCKOUT}\ntrusted_networks = ['127.0.0.0/8']\ntrusted_tenant = 'relay'"
     store = SQLiteStore(tmp_path / "data" / "postline.db")
     await store.open()

@@ -8,7 +8,7 @@ import pytest
 
 from postline.config import load_config
 from postline.errors import ConfigError
-from postline.smtp.server.base import with_enhanced
+from postline.smtp.server import with_enhanced
 from postline.units import format_duration, parse_duration, parse_size
 
 

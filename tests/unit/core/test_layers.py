@@ -13,10 +13,9 @@ ALLOWED: dict[str, set[str]] = {
     "postline.errors": set(),
     "postline.units": set(),
     "postline.config": {"errors", "units"},
-    "postline.smtp.wire": {"model", "errors"},
-    "postline.smtp.replies": {"model", "errors"},
-    "postline.smtp.client": {"model", "errors"},
-    "postline.smtp.server": {"model", "errors", "config", "ingest", "store", "tenants", "metrics"},
+    # SMTP is protocol alone (client, wire, replies, the aiosmtpd server base): no queue,
+    # tenant, store or feedback knowledge; the servers built on it are front doors.
+    "postline.smtp": {"model", "errors"},
     "postline.dns": {"model", "errors"},
     "postline.store": {"model", "errors", "config"},
     "postline.throttle": {"model", "errors", "units"},
@@ -64,6 +63,10 @@ ALLOWED: dict[str, set[str]] = {
         "webhooks",
         "dashboard",
     },
+    # The SMTP front doors, beside the API: submission hands mail to ingest, inbound
+    # stores what comes back for feedback to process.
+    "postline.submission": {"config", "errors", "ingest", "metrics", "smtp", "store", "tenants"},
+    "postline.inbound": {"bounce", "errors", "feedback", "metrics", "model", "smtp", "store"},
     # The operator dashboard acts and reads only through the control layer: no store.
     "postline.dashboard": {"control", "config", "errors", "model", "units"},
     "postline.activity": {"model", "store"},
@@ -90,13 +93,16 @@ ALLOWED: dict[str, set[str]] = {
         "model",
         "errors",
         "config",
-        "smtp",
         "store",
         "ingest",
         "metrics",
         "keyfile",
     },
 }
+# The front doors (HTTP API, SMTP submission, inbound SMTP) are wired by the composition
+# root and the CLI; no library package imports one.
+FRONT_DOORS = {"api", "submission", "inbound"}
+WIRING = {"postline.runtime", "postline.cli"}
 # Exceptions that are entry points, not library code.
 ENTRY_POINTS = {"postline.sim.__main__"}
 
@@ -134,6 +140,45 @@ def test_packages_import_only_what_the_layout_allows() -> None:
                 continue
             package = imported.split(".")[1]
             if package != own and package not in ALLOWED[rule]:
+                problems.append(f"{name} imports {imported}")
+    assert problems == []
+
+
+def test_smtp_is_protocol_only() -> None:
+    above = {
+        "api",
+        "control",
+        "deliver",
+        "feedback",
+        "inbound",
+        "ingest",
+        "limits",
+        "store",
+        "submission",
+        "tenants",
+        "config",
+        "metrics",
+    }
+    problems = [
+        f"{name} imports {imported}"
+        for name, tree in _modules()
+        if name == "postline.smtp" or name.startswith("postline.smtp.")
+        for imported in _imports(tree)
+        if imported.startswith("postline.") and imported.split(".")[1] in above
+    ]
+    assert problems == []
+    # The rule above is what the layout test enforces too; keep the two in step.
+    assert not ALLOWED["postline.smtp"] & above
+
+
+def test_only_the_composition_root_and_the_cli_import_a_front_door() -> None:
+    problems = []
+    for name, tree in _modules():
+        own = name.split(".")[1] if "." in name else name
+        if own in FRONT_DOORS or any(name == w or name.startswith(w + ".") for w in WIRING):
+            continue
+        for imported in _imports(tree):
+            if imported.startswith("postline.") and imported.split(".")[1] in FRONT_DOORS:
                 problems.append(f"{name} imports {imported}")
     assert problems == []
 

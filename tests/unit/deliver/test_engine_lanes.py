@@ -246,7 +246,7 @@ async def test_a_round_splits_the_lanes_room_over_its_queues_in_turn(
     (first,) = node.store.lease_calls
     ring = [k for k, _ in first]  # the order the queues joined the lane's ring
     assert sorted(ring) == sorted(keys) and [n for _, n in first] == [10] * 5
-    await _until(lambda: engine.held_count == 50)
+    await _until(lambda: engine.leased_count == 50)
     # A quarter of the buffer (12) is free (11 sent, the 12th on the wire): the next
     # round gives it to the queues where the last one stopped, a quantum (10) at a time.
     node.let_through(11)
@@ -261,7 +261,7 @@ async def test_a_round_splits_the_lanes_room_over_its_queues_in_turn(
     assert node.store.lease_calls[3] == [(ring[4], 10), (ring[0], 2)]
     # Everything goes out in the end, once each.
     node.let_through(1000)
-    await _until(lambda: engine.recorder.written == 200 and engine.held_count == 0)
+    await _until(lambda: engine.recorder.written == 200 and engine.leased_count == 0)
     assert sorted(r for rcpts in node.sent for r in rcpts) == sorted(
         f"u{i}@a.test" for i in range(40) for _ in tenants
     )
@@ -282,20 +282,20 @@ async def test_the_node_never_holds_more_than_max_leased(make: Callable[..., Any
     async def watch() -> None:
         nonlocal most
         while True:
-            most = max(most, engine.held_count)
+            most = max(most, engine.leased_count)
             await asyncio.sleep(0.002)
 
     watcher = asyncio.create_task(watch())
     try:
         engine.notify(keys)
-        await _until(lambda: engine.held_count == 100)
+        await _until(lambda: engine.leased_count == 100)
         await asyncio.sleep(0.3)
         # The budget, not the lane, bounded the round: 20 for each of the five queues.
         (first,) = node.store.lease_calls
         assert sorted(first) == sorted((k, 20) for k in keys)
-        assert engine.held_count == 100 and engine.budget() == 0
+        assert engine.leased_count == 100 and engine.budget() == 0
         node.let_through(1000)
-        await _until(lambda: engine.recorder.written == 200 and engine.held_count == 0)
+        await _until(lambda: engine.recorder.written == 200 and engine.leased_count == 0)
     finally:
         watcher.cancel()
     assert most == 100
@@ -326,11 +326,11 @@ async def test_a_suspended_bucket_defers_the_implicit_sources_work_and_releases_
     (tenant,) = await _tenants(node, 1)
     key = await node.enqueue(tenant, "c.test", 3)
     engine.notify([key])
-    await _until(lambda: engine.held_count == 3)
+    await _until(lambda: engine.leased_count == 3)
     await _until(lambda: sum(len(s.buffer) for s in engine.sites) == 2)
     site = next(s for s in engine.sites if s.buffer)
     engine.suspend(site, 120.0, [])
-    assert not site.buffer and engine.held(site)
+    assert not site.buffer and engine.barred(site)
     await _until(lambda: engine.recorder.written == 2)
     states = []
     for i in range(3):

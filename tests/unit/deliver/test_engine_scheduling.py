@@ -133,7 +133,7 @@ async def test_a_queue_due_now_is_leased_sent_and_recorded(node: Node) -> None:
     await _until(lambda: node.engine.recorder.written == 2)
     assert node.sent == [("s@y.test", ["a@x.test", "b@x.test"])]
     assert node.hosts[0] == Host("192.0.2.1", "192.0.2.1", 25)
-    await _until(lambda: node.engine.held_count == 0)
+    await _until(lambda: node.engine.leased_count == 0)
     view = await node.store.get_message(node.tenant, "m1")
     assert view is not None
     assert {r.state.value for r in view.recipients} == {"delivered"}
@@ -148,7 +148,7 @@ async def test_a_deferral_waits_in_the_timers_until_its_retry(node: Node) -> Non
     await _until(lambda: key in node.engine.due.wakeups)
     at = node.engine.due.wakeups.next_at()
     assert at is not None and at >= before + node.engine.policy.first * 0.99
-    assert node.engine.held_count == 0
+    assert node.engine.leased_count == 0
 
 
 async def test_a_scheduled_send_is_not_leased_before_its_time(node: Node) -> None:
@@ -158,7 +158,7 @@ async def test_a_scheduled_send_is_not_leased_before_its_time(node: Node) -> Non
     at = node.engine.due.wakeups.next_at()
     assert key in node.engine.due.wakeups and at is not None and abs(at - later) < 1.0
     await asyncio.sleep(0.2)
-    assert node.sent == [] and node.engine.held_count == 0
+    assert node.sent == [] and node.engine.leased_count == 0
     # Due now: it enters at once and goes out.
     node.engine.schedule(key, time.time())
     assert key not in node.engine.due.wakeups
@@ -170,7 +170,7 @@ async def test_a_paused_queue_waits_and_enters_again_when_resumed(node: Node) ->
     node.engine.set_paused(node.tenant, "x.test", True)
     node.engine.notify([key])
     await asyncio.sleep(0.3)
-    assert node.sent == [] and node.engine.held_count == 0
+    assert node.sent == [] and node.engine.leased_count == 0
     await node.store.set_paused(node.tenant, "x.test", False, now=time.time())
     node.engine.set_paused(node.tenant, "x.test", False)  # enters as due now
     await _until(lambda: node.engine.recorder.written == 1)

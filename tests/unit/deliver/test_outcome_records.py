@@ -7,10 +7,10 @@ import random
 from postline.deliver.outcome import (
     Attempt,
     attempt_record,
+    deferred_records,
     dns_reply,
     expired_records,
-    held_back,
-    released_records,
+    handed_back_records,
     suspended_reply,
 )
 from postline.deliver.work import Host, WorkItem
@@ -154,14 +154,14 @@ def test_records_without_an_attempt() -> None:
     expired = expired_records(item, item.recipients[:1], now=NOW, max_age=86400, owner="n")
     assert [(r.idx, r.state, r.counted) for r in expired] == [(0, RecipientState.EXPIRED, False)]
     assert expired[0].text == "not delivered within 1d"
-    held = held_back(
+    deferred = deferred_records(
         item, suspended_reply(30), now=NOW, until=NOW + 30, data={"reason": "x"}, owner="n"
     )
-    assert [(r.state, r.event, r.next_attempt_at, r.counted) for r in held] == [
+    assert [(r.state, r.event, r.next_attempt_at, r.counted) for r in deferred] == [
         (RecipientState.QUEUED, EventType.DEFERRED, NOW + 30, False)
     ] * 2
-    assert held[0].data == {"reason": "x"} and held[0].code == 451
-    back = list(released_records([item], now=NOW, owner="n"))
+    assert deferred[0].data == {"reason": "x"} and deferred[0].code == 451
+    back = list(handed_back_records([item], now=NOW, owner="n"))
     assert [(r.event, r.next_attempt_at, r.counted, r.code) for r in back] == [
         (None, NOW, False, None)
     ] * 2

@@ -140,7 +140,7 @@ class Port:
     ) -> None:
         self.settled.append((item, list(replies), host))
 
-    def release(self, items: Sequence[WorkItem], *, now: float) -> None:
+    def hand_back(self, items: Sequence[WorkItem], *, now: float) -> None:
         self.released.extend(items)
 
     def record(self, records: Iterable[AttemptRecord]) -> None:
@@ -155,7 +155,7 @@ class Port:
         if self.sites is not None:
             self.released.extend(self.sites.suspend(site.bucket, time.time() + seconds))
 
-    def held(self, site: SiteRef) -> bool:
+    def barred(self, site: SiteRef) -> bool:
         now = time.time()
         suspended = self.sites is not None and self.sites.suspended_until(site.bucket) > now
         return site.down_until > now or suspended
@@ -235,7 +235,7 @@ async def test_no_host_talks_everything_buffered_shares_the_failure() -> None:
     for _, replies, host in port.settled:
         assert host is None and replies[0].code == 421 and replies[0].transient
     assert site.down_until > time.time()
-    assert port.held(site) and site.room() == 0
+    assert port.barred(site) and site.room() == 0
 
 
 async def test_room_follows_the_buffer_and_draining_wakes_admission() -> None:
@@ -317,7 +317,7 @@ async def test_a_throttling_reply_holds_the_site_and_hands_back_what_it_buffered
     assert sorted(i.message.id for i in port.released) == ["m1", "m2", "m3", "m4"]
     assert not site.buffer
     assert sites.suspended_until(site.bucket) > time.time() + 50
-    assert port.held(site) and site.room() == 0
+    assert port.barred(site) and site.room() == 0
     await _until(lambda: not site.workers)
     assert len(port.connections) == 1 and port.connections[0].ended == "quit"
     assert sum(len(c.sent) for c in port.connections) == 1

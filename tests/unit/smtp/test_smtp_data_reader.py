@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postline.smtp.server.base import PostlineSMTP
+from postline.smtp.server import PostlineSMTP
 
 
 async def read(data: bytes, limit: int, cuts: list[int]) -> tuple[bytes | None, bytes]:

@@ -197,7 +197,7 @@ async def suspend(body: AdminQueueSuspendIn, ctl: Control) -> AdminQueueActionOu
     return out
 
 
-@router.post("/queues/resume", responses=_ACTION, summary="Release the selected queues")
+@router.post("/queues/resume", responses=_ACTION, summary="Resume the selected queues")
 async def resume(body: AdminQueueResumeIn, ctl: Control) -> AdminQueueActionOut:
     """Lifts the suspension of the selection; a domain or a provider alone also ends its
     reroute."""

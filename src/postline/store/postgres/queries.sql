@@ -830,7 +830,7 @@ SET status = excluded.status, reason = excluded.reason, changed_at = excluded.ch
 INSERT INTO queue_pauses (tenant_id, domain, paused_at, reason) VALUES ($1, '*', $2, $3)
 ON CONFLICT (tenant_id, domain) DO UPDATE SET reason = excluded.reason;
 
--- name: release_tenant
+-- name: lift_tenant_hold
 DELETE FROM queue_pauses WHERE tenant_id = $1 AND domain = '*';
 
 -- name: add_sender_domain

@@ -255,7 +255,7 @@ class PostgresTenants(PostgresCore):
                 if t.status == "paused":
                     await conn.execute(_Q["hold_tenant"], t.tenant_id, t.changed_at, t.reason)
                 else:
-                    await conn.execute(_Q["release_tenant"], t.tenant_id)
+                    await conn.execute(_Q["lift_tenant_hold"], t.tenant_id)
                 if event is not None:
                     await conn.execute(
                         _Q["append_events"],

@@ -600,7 +600,7 @@ INSERT INTO queue_pauses (tenant_id, domain, paused_at, reason)
 VALUES (:tenant_id, '*', :changed_at, :reason)
 ON CONFLICT (tenant_id, domain) DO UPDATE SET reason = excluded.reason;
 
--- name: release_tenant
+-- name: lift_tenant_hold
 DELETE FROM queue_pauses WHERE tenant_id = :tenant_id AND domain = '*';
 
 -- name: add_sender_domain

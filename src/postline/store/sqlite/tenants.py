@@ -256,7 +256,7 @@ class SQLiteTenants(SQLiteCore):
                 if (row[0] if row else "ok") not in wanted:
                     return False
             conn.execute(_Q["set_tenant_status"], params)
-            hold = "hold_tenant" if status.status == "paused" else "release_tenant"
+            hold = "hold_tenant" if status.status == "paused" else "lift_tenant_hold"
             conn.execute(_Q[hold], params)
             if event is not None:
                 conn.execute(

@@ -96,7 +96,7 @@ async def pause(
     "/queues/{domain}/resume",
     response_model=QueueOut,
     responses={401: {"model": ProblemOut}, 422: {"model": ProblemOut}},
-    summary="Release held mail to a domain",
+    summary="Resume held mail to a domain",
 )
 async def resume(
     domain: str, request: Request, tenant: Annotated[Tenant, require("send")]

@@ -62,7 +62,7 @@ from postline.smtp.replies import (
     S554_QUOTA_EXCEEDED,
     S554_TRANSACTION_FAILED,
 )
-from postline.smtp.server.base import (
+from postline.smtp.server import (
     AuthFailures,
     AuthUnavailable,
     ConnectionLimits,

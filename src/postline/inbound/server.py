@@ -39,7 +39,7 @@ from postline.smtp.replies import (
     S550_NO_SUCH_USER,
     S550_RELAY_DENIED,
 )
-from postline.smtp.server.base import (
+from postline.smtp.server import (
     ConnectionLimits,
     EhloExtensions,
     PostlineSMTP,

@@ -1,4 +1,5 @@
-"""The aiosmtpd protocol as postline's servers use it.
+"""The aiosmtpd protocol as postline's servers use it (the submission and inbound front
+doors, :mod:`postline.submission` and :mod:`postline.inbound`); protocol only.
 
 * Every reply carries an RFC 3463 enhanced status code: aiosmtpd writes some of its
   own replies without one (``503 Error: need MAIL command``); :meth:`push` adds the

@@ -1,1 +1,0 @@
-"""postline's SMTP servers (thin aiosmtpd handlers)."""
