@@ -12,8 +12,9 @@ is set: CI must never skip the fleet tests, so there they fail.
 ``RedisSentinel(service, master)`` runs a sentinel (``redis-server --sentinel``) that
 watches ``master`` under ``service`` alone (quorum 1), with short failure timings.
 
-Fixtures (import them into a ``conftest.py`` or test module): ``redis_server`` (session)
-and ``redis_url`` (the session server's URL).
+Fixtures (import them into a ``conftest.py`` or test module): ``redis_server`` (session),
+``redis_url`` (the session server's URL) and ``redis_sentinel_url`` (the same server as
+the master of a sentinel).
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from types import TracebackType
 
 import pytest
 
-__all__ = ["RedisSentinel", "RedisServer", "redis_server", "redis_url", "require_redis"]
+__all__ = [
+    "RedisSentinel",
+    "RedisServer",
+    "redis_sentinel_url",
+    "redis_server",
+    "redis_url",
+    "require_redis",
+]
 
 
 def _free_port() -> int:
@@ -234,3 +242,12 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of the session's Redis server; tests use fresh keys instead of cleaning."""
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_url(redis_server: RedisServer) -> Iterator[str]:
+    """A ``redis+sentinel://`` URL whose master is the session's server (one sentinel
+    that never fails it over: there is no replica, and it waits 10 s before thinking the
+    master down, longer than a busy test machine stalls it)."""
+    with RedisSentinel("session", redis_server, down_after=10.0) as sentinel:
+        yield sentinel.url

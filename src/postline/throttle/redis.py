@@ -46,6 +46,16 @@ second, capped backoff), and report the backend as not ready (``/readyz``, metri
 Releasing a lease may fail too: the lease then expires after its ``ttl`` by itself. A call
 whose reply was lost may have been applied (one retry on a broken connection): the error
 is on the safe side (a message counted twice, a slot held until its lease expires).
+
+**Sentinel** (``redis+sentinel://sentinel:26379,.../<service>``, ``postline.redisurl``).
+Every new connection asks the sentinels where the master of ``<service>`` is (new
+connections opened together share one question); the pool is the same blocking pool of
+``_POOL_SIZE`` connections. While the master is down and no replica is promoted yet,
+calls fail with ``ThrottleUnavailable`` like any outage (the sentinels knowing no master
+included); a connection that meets a demoted master (``READONLY``) is dropped and the
+sentinels asked again. The promoted replica has its own run_id, so the fencing below
+treats a failover as a new epoch. Redis Cluster is refused (see the last paragraph).
+
 **Fencing connection slots** (``quarantine=True``, which every node of a fleet runs). A
 Redis that comes back empty (restart without persistence), from an old snapshot, as a
 promoted replica that missed the last writes, or as another server behind the same
@@ -121,7 +131,8 @@ _SCRIPTS = (
 )
 
 # Failures that mean "not now" rather than "wrong": the server is down, unreachable,
-# loading, a replica after a failover, out of memory, or its cluster is changing. (MOVED
+# loading, a replica after a failover, out of memory, or its cluster is changing; the
+# sentinels know no master (``MasterNotFoundError`` is a ``ConnectionError``). (MOVED
 # and ASK are not among them: this client does not follow cluster redirections, so they
 # mean a configuration to fix.)
 _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -217,7 +228,8 @@ class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionP
 
     async def get_master_address(self) -> Any:
         if self._asking is None or self._asking.done():
-            self._asking = asyncio.ensure_future(super().get_master_address())
+            asking = super().get_master_address()  # type: ignore[no-untyped-call]
+            self._asking = asyncio.ensure_future(asking)
             # retrieved here, so a look-up whose callers were all cancelled logs nothing
             self._asking.add_done_callback(_retrieve)
         return await asyncio.shield(self._asking)
@@ -228,9 +240,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _pool(
-    target: RedisUrl, timeout: float
-) -> tuple[aioredis.ConnectionPool, Sentinel | None]:
+def _pool(target: RedisUrl, timeout: float) -> tuple[aioredis.ConnectionPool, Sentinel | None]:
     """The connection pool of ``target``, and the Sentinel client it asks, if any."""
     common: dict[str, Any] = {
         "socket_timeout": timeout,
