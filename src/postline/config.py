@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from postline.errors import ConfigError
+from postline.redisurl import redis_url
 from postline.units import parse_duration, parse_size
 
 __all__ = [
@@ -679,8 +680,11 @@ class RetryConfig(_Section):
 class ThrottleConfig(_Section):
     backend: str = Field(
         "memory",
-        description="'memory' (limits per node) or 'redis://host:port/db' (limits shared "
-        "by every node using that Redis).",
+        description="'memory' (limits per node), or limits shared by every node using one "
+        "Redis: 'redis://host:port/db' (also rediss://, unix://), or "
+        "'redis+sentinel://[user:password@]host:26379,host:26379/<service>[/db]' for a "
+        "master that Redis Sentinel fails over (docs/scaling.md). Redis Cluster is not "
+        "supported.",
     )
     decrease: float = Field(
         0.5, gt=0, lt=1, description="On a throttling reply the rate is multiplied by this."
@@ -716,6 +720,19 @@ class ThrottleConfig(_Section):
         "burst, connections, messages_per_connection, recipients_per_transaction "
         "(docs/throttles.md).",
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value == "memory":
+            return value
+        if "://" not in value:
+            raise ValueError(
+                f"{value!r}: use 'memory' or a Redis URL (redis://host:port/db, "
+                "redis+sentinel://host:26379,host:26379/<service>)"
+            )
+        redis_url(value)
+        return value
 
 
 class QueueConfig(_Section):

@@ -296,18 +296,13 @@ async def _throttle_backend(cfg: Config, share: WorkerShare) -> ThrottleBackend:
             # One node, several processes: the limits hold for all of them together.
             return SharedThrottleBackend(throttle_file(cfg), params)
         return MemoryThrottleBackend(params)
-    if t.backend.split(":", 1)[0] in ("redis", "rediss", "unix"):
-        from postline.throttle.redis import RedisThrottleBackend
+    # Any other value is a Redis URL that the configuration checked (postline.redisurl).
+    from postline.throttle.redis import RedisThrottleBackend
 
-        try:
-            return await RedisThrottleBackend.connect(
-                t.backend, params=params, quarantine=t.quarantine
-            )
-        except ThrottleError as exc:
-            raise ConfigError(f"throttle backend {t.backend}: {exc}") from exc
-    raise ConfigError(
-        f"throttle backend {t.backend!r} is not supported; use 'memory' or 'redis://host:port/db'"
-    )
+    try:
+        return await RedisThrottleBackend.connect(t.backend, params=params, quarantine=t.quarantine)
+    except ThrottleError as exc:
+        raise ConfigError(f"throttle backend {t.backend}: {exc}") from exc
 
 
 def _both(*observers: Callable[..., None]) -> Callable[..., None]:

@@ -28,7 +28,11 @@ from postline.throttle.memory import MemoryThrottleBackend
 from postline.throttle.redis import RedisThrottleBackend
 from postline.throttle.rules import Limits, ThrottleRules
 from postline.throttle.shared import SharedThrottleBackend
-from support.redisserver import redis_server, redis_url  # noqa: F401 (fixtures)
+from support.redisserver import (  # noqa: F401 (fixtures)
+    redis_sentinel_url,
+    redis_server,
+    redis_url,
+)
 
 ADAPTIVE = AdaptiveParams(
     decrease=0.5,
@@ -52,6 +56,12 @@ async def _redis(request: pytest.FixtureRequest) -> ThrottleBackend:
     return await RedisThrottleBackend.connect(request.getfixturevalue("redis_url"), params=ADAPTIVE)
 
 
+async def _sentinel(request: pytest.FixtureRequest) -> ThrottleBackend:
+    """The same server as ``redis``, found through a sentinel."""
+    url = request.getfixturevalue("redis_sentinel_url")
+    return await RedisThrottleBackend.connect(url, params=ADAPTIVE)
+
+
 async def _shared(request: pytest.FixtureRequest) -> ThrottleBackend:
     tmp_path: Path = request.getfixturevalue("tmp_path")
     return SharedThrottleBackend(tmp_path / "throttle.db", ADAPTIVE)
@@ -60,6 +70,7 @@ async def _shared(request: pytest.FixtureRequest) -> ThrottleBackend:
 FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Awaitable[ThrottleBackend]]] = {
     "memory": _memory,
     "redis": _redis,
+    "redis+sentinel": _sentinel,
     "shared": _shared,
 }
 

@@ -81,3 +81,18 @@ def test_two_listeners_on_one_address_are_reported(tmp_path: Path) -> None:
     expected = [f"submission.listen: cannot listen on {both}: Address already in use"]
     assert _problems(_postline("config", "check", "--config", str(config))) == expected
     assert _problems(_postline("serve", "--config", str(config))) == expected
+
+
+def test_a_sentinel_url_without_a_service_fails_check_with_the_fix(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        api="127.0.0.1:0",
+        submission="127.0.0.1:0",
+        extra='[throttle]\nbackend = "redis+sentinel://:s3cret@127.0.0.1:26379,127.0.0.1:26380"',
+    )
+    check = _postline("config", "check", "--config", str(config))
+    assert check.returncode == 2, (check.stdout, check.stderr)
+    assert "Traceback" not in check.stderr
+    assert "throttle.backend: the URL names no service" in check.stderr
+    assert "redis+sentinel://[user:password@]host1:26379,host2:26379/<service>" in check.stderr
+    assert "s3cret" not in check.stderr

@@ -8,8 +8,13 @@ a server.
 Without ``redis-server`` the fixtures skip, except when the environment variable ``CI``
 is set: CI must never skip the fleet tests, so there they fail.
 
-Fixtures (import them into a ``conftest.py`` or test module): ``redis_server`` (session)
-and ``redis_url`` (the session server's URL).
+``RedisServer(args=[...])`` adds options (``["--replicaof", host, port]`` for a replica);
+``RedisSentinel(service, master)`` runs a sentinel (``redis-server --sentinel``) that
+watches ``master`` under ``service`` alone (quorum 1), with short failure timings.
+
+Fixtures (import them into a ``conftest.py`` or test module): ``redis_server`` (session),
+``redis_url`` (the session server's URL) and ``redis_sentinel_url`` (the same server as
+the master of a sentinel).
 """
 
 from __future__ import annotations
@@ -20,13 +25,20 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import pytest
 
-__all__ = ["RedisServer", "redis_server", "redis_url", "require_redis"]
+__all__ = [
+    "RedisSentinel",
+    "RedisServer",
+    "redis_sentinel_url",
+    "redis_server",
+    "redis_url",
+    "require_redis",
+]
 
 
 def _free_port() -> int:
@@ -49,8 +61,9 @@ def require_redis() -> str:
 class RedisServer:
     """One ``redis-server`` process in a temp dir, listening on 127.0.0.1 only."""
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, *, args: Sequence[str] = ()) -> None:
         self.binary = binary or require_redis()
+        self.args = list(args)
         self.host = "127.0.0.1"
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -127,6 +140,7 @@ class RedisServer:
             str(self._tmp / "redis.log"),
             "--daemonize",
             "no",
+            *self.args,
         ]
         self._proc = subprocess.Popen(
             args,
@@ -167,6 +181,56 @@ class RedisServer:
         proc.wait(timeout=10)
 
 
+class RedisSentinel(RedisServer):
+    """One sentinel watching ``master`` as ``service``, alone: quorum 1, so it fails the
+    master over by itself. It thinks a master down after ``down_after`` seconds without
+    an answer and gives a failover ``failover_timeout`` seconds."""
+
+    def __init__(
+        self,
+        service: str,
+        master: RedisServer,
+        *,
+        down_after: float = 0.5,
+        failover_timeout: float = 3.0,
+        binary: str | None = None,
+    ) -> None:
+        super().__init__(binary)
+        self.service = service
+        self.master = master
+        self.down_after = down_after
+        self.failover_timeout = failover_timeout
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://{self.host}:{self.port}/{self.service}"
+
+    def _spawn(self) -> None:
+        assert self._tmp is not None
+        # A sentinel rewrites its configuration file: one of its own, written anew per start.
+        conf = self._tmp / "sentinel.conf"
+        name = self.service
+        conf.write_text(
+            f"port {self.port}\n"
+            f"bind {self.host}\n"
+            f"dir {self._tmp}\n"
+            f"logfile {self._tmp / 'redis.log'}\n"
+            "daemonize no\n"
+            f"sentinel monitor {name} {self.master.host} {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {name} {round(self.down_after * 1000)}\n"
+            f"sentinel failover-timeout {name} {round(self.failover_timeout * 1000)}\n"
+            f"sentinel parallel-syncs {name} 1\n",
+            encoding="utf-8",
+        )
+        self._proc = subprocess.Popen(
+            [self.binary, str(conf), "--sentinel"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=str(self._tmp),
+        )
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """The session's Redis server (started once, shared by every test of the process)."""
@@ -178,3 +242,12 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of the session's Redis server; tests use fresh keys instead of cleaning."""
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_url(redis_server: RedisServer) -> Iterator[str]:
+    """A ``redis+sentinel://`` URL whose master is the session's server (one sentinel
+    that never fails it over: there is no replica, and it waits 10 s before thinking the
+    master down, longer than a busy test machine stalls it)."""
+    with RedisSentinel("session", redis_server, down_after=10.0) as sentinel:
+        yield sentinel.url

@@ -46,6 +46,16 @@ second, capped backoff), and report the backend as not ready (``/readyz``, metri
 Releasing a lease may fail too: the lease then expires after its ``ttl`` by itself. A call
 whose reply was lost may have been applied (one retry on a broken connection): the error
 is on the safe side (a message counted twice, a slot held until its lease expires).
+
+**Sentinel** (``redis+sentinel://sentinel:26379,.../<service>``, ``postline.redisurl``).
+Every new connection asks the sentinels where the master of ``<service>`` is (new
+connections opened together share one question); the pool is the same blocking pool of
+``_POOL_SIZE`` connections. While the master is down and no replica is promoted yet,
+calls fail with ``ThrottleUnavailable`` like any outage (the sentinels knowing no master
+included); a connection that meets a demoted master (``READONLY``) is dropped and the
+sentinels asked again. The promoted replica has its own run_id, so the fencing below
+treats a failover as a new epoch. Redis Cluster is refused (see the last paragraph).
+
 **Fencing connection slots** (``quarantine=True``, which every node of a fleet runs). A
 Redis that comes back empty (restart without persistence), from an old snapshot, as a
 promoted replica that missed the last writes, or as another server behind the same
@@ -80,6 +90,7 @@ record is one key for all buckets, so this backend does not run on Redis Cluster
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -93,9 +104,11 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from postline.errors import ThrottleError, ThrottleUnavailable
+from postline.redisurl import RedisUrl, redis_url
 from postline.throttle.adaptive import DEFAULT_PARAMS, AdaptiveParams, AdaptiveState
 from postline.throttle.base import QuotaWindow, ThrottleStatus
 from postline.throttle.keys import BackendKeys, backend_keys, group_rate_keys, quota_keys
@@ -118,7 +131,8 @@ _SCRIPTS = (
 )
 
 # Failures that mean "not now" rather than "wrong": the server is down, unreachable,
-# loading, a replica after a failover, out of memory, or its cluster is changing. (MOVED
+# loading, a replica after a failover, out of memory, or its cluster is changing; the
+# sentinels know no master (``MasterNotFoundError`` is a ``ConnectionError``). (MOVED
 # and ASK are not among them: this client does not follow cluster redirections, so they
 # mean a configuration to fix.)
 _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -198,10 +212,82 @@ _POOL_SIZE = 200
 """Connections to Redis per process: calls beyond them wait for one to be free."""
 
 
+class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """The master's connections, found through Sentinel, at most ``max_connections``:
+    a call waits (up to ``timeout``) for a free one, as with one server.
+
+    ``SentinelConnectionPool`` supplies the connections (each new one asks the sentinels
+    where the master is, and one that meets a demoted master disconnects), the blocking
+    pool ``get_connection`` / ``release``; neither overrides what the other defines.
+
+    New connections opened together (a burst after a failover, or at start) share one
+    question to the sentinels instead of asking one each: the sentinels' own clients
+    hold 100 connections, and a burst of 200 look-ups would fail on them."""
+
+    _asking: asyncio.Future[Any] | None = None
+
+    async def get_master_address(self) -> Any:
+        if self._asking is None or self._asking.done():
+            asking = super().get_master_address()  # type: ignore[no-untyped-call]
+            self._asking = asyncio.ensure_future(asking)
+            # retrieved here, so a look-up whose callers were all cancelled logs nothing
+            self._asking.add_done_callback(_retrieve)
+        return await asyncio.shield(self._asking)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _pool(target: RedisUrl, timeout: float) -> tuple[aioredis.ConnectionPool, Sentinel | None]:
+    """The connection pool of ``target``, and the Sentinel client it asks, if any."""
+    common: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "client_name": "postline-throttle",
+    }
+    if not target.is_sentinel:
+        return (
+            aioredis.BlockingConnectionPool.from_url(
+                target.url,
+                max_connections=_POOL_SIZE,
+                timeout=timeout,
+                decode_responses=True,
+                retry=Retry(NoBackoff(), 1),
+                **common,
+            ),
+            None,
+        )
+    sentinel = Sentinel(
+        target.sentinels,
+        sentinel_kwargs={
+            **common,
+            "username": target.sentinel_username,
+            "password": target.sentinel_password,
+        },
+    )
+    pool = _BlockingSentinelPool(  # type: ignore[no-untyped-call]  # redis-py's __init__
+        target.service,
+        sentinel,
+        max_connections=_POOL_SIZE,
+        timeout=timeout,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        decode_responses=True,
+        retry=Retry(NoBackoff(), 1),
+        **common,
+    )
+    return pool, sentinel
+
+
 class RedisThrottleBackend:
     """``ThrottleBackend`` on Redis; see the module docstring.
 
-    ``url`` is a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``).
+    ``url`` is a redis-py URL (``redis://host:port/db``, ``rediss://``, ``unix://``) or
+    ``redis+sentinel://host:26379,host:26379/<service>[/db]``: the master that Sentinel
+    names, asked again on every new connection (``postline.redisurl``).
     ``clock``: None (the default) uses the server's ``TIME``; a callable supplies the time
     instead. ``key_prefix`` starts every record name (``postline:throttle:{key}:rate``).
     ``timeout`` bounds connecting and each reply, so a hung server fails a call instead of
@@ -222,6 +308,10 @@ class RedisThrottleBackend:
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
+        try:
+            target = redis_url(url)
+        except ValueError as exc:
+            raise ThrottleError(f"throttle backend URL: {exc}") from None
         self.params = params
         self.key_prefix = key_prefix
         self.quarantine = quarantine
@@ -234,16 +324,7 @@ class RedisThrottleBackend:
         self._clock = clock
         # A call waits (up to ``timeout``) for a free connection rather than failing
         # when all of them are busy: a burst of calls is not an outage.
-        self._pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=_POOL_SIZE,
-            timeout=timeout,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-            client_name="postline-throttle",
-        )
+        self._pool, self._sentinel = _pool(target, timeout)
         self._client = aioredis.Redis(connection_pool=self._pool)
         self._scripts = _scripts()
         p = params
@@ -508,3 +589,5 @@ class RedisThrottleBackend:
         self._held.clear()
         await self._client.aclose()
         await self._pool.disconnect()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()

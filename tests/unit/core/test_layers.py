@@ -12,13 +12,14 @@ ALLOWED: dict[str, set[str]] = {
     "postline.model": set(),
     "postline.errors": set(),
     "postline.units": set(),
-    "postline.config": {"errors", "units"},
+    "postline.redisurl": set(),
+    "postline.config": {"errors", "units", "redisurl"},
     # SMTP is protocol alone (client, wire, replies, the aiosmtpd server base): no queue,
     # tenant, store or feedback knowledge; the servers built on it are front doors.
     "postline.smtp": {"model", "errors"},
     "postline.dns": {"model", "errors"},
     "postline.store": {"model", "errors", "config"},
-    "postline.throttle": {"model", "errors", "units"},
+    "postline.throttle": {"model", "errors", "units", "redisurl"},
     "postline.schedule": {"model"},
     "postline.ingest": {"model", "errors", "store", "metrics"},
     "postline.deliver": {
