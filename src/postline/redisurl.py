@@ -26,10 +26,11 @@ instead (never quoting a password).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
-__all__ = ["SENTINEL_PORT", "RedisUrl", "redis_url"]
+__all__ = ["SENTINEL_PORT", "RedisUrl", "redis_url", "shown"]
 
 SENTINEL_PORT = 26379
 """The port of a sentinel that the URL names without one."""
@@ -149,3 +150,12 @@ def redis_url(url: str) -> RedisUrl:
         sentinel_username=options.get("sentinel_username") or None,
         sentinel_password=options.get("sentinel_password") or None,
     )
+
+
+_USERINFO_SECRET = re.compile(r"(?<=://)([^:@/]*):[^@/]*@")
+_OPTION_SECRET = re.compile(r"((?:^|[?&])sentinel_password=)[^&]*")
+
+
+def shown(url: str) -> str:
+    """``url`` as it may be logged or shown: its passwords replaced by ``***``."""
+    return _OPTION_SECRET.sub(r"\1***", _USERINFO_SECRET.sub(r"\1:***@", url))

@@ -297,12 +297,13 @@ async def _throttle_backend(cfg: Config, share: WorkerShare) -> ThrottleBackend:
             return SharedThrottleBackend(throttle_file(cfg), params)
         return MemoryThrottleBackend(params)
     # Any other value is a Redis URL that the configuration checked (postline.redisurl).
+    from postline.redisurl import shown
     from postline.throttle.redis import RedisThrottleBackend
 
     try:
         return await RedisThrottleBackend.connect(t.backend, params=params, quarantine=t.quarantine)
     except ThrottleError as exc:
-        raise ConfigError(f"throttle backend {t.backend}: {exc}") from exc
+        raise ConfigError(f"throttle backend {shown(t.backend)}: {exc}") from exc
 
 
 def _both(*observers: Callable[..., None]) -> Callable[..., None]:

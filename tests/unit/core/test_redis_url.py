@@ -69,3 +69,15 @@ def test_memory_and_a_word_that_is_no_url() -> None:
     assert load_config(text='[throttle]\nbackend = "memory"\n', environ={}).throttle.backend
     with pytest.raises(ConfigError, match="use 'memory' or a Redis URL"):
         load_config(text='[throttle]\nbackend = "redis"\n', environ={})
+
+
+def test_a_url_is_shown_without_its_passwords() -> None:
+    from postline.redisurl import shown
+
+    assert shown("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert shown("redis://app:s3cret@h:1/0") == "redis://app:***@h:1/0"
+    assert (
+        shown("redis+sentinel://app:pw@s1:26379,s2/mymaster?sentinel_password=x&x=1")
+        == "redis+sentinel://app:***@s1:26379,s2/mymaster?sentinel_password=***&x=1"
+    )
+    assert shown("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
