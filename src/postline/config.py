@@ -316,14 +316,16 @@ class SubmissionConfig(_Section):
     max_connections_per_ip: int = Field(
         20,
         ge=1,
-        description="Most concurrent connections from one client address (per worker "
-        "process); more get '421 4.7.0 Too many connections from your address'. "
+        description="Most concurrent connections from one client address (over all "
+        "the node's worker processes); more get "
+        "'421 4.7.0 Too many connections from your address'. "
         "trusted_networks are exempt.",
     )
     max_connections: int = Field(
         1000,
         ge=1,
-        description="Most concurrent connections in all (per worker process); more get "
+        description="Most concurrent connections in all (over all the node's worker "
+        "processes); more get "
         "'421 4.3.2'.",
     )
     auth_lockout_failures: int = Field(
@@ -855,13 +857,15 @@ class InboundConfig(_Section):
     max_connections_per_ip: int = Field(
         50,
         ge=1,
-        description="Most concurrent connections from one client address (per worker "
-        "process); more get '421 4.7.0 Too many connections from your address'.",
+        description="Most concurrent connections from one client address (over all "
+        "the node's worker processes); more get "
+        "'421 4.7.0 Too many connections from your address'.",
     )
     max_connections: int = Field(
         1000,
         ge=1,
-        description="Most concurrent connections in all (per worker process); more get "
+        description="Most concurrent connections in all (over all the node's worker "
+        "processes); more get "
         "'421 4.3.2'.",
     )
 

@@ -51,6 +51,7 @@ from postline.model.times import iso
 from postline.reputation import Reputation
 from postline.retention import Cleaner
 from postline.schedule.shares import WorkerShare
+from postline.smtp.node_counts import NodeConnections, WorkerCounts
 from postline.smtp.server import AuthFailures, SessionTimeouts
 from postline.store import Store, create_store
 from postline.submission.server import start_submission
@@ -209,6 +210,8 @@ class Listeners:
     api: socket.socket | None = None
     submission: socket.socket | None = None
     inbound: socket.socket | None = None
+    connections: NodeConnections | None = None
+    """The SMTP connections of every worker of the node, counted in shared memory."""
 
 
 def listen_settings(config: Config) -> list[tuple[str, str] | None]:
@@ -244,7 +247,8 @@ def bind_listeners(config: Config, *, api_reuse_port: bool = False) -> Listeners
         for sock in bound:
             sock.close()
         raise
-    return Listeners(*socks)
+    api, submission, inbound = socks
+    return Listeners(api, submission, inbound)
 
 
 def bind_beside(family: socket.AddressFamily, address: Any) -> socket.socket:
@@ -664,6 +668,10 @@ class Node:
                 raise ConfigError("the API server stopped during start-up")
             await asyncio.sleep(0.01)
 
+    def _node_counts(self, listener: str) -> WorkerCounts | None:
+        table = self.listeners.connections
+        return None if table is None else table.worker(listener, self.share.index)
+
     async def _start_submission(self, auth: KeyAuthenticator) -> None:
         cfg = self.config.submission
         assert self.ingestor is not None
@@ -683,6 +691,7 @@ class Node:
                 host=host,
                 port=port,
                 sock=self.listeners.submission,
+                node_counts=self._node_counts("submission"),
                 hostname=cfg.hostname or self.config.hostname,
                 ingestor=self.ingestor,
                 auth=auth,
@@ -713,6 +722,7 @@ class Node:
                 host=host,
                 port=port,
                 sock=self.listeners.inbound,
+                node_counts=self._node_counts("inbound"),
                 hostname=self.config.hostname,
                 max_message_size=inbound.max_message_size,
                 tls_context=tls_context(self.config),

@@ -12,7 +12,9 @@
 * SIGTERM drains: every worker finishes, writes its outcomes and hands back its leases, so
   a restart sends nothing twice;
 * connections are spread over the workers (each has sockets of its own on the node's
-  addresses), and while a killed worker is started again the others answer every new one.
+  addresses), and while a killed worker is started again the others answer every new one;
+* SMTP connection limits hold for the node: a client address gets no more connections from
+  two workers than ``max_connections_per_ip``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from postline.sim.recorder import peak_rate_of
 from postline.sim.runner import Simulator
 from postline.store import create_store
 from support.e2e import domain, sim_node_config
-from support.node import NodeProcess, cli_tenant, served, wait_for
+from support.node import NodeProcess, cli_tenant, node_toml, served, wait_for
 
 LEASE_TIME = 3.0
 
@@ -336,3 +338,33 @@ async def test_connections_are_spread_over_the_workers(tmp_path: Path) -> None:
             assert sum(held) == 16 and min(held) >= 1
     finally:
         await sim.stop()
+
+
+async def test_smtp_connection_limits_hold_for_the_whole_node(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        node_toml(
+            tmp_path / "data",
+            "[delivery]\nenabled = false",
+            top_extra="[node]\nworkers = 2",
+            submission_extra="max_connections_per_ip = 3",
+        )
+    )
+    key = await cli_tenant(config)
+    async with served(config, key) as (node, _):
+        host, port = node.ready["submission"].rsplit(":", 1)
+        # Opened at once, so that both workers take some (they accept on one socket).
+        opened = await asyncio.gather(
+            *(asyncio.open_connection(host, int(port)) for _ in range(12))
+        )
+        conns = [writer for _, writer in opened]
+        try:
+            greetings = [await asyncio.wait_for(r.readline(), 10) for r, _ in opened]
+            refused = [g for g in greetings if not g.startswith(b"220 ")]
+            assert refused == [b"421 4.7.0 Too many connections from your address\r\n"] * 9
+            held = [_connections_of(pid, int(port)) for pid in _workers(node)]
+            print(f"\n12 connections from one address, limit 3: held by the workers {held}")
+            assert sum(held) == 3
+        finally:
+            for writer in conns:
+                writer.close()

@@ -31,6 +31,7 @@ from postline.errors import StoreError
 from postline.feedback import unsubscribe
 from postline.metrics import Metrics
 from postline.model.ids import new_id
+from postline.smtp.node_counts import WorkerCounts
 from postline.smtp.replies import (
     S250_RECIPIENT_OK,
     S250_SENDER_OK,
@@ -167,9 +168,11 @@ async def start_inbound(
     timeouts: SessionTimeouts | None = None,
     max_connections_per_ip: int = 50,
     max_connections: int = 1000,
+    node_counts: WorkerCounts | None = None,
 ) -> asyncio.Server:
-    """Listen for reports on ``host:port`` (or on ``sock``) in the running loop."""
-    limits = ConnectionLimits(max_connections_per_ip, max_connections)
+    """Listen for reports on ``host:port`` (or on ``sock``) in the running loop;
+    ``node_counts`` makes the connection limits hold for every worker of the node."""
+    limits = ConnectionLimits(max_connections_per_ip, max_connections, node=node_counts)
     timeouts = timeouts or SessionTimeouts()
 
     def factory() -> PostlineSMTP:

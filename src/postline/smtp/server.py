@@ -40,6 +40,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException, syntax
 
+from postline.smtp.node_counts import WorkerCounts
 from postline.smtp.replies import S451_LOCAL_ERROR, S501_SYNTAX
 
 __all__ = [
@@ -244,15 +245,22 @@ class ConnectionLimits:
     :meth:`admit` counts a new connection, or says why it is refused: more than
     ``per_address`` from one address (not counted for addresses ``exempt`` says yes to,
     e.g. trusted networks), or more than ``total`` in all. :meth:`release` forgets it
-    when it closes. One process counts alone (each worker of a node has its own).
+    when it closes. With ``node`` (the workers of one node) the limits hold for the node:
+    every worker's connections are counted (:mod:`postline.smtp.node_counts`); without it
+    this process counts alone.
     """
 
     def __init__(
-        self, per_address: int, total: int, exempt: Callable[[str], bool] | None = None
+        self,
+        per_address: int,
+        total: int,
+        exempt: Callable[[str], bool] | None = None,
+        node: WorkerCounts | None = None,
     ) -> None:
         self.per_address = per_address
         self.total = total
         self._exempt = exempt
+        self._node = node
         self._open: dict[str, int] = {}
         self._count = 0
         self.refused = 0
@@ -263,15 +271,25 @@ class ConnectionLimits:
     def admit(self, address: str) -> str | None:
         """Count a connection from ``address``: None when it may go on, else the reply
         that refuses it (then it is not counted)."""
-        if self._count >= self.total:
+        node = self._node
+        if (self._count if node is None else node.total()) >= self.total:
             self.refused += 1
             return TOO_MANY_CONNECTIONS
         held = self._open.get(address, 0)
-        if held >= self.per_address and not (self._exempt is not None and self._exempt(address)):
-            self.refused += 1
-            return TOO_MANY_FROM_ADDRESS
+        bucket: int | None = None
+        if not (self._exempt is not None and self._exempt(address)):
+            if node is not None:
+                bucket = node.bucket(address)
+                seen = node.from_bucket(bucket)
+            else:
+                seen = held
+            if seen >= self.per_address:
+                self.refused += 1
+                return TOO_MANY_FROM_ADDRESS
         self._open[address] = held + 1
         self._count += 1
+        if node is not None:
+            node.add(bucket, 1)
         return None
 
     def release(self, address: str) -> None:
@@ -284,9 +302,13 @@ class ConnectionLimits:
         else:
             self._open[address] = held - 1
         self._count -= 1
+        node = self._node
+        if node is not None:
+            exempt = self._exempt is not None and self._exempt(address)
+            node.add(None if exempt else node.bucket(address), -1)
 
     def open(self, address: str | None = None) -> int:
-        """Connections open from ``address``, or in all."""
+        """Connections open from ``address``, or in all (at this process)."""
         return self._count if address is None else self._open.get(address, 0)
 
 

@@ -45,6 +45,7 @@ from postline.errors import (
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.ingest.service import Ingestor
 from postline.metrics import Metrics
+from postline.smtp.node_counts import WorkerCounts
 from postline.smtp.replies import (
     S250_OK,
     S250_RECIPIENT_OK,
@@ -284,8 +285,11 @@ async def start_submission(
     tls_context: ssl.SSLContext | None,
     trusted_tenant: Tenant | None,
     auth_failures: AuthFailures | None = None,
+    node_counts: WorkerCounts | None = None,
 ) -> asyncio.Server:
     """Listen for submission on ``host:port`` (or on ``sock``) in the running loop.
+
+    ``node_counts`` makes the connection limits hold for every worker of the node.
 
     ``auth_failures`` counts failed AUTH and locks clients out (none when not given);
     clients in ``trusted_networks`` are neither counted nor locked out, nor held to
@@ -293,7 +297,10 @@ async def start_submission(
     """
     handler = SubmissionHandler(config, ingestor, metrics, hostname, trusted_tenant)
     limits = ConnectionLimits(
-        config.max_connections_per_ip, config.max_connections, exempt=handler.trusts
+        config.max_connections_per_ip,
+        config.max_connections,
+        exempt=handler.trusts,
+        node=node_counts,
     )
     timeouts = SessionTimeouts(
         idle=config.timeout, commands=config.command_time_limit, data=config.data_timeout

@@ -59,6 +59,7 @@ from postline.runtime import (
     worker_name,
 )
 from postline.schedule.shares import WorkerShare
+from postline.smtp.node_counts import NodeConnections
 from postline.store import create_store
 from postline.throttle.shared import SharedThrottleBackend
 
@@ -132,6 +133,8 @@ class Supervisor:
         self.echo = echo
         self.workers = [_Worker(i) for i in range(count)]
         self.listeners = Listeners()  # the API socket of worker 0, the shared SMTP ones
+        # SMTP connections counted for the node (limits per address and in all).
+        self.connections = NodeConnections(count)
         self.api_address: tuple[socket.AddressFamily, Any] | None = None
 
     # -- start -------------------------------------------------------------------------
@@ -154,6 +157,8 @@ class Supervisor:
     def _fork(self, worker: _Worker) -> None:
         if worker.api is None and self.api_address is not None:
             worker.api = bind_beside(*self.api_address)
+        # The worker it replaces died: the kernel closed its SMTP connections.
+        self.connections.forget(worker.index)
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
         pid = os.fork()
@@ -169,7 +174,12 @@ class Supervisor:
                     if other is not worker and other.api is not None:
                         other.api.close()
                 share = WorkerShare(worker.index, self.count)
-                listeners = Listeners(worker.api, self.listeners.submission, self.listeners.inbound)
+                listeners = Listeners(
+                    worker.api,
+                    self.listeners.submission,
+                    self.listeners.inbound,
+                    self.connections,
+                )
                 code = _run_worker(self.config, share, listeners, write_fd)
             except BaseException:
                 log.exception("worker %d failed", worker.index, extra={"action": "workers.crash"})
