@@ -96,7 +96,20 @@ def schema_version() -> int:
     raise StoreError("schema.sql has no PRAGMA user_version")
 
 
-def _connect(path: Path, synchronous: str, *, readonly: bool = False) -> sqlite3.Connection:
+# Pages each connection keeps in its own cache, in KiB. The writer's is large: leasing,
+# outcomes and enqueues walk the queue's indexes, whose upper pages it keeps at any depth.
+# Readers look up single rows and read the counters; the checkpointer copies the log to
+# the database without the cache. Every connection fills its cache up to its size over
+# the first hours of a node's life (the operating system's page cache holds the file
+# too), so the sizes bound the node's memory: 64 + 2 × 8 + 1 MiB for each worker.
+WRITER_CACHE_KIB = 65536
+READER_CACHE_KIB = 8192
+CHECKPOINT_CACHE_KIB = 1024
+
+
+def _connect(
+    path: Path, synchronous: str, *, readonly: bool = False, cache_kib: int = WRITER_CACHE_KIB
+) -> sqlite3.Connection:
     if not readonly and not path.exists():
         # Messages, keys' hashes and addresses: readable by the node's user only. SQLite
         # gives the -wal and -shm files the permissions of the database file.
@@ -111,7 +124,7 @@ def _connect(path: Path, synchronous: str, *, readonly: bool = False) -> sqlite3
         # After a checkpoint the log file is cut back to this size (bounded disk use).
         conn.execute("PRAGMA journal_size_limit = 67108864")
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute(f"PRAGMA cache_size = -{cache_kib}")
     conn.execute("PRAGMA temp_store = MEMORY")
     if readonly:
         conn.execute("PRAGMA query_only = ON")
@@ -411,7 +424,7 @@ class _Checkpointer(threading.Thread):
 
     def run(self) -> None:
         try:
-            conn = _connect(self._path, self._synchronous)
+            conn = _connect(self._path, self._synchronous, cache_kib=CHECKPOINT_CACHE_KIB)
             conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error:
             log.exception("no checkpoint connection", extra={"action": "store.checkpoint"})
@@ -536,7 +549,7 @@ class SQLiteCore:
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, self._synchronous, readonly=True)
+            conn = _connect(self.path, self._synchronous, readonly=True, cache_kib=READER_CACHE_KIB)
             self._local.conn = conn
             with self._lock:
                 self._reader_conns.append(conn)
