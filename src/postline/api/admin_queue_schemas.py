@@ -269,7 +269,8 @@ class AdminUnroutedOut(BaseModel):
     reason: str = Field(
         description="'unknown': the answering worker does not know the route yet (looked "
         "up for the next view); 'failed': the lookup failed and 'reply' is what the "
-        "domain's mail gets."
+        "domain's mail gets; 'no-delivery': this node does not deliver ([delivery] enabled = "
+        "false)."
     )
     reply: str | None
     depth: int

@@ -126,7 +126,8 @@ class SiteQueues:
 @dataclass(frozen=True, slots=True)
 class UnroutedDomain:
     """A domain of the page without a site: its route is not known to the serving worker
-    (``unknown``) or its lookup failed (``failed``, with the reply its mail gets)."""
+    (``unknown``), its lookup failed (``failed``, with the reply its mail gets), or the
+    node does not deliver (``no-delivery``: ``[delivery] enabled = false``)."""
 
     queues: DomainQueues
     reason: str
@@ -142,17 +143,20 @@ class SitesPage:
     next_after: str | None
 
 
-def group_sites(page: Sequence[DomainQueues], view: Mapping[str, Any]) -> SitesPage:
+def group_sites(
+    page: Sequence[DomainQueues], view: Mapping[str, Any], *, unknown: str = "unknown"
+) -> SitesPage:
     """Group ``page``'s domains by the bucket ``view`` (an engine's ``sites_of`` answer)
-    routes them to: sites deepest first (then by key), unrouted domains in name order."""
+    routes them to: sites deepest first (then by key), unrouted domains in name order
+    (``unknown``: the reason given for a domain the view does not route)."""
     routes: Mapping[str, Mapping[str, Any]] = view.get("domains", {})
     buckets: Mapping[str, list[dict[str, Any]]] = view.get("buckets", {})
     sites: dict[str, SiteQueues] = {}
     unrouted: list[UnroutedDomain] = []
     for d in page:
-        route = routes.get(d.domain) or {"status": "unknown"}
+        route = routes.get(d.domain) or {"status": unknown}
         if route.get("status") != "routed":
-            status = "failed" if route.get("status") == "failed" else "unknown"
+            status = "failed" if route.get("status") == "failed" else unknown
             unrouted.append(UnroutedDomain(d, status, str(route.get("reply") or "")))
             continue
         key = str(route["key"])
@@ -194,5 +198,5 @@ async def list_sites(
     view: Mapping[str, Any] = {}
     if sites_of is not None and page:
         view = await sites_of([d.domain for d in page], ROUTE_WAIT if resolve else 0.0)
-    grouped = group_sites(page, view)
+    grouped = group_sites(page, view, unknown="unknown" if sites_of else "no-delivery")
     return SitesPage(grouped.sites, grouped.unrouted, grouped.domains, next_after)
