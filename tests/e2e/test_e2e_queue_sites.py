@@ -5,7 +5,8 @@ of ours with 2 connections and 10 messages a second) and one domain of its own, 
 deferring every attempt: ``GET /admin/v1/queues/sites`` gives the two one row, with their
 depth summed and the rule's limits and live throttle state, and the third a row of the
 catch-all rule; ``postline queue sites`` prints the same. A node that never routed a
-domain looks it up on demand within the view's time bound.
+domain looks it up on demand within the view's time bound. With two worker processes,
+either answers for every domain.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from typer.testing import CliRunner
 
 from postline.cli import app as cli_app
 from postline.control.tokens import generate_token, hash_token
+from postline.schedule.shares import WorkerShare
+from postline.sim.config import SimConfig
 from postline.sim.profiles import DomainSpec, MXHostSpec, Profile
-from support.e2e import domain, internet
-from support.node import api_client, wait_for
+from postline.sim.runner import Simulator
+from support.e2e import domain, internet, sim_node_config
+from support.node import api_client, cli_tenant, served, wait_for
 
 DEFERS = Profile(name="defers", transient_rate=1.0)
 BIG = (MXHostSpec("mx1.bigmail.test"),)
@@ -154,3 +158,65 @@ async def test_domains_of_one_mx_site_share_a_row(tmp_path: Path) -> None:
             assert "default:site=mx1.solo.test: solo.test\n" in out
             assert re.search(r"^bigmail\s+│ bigmail\s+│ 2\s+│ 5\s+│", out, re.M), out
             assert "worker 1 of 1" in result.stdout
+
+
+async def _admin_token(config: Path) -> str:
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli_app,
+        ["admin", "token", "create", "--config", str(config)],
+        env={"POSTLINE_URL": ""},
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()[-1]
+
+
+async def test_either_worker_of_a_node_answers_for_the_whole_node(tmp_path: Path) -> None:
+    """``[node] workers = 2``: the four domains are split over the workers by hash, and
+    whichever worker takes the request answers with all of them in one row (it looks up
+    the routes it does not know) and says it is the one that answered."""
+    names = [f"d{i}.bigmail-customer.test" for i in range(4)]
+    assert len({WorkerShare(0, 2).owner(n) for n in names}) == 2  # both workers own some
+    specs = [DomainSpec(n, mx=BIG, profile=DEFERS) for n in names]
+    sim = Simulator(SimConfig(domains=tuple(specs), seed=3))
+    await sim.start()
+    try:
+        extra = '[node]\nworkers = 2\nshutdown_timeout = "5s"'
+        config = sim_node_config(
+            tmp_path, sim, RULES, lease_time=5, scan_interval="500ms", extra=extra
+        )
+        key = await cli_tenant(config)
+        secret = await _admin_token(config)
+        async with served(config, key, 40.0) as (_, api):
+            r = await api.post(
+                "/v1/messages/batch",
+                json={
+                    "messages": [
+                        {"from": "s@postline.test", "to": [f"u@{n}"], "text": "hi"} for n in names
+                    ]
+                },
+            )
+            assert r.status_code == 202, r.text
+            answered: dict[int, dict[str, Any]] = {}
+            for _ in range(40):
+                # A new connection each time: the kernel spreads them over the workers.
+                async with httpx.AsyncClient(
+                    base_url=str(api.base_url),
+                    headers={"Authorization": f"Bearer {secret}"},
+                    timeout=30,
+                ) as admin:
+                    view = await _sites(admin)
+                if view["domains"] == 4 and not view["unrouted"]:
+                    answered[view["worker"]["index"]] = view
+                if len(answered) == 2:
+                    break
+            assert sorted(answered) == [0, 1]
+            for view in answered.values():
+                assert view["worker"]["count"] == 2
+                [row] = view["sites"]
+                assert (row["provider"], row["domains"], row["depth"]) == ("bigmail", 4, 4)
+                [state] = row["throttle"]
+                assert state["connection_limit"] == 2 and not state["unavailable"]
+            assert answered[0]["worker"]["node"] != answered[1]["worker"]["node"]
+    finally:
+        await sim.stop()
