@@ -645,6 +645,8 @@ class Node:
                 "pools_of": engine.pools_of if engine else None,
                 "wake_queue": (lambda t, d: engine.due.enter((t, d), 0.0)) if engine else None,
                 "reroutes_changed": engine.reroutes_changed if engine else None,
+                "sites_of": engine.sites_of if engine else None,
+                "worker": (self.share.index, self.share.count),
             },
         )
         app = create_app(ctx)

@@ -110,6 +110,13 @@ async def test_tenant_key_and_queue_commands_over_http(node: Node, tmp_path: Pat
     assert "example.test" in (await cli("queue", "ls")).stdout
     show = await cli("queue", "show", "example.test")
     assert acme_id in show.stdout and "2 queued" in show.stdout
+    # Per MX site: a node that does not deliver routes nothing, and says so.
+    sites = await cli.json("queue", "sites")
+    assert sites["sites"] == [] and sites["domains"] == 1
+    assert [(u["domain"], u["reason"], u["depth"]) for u in sites["unrouted"]] == [
+        ("example.test", "no-delivery", 2)
+    ]
+    assert "Not routed yet" in (await cli("queue", "sites")).stdout
     held = await cli.json("queue", "suspend", "--domain", "example.test", "--duration", "1h")
     assert held["count"] == 2 and held["until"]
     assert (await cli.json("queue", "show", "example.test"))["queues"][0]["suspended"] is True

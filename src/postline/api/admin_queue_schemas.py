@@ -16,8 +16,14 @@ __all__ = [
     "AdminQueuesOut",
     "AdminRerouteIn",
     "AdminRerouteOut",
+    "AdminSiteQueueOut",
+    "AdminSiteTenantOut",
+    "AdminSiteThrottleOut",
+    "AdminSitesOut",
     "AdminSuspensionOut",
     "AdminTenantQueueOut",
+    "AdminUnroutedOut",
+    "AdminWorkerOut",
 ]
 
 
@@ -176,3 +182,119 @@ class AdminQueueActionOut(BaseModel):
     tag: str | None = None
     count: int = Field(description="Queued recipients the action held, resumed or changed.")
     until: str | None = None
+
+
+class AdminSiteThrottleOut(BaseModel):
+    """The state of one throttle bucket of a site: the node's (read from its throttle
+    backend, which all its workers share; a fleet's on Redis), but ``buffered`` and
+    ``held_until``, which are the answering worker's."""
+
+    source: str | None = Field(
+        description="The egress source whose bucket this is ([[delivery.sources]]); null: "
+        "the node's one implicit source."
+    )
+    key: str | None = Field(description="The bucket's key (with the source, if any).")
+    unavailable: bool = Field(
+        default=False, description="The throttle backend did not answer: the figures are null."
+    )
+    connections: int | None = Field(default=None, description="Connections open to the bucket now.")
+    connection_limit: int | None = Field(default=None, description="The rule's limit; null: none.")
+    rate_limit: float | None = Field(
+        default=None, description="Messages per second the rule allows; null: unlimited."
+    )
+    rate_factor: float | None = Field(
+        default=None,
+        description="The adaptive slow-down now: 1.0 is the full rate, 0.5 half of it.",
+    )
+    suspended_until: str | None = Field(
+        default=None, description="When the bucket's suspension (after repeated throttling) ends."
+    )
+    held_until: str | None = Field(
+        default=None,
+        description="When the answering worker sends there again (a provider block, a "
+        "suspension, every MX host down); null: not held.",
+    )
+    buffered: int = Field(
+        default=0, description="Recipients the answering worker holds ready for it."
+    )
+
+
+class AdminSiteTenantOut(BaseModel):
+    tenant: str
+    depth: int
+    deferred: int
+    due: int
+    oldest_at: str | None
+    domains: int = Field(description="The site's domains this tenant has queues of.")
+    suspended: int = Field(description="Of those, how many hold this tenant's queue.")
+
+
+class AdminSiteQueueOut(BaseModel):
+    """The page's domains whose route leads to one throttle bucket: an MX site, or the
+    rule-wide bucket of a provider (every Google-hosted domain shares 'google')."""
+
+    key: str = Field(description="The bucket's key, the same on every node and worker.")
+    provider: str = Field(
+        description="The destination as a reroute's or a resume's 'provider' and the "
+        "warm-up caps name it: a rule ('google') or one MX site "
+        "('default:site=mx1.example.net').",
+        examples=["google"],
+    )
+    rule: str = Field(description="The throttle rule that applies.")
+    scope: str = Field(description="What shares the bucket: 'rule', 'site' or 'domain'.")
+    relay: bool = Field(description="A static route or reroute: a relay, not MX hosts.")
+    mx_sites: list[str] = Field(
+        description="The MX sites (sets of mail exchangers) of the domains, as looked up."
+    )
+    domains: int = Field(description="Domains of this page routed here.")
+    domain_names: list[str] = Field(description="The first of them, deepest first.")
+    depth: int
+    deferred: int
+    due: int = Field(description="Due now (counted up to due_cap per queue).")
+    oldest_at: str | None
+    oldest_age: float | None = Field(description="Seconds since the oldest was queued.")
+    suspended: int = Field(description="Domains whose every tenant queue is held.")
+    rate_limit: float | None = Field(description="The rule's messages per second; null: none.")
+    burst: int | None = Field(description="Messages an idle bucket sends at once.")
+    connection_limit: int | None = Field(description="The rule's connections; null: none.")
+    throttle: list[AdminSiteThrottleOut] = Field(
+        description="The bucket's state per source: the implicit source's, or each source "
+        "the answering worker has sent there through (empty: none yet)."
+    )
+    tenants: list[AdminSiteTenantOut] = Field(description="Each tenant's share, deepest first.")
+
+
+class AdminUnroutedOut(BaseModel):
+    domain: str
+    reason: str = Field(
+        description="'unknown': the answering worker does not know the route yet (looked "
+        "up for the next view); 'failed': the lookup failed and 'reply' is what the "
+        "domain's mail gets; 'no-delivery': this node does not deliver ([delivery] enabled = "
+        "false)."
+    )
+    reply: str | None
+    depth: int
+    deferred: int
+    due: int
+    oldest_age: float | None
+
+
+class AdminWorkerOut(BaseModel):
+    node: str = Field(description="The answering node (worker) name.")
+    index: int = Field(description="Which worker process of the node answered (from 0).")
+    count: int = Field(description="The node's worker processes ([node] workers).")
+
+
+class AdminSitesOut(BaseModel):
+    sites: list[AdminSiteQueueOut] = Field(description="Deepest first.")
+    unrouted: list[AdminUnroutedOut] = Field(description="The page's domains without a site.")
+    domains: int = Field(description="Domains on this page, routed or not.")
+    due_cap: int
+    next_after: str | None = Field(
+        description="Pass as 'after' for the next page of domains; a site whose domains "
+        "span pages appears on each with that page's share."
+    )
+    worker: AdminWorkerOut = Field(
+        description="Who answered: routes are learnt per worker, throttle state is the "
+        "node's (see each state's fields)."
+    )

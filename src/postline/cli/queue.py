@@ -13,8 +13,8 @@ from postline.cli._remote import JsonOption, TokenOption, UrlOption, admin_clien
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Queues across tenants, over a node's admin API: list, suspend, resume, bounce, "
-    "retry, reroute.",
+    help="Queues across tenants, over a node's admin API: list (per domain or per MX "
+    "site), suspend, resume, bounce, retry, reroute.",
     no_args_is_help=True,
 )
 
@@ -97,6 +97,124 @@ def ls(
             ],
         )
         _reroutes(data)
+        if data["next_after"]:
+            typer.echo(f"more: --after {data['next_after']}")
+
+    emit(data, as_json, human)
+
+
+def _connections(site: dict[str, Any]) -> str:
+    """``open/limit`` per source bucket (``∞`` for no limit)."""
+    limit = site["connection_limit"]
+    shown = []
+    for t in site["throttle"]:
+        where = f"{t['source']}: " if t["source"] else ""
+        if t["unavailable"]:
+            shown.append(f"{where}unavailable")
+        else:
+            shown.append(f"{where}{t['connections']}/{limit if limit is not None else '∞'}")
+    return ", ".join(shown)
+
+
+def _rate(site: dict[str, Any]) -> str:
+    rate = site["rate_limit"]
+    if rate is None:
+        return "unlimited"
+    factors = {t["rate_factor"] for t in site["throttle"] if t.get("rate_factor") is not None}
+    slowed = [f for f in factors if f < 1.0]
+    return f"{rate:g}/s" + (f" ×{min(slowed):g}" if slowed else "")
+
+
+def _site_holds(site: dict[str, Any]) -> str:
+    held = []
+    for t in site["throttle"]:
+        where = f"{t['source']} " if t["source"] else ""
+        if t.get("suspended_until"):
+            held.append(f"{where}suspended until {t['suspended_until']}")
+        elif t.get("held_until"):
+            held.append(f"{where}held until {t['held_until']}")
+    if site["suspended"]:
+        held.append(f"{site['suspended']} of {site['domains']} domains suspended")
+    return "; ".join(held)
+
+
+@app.command("sites")
+def sites(
+    url: UrlOption = None,
+    token: TokenOption = None,
+    tenant: TenantOpt = None,
+    after: Annotated[str, typer.Option(help="next_after of the previous page.")] = "",
+    limit: Annotated[int, typer.Option(help="Domains per page (1-200), then grouped.")] = 100,
+    resolve: Annotated[
+        bool,
+        typer.Option(
+            help="Look up routes the node does not know yet (at most 2 s); --no-resolve: "
+            "list those domains as unrouted."
+        ),
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Destination domains grouped by MX site / provider (throttle bucket): depth, due,
+    deferred, oldest age, connections open and allowed, rate and slow-down, holds."""
+    with admin_client(url, token) as api:
+        data = api.queue_sites(tenant=tenant, after=after, limit=limit, resolve=resolve)
+
+    def human() -> None:
+        table(
+            "Sites",
+            [
+                "provider",
+                "rule",
+                "domains",
+                "depth",
+                "due",
+                "deferred",
+                "oldest age",
+                "connections",
+                "rate",
+                "held",
+            ],
+            [
+                (
+                    s["provider"],
+                    s["rule"],
+                    s["domains"],
+                    s["depth"],
+                    s["due"],
+                    s["deferred"],
+                    _age(s["oldest_age"]),
+                    _connections(s),
+                    _rate(s),
+                    _site_holds(s),
+                )
+                for s in data["sites"]
+            ],
+        )
+        for s in data["sites"]:
+            more = s["domains"] - len(s["domain_names"])
+            names = ", ".join(s["domain_names"]) + (f" and {more} more" if more else "")
+            typer.echo(f"{s['provider']}: {names}")
+        if data["unrouted"]:
+            table(
+                "Not routed yet",
+                ["domain", "reason", "depth", "due", "deferred", "oldest age"],
+                [
+                    (
+                        u["domain"],
+                        u["reply"] or u["reason"],
+                        u["depth"],
+                        u["due"],
+                        u["deferred"],
+                        _age(u["oldest_age"]),
+                    )
+                    for u in data["unrouted"]
+                ],
+            )
+        w = data["worker"]
+        typer.echo(
+            f"{data['domains']} domains; routes of {w['node']} (worker {w['index'] + 1} of "
+            f"{w['count']}), throttle state of the node"
+        )
         if data["next_after"]:
             typer.echo(f"more: --after {data['next_after']}")
 

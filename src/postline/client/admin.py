@@ -191,6 +191,24 @@ class AdminClient:
             params["after"] = after
         return self._call("GET", "/admin/v1/queues", params=params)
 
+    def queue_sites(
+        self,
+        *,
+        tenant: str | None = None,
+        after: str = "",
+        limit: int = 100,
+        resolve: bool = True,
+    ) -> Json:
+        """A page of destination domains grouped by MX site / provider bucket."""
+        params: dict[str, str | int] = {"limit": limit}
+        if tenant:
+            params["tenant"] = tenant
+        if after:
+            params["after"] = after
+        if not resolve:
+            params["resolve"] = "false"
+        return self._call("GET", "/admin/v1/queues/sites", params=params)
+
     def queue_action(self, action: str, selector: Json) -> Json:
         """``suspend``, ``resume``, ``retry-now`` or ``bounce`` on a selection (tenant,
         domain, provider; stream and tag for retry-now and bounce; duration for suspend,

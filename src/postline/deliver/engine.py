@@ -905,6 +905,21 @@ class DeliveryEngine:
             self.routes.get(domain), self.throttle.backend, self.egress.implicit
         )
 
+    async def sites_of(self, domains: Sequence[str], resolve: float = 0.0) -> dict[str, Any]:
+        """The MX site and throttle bucket of each of ``domains`` as this engine knows
+        them, with each bucket's state (:func:`status.sites_of
+        <postline.deliver.status.sites_of>`). The routes not known yet are looked up,
+        waiting at most ``resolve`` seconds in all for them (0: not at all; they are
+        known to the next call)."""
+        await self.routes.learn(domains, resolve)
+        return await status.sites_of(
+            {d: self.routes.get(d) for d in domains},
+            self.throttle.backend,
+            self.egress.implicit,
+            self.paths.barred_until,
+            time.time(),
+        )
+
     async def pools_of(self, tenant_id: str, tenant_name: str = "") -> list[dict[str, Any]]:
         """The IP pools a tenant's mail can leave from (shared ones and its dedicated
         ones), each with its sources' state (see :meth:`sources_state`)."""

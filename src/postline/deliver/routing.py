@@ -97,6 +97,8 @@ class Routes:
         self._stopped = False
         self._reroutes: tuple[Reroute, ...] = ()
         self._generation = 0  # changes of the reroutes
+        # Callers of ``learn`` waiting for a domain's lookup to end.
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     @property
     def reroutes(self) -> tuple[Reroute, ...]:
@@ -144,6 +146,35 @@ class Routes:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def learn(self, domains: Sequence[str], timeout: float) -> None:
+        """Look up the routes of those ``domains`` not known yet, in the background, and
+        wait at most ``timeout`` seconds in all for them (an operator's view: what is not
+        found in time stays unknown, and its lookup goes on for the next view)."""
+        unknown = [d for d in dict.fromkeys(domains) if d not in self.table]
+        if not unknown or self._stopped:
+            return
+        if timeout <= 0:
+            for domain in unknown:
+                self.look_up(domain, None)
+            return
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future[None]] = {}
+        for domain in unknown:
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(domain, []).append(future)
+            futures[domain] = future
+            self.look_up(domain, None)
+        try:
+            await asyncio.wait(futures.values(), timeout=timeout)
+        finally:
+            for domain, future in futures.items():
+                waiting = self._waiters.get(domain)
+                if waiting is not None and future in waiting:
+                    waiting.remove(future)
+                    if not waiting:
+                        del self._waiters[domain]
+                future.cancel()
+
     def stop(self) -> None:
         """No more lookups; those running are cancelled."""
         self._stopped = True
@@ -173,6 +204,9 @@ class Routes:
                 route = Route(None, reply, time.monotonic() + 5.0)
             self.table[domain] = route
             keys = self._resolving.pop(domain, set())
+            for future in self._waiters.pop(domain, ()):
+                if not future.done():
+                    future.set_result(None)
             self._on_routed(route, keys)
 
     async def resolve(self, domain: str) -> Route:

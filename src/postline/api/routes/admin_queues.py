@@ -9,9 +9,9 @@ audit entry.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from postline.api.admin_queue_schemas import (
     AdminDomainQueueOut,
@@ -24,12 +24,19 @@ from postline.api.admin_queue_schemas import (
     AdminQueueSuspendIn,
     AdminRerouteIn,
     AdminRerouteOut,
+    AdminSiteQueueOut,
+    AdminSitesOut,
+    AdminSiteTenantOut,
+    AdminSiteThrottleOut,
     AdminSuspensionOut,
     AdminTenantQueueOut,
+    AdminUnroutedOut,
+    AdminWorkerOut,
 )
+from postline.api.context import ApiContext
 from postline.api.routes.admin import Control
 from postline.api.schemas import ProblemOut, iso
-from postline.control import queues, reroutes
+from postline.control import queues, reroutes, sites
 from postline.errors import ValidationError
 from postline.ingest.addresses import InvalidAddress, parse_address
 from postline.store.base import Reroute
@@ -166,6 +173,122 @@ async def list_queues(
         due_cap=queues.DUE_CAP,
         next_after=next_after,
         reroutes=[_reroute(r) for r in rerouted],
+    )
+
+
+def _age(oldest: float | None, now: float) -> float | None:
+    return round(max(0.0, now - oldest), 3) if oldest is not None else None
+
+
+def _throttle(state: dict[str, Any]) -> AdminSiteThrottleOut:
+    if state.get("unavailable"):
+        return AdminSiteThrottleOut(source=state.get("source"), key=None, unavailable=True)
+    suspended_for = float(state.get("suspended_for") or 0.0)
+    held = float(state.get("held_until") or 0.0)
+    return AdminSiteThrottleOut(
+        source=state.get("source"),
+        key=state.get("key"),
+        connections=state.get("connections"),
+        connection_limit=state.get("connection_limit"),
+        rate_limit=state.get("rate_limit"),
+        rate_factor=state.get("rate_factor"),
+        suspended_until=iso(time.time() + suspended_for) if suspended_for > 0 else None,
+        held_until=iso(held) if held else None,
+        buffered=int(state.get("buffered") or 0),
+    )
+
+
+def _site_out(s: sites.SiteQueues, now: float) -> AdminSiteQueueOut:
+    by_depth = sorted(s.domains, key=lambda d: (-d.depth, d.domain))
+    return AdminSiteQueueOut(
+        key=s.key,
+        provider=s.provider,
+        rule=s.rule,
+        scope=s.scope,
+        relay=s.relay,
+        mx_sites=s.mx_sites[: sites.SHOWN_DOMAINS],
+        domains=len(s.domains),
+        domain_names=[d.domain for d in by_depth[: sites.SHOWN_DOMAINS]],
+        depth=s.depth,
+        deferred=s.deferred,
+        due=s.due,
+        oldest_at=iso(s.oldest_at),
+        oldest_age=_age(s.oldest_at, now),
+        suspended=s.suspended,
+        rate_limit=s.rate_limit,
+        burst=s.burst,
+        connection_limit=s.connection_limit,
+        throttle=[_throttle(t) for t in s.throttle],
+        tenants=[
+            AdminSiteTenantOut(
+                tenant=t.tenant_id,
+                depth=t.depth,
+                deferred=t.deferred,
+                due=t.due,
+                oldest_at=iso(t.oldest_at),
+                domains=t.domains,
+                suspended=t.suspended,
+            )
+            for t in s.tenants
+        ],
+    )
+
+
+def _unrouted_out(u: sites.UnroutedDomain, now: float) -> AdminUnroutedOut:
+    d = u.queues
+    return AdminUnroutedOut(
+        domain=d.domain,
+        reason=u.reason,
+        reply=u.reply or None,
+        depth=d.depth,
+        deferred=d.deferred,
+        due=d.due,
+        oldest_age=_age(d.oldest_at, now),
+    )
+
+
+@router.get("/queues/sites", summary="Every tenant's queues per MX site and provider")
+async def list_sites(
+    ctl: Control,
+    request: Request,
+    tenant: Annotated[str | None, Query(description="Only this tenant's queues (its id).")] = None,
+    after: Annotated[str, Query(description="next_after of the previous page.")] = "",
+    limit: Annotated[
+        int, Query(ge=1, le=queues.MAX_PAGE, description="Domains per page (then grouped).")
+    ] = 100,
+    resolve: Annotated[
+        bool,
+        Query(
+            description="Look up the routes the answering worker does not know yet, "
+            f"waiting at most {sites.ROUTE_WAIT:g} s in all; false: answer at once, those "
+            "domains under 'unrouted' (looked up in the background for the next view)."
+        ),
+    ] = True,
+) -> AdminSitesOut:
+    """A page of destination domains (in name order, as ``GET /admin/v1/queues`` pages
+    them) grouped by the throttle bucket their route leads to — an MX site, or a
+    provider's rule-wide bucket — with the queues of its domains summed (depth, due,
+    deferred, oldest, each tenant's share) and the bucket's limits and live state. Routes
+    are the answering worker's (learnt lazily: see ``resolve`` and ``unrouted``); the
+    throttle state is the node's, read from the throttle backend all its workers share."""
+    api: ApiContext = request.app.state.ctx
+    share = api.extra.get("worker") or (0, 1)
+    page = await sites.list_sites(
+        ctl,
+        api.extra.get("sites_of"),
+        tenant_id=tenant or None,
+        after=after,
+        limit=limit,
+        resolve=resolve,
+    )
+    now = time.time()
+    return AdminSitesOut(
+        sites=[_site_out(s, now) for s in page.sites],
+        unrouted=[_unrouted_out(u, now) for u in page.unrouted],
+        domains=page.domains,
+        due_cap=queues.DUE_CAP,
+        next_after=page.next_after,
+        worker=AdminWorkerOut(node=api.node_id, index=share[0], count=share[1]),
     )
 
 
