@@ -16,8 +16,8 @@ Only the queues of this worker's share of the node's domains enter
 
 A queue due now goes to ``on_due`` (the engine routes it to its lane's ring); a queue
 due later waits in one timer (:class:`~postline.schedule.wakeups.Wakeups`) until
-:meth:`timer_loop` hands it to ``on_due``. The scan also keeps the list of paused queues
-(:attr:`DueQueues.paused`).
+:meth:`timer_loop` hands it to ``on_due``. :attr:`DueQueues.paused` lists the held
+queues; the engine keeps it in step with the store (``DeliveryEngine._load_pauses``).
 """
 
 from __future__ import annotations
@@ -131,7 +131,6 @@ class DueQueues:
         while not self.stopping:
             started = time.monotonic()
             try:
-                self.paused = await self._store.paused_queues()
                 await self._scan()
             except StoreUnavailable as exc:  # logged with the store's outage
                 self._store.health.failed("scan", exc)

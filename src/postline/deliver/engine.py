@@ -504,13 +504,14 @@ class DeliveryEngine:
                 extra={"action": "deliver.release_on_start"},
             )
         await self._load_reroutes()
+        await self._load_pauses()
         self._tasks = [
             self.loop.create_task(self.recorder.run(), name="deliver:recorder"),
             self.loop.create_task(self._renew_loop(), name="deliver:renew"),
             self.loop.create_task(self.due.scan_loop(), name="deliver:scanner"),
             self.loop.create_task(self.due.timer_loop(), name="deliver:timers"),
             self.loop.create_task(self._admit_loop(), name="deliver:admission"),
-            self.loop.create_task(self._reroute_loop(), name="deliver:reroutes"),
+            self.loop.create_task(self._operator_loop(), name="deliver:operator"),
         ]
         await self.store.listen_due(self.due.announced)
 
@@ -541,9 +542,29 @@ class DeliveryEngine:
                 extra={"action": "deliver.reroutes"},
             )
 
-    async def _reroute_loop(self) -> None:
-        """Read the reroutes every ``[queue] scan_interval``, when told to, and when one
-        in force ends: every node of a fleet follows an operator within that interval."""
+    async def _load_pauses(self) -> None:
+        """Read the stored queue holds (operator suspensions, tenant pauses) and apply
+        what changed since the last read as this node's own actions would: a new hold
+        takes the queue out of admission (a tenant's buffered work goes back), a lifted
+        one wakes the queue. Kept as they were when the store cannot be read."""
+        try:
+            stored = await self.store.paused_queues()
+        except StoreUnavailable as exc:  # logged with the store's outage
+            self.store.health.failed("scan", exc)
+            return
+        except Exception:
+            log.exception("reading queue holds failed", extra={"action": "deliver.holds_failed"})
+            return
+        current = set(self.due.paused)
+        for tenant_id, domain in stored - current:
+            self.set_paused(tenant_id, domain, True)
+        for tenant_id, domain in current - stored:
+            self.set_paused(tenant_id, domain, False)
+
+    async def _operator_loop(self) -> None:
+        """Read the reroutes and the queue holds every ``[queue] scan_interval``, when told
+        to, and when a reroute in force ends: every node of a fleet follows an operator
+        within that interval (the full queue scan may run less often at depth)."""
         interval = self.config.queue.scan_interval
         while not self.stopping:
             now = time.time()
@@ -555,6 +576,7 @@ class DeliveryEngine:
             except TimeoutError:
                 pass
             await self._load_reroutes()
+            await self._load_pauses()
 
     @property
     def leased_count(self) -> int:
