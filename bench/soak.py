@@ -18,7 +18,10 @@ domains, unknown users, full mailboxes, spam rejections, dropped connections.
 
 Every ``--interval`` it samples per node: RSS (VmRSS summed over the node's process and
 its descendants, the worker processes), open file descriptors (entries of /proc/PID/fd,
-summed the same way), and from ``/metrics`` recipients queued
+summed the same way), and from ``/metrics`` what SQLite holds in memory
+(``postline_sqlite_memory_bytes``: its page caches, bounded by their sizes, fill over the
+first hour or more as the store's pages are first touched, so RSS is judged without
+them and they are shown beside it), recipients queued
 (``postline_recipients{state="queued"}``), the age of the oldest queued recipient (the
 largest ``postline_queue_oldest_seconds``), the webhook lag
 (``postline_webhook_lag_seconds``), recipients accepted and delivered; and the store's
@@ -157,7 +160,8 @@ class Series:
 
     times: list[float] = field(default_factory=list)
     rss: dict[str, list[float]] = field(default_factory=dict)
-    """Bytes, per node."""
+    """Bytes, per node: resident memory less what SQLite holds (its page caches are
+    bounded by their sizes and fill while the store's pages are first touched)."""
     fds: dict[str, list[float]] = field(default_factory=dict)
     """Open file descriptors, per node."""
     store: list[float] = field(default_factory=list)
@@ -826,6 +830,8 @@ class Load:
 @dataclass
 class NodeSample:
     rss: int
+    sqlite: float
+    """Bytes SQLite holds in the node's processes (``postline_sqlite_memory_bytes``)."""
     fds: int
     queued: float
     age: float
@@ -864,6 +870,7 @@ async def sample_node(node: NodeProc, client: httpx.AsyncClient) -> NodeSample:
     m = parse_metrics((await client.get(f"http://{node.api}/metrics")).text)
     return NodeSample(
         rss=rss,
+        sqlite=_total(m, "postline_sqlite_memory_bytes"),
         fds=fds,
         queued=_first(m, "postline_recipients", 'state="queued"'),
         age=_largest(m, "postline_queue_oldest_seconds"),
@@ -987,8 +994,8 @@ async def soak(args: argparse.Namespace) -> int:
         writer = csv.writer(csv_file) if csv_file else None
         if writer:
             writer.writerow(
-                ["t", "node", "rss_bytes", "fds", "store_bytes", "queued", "queue_age_s",
-                 "webhook_lag_s", "accepted", "delivered"]
+                ["t", "node", "rss_bytes", "sqlite_bytes", "fds", "store_bytes", "queued",
+                 "queue_age_s", "webhook_lag_s", "accepted", "delivered"]
             )  # fmt: skip
         load = Load(nodes, key, args.rate, Recipients(args.domains, args.seed))
         runner = asyncio.create_task(load.run())
@@ -1024,7 +1031,7 @@ async def soak(args: argparse.Namespace) -> int:
                 delivered = max(sum(x.delivered for x in s), before[2] if before else 0.0)
                 series.times.append(t)
                 for name, x in samples.items():
-                    series.rss.setdefault(name, []).append(x.rss)
+                    series.rss.setdefault(name, []).append(x.rss - x.sqlite)
                     series.fds.setdefault(name, []).append(x.fds)
                 series.store.append(size)
                 series.queue_age.append(age)
@@ -1037,7 +1044,8 @@ async def soak(args: argparse.Namespace) -> int:
                     )
                 before = (t, accepted, delivered)
                 per_node = "  ".join(
-                    f"{k} rss {x.rss / 1e6:6.1f} MB fds {x.fds:4d}" for k, x in samples.items()
+                    f"{k} rss {x.rss / 1e6:6.1f} MB (SQLite {x.sqlite / 1e6:5.1f}) fds {x.fds:4d}"
+                    for k, x in samples.items()
                 )
                 print(
                     f"[{clock(t)}] {per_node} | store {size / 1e6:6.1f} MB | queued "
@@ -1050,9 +1058,9 @@ async def soak(args: argparse.Namespace) -> int:
                 if writer:
                     for name, x in samples.items():
                         writer.writerow(
-                            [f"{t:.1f}", name, x.rss, x.fds, size, f"{x.queued:.0f}",
-                             f"{x.age:.1f}", f"{x.lag:.2f}", f"{x.accepted:.0f}",
-                             f"{x.delivered:.0f}"]
+                            [f"{t:.1f}", name, x.rss, f"{x.sqlite:.0f}", x.fds, size,
+                             f"{x.queued:.0f}", f"{x.age:.1f}", f"{x.lag:.2f}",
+                             f"{x.accepted:.0f}", f"{x.delivered:.0f}"]
                         )  # fmt: skip
                     assert csv_file is not None
                     csv_file.flush()

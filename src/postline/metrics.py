@@ -340,6 +340,13 @@ class Metrics:
         self.connections = Gauge(
             "postline_outbound_connections", "Open outbound SMTP connections.", registry=r
         )
+        self.sqlite_memory = Gauge(
+            "postline_sqlite_memory_bytes",
+            "Memory SQLite holds in the node's processes (the store, and the shared "
+            "throttle file of a node of several workers): page caches, bounded by each "
+            "connection's cache size, statements and schema.",
+            registry=r,
+        )
         self.throttle_events = Counter(
             "postline_throttle_replies",
             "Throttling replies received, by destination.",

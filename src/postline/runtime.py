@@ -54,6 +54,7 @@ from postline.schedule.shares import WorkerShare
 from postline.smtp.node_counts import NodeConnections, WorkerCounts
 from postline.smtp.server import AuthFailures, SessionTimeouts
 from postline.store import Store, create_store
+from postline.store.sqlite.core import memory_used as sqlite_memory_used
 from postline.submission.server import start_submission
 from postline.tenants import KeyAuthenticator
 from postline.throttle.adaptive import AdaptiveParams
@@ -750,6 +751,7 @@ class Node:
         if self.engine is not None:
             self.metrics.leased = self.engine.leased_count
             self.metrics.outcomes_pending = self.engine.recorder.pending
+        self.metrics.sqlite_memory.set(sqlite_memory_used())
         try:
             self.metrics.state_counts = await self.store.state_counts()
         except StoreUnavailable as exc:

@@ -35,9 +35,12 @@ This module is the only place that imports ``sqlite3``; driver errors become
 
 from __future__ import annotations
 
+import _sqlite3
 import asyncio
 import contextlib
+import ctypes
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -105,6 +108,34 @@ def schema_version() -> int:
 WRITER_CACHE_KIB = 65536
 READER_CACHE_KIB = 8192
 CHECKPOINT_CACHE_KIB = 1024
+
+
+def memory_used() -> int:
+    """Bytes SQLite holds in this process (page caches, statements, schema), from
+    ``sqlite3_status64(SQLITE_STATUS_MEMORY_USED)``; 0 when the library does not count."""
+    status = _status64()
+    if status is None:
+        return 0
+    current, highest = ctypes.c_int64(), ctypes.c_int64()
+    if status(0, ctypes.byref(current), ctypes.byref(highest), 0) != 0:
+        return 0
+    return int(current.value)
+
+
+@functools.cache
+def _status64() -> Any:
+    try:
+        function = ctypes.CDLL(_sqlite3.__file__).sqlite3_status64
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.c_int,
+    ]
+    function.restype = ctypes.c_int
+    return function
 
 
 def _connect(
