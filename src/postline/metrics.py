@@ -280,6 +280,20 @@ class _Families(Collector):
         return self._families
 
 
+def counters_only(text: bytes) -> bytes:
+    """An exposition's counters and histograms alone (what a worker's last answer may
+    still stand for when it does not answer in time: they only grow; its gauges are
+    dropped, since they may no longer be true)."""
+    kept = [
+        f
+        for f in text_string_to_metric_families(text.decode())
+        if f.type in ("counter", "histogram", "summary")
+    ]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(kept))
+    return generate_latest(registry)
+
+
 def merge_expositions(own: bytes, others: Iterable[bytes]) -> bytes:
     """One worker's exposition (text format) with the other workers' figures added."""
     families = list(text_string_to_metric_families(own.decode()))

@@ -152,10 +152,20 @@ def redis_url(url: str) -> RedisUrl:
     )
 
 
-_USERINFO_SECRET = re.compile(r"(?<=://)([^:@/]*):[^@/]*@")
-_OPTION_SECRET = re.compile(r"((?:^|[?&])sentinel_password=)[^&]*")
+_SECRET_OPTION = re.compile(r"((?:^|[?&])(?:password|sentinel_password)=)[^&]*")
 
 
 def shown(url: str) -> str:
-    """``url`` as it may be logged or shown: its passwords replaced by ``***``."""
-    return _OPTION_SECRET.sub(r"\1***", _USERINFO_SECRET.sub(r"\1:***@", url))
+    """``url`` as it may be logged or shown: the password of its user part and any
+    ``password`` / ``sentinel_password`` option replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    head, question, query = rest.partition("?")
+    at = head.rfind("@")  # a password may hold '@' and '/'; the host part holds neither
+    if at >= 0:
+        user, colon, _ = head[:at].partition(":")
+        head = f"{user}:***{head[at:]}" if colon else head
+    if question:
+        query = _SECRET_OPTION.sub(r"\1***", query)
+    return f"{scheme}://{head}{question}{query}"

@@ -187,7 +187,7 @@ class AdminQueueActionOut(BaseModel):
 class AdminSiteThrottleOut(BaseModel):
     """The state of one throttle bucket of a site: the node's (read from its throttle
     backend, which all its workers share; a fleet's on Redis), but ``buffered`` and
-    ``held_until``, which are the answering worker's."""
+    ``barred_until``, which are the answering worker's."""
 
     source: str | None = Field(
         description="The egress source whose bucket this is ([[delivery.sources]]); null: "
@@ -209,10 +209,10 @@ class AdminSiteThrottleOut(BaseModel):
     suspended_until: str | None = Field(
         default=None, description="When the bucket's suspension (after repeated throttling) ends."
     )
-    held_until: str | None = Field(
+    barred_until: str | None = Field(
         default=None,
         description="When the answering worker sends there again (a provider block, a "
-        "suspension, every MX host down); null: not held.",
+        "suspension, every MX host down); null: not barred.",
     )
     buffered: int = Field(
         default=0, description="Recipients the answering worker holds ready for it."

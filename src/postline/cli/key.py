@@ -125,8 +125,8 @@ def limits(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an API key's own rate limit: applies at once on that node, within [api]
-    key_cache_ttl on the others. Without options, show it."""
+    """Change an API key's own rate limit: applies at once in the worker process that
+    takes it, within [api] key_cache_ttl elsewhere. Without options, show it."""
     changes: dict[str, int | None] = {}
     for name in clear or []:
         fields = ("rate", "burst") if name == "all" else (name,)
@@ -170,8 +170,8 @@ def scopes(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Replace an API key's scopes (applies at once on that node, within [api]
-    key_cache_ttl on the others)."""
+    """Replace an API key's scopes (applies at once in the worker process that takes
+    it, within [api] key_cache_ttl elsewhere)."""
     if every == bool(scope):
         raise fail("give the scopes (--scope, repeatable) or --all", code=2)
     with admin_client(url, token) as api:
@@ -195,8 +195,8 @@ def revoke(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Revoke an API key: refused at once on that node, within [api] key_cache_ttl on
-    the others."""
+    """Revoke an API key: refused at once by the worker process that takes it, within
+    [api] key_cache_ttl elsewhere."""
     with admin_client(url, token) as api:
         found = api.find_tenant(tenant)
         data = api.revoke_key(found["id"], key_id)

@@ -131,8 +131,8 @@ def _site_holds(site: dict[str, Any]) -> str:
         where = f"{t['source']} " if t["source"] else ""
         if t.get("suspended_until"):
             held.append(f"{where}suspended until {t['suspended_until']}")
-        elif t.get("held_until"):
-            held.append(f"{where}held until {t['held_until']}")
+        elif t.get("barred_until"):
+            held.append(f"{where}barred until {t['barred_until']}")
     if site["suspended"]:
         held.append(f"{site['suspended']} of {site['domains']} domains suspended")
     return "; ".join(held)

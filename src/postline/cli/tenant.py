@@ -219,8 +219,8 @@ def limits(
     as_json: JsonOption = False,
 ) -> None:
     """Change a tenant's own rate limit and quotas (over the admin API); the limits not
-    named stay. Applies at once on that node, within [api] key_cache_ttl on the others.
-    Without options, show the limits and the usage."""
+    named stay. Applies at once in the worker process that takes it, within [api]
+    key_cache_ttl elsewhere. Without options, show the limits and the usage."""
     changes: dict[str, int | None] = {}
     for name in clear or []:
         for field in _LIMIT_NAMES if name == "all" else (name,):

@@ -11,7 +11,7 @@ seconds in all (none with ``resolve`` off: they are looked up in the background 
 next view). A route is the same in every worker (DNS, the rules and the reroutes), and a
 bucket's state (connections, rate, slow-down, suspension) is read from the node's
 throttle backend, which every worker shares (and every node, on Redis): so one worker
-answers for the node. Only ``buffered`` and ``held_until`` are that worker's own. Domains
+answers for the node. Only ``buffered`` and ``barred_until`` are that worker's own. Domains
 whose route is still unknown, or whose lookup failed, are listed apart (``unrouted``).
 
 The grouping is per page: a site whose domains fall on several pages of the domain list

@@ -490,6 +490,8 @@ class DeliveryEngine:
         # The lanes of admission by key: one per destination and MX site.
         self._lanes: dict[str, SourceLane] = {}
         self._stored_reroutes: list[Reroute] = []
+        # The queue holds as the store had them at the last read (_load_pauses).
+        self._stored_holds: set[tuple[str, str]] = set()
         self._reroute_wake = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -544,9 +546,12 @@ class DeliveryEngine:
 
     async def _load_pauses(self) -> None:
         """Read the stored queue holds (operator suspensions, tenant pauses) and apply
-        what changed since the last read as this node's own actions would: a new hold
-        takes the queue out of admission (a tenant's buffered work goes back), a lifted
-        one wakes the queue. Kept as they were when the store cannot be read."""
+        what changed in the store since the last read as this node's own actions would:
+        a new hold takes the queue out of admission (a tenant's buffered work goes back),
+        a lifted one wakes the queue. Changes are taken between two reads of the store,
+        not against the holds in force here, so a hold this node applied itself while a
+        read was under way is not undone by it. Kept as they were when the store cannot
+        be read."""
         try:
             stored = await self.store.paused_queues()
         except StoreUnavailable as exc:  # logged with the store's outage
@@ -555,10 +560,10 @@ class DeliveryEngine:
         except Exception:
             log.exception("reading queue holds failed", extra={"action": "deliver.holds_failed"})
             return
-        current = set(self.due.paused)
-        for tenant_id, domain in stored - current:
+        before, self._stored_holds = self._stored_holds, stored
+        for tenant_id, domain in stored - before:
             self.set_paused(tenant_id, domain, True)
-        for tenant_id, domain in current - stored:
+        for tenant_id, domain in before - stored:
             self.set_paused(tenant_id, domain, False)
 
     async def _operator_loop(self) -> None:

@@ -82,7 +82,7 @@ async def sites_of(
     are one per source: the implicit source's (always, its bucket is the destination's
     own), or each source that has a site towards one of the domains here. The backend is
     read once per bucket; ``buffered`` sums this engine's sites of the bucket and
-    ``held_until`` is when this engine sends there again (a provider block, a suspension,
+    ``barred_until`` is when this engine sends there again (a provider block, a suspension,
     every MX host down; 0.0: not held)."""
     domains: dict[str, dict[str, Any]] = {}
     # base key -> source name -> (source, the source's destination, target, its sites)
@@ -121,7 +121,7 @@ async def sites_of(
         for name, (source, dest, target, held) in sorted(by_source.items()):
             state = await _bucket_state(dest, sum(len(s.buffer) for s in held), throttle)
             state["source"] = None if source.implicit else name
-            state["held_until"] = barred_until(source, target, now)
+            state["barred_until"] = barred_until(source, target, now)
             states.append(state)
         buckets[key] = states
     return {"domains": domains, "buckets": buckets}

@@ -13,7 +13,7 @@ to decide: two workers admitting at the same instant may both see room for one m
 limit can be passed by at most one connection per other worker for that instant. Client
 addresses are counted in :data:`BUCKETS` buckets by CRC-32; two addresses that share a
 bucket share its count. A worker that dies has its rows zeroed by the supervisor before
-its replacement starts (the kernel closed its connections).
+as soon as it is reaped (the kernel closed its connections).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class WorkerCounts:
         """Count (``delta`` 1) or forget (-1) a connection of this worker, from an address
         of ``bucket`` (None: counted in the total only)."""
         cells = self._cells
-        cells[self._own] += delta
-        if bucket is not None:
-            cells[self._own + bucket] += delta
+        for at in (self._own,) if bucket is None else (self._own, self._own + bucket):
+            # Never below zero: the counters are unsigned (and a worker's row may have
+            # been zeroed while it was thought dead).
+            cells[at] = max(0, cells[at] + delta)

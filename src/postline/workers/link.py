@@ -5,9 +5,10 @@ node's data directory and its index (no file, so nothing is left behind by a wor
 was killed). A connection gets the worker's own exposition and is closed. The worker that
 serves a scrape asks every other one at once and adds their figures to its own
 (``metrics.merge_expositions``). A worker that does not answer within ``timeout`` (busy,
-or being restarted) is counted with its last answer for up to ``stale_after`` seconds, so
-the node's counters do not step back for one scrape because one worker was slow; a worker
-silent for longer is left out.
+or being restarted) is counted with the counters and histograms of the last answer it gave
+this worker, for up to ``stale_after`` seconds, so the node's counters do not step back
+for one scrape because one worker was slow (its gauges are left out: they may no longer
+be true); a worker silent for longer is left out.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from postline.metrics import counters_only
 from postline.schedule.shares import WorkerShare
 
 __all__ = ["WorkerLink"]
@@ -91,8 +93,8 @@ class WorkerLink:
             return None
 
     async def gather(self) -> list[bytes]:
-        """Every other worker's answer: a fresh one, or the last one it gave within
-        ``stale_after`` seconds when it did not answer in time."""
+        """Every other worker's answer: a fresh one, or the counters of the last one it
+        gave within ``stale_after`` seconds when it did not answer in time."""
         others = [i for i in range(self.share.count) if i != self.share.index]
         answers = await asyncio.gather(*(self._ask(i) for i in others))
         now = time.monotonic()
@@ -104,7 +106,7 @@ class WorkerLink:
                 continue
             last = self._last.get(index)
             if last is not None and now - last[0] <= self.stale_after:
-                out.append(last[1])
+                out.append(counters_only(last[1]))
             else:
                 self._last.pop(index, None)
         return out

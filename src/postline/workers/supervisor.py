@@ -157,8 +157,6 @@ class Supervisor:
     def _fork(self, worker: _Worker) -> None:
         if worker.api is None and self.api_address is not None:
             worker.api = bind_beside(*self.api_address)
-        # The worker it replaces died: the kernel closed its SMTP connections.
-        self.connections.forget(worker.index)
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
         pid = os.fork()
@@ -295,6 +293,8 @@ class Supervisor:
                     worker.api.close()
                     worker.api = None
                 self._free_slots(worker)
+                # The kernel closed its SMTP connections with it.
+                self.connections.forget(worker.index)
                 lived = time.monotonic() - worker.started
                 worker.delay = (
                     _FIRST_DELAY if lived >= _STABLE else min(_MAX_DELAY, worker.delay * 2)

@@ -71,7 +71,7 @@ ALLOWED: dict[str, set[str]] = {
     # The operator dashboard acts and reads only through the control layer: no store.
     "postline.dashboard": {"control", "config", "errors", "model", "units"},
     "postline.activity": {"model", "store"},
-    "postline.workers.link": {"schedule"},
+    "postline.workers.link": {"metrics", "schedule"},
     "postline.client": set(),
     "postline.workers": {
         "config",

@@ -81,3 +81,8 @@ def test_a_url_is_shown_without_its_passwords() -> None:
         == "redis+sentinel://app:***@s1:26379,s2/mymaster?sentinel_password=***&x=1"
     )
     assert shown("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    # Passwords holding '@' or '/', and passwords given as options.
+    assert shown("redis://:p@ss@host:1/0") == "redis://:***@host:1/0"
+    assert shown("redis://u:pa/ss@h:1/0") == "redis://u:***@h:1/0"
+    assert shown("redis://host/0?password=hunter2&x=1") == "redis://host/0?password=***&x=1"
+    assert shown("unix:///run/redis.sock?password=z") == "unix:///run/redis.sock?password=***"

@@ -192,8 +192,9 @@ async def show_tenant(tenant_id: str, ctl: Control) -> AdminTenantOut:
 )
 async def update_tenant(tenant_id: str, body: AdminTenantPatch, ctl: Control) -> AdminTenantOut:
     """Only the fields given in ``limits`` change: a number sets the tenant's own value (0:
-    unlimited), null puts the ``[limits]`` default back. Applies at once on this node and
-    within ``[api] key_cache_ttl`` on the others."""
+    unlimited), null puts the ``[limits]`` default back. Applies at once in the worker
+    process that serves the request and within ``[api] key_cache_ttl`` in the node's
+    other workers and on the other nodes."""
     tenant = await tenants.find_tenant(ctl, id=tenant_id)
     return _tenant(await tenants.set_limits(ctl, tenant, body.limits.changes()))
 
@@ -291,8 +292,9 @@ async def create_key(
 async def update_key(tenant_id: str, key_id: str, body: AdminKeyPatch, ctl: Control) -> AdminKeyOut:
     """Only the fields given change: ``rate_per_second`` and ``burst`` set the key's own
     rate limit (null puts the ``[limits] key_rate`` / ``key_burst`` default back),
-    ``scopes`` its scopes (null: all of them). Applies at once on this node and within
-    ``[api] key_cache_ttl`` on the others. Audited with the key before and after."""
+    ``scopes`` its scopes (null: all of them). Applies at once in the worker process that
+    serves the request and within ``[api] key_cache_ttl`` in the others and on other
+    nodes. Audited with the key before and after."""
     return _key(await keys.update_key(ctl, tenant_id, key_id, body.changes()), ctl.config)
 
 

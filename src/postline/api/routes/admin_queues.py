@@ -184,7 +184,7 @@ def _throttle(state: dict[str, Any]) -> AdminSiteThrottleOut:
     if state.get("unavailable"):
         return AdminSiteThrottleOut(source=state.get("source"), key=None, unavailable=True)
     suspended_for = float(state.get("suspended_for") or 0.0)
-    held = float(state.get("held_until") or 0.0)
+    held = float(state.get("barred_until") or 0.0)
     return AdminSiteThrottleOut(
         source=state.get("source"),
         key=state.get("key"),
@@ -193,7 +193,7 @@ def _throttle(state: dict[str, Any]) -> AdminSiteThrottleOut:
         rate_limit=state.get("rate_limit"),
         rate_factor=state.get("rate_factor"),
         suspended_until=iso(time.time() + suspended_for) if suspended_for > 0 else None,
-        held_until=iso(held) if held else None,
+        barred_until=iso(held) if held else None,
         buffered=int(state.get("buffered") or 0),
     )
 
