@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from postline.cli._common import fail
 from postline.client import AdminClient, ApiError, Unreachable
 
 __all__ = [
@@ -129,3 +130,26 @@ def key_rate(key: dict[str, Any]) -> str:
     lim = key["limits"]
     text = f"{lim['rate_per_second']}/s burst {lim['burst']}" if lim["rate_per_second"] else "-"
     return text if lim["overridden"] else f"{text} (default)"
+
+
+def limit_changes(
+    fields: Mapping[str, str], values: Mapping[str, int | None], clear: Sequence[str] | None
+) -> dict[str, int | None]:
+    """The body of a limits PATCH from command-line options: ``fields`` maps each option
+    name (``rate``) to its API field (``rate_per_second``), ``values`` gives the options'
+    values (None: not given), ``clear`` the names given to ``--clear`` (``all``: every
+    one), each sent as null (back to the default). A value and ``--clear`` of the same
+    limit, or an unknown name, is refused."""
+    changes: dict[str, int | None] = {}
+    for name in clear or []:
+        for option in fields if name == "all" else (name,):
+            if option not in fields:
+                known = ", ".join(fields)
+                raise fail(f"--clear takes {known} or all, not {name!r}", code=2)
+            changes[fields[option]] = None
+    for option, value in values.items():
+        if value is not None:
+            if fields[option] in changes:
+                raise fail(f"both --{option} and --clear {option}", code=2)
+            changes[fields[option]] = value
+    return changes

@@ -16,6 +16,7 @@ from postline.cli._remote import (
     admin_client,
     emit,
     key_rate,
+    limit_changes,
     table,
 )
 
@@ -95,6 +96,9 @@ def create(
     emit(data, as_json, human)
 
 
+_KEY_LIMITS = {"rate": "rate_per_second", "burst": "burst"}
+
+
 @app.command("limits")
 def limits(
     tenant: TenantArg,
@@ -127,18 +131,7 @@ def limits(
 ) -> None:
     """Change an API key's own rate limit: applies at once in the worker process that
     takes it, within [api] key_cache_ttl elsewhere. Without options, show it."""
-    changes: dict[str, int | None] = {}
-    for name in clear or []:
-        fields = ("rate", "burst") if name == "all" else (name,)
-        for f in fields:
-            if f not in ("rate", "burst"):
-                raise fail(f"--clear takes rate, burst or all, not {name!r}", code=2)
-            changes["rate_per_second" if f == "rate" else "burst"] = None
-    for f, value in (("rate_per_second", rate), ("burst", burst)):
-        if value is not None:
-            if f in changes:
-                raise fail(f"both a value and --clear for {f.split('_')[0]}", code=2)
-            changes[f] = value
+    changes = limit_changes(_KEY_LIMITS, {"rate": rate, "burst": burst}, clear)
     with admin_client(url, token) as api:
         found = api.find_tenant(tenant)
         if changes:

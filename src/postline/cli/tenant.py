@@ -24,6 +24,7 @@ from postline.cli._remote import (
     admin_client,
     emit,
     key_rate,
+    limit_changes,
     table,
 )
 from postline.config import Config
@@ -221,19 +222,8 @@ def limits(
     """Change a tenant's own rate limit and quotas (over the admin API); the limits not
     named stay. Applies at once in the worker process that takes it, within [api]
     key_cache_ttl elsewhere. Without options, show the limits and the usage."""
-    changes: dict[str, int | None] = {}
-    for name in clear or []:
-        for field in _LIMIT_NAMES if name == "all" else (name,):
-            if field not in _LIMIT_NAMES:
-                raise fail(
-                    f"--clear takes rate, burst, daily, monthly or all, not {name!r}", code=2
-                )
-            changes[_LIMIT_NAMES[field]] = None
-    for field, value in (("rate", rate), ("burst", burst), ("daily", daily), ("monthly", monthly)):
-        if value is not None:
-            if _LIMIT_NAMES[field] in changes:
-                raise fail(f"both --{field} and --clear {field}", code=2)
-            changes[_LIMIT_NAMES[field]] = value
+    values = {"rate": rate, "burst": burst, "daily": daily, "monthly": monthly}
+    changes = limit_changes(_LIMIT_NAMES, values, clear)
     with admin_client(url, token) as api:
         found = api.find_tenant(tenant)
         tid = found["id"]
