@@ -19,9 +19,8 @@ domains, unknown users, full mailboxes, spam rejections, dropped connections.
 Every ``--interval`` it samples per node: RSS (VmRSS summed over the node's process and
 its descendants, the worker processes), open file descriptors (entries of /proc/PID/fd,
 summed the same way), and from ``/metrics`` what SQLite holds in memory
-(``postline_sqlite_memory_bytes``: its page caches, bounded by their sizes, fill over the
-first hour or more as the store's pages are first touched, so RSS is judged without
-them and they are shown beside it), recipients queued
+(``postline_sqlite_memory_bytes``: its page caches are bounded by their sizes, so RSS is
+judged without them, and they are shown beside it), recipients queued
 (``postline_recipients{state="queued"}``), the age of the oldest queued recipient (the
 largest ``postline_queue_oldest_seconds``), the webhook lag
 (``postline_webhook_lag_seconds``), recipients accepted and delivered; and the store's
@@ -160,8 +159,8 @@ class Series:
 
     times: list[float] = field(default_factory=list)
     rss: dict[str, list[float]] = field(default_factory=dict)
-    """Bytes, per node: resident memory less what SQLite holds (its page caches are
-    bounded by their sizes and fill while the store's pages are first touched)."""
+    """Bytes, per node: resident memory less what SQLite holds (its page caches, bounded
+    by their sizes)."""
     fds: dict[str, list[float]] = field(default_factory=dict)
     """Open file descriptors, per node."""
     store: list[float] = field(default_factory=list)

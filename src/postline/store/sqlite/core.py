@@ -99,12 +99,12 @@ def schema_version() -> int:
     raise StoreError("schema.sql has no PRAGMA user_version")
 
 
-# Pages each connection keeps in its own cache, in KiB. The writer's is large: leasing,
-# outcomes and enqueues walk the queue's indexes, whose upper pages it keeps at any depth.
-# Readers look up single rows and read the counters; the checkpointer copies the log to
-# the database without the cache. Every connection fills its cache up to its size over
-# the first hours of a node's life (the operating system's page cache holds the file
-# too), so the sizes bound the node's memory: 64 + 2 × 8 + 1 MiB for each worker.
+# Pages each connection keeps in its own cache, in KiB. In WAL mode SQLite drops a
+# connection's cache when another connection has written since its last transaction, so
+# on a node that is writing, a cache holds little more than one transaction's pages: the
+# sizes bound what one large transaction keeps (the writer's batches walk the queue's
+# indexes; readers look up rows and read counters; the checkpointer copies the log to the
+# database without the cache). ``postline_sqlite_memory_bytes`` shows what they hold.
 WRITER_CACHE_KIB = 65536
 READER_CACHE_KIB = 8192
 CHECKPOINT_CACHE_KIB = 1024
