@@ -98,7 +98,11 @@ async def test_admin_actions_on_one_node_are_obeyed_by_another(tmp_path: Path, p
                 t0 = time.monotonic()
                 body = {"from": "sender@postline.test", "to": ["five@other.test"],
                         "subject": "s", "text": "t"}  # fmt: skip
-                refused = await wait_for(lambda: _answered(b, body, 403), timeout=10, interval=0.1)
+                # Other nodes learn of a pause at their next evaluation of the tenants.
+                follow = b.node.config.reputation.evaluate_interval + 5.0
+                refused = await wait_for(
+                    lambda: _answered(b, body, 403), timeout=follow, interval=0.1
+                )
                 print(f"\ntenant paused on A: refused by B after {time.monotonic() - t0:.2f} s")
                 assert refused
                 r = await admin.post(f"/admin/v1/tenants/{tenant_id}/resume")
