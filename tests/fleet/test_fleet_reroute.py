@@ -7,25 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from postline.config import load_config
-from postline.control.tokens import generate_token, hash_token
-from postline.runtime import Node
 from postline.sim.sink import Sink
 from support import pgserver
 from support.e2e import E2E, domain, internet
-from support.node import api_client, node_toml, wait_for
+from support.node import api_client, wait_for
+from support.operator import FAST_FLEET, operator_node
 
 pg_server = pgserver.pg_server
 pg_dsn = pgserver.pg_dsn
-
-SCAN = """
-[retry]
-first = "1s"
-max_interval = "2s"
-max_age = "1h"
-[queue]
-scan_interval = "500ms"
-"""
 
 
 async def _via(e: E2E, to: str) -> str:
@@ -45,49 +34,41 @@ async def test_a_reroute_made_on_one_node_is_obeyed_by_another(tmp_path: Path, p
     host, port = await sink.start("127.0.0.1")
     (tmp_path / "b").mkdir()
     try:
-        async with internet(
-            tmp_path / "b", [domain("plain.test")], store=pg_dsn, node_extra=SCAN
-        ) as b:
-            cfg = tmp_path / "a" / "node.toml"
-            cfg.parent.mkdir()
-            text = node_toml(cfg.parent / "data", "[delivery]\nenabled = false\n")
-            cfg.write_text(f'store = "{pg_dsn}"\n' + text.replace("test-node", "node-a"))
-            a = Node(load_config(cfg, environ={}))
-            await a.start()
-            try:
-                assert b.node.engine is not None and a.engine is None
-                secret = generate_token()
-                await a.store.add_admin_token("ops", hash_token(secret), secret[:11])
-                mx = await _via(b, "one@plain.test")
-                assert mx != host
-                async with api_client(a, secret) as admin:
-                    r = await admin.post(
-                        "/admin/v1/queues/reroute",
-                        json={"domain": "plain.test", "host": host, "port": port, "duration": "1h"},
-                    )
-                    assert r.status_code == 201, r.text
-                    # Node B reads it at its next scan (0.5 s here).
-                    await wait_for(lambda: b.node.engine and b.node.engine.routes.reroutes, 10)
-                    assert await _via(b, "two@plain.test") == host
-                    assert sink.stats.recipients == 1
+        async with (
+            internet(
+                tmp_path / "b", [domain("plain.test")], store=pg_dsn, node_extra=FAST_FLEET
+            ) as b,
+            operator_node(tmp_path / "a", pg_dsn) as (a, secret),
+        ):
+            assert b.node.engine is not None
+            mx = await _via(b, "one@plain.test")
+            assert mx != host
+            async with api_client(a, secret) as admin:
+                r = await admin.post(
+                    "/admin/v1/queues/reroute",
+                    json={"domain": "plain.test", "host": host, "port": port, "duration": "1h"},
+                )
+                assert r.status_code == 201, r.text
+                # Node B reads it at its next scan (0.5 s here).
+                await wait_for(lambda: b.node.engine and b.node.engine.routes.reroutes, 10)
+                assert await _via(b, "two@plain.test") == host
+                assert sink.stats.recipients == 1
 
-                    r = await admin.post("/admin/v1/queues/resume", json={"domain": "plain.test"})
-                    assert r.status_code == 200, r.text
-                    await wait_for(lambda: b.node.engine and not b.node.engine.routes.reroutes, 10)
-                    assert await _via(b, "three@plain.test") == mx
+                r = await admin.post("/admin/v1/queues/resume", json={"domain": "plain.test"})
+                assert r.status_code == 200, r.text
+                await wait_for(lambda: b.node.engine and not b.node.engine.routes.reroutes, 10)
+                assert await _via(b, "three@plain.test") == mx
 
-                    # A short one ends by itself on node B, with nobody asking.
-                    r = await admin.post(
-                        "/admin/v1/queues/reroute",
-                        json={"domain": "plain.test", "host": host, "port": port, "duration": "3s"},
-                    )
-                    assert r.status_code == 201, r.text
-                    await wait_for(lambda: b.node.engine and b.node.engine.routes.reroutes, 10)
-                    assert await _via(b, "four@plain.test") == host
-                    await wait_for(lambda: b.node.engine and not b.node.engine.routes.reroutes, 10)
-                    assert await _via(b, "five@plain.test") == mx
-                    assert sink.stats.recipients == 2
-            finally:
-                await a.stop()
+                # A short one ends by itself on node B, with nobody asking.
+                r = await admin.post(
+                    "/admin/v1/queues/reroute",
+                    json={"domain": "plain.test", "host": host, "port": port, "duration": "3s"},
+                )
+                assert r.status_code == 201, r.text
+                await wait_for(lambda: b.node.engine and b.node.engine.routes.reroutes, 10)
+                assert await _via(b, "four@plain.test") == host
+                await wait_for(lambda: b.node.engine and not b.node.engine.routes.reroutes, 10)
+                assert await _via(b, "five@plain.test") == mx
+                assert sink.stats.recipients == 2
     finally:
         await sink.stop()
