@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from support import pgserver
+from support.admin_node import FAST_FLEET, operator_node
 from support.e2e import E2E, domain, internet
 from support.node import api_client, wait_for
-from support.operator import FAST_FLEET, operator_node
 
 pg_server = pgserver.pg_server
 pg_dsn = pgserver.pg_dsn
