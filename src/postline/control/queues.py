@@ -200,6 +200,11 @@ class DomainQueues:
     def oldest_at(self) -> float | None:
         return min((t.queue.oldest_at for t in self.tenants if t.queue.depth), default=None)
 
+    @property
+    def suspended(self) -> bool:
+        """Every selected tenant's queue of the domain is held."""
+        return bool(self.tenants) and all(t.suspended is not None for t in self.tenants)
+
 
 async def _lift(ctx: ControlContext, p: QueuePause, s: Suspension) -> None:
     """Lift a suspension whose time is up. Idempotent over a fleet: the node whose store

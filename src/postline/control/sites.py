@@ -101,9 +101,7 @@ class SiteQueues:
     @property
     def suspended(self) -> int:
         """Domains of the site whose every listed tenant queue is held."""
-        return sum(
-            1 for d in self.domains if d.tenants and all(t.suspended is not None for t in d.tenants)
-        )
+        return sum(1 for d in self.domains if d.suspended)
 
     @property
     def tenants(self) -> list[TenantShare]:

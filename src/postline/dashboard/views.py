@@ -135,7 +135,7 @@ async def destinations_data(ctl: ControlContext, dash: DashboardContext) -> dict
     for d in page:
         throttle = await dash.throttle_state(d.domain) if dash.throttle_state else None
         oldest = d.oldest_at
-        suspended = bool(d.tenants) and all(t.suspended is not None for t in d.tenants)
+        suspended = d.suspended
         held_all = any(s.tenant_id == "*" and s.domain == d.domain for s in d.suspensions)
         rows.append(
             {

@@ -83,7 +83,7 @@ async def sites_of(
     own), or each source that has a site towards one of the domains here. The backend is
     read once per bucket; ``buffered`` sums this engine's sites of the bucket and
     ``barred_until`` is when this engine sends there again (a provider block, a suspension,
-    every MX host down; 0.0: not held)."""
+    every MX host down; 0.0: not barred)."""
     domains: dict[str, dict[str, Any]] = {}
     # base key -> source name -> (source, the source's destination, target, its sites)
     seen: dict[str, dict[str, tuple[Source, Destination, Target, set[Site]]]] = {}
@@ -118,8 +118,8 @@ async def sites_of(
     buckets: dict[str, list[dict[str, Any]]] = {}
     for key, by_source in seen.items():
         states = []
-        for name, (source, dest, target, held) in sorted(by_source.items()):
-            state = await _bucket_state(dest, sum(len(s.buffer) for s in held), throttle)
+        for name, (source, dest, target, sites) in sorted(by_source.items()):
+            state = await _bucket_state(dest, sum(len(s.buffer) for s in sites), throttle)
             state["source"] = None if source.implicit else name
             state["barred_until"] = barred_until(source, target, now)
             states.append(state)

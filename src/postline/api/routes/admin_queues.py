@@ -124,6 +124,10 @@ def _suspension(s: queues.Suspension | None) -> AdminSuspensionOut | None:
     )
 
 
+def _age(oldest: float | None, now: float) -> float | None:
+    return round(max(0.0, now - oldest), 3) if oldest is not None else None
+
+
 def _domain_out(d: queues.DomainQueues, now: float, rerouted: list[Reroute]) -> AdminDomainQueueOut:
     oldest = d.oldest_at
     rerouted_here = [r for r in rerouted if r.domain == d.domain]
@@ -133,8 +137,8 @@ def _domain_out(d: queues.DomainQueues, now: float, rerouted: list[Reroute]) -> 
         deferred=d.deferred,
         due=d.due,
         oldest_at=iso(oldest),
-        oldest_age=round(max(0.0, now - oldest), 3) if oldest is not None else None,
-        suspended=bool(d.tenants) and all(t.suspended is not None for t in d.tenants),
+        oldest_age=_age(oldest, now),
+        suspended=d.suspended,
         suspensions=[s for s in map(_suspension, d.suspensions) if s is not None],
         rerouted=_reroute(rerouted_here[-1]) if rerouted_here else None,
         tenants=[
@@ -176,15 +180,11 @@ async def list_queues(
     )
 
 
-def _age(oldest: float | None, now: float) -> float | None:
-    return round(max(0.0, now - oldest), 3) if oldest is not None else None
-
-
 def _throttle(state: dict[str, Any]) -> AdminSiteThrottleOut:
     if state.get("unavailable"):
         return AdminSiteThrottleOut(source=state.get("source"), key=None, unavailable=True)
     suspended_for = float(state.get("suspended_for") or 0.0)
-    held = float(state.get("barred_until") or 0.0)
+    barred = float(state.get("barred_until") or 0.0)
     return AdminSiteThrottleOut(
         source=state.get("source"),
         key=state.get("key"),
@@ -193,7 +193,7 @@ def _throttle(state: dict[str, Any]) -> AdminSiteThrottleOut:
         rate_limit=state.get("rate_limit"),
         rate_factor=state.get("rate_factor"),
         suspended_until=iso(time.time() + suspended_for) if suspended_for > 0 else None,
-        barred_until=iso(held) if held else None,
+        barred_until=iso(barred) if barred else None,
         buffered=int(state.get("buffered") or 0),
     )
 
