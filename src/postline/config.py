@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from postline.errors import ConfigError
+from postline.hostlist import host_port, split_hosts
 from postline.redisurl import redis_url
 from postline.units import parse_duration, parse_size
 
@@ -148,26 +149,18 @@ def postgres_url(url: str) -> PostgresUrl:
     ``synchronous_commit`` may raise the commit wait to ``remote_apply``; anything weaker
     than ``on`` would break the promise that an acknowledged message is committed.
     Raises ValueError saying what is wrong (never quoting the password)."""
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, _ = url.partition("://")
     if not sep or scheme not in ("postgresql", "postgres"):
         raise ValueError("the store URL must start with postgresql://")
-    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    netloc, tail = rest[:cut], rest[cut:]
-    path, _, query = tail.partition("?")
-    userinfo, at, hostlist = netloc.rpartition("@")
-    specs = hostlist.split(",") if hostlist else []
+    parts = split_hosts(url)
+    specs, path, query = parts.specs, parts.path, parts.query
     for spec in specs:
-        if spec.startswith("["):
-            host, _, port = spec[1:].partition("]")
-            if port and not port.startswith(":"):
-                raise ValueError(f"host {spec!r}: write an IPv6 host as '[::1]:5432'")
-            port = port[1:]
-        else:
-            host, _, port = spec.partition(":")
-        if not host:
-            raise ValueError("the store URL has an empty host; write e.g. 'h1:5432,h2:5432'")
-        if port and not (port.isdigit() and 0 < int(port) <= 65535):
-            raise ValueError(f"host {spec!r}: the port must be a number from 1 to 65535")
+        host_port(
+            spec,
+            noun="host",
+            empty="the store URL has an empty host; write e.g. 'h1:5432,h2:5432'",
+            example_port=5432,
+        )
     params = parse_qsl(query, keep_blank_values=True)
     keep: list[tuple[str, str]] = []
     timeout = _CONNECT_TIMEOUT
@@ -200,10 +193,11 @@ def postgres_url(url: str) -> PostgresUrl:
     suffix = f"?{urlencode(keep)}" if keep else ""
     by_query = any(k in ("host", "port") for k, _ in keep)
     if len(specs) > 1 and not by_query:
-        dsns = tuple(f"{scheme}://{userinfo}{at}{spec}{path}{suffix}" for spec in specs)
+        user = f"{parts.userinfo}{parts.at}"
+        dsns = tuple(f"{scheme}://{user}{spec}{path}{suffix}" for spec in specs)
     else:
-        dsns = (f"{scheme}://{netloc}{path}{suffix}",)
-    return PostgresUrl(tuple(specs), dsns, timeout, commit, attrs)
+        dsns = (f"{scheme}://{parts.netloc}{path}{suffix}",)
+    return PostgresUrl(specs, dsns, timeout, commit, attrs)
 
 
 class _Section(BaseModel):

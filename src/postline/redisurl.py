@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
+from postline.hostlist import host_port, split_hosts
+
 __all__ = ["SENTINEL_PORT", "RedisUrl", "redis_url", "shown"]
 
 SENTINEL_PORT = 26379
@@ -69,26 +71,19 @@ class RedisUrl:
         return f"RedisUrl(sentinels={hosts}, service={self.service!r}, db={self.db})"
 
 
-def _host_port(spec: str) -> tuple[str, int]:
-    if spec.startswith("["):
-        host, _, rest = spec[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"sentinel {spec!r}: write an IPv6 host as '[::1]:26379'")
-        port = rest[1:]
-    else:
-        host, _, port = spec.partition(":")
-    if not host:
-        raise ValueError(f"a sentinel has an empty host; write e.g. '{_SHAPE}'")
-    if not port:
-        return host, SENTINEL_PORT
-    if not (port.isdigit() and 0 < int(port) <= 65535):
-        raise ValueError(f"sentinel {spec!r}: the port must be a number from 1 to 65535")
-    return host, int(port)
+def _sentinel(spec: str) -> tuple[str, int]:
+    host, port = host_port(
+        spec,
+        noun="sentinel",
+        empty=f"a sentinel has an empty host; write e.g. '{_SHAPE}'",
+        example_port=SENTINEL_PORT,
+    )
+    return host, int(port) if port else SENTINEL_PORT
 
 
 def redis_url(url: str) -> RedisUrl:
     """Parse a throttle backend URL (see the module); ValueError says what is wrong."""
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, _ = url.partition("://")
     if not sep:
         raise ValueError(
             "a Redis URL starts with redis://, rediss://, unix:// or redis+sentinel://"
@@ -105,13 +100,11 @@ def redis_url(url: str) -> RedisUrl:
         raise ValueError(
             f"unknown scheme {scheme!r}: use redis://, rediss://, unix:// or redis+sentinel://"
         )
-    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    netloc, tail = rest[:cut], rest[cut:]
-    path, _, query = tail.partition("?")
-    userinfo, at, hostlist = netloc.rpartition("@")
-    if not hostlist:
+    split = split_hosts(url)
+    path, query = split.path, split.query
+    if not split.specs:
         raise ValueError(f"the URL names no sentinel; write '{_SHAPE}'")
-    sentinels = tuple(_host_port(spec) for spec in hostlist.split(","))
+    sentinels = tuple(_sentinel(spec) for spec in split.specs)
     parts = path.strip("/").split("/") if path.strip("/") else []
     if not parts:
         raise ValueError(
@@ -128,8 +121,8 @@ def redis_url(url: str) -> RedisUrl:
         db = int(parts[1])
     username: str | None = None
     password: str | None = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
+    if split.at:
+        user, colon, secret = split.userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
     options: dict[str, str] = {}

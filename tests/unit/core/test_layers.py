@@ -12,14 +12,15 @@ ALLOWED: dict[str, set[str]] = {
     "postline.model": set(),
     "postline.errors": set(),
     "postline.units": set(),
-    "postline.redisurl": set(),
-    "postline.config": {"errors", "units", "redisurl"},
+    "postline.hostlist": set(),
+    "postline.redisurl": {"hostlist"},
+    "postline.config": {"errors", "units", "redisurl", "hostlist"},
     # SMTP is protocol alone (client, wire, replies, the aiosmtpd server base): no queue,
     # tenant, store or feedback knowledge; the servers built on it are front doors.
     "postline.smtp": {"model", "errors"},
     "postline.dns": {"model", "errors"},
     "postline.store": {"model", "errors", "config"},
-    "postline.throttle": {"model", "errors", "units", "redisurl"},
+    "postline.throttle": {"model", "errors", "units", "redisurl", "hostlist"},
     "postline.schedule": {"model"},
     "postline.ingest": {"model", "errors", "store", "metrics"},
     "postline.deliver": {

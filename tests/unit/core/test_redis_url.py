@@ -86,3 +86,8 @@ def test_a_url_is_shown_without_its_passwords() -> None:
     assert shown("redis://u:pa/ss@h:1/0") == "redis://u:***@h:1/0"
     assert shown("redis://host/0?password=hunter2&x=1") == "redis://host/0?password=***&x=1"
     assert shown("unix:///run/redis.sock?password=z") == "unix:///run/redis.sock?password=***"
+
+
+def test_an_ipv6_sentinel_without_its_closing_bracket_is_refused() -> None:
+    with pytest.raises(ValueError, match="IPv6"):
+        redis_url("redis+sentinel://[::1/svc")
