@@ -45,6 +45,7 @@ from postline.smtp.server import (
     EhloExtensions,
     PostlineSMTP,
     SessionTimeouts,
+    listen,
 )
 from postline.store.base import InboundMessage, Store
 
@@ -191,7 +192,4 @@ async def start_inbound(
             loop=asyncio.get_running_loop(),
         )
 
-    loop = asyncio.get_running_loop()
-    if sock is not None:  # bound already (shared by the workers of a node)
-        return await loop.create_server(factory, sock=sock)
-    return await loop.create_server(factory, host=host, port=port, reuse_address=True)
+    return await listen(factory, host=host, port=port, sock=sock)

@@ -33,6 +33,7 @@ import functools
 import logging
 import math
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ __all__ = [
     "EhloExtensions",
     "PostlineSMTP",
     "SessionTimeouts",
+    "listen",
     "with_enhanced",
 ]
 
@@ -97,6 +99,21 @@ _DEFAULTS = {
 
 
 @functools.lru_cache(maxsize=1024)
+async def listen(
+    factory: Callable[[], asyncio.BaseProtocol],
+    *,
+    host: str,
+    port: int,
+    sock: socket.socket | None = None,
+) -> asyncio.Server:
+    """Serve ``factory``'s sessions on ``sock`` (bound already: shared by the workers of
+    a node) or on ``host:port``, in the running loop."""
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock)
+    return await loop.create_server(factory, host=host, port=port, reuse_address=True)
+
+
 def with_enhanced(reply: bytes) -> bytes:
     """Add the default enhanced status code to a reply line that lacks one."""
     if _HAS_ENHANCED.match(reply):
