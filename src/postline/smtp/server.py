@@ -279,6 +279,7 @@ class ConnectionLimits:
         self._exempt = exempt
         self._node = node
         self._open: dict[str, int] = {}
+        self._buckets: dict[str, int | None] = {}
         self._count = 0
         self.refused = 0
         """Connections refused so far."""
@@ -288,41 +289,48 @@ class ConnectionLimits:
     def admit(self, address: str) -> str | None:
         """Count a connection from ``address``: None when it may go on, else the reply
         that refuses it (then it is not counted)."""
-        node = self._node
-        if (self._count if node is None else node.total()) >= self.total:
-            self.refused += 1
-            return TOO_MANY_CONNECTIONS
         held = self._open.get(address, 0)
-        bucket: int | None = None
-        if not (self._exempt is not None and self._exempt(address)):
-            if node is not None:
-                bucket = node.bucket(address)
-                seen = node.from_bucket(bucket)
-            else:
-                seen = held
-            if seen >= self.per_address:
+        node = self._node
+        if node is None:
+            if self._count >= self.total:
+                self.refused += 1
+                return TOO_MANY_CONNECTIONS
+            if held >= self.per_address and not self._exempted(address):
                 self.refused += 1
                 return TOO_MANY_FROM_ADDRESS
+        else:
+            # The address's bucket in the node's table (None: exempt), kept for release.
+            if held:
+                bucket = self._buckets[address]
+            else:
+                bucket = None if self._exempted(address) else node.bucket(address)
+            refused = node.admit(bucket, per_address=self.per_address, total=self.total)
+            if refused is not None:
+                self.refused += 1
+                return TOO_MANY_CONNECTIONS if refused == "total" else TOO_MANY_FROM_ADDRESS
+            self._buckets[address] = bucket
         self._open[address] = held + 1
         self._count += 1
-        if node is not None:
-            node.add(bucket, 1)
         return None
+
+    def _exempted(self, address: str) -> bool:
+        return self._exempt is not None and self._exempt(address)
 
     def release(self, address: str) -> None:
         """A connection :meth:`admit` counted has closed."""
         held = self._open.get(address, 0)
         if held == 0:
             return
-        if held == 1:
-            del self._open[address]
-        else:
-            self._open[address] = held - 1
         self._count -= 1
         node = self._node
+        bucket = self._buckets.get(address) if node is not None else None
+        if held == 1:
+            del self._open[address]
+            self._buckets.pop(address, None)
+        else:
+            self._open[address] = held - 1
         if node is not None:
-            exempt = self._exempt is not None and self._exempt(address)
-            node.add(None if exempt else node.bucket(address), -1)
+            node.release(bucket)
 
     def open(self, address: str | None = None) -> int:
         """Connections open from ``address``, or in all (at this process)."""

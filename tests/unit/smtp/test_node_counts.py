@@ -62,3 +62,35 @@ def test_the_table_is_shared_with_forked_workers() -> None:
         os.write(down_write, b"x")
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_workers_admitting_at_once_never_pass_the_limit_together() -> None:
+    """Four processes take and give back the one place of an address as fast as they
+    can; each looks, while it holds the place, at how many the node counts there."""
+    table = NodeConnections(4)
+    start_read, start_write = os.pipe()
+    done_read, done_write = os.pipe()
+    pids = []
+    for worker in range(4):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                counts = table.worker("submission", worker)
+                bucket = counts.bucket("203.0.113.9")
+                os.read(start_read, 1)  # all start together
+                most = 0
+                for _ in range(20_000):
+                    if counts.admit(bucket, per_address=1, total=10_000) is None:
+                        most = max(most, counts.from_bucket(bucket))
+                        counts.release(bucket)
+                os.write(done_write, bytes([most]))
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    os.write(start_write, b"gogo")
+    most = [os.read(done_read, 1)[0] for _ in pids]
+    for pid in pids:
+        os.waitpid(pid, 0)
+    assert max(most) == 1, most
