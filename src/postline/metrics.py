@@ -280,6 +280,13 @@ class _Families(Collector):
         return self._families
 
 
+def _render(families: list[Metric]) -> bytes:
+    """Families in the text exposition format."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry)
+
+
 def counters_only(text: bytes) -> bytes:
     """An exposition's counters and histograms alone (what a worker's last answer may
     still stand for when it does not answer in time: they only grow; its gauges are
@@ -289,9 +296,7 @@ def counters_only(text: bytes) -> bytes:
         for f in text_string_to_metric_families(text.decode())
         if f.type in ("counter", "histogram", "summary")
     ]
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(kept))
-    return generate_latest(registry)
+    return _render(kept)
 
 
 def merge_expositions(own: bytes, others: Iterable[bytes]) -> bytes:
@@ -324,9 +329,7 @@ def merge_expositions(own: bytes, others: Iterable[bytes]) -> bytes:
                     else old.value + sample.value
                 )
                 mine.samples[at] = old._replace(value=value)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    return generate_latest(registry)
+    return _render(families)
 
 
 class Metrics:
